@@ -1,1 +1,43 @@
-pub fn x(){}
+//! biomamba's data pipeline: PubMed XML → Parquet → packed token shards, and BioASQ → SQuAD-style tables.
+//! Every stage runs through the cached [`stage::Stage`] runner and writes files atomically.
+
+pub mod config;
+pub mod layout;
+pub mod stage;
+pub mod status;
+
+use std::path::PathBuf;
+
+pub use config::Config;
+pub use layout::Layout;
+
+/// What every command gets: the data layout, the loaded config and the global flags.
+#[derive(Clone, Debug)]
+pub struct Ctx {
+    pub layout: Layout,
+    pub config: Config,
+    /// Re-run stages even when cached.
+    pub force: bool,
+}
+
+impl Ctx {
+    pub fn new(data_dir: Option<PathBuf>, config: Config, force: bool) -> Self {
+        let dir = data_dir.unwrap_or_else(|| config.data.dir.clone());
+        Self {
+            layout: Layout::new(dir),
+            config,
+            force,
+        }
+    }
+}
+
+/// Set up `tracing` from `RUST_LOG` (default `info`), logging to stderr.
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}

@@ -1,0 +1,53 @@
+//! `pipeline`: thin command-line front of the pipeline library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use pipeline::{Config, Ctx};
+
+#[derive(Parser)]
+#[command(
+    name = "pipeline",
+    version,
+    about = "biomamba data pipeline: PubMed and BioASQ to Parquet and token shards"
+)]
+struct Cli {
+    /// TOML config holding every knob (flags override it).
+    #[arg(long, global = true, env = "BIOMAMBA_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory (default: the config's data.dir, else `data`).
+    #[arg(long, global = true, env = "BIOMAMBA_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Re-run stages even when their outputs are cached.
+    #[arg(long, global = true)]
+    force: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// For each stage: cached / stale / missing, with counts.
+    Status,
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let config = Config::load_or_default(cli.config.as_deref())?;
+    let ctx = Ctx::new(cli.data_dir, config, cli.force);
+    match cli.command {
+        Command::Status => pipeline::status::run(&ctx).map(|_| ()),
+    }
+}
+
+fn main() -> ExitCode {
+    pipeline::init_logging();
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,33 @@
+//! `pipeline status`: for each stage, how many units are cached, stale or missing.
+
+use anyhow::Result;
+
+use crate::Ctx;
+use crate::stage::StageStatus;
+
+/// A stage's status function; every stage module registers one in [`STAGES`].
+pub type StatusFn = fn(&Ctx) -> Result<StageStatus>;
+
+/// All stages in pipeline order.
+pub const STAGES: &[StatusFn] = &[];
+
+pub fn run(ctx: &Ctx) -> Result<Vec<StageStatus>> {
+    let rows = STAGES.iter().map(|f| f(ctx)).collect::<Result<Vec<_>>>()?;
+    println!("data directory: {}", ctx.layout.root().display());
+    println!(
+        "{:<16} {:<10} {:>7} {:>7} {:>7}  note",
+        "stage", "state", "cached", "stale", "missing"
+    );
+    for s in &rows {
+        println!(
+            "{:<16} {:<10} {:>7} {:>7} {:>7}  {}",
+            s.stage,
+            s.state(),
+            s.cached,
+            s.stale,
+            s.missing,
+            s.note
+        );
+    }
+    Ok(rows)
+}
