@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 #[serde(default)]
 pub struct Config {
     pub data: DataConfig,
+    pub tokenize: crate::tokenize::TokenizeConfig,
+    pub train_tokenizer: crate::train_tokenizer::TrainTokenizerConfig,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]

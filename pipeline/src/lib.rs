@@ -5,6 +5,8 @@ pub mod config;
 pub mod layout;
 pub mod stage;
 pub mod status;
+pub mod tokenize;
+pub mod train_tokenizer;
 
 use std::path::PathBuf;
 

@@ -31,6 +31,12 @@ struct Cli {
 enum Command {
     /// For each stage: cached / stale / missing, with counts.
     Status,
+    /// Tokenize the abstracts and pack them into train/val Arrow shards.
+    Tokenize(pipeline::tokenize::Args),
+    /// Train a byte-level BPE tokenizer (GPT-NeoX style) on the abstracts.
+    TrainTokenizer(pipeline::train_tokenizer::Args),
+    /// Counts, token histogram and decoded sequences of shard files.
+    InspectShards(pipeline::tokenize::inspect::Args),
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -38,6 +44,9 @@ fn run(cli: Cli) -> Result<()> {
     let ctx = Ctx::new(cli.data_dir, config, cli.force);
     match cli.command {
         Command::Status => pipeline::status::run(&ctx).map(|_| ()),
+        Command::Tokenize(args) => pipeline::tokenize::run(&ctx, args),
+        Command::TrainTokenizer(args) => pipeline::train_tokenizer::run(&ctx, args),
+        Command::InspectShards(args) => pipeline::tokenize::inspect::run(&ctx, args),
     }
 }
 

@@ -272,9 +272,10 @@ impl ShardReader {
                 "record batch {n}: list size {} differs from the schema's {seq_len}",
                 input_ids.value_length()
             );
-            let values = input_ids
-                .values()
-                .slice(input_ids.value_offset(0) as usize, batch.num_rows() * seq_len);
+            let values = input_ids.values().slice(
+                input_ids.value_offset(0) as usize,
+                batch.num_rows() * seq_len,
+            );
             let ids = match token_type {
                 DataType::UInt16 => Ids::U16(values.as_primitive::<UInt16Type>().clone()),
                 _ => Ids::U32(values.as_primitive::<UInt32Type>().clone()),
@@ -474,6 +475,13 @@ impl ShardSet {
     }
 }
 
+// The trainer shares readers between threads.
+const _: fn() = || {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<ShardReader>();
+    send_sync::<ShardSet>();
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -492,7 +500,10 @@ mod tests {
         let r = ShardReader::open(&path).unwrap();
         assert_eq!((r.len(), r.seq_len()), (3, 5));
         for row in 0..3 {
-            assert_eq!(r.sequence(row).to_u32_vec(), &tokens[row * 5..(row + 1) * 5]);
+            assert_eq!(
+                r.sequence(row).to_u32_vec(),
+                &tokens[row * 5..(row + 1) * 5]
+            );
             assert_eq!(r.doc_starts(row), starts[row].as_slice());
         }
         assert_eq!(matches!(r.sequence(0), Sequence::U16(_)), vocab <= 65_536);
