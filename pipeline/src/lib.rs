@@ -1,6 +1,7 @@
 //! biomamba's data pipeline: PubMed XML → Parquet → packed token shards, and BioASQ → SQuAD-style tables.
 //! Every stage runs through the cached [`stage::Stage`] runner and writes files atomically.
 
+pub mod bioasq;
 pub mod config;
 pub mod layout;
 pub mod stage;

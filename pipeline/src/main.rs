@@ -31,6 +31,8 @@ struct Cli {
 enum Command {
     /// For each stage: cached / stale / missing, with counts.
     Status,
+    /// BioASQ JSON (official or SQuAD) to SQuAD-style Arrow tables, joined with PubMed, leak-free.
+    Bioasq(pipeline::bioasq::Args),
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -38,6 +40,7 @@ fn run(cli: Cli) -> Result<()> {
     let ctx = Ctx::new(cli.data_dir, config, cli.force);
     match cli.command {
         Command::Status => pipeline::status::run(&ctx).map(|_| ()),
+        Command::Bioasq(args) => pipeline::bioasq::run(&ctx, args).map(|_| ()),
     }
 }
 
