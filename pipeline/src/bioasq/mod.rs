@@ -319,9 +319,10 @@ fn build(ctx: &Ctx, args: &Args, names: &BTreeMap<String, PathBuf>) -> Result<Bu
         .values()
         .flat_map(|t| t.test.iter().map(String::as_str))
         .collect();
+    // A test file's year: what its name says (`4B1_golden.json`), else the year of the task using it.
     let mut task_years: BTreeMap<&str, u32> = BTreeMap::new();
     for (task, t) in &config.tasks {
-        for f in &t.test {
+        for f in t.test.iter().filter(|f| tasks::year_from_name(f).is_none()) {
             if let Some(&y) = task_years.get(f.as_str()).filter(|&&y| y != t.year) {
                 bail!(
                     "bioasq task {task}: test file {f} is given year {} here and {y} in another task",
@@ -359,10 +360,7 @@ fn build(ctx: &Ctx, args: &Args, names: &BTreeMap<String, PathBuf>) -> Result<Bu
                 }
             }
         };
-        let year = task_years
-            .get(name.as_str())
-            .copied()
-            .or_else(|| tasks::year_from_name(name));
+        let year = tasks::year_from_name(name).or_else(|| task_years.get(name.as_str()).copied());
         loaded.push(Loaded {
             name: name.clone(),
             input,
