@@ -82,7 +82,10 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     out
 }
 
-fn golden_rows(path: &Path) -> Vec<(String, String, Vec<Vec<String>>, Option<i32>, String)> {
+/// (question_id, type, exact_answer, year, source_file)
+type GoldenTuple = (String, String, Vec<Vec<String>>, Option<i32>, String);
+
+fn golden_rows(path: &Path) -> Vec<GoldenTuple> {
     let file = std::fs::File::open(path).unwrap();
     let reader = arrow::ipc::reader::FileReader::try_new(file, None).unwrap();
     let mut out = Vec::new();
@@ -354,10 +357,12 @@ fn write_current(dir: &Path, docs: &[(u64, Option<&str>, Option<&str>)]) {
 
 // ---------------------------------------------------------------- local efetch server
 
+type RequestLog = Arc<Mutex<Vec<(Instant, Vec<u64>)>>>;
+
 struct Server {
     url: String,
     /// (arrival time, requested ids) per request.
-    log: Arc<Mutex<Vec<(Instant, Vec<u64>)>>>,
+    log: RequestLog,
 }
 
 fn xml_escape(s: &str) -> String {

@@ -297,6 +297,9 @@ fn check_tasks(
     Ok(())
 }
 
+/// Examples per (input file, role).
+type Conversions = BTreeMap<(String, Split), Vec<Example>>;
+
 struct Built {
     outputs: Vec<PathBuf>,
     stats: Value,
@@ -414,7 +417,7 @@ fn build(ctx: &Ctx, args: &Args, names: &BTreeMap<String, PathBuf>) -> Result<Bu
     }
     let by_name: BTreeMap<&str, &Loaded> = loaded.iter().map(|f| (f.name.as_str(), f)).collect();
 
-    let mut conversions: BTreeMap<(String, Split), Vec<Example>> = BTreeMap::new();
+    let mut conversions: Conversions = BTreeMap::new();
     let mut train_counts = convert::TrainCounts::default();
     let mut non_factoid_skipped = 0usize;
     // Official test conversions need the documents first.
@@ -589,7 +592,7 @@ fn convert_tests(
     args: &Args,
     which: TestDocuments,
     files: &[(&Loaded, Vec<&OfficialQuestion>)],
-) -> Result<(BTreeMap<(String, Split), Vec<Example>>, Value)> {
+) -> Result<(Conversions, Value)> {
     let wanted: BTreeSet<u64> = files
         .iter()
         .flat_map(|(_, qs)| qs.iter().flat_map(|q| convert::test_pmids(q, which)))
@@ -697,4 +700,22 @@ fn convert_tests(
         "offline": args.offline,
     });
     Ok((out, stats))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn task_config_snippet_parses() {
+        let text = include_str!("../../../configs/bioasq-tasks.toml");
+        let config: crate::Config = toml::from_str(text).expect("configs/bioasq-tasks.toml");
+        let tasks = &config.bioasq.tasks;
+        assert_eq!(
+            tasks.keys().collect::<Vec<_>>(),
+            ["bioasq-4b", "bioasq-5b", "bioasq-6b"]
+        );
+        assert_eq!(
+            (tasks["bioasq-4b"].year, tasks["bioasq-6b"].test.len()),
+            (4, 5)
+        );
+    }
 }
