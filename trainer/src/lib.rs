@@ -11,3 +11,9 @@ pub use hf::{HfConfig, hf_grads, load_pretrained, save_pretrained};
 pub mod generate;
 
 pub use generate::{Candidate, GenerateConfig, beam_search, greedy};
+pub mod score;
+
+/// CPU backend used by the CLI (f32 ndarray); a GPU backend comes with the `cuda` issue.
+pub type Cpu = burn::backend::NdArray<f32>;
+/// CPU backend with autodiff.
+pub type AutodiffCpu = burn::backend::Autodiff<Cpu>;
