@@ -336,8 +336,8 @@ fn write_parts(
             }
         }
     }
-    outcome.citations = abstracts.rows;
-    outcome.deletions = deletions.rows;
+    outcome.citations = abstracts.rows();
+    outcome.deletions = deletions.rows();
     let abstracts_file = abstracts.finish()?;
     let deletions_file = deletions.finish()?;
     abstracts_file.commit_unless_identical()?;

@@ -425,6 +425,11 @@ impl<R: BufRead> RecordParser<R> {
                     quick_xml::Error::Io(io) => {
                         format!("reading the input failed (truncated or corrupt gzip?): {io}")
                     }
+                    quick_xml::Error::Syntax(syntax)
+                        if !matches!(syntax, quick_xml::errors::SyntaxError::InvalidBangMarkup) =>
+                    {
+                        format!("malformed XML: {syntax}; the file is truncated")
+                    }
                     other => format!("malformed XML: {other}"),
                 };
                 return Err(self.error(offset, false, message));

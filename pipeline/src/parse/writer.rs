@@ -36,7 +36,7 @@ pub struct BatchWriter<W: Write + Send, T> {
     pending: Vec<T>,
     batch_rows: usize,
     to_batch: fn(&SchemaRef, &[T]) -> Result<RecordBatch>,
-    pub rows: u64,
+    rows: u64,
 }
 
 impl<W: Write + Send, T> BatchWriter<W, T> {
@@ -76,6 +76,11 @@ impl<W: Write + Send, T> BatchWriter<W, T> {
         self.rows += self.pending.len() as u64;
         self.pending.clear();
         Ok(())
+    }
+
+    /// Rows pushed so far.
+    pub fn rows(&self) -> u64 {
+        self.rows + self.pending.len() as u64
     }
 
     /// Write the rest and the footer; returns the sink.
