@@ -69,7 +69,14 @@ fn build_binary(package: &str, bin: &str) -> PathBuf {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let out = Command::new(cargo)
         .current_dir(workspace())
-        .args(["build", "-p", package, "--bin", bin, "--message-format=json"])
+        .args([
+            "build",
+            "-p",
+            package,
+            "--bin",
+            bin,
+            "--message-format=json",
+        ])
         .output()
         .expect("running cargo build");
     assert!(

@@ -82,7 +82,10 @@ pub fn sources(ctx: &Ctx) -> Result<Vec<(PathBuf, Option<PathBuf>)>> {
     };
     for entry in entries {
         let path = entry?.path();
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if name.starts_with('.') || !name.ends_with(".parquet") {
             continue;
         }
@@ -90,7 +93,10 @@ pub fn sources(ctx: &Ctx) -> Result<Vec<(PathBuf, Option<PathBuf>)>> {
         out.push((path, deletions.is_file().then_some(deletions)));
     }
     out.sort_by_key(|(p, _)| {
-        let stem = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let stem = p
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
         crate::parse::canonical_key(Path::new(&format!("{stem}.xml")))
     });
     Ok(out)
@@ -108,7 +114,9 @@ fn part_key(k: u32) -> String {
 }
 
 fn part_path(ctx: &Ctx, k: u32) -> PathBuf {
-    ctx.layout.parquet_current().join(format!("{}.parquet", part_key(k)))
+    ctx.layout
+        .parquet_current()
+        .join(format!("{}.parquet", part_key(k)))
 }
 
 fn open_parquet(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>> {
@@ -180,8 +188,11 @@ impl Fold {
 
     /// Write the held records sorted by PMID.
     fn write(self, path: &Path, config: &CurrentConfig) -> Result<u64> {
-        let mut winners: Vec<(u64, u32, u32)> =
-            self.held.into_iter().map(|(p, (_, b, r))| (p, b, r)).collect();
+        let mut winners: Vec<(u64, u32, u32)> = self
+            .held
+            .into_iter()
+            .map(|(p, (_, b, r))| (p, b, r))
+            .collect();
         winners.sort_unstable();
         let schema = schemas::abstracts::schema();
         let props = writer_properties(config.zstd_level, config.batch_rows)?;
@@ -193,13 +204,18 @@ impl Fold {
             |schema: &arrow::datatypes::SchemaRef, batches: &[RecordBatch]| {
                 // Each pushed item is already a full batch; re-stamp it with the canonical schema.
                 let batch = arrow::compute::concat_batches(&batches[0].schema(), batches)?;
-                Ok(RecordBatch::try_new(schema.clone(), batch.columns().to_vec())?)
+                Ok(RecordBatch::try_new(
+                    schema.clone(),
+                    batch.columns().to_vec(),
+                )?)
             },
         )?;
         let refs: Vec<&RecordBatch> = self.batches.iter().collect();
         for chunk in winners.chunks(config.batch_rows.max(1)) {
-            let indices: Vec<(usize, usize)> =
-                chunk.iter().map(|&(_, b, r)| (b as usize, r as usize)).collect();
+            let indices: Vec<(usize, usize)> = chunk
+                .iter()
+                .map(|&(_, b, r)| (b as usize, r as usize))
+                .collect();
             let batch = arrow::compute::interleave_record_batch(&refs, &indices)?;
             writer.push(batch)?;
         }
@@ -250,7 +266,10 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<CurrentSummary> {
     if let Some(p) = args.partitions {
         config.partitions = p;
     }
-    anyhow::ensure!(config.partitions >= 1, "current.partitions must be at least 1");
+    anyhow::ensure!(
+        config.partitions >= 1,
+        "current.partitions must be at least 1"
+    );
     let dir = ctx.layout.parquet_current();
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     schemas::atomic::remove_stale_temps(&dir)?;
@@ -354,7 +373,9 @@ fn incremental_start(
         .filter(|f| f.path.starts_with("parquet/abstracts/"))
         .count();
     let next = inputs.get(unit.inputs.len())?;
-    next.path.starts_with("parquet/abstracts/").then_some(n_sources)
+    next.path
+        .starts_with("parquet/abstracts/")
+        .then_some(n_sources)
 }
 
 /// `pipeline status` line of this stage.
@@ -362,8 +383,9 @@ pub fn status(ctx: &Ctx) -> Result<StageStatus> {
     let config = ctx.config.current.clone();
     let stage = open_stage(ctx, &config, false)?;
     let paths = input_paths(&sources(ctx)?);
-    let units: Vec<(String, Vec<PathBuf>)> =
-        (0..config.partitions).map(|k| (part_key(k), paths.clone())).collect();
+    let units: Vec<(String, Vec<PathBuf>)> = (0..config.partitions)
+        .map(|k| (part_key(k), paths.clone()))
+        .collect();
     let mut status = stage.status(&units)?;
     let rows: u64 = stage
         .manifest()

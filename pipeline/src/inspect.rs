@@ -47,7 +47,10 @@ fn parquet_files(path: &Path) -> Result<Vec<PathBuf>> {
         .with_context(|| format!("listing {}", path.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
-            let name = p.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default();
             name.ends_with(".parquet") && !name.starts_with('.')
         })
         .collect();
@@ -149,8 +152,16 @@ fn summarize_abstracts(lf: &LazyFrame) -> Result<String> {
     let share = lf
         .clone()
         .select([
-            col("abstract").is_not_null().cast(DataType::Float64).mean().alias("with_abstract"),
-            col("title").is_not_null().cast(DataType::Float64).mean().alias("with_title"),
+            col("abstract")
+                .is_not_null()
+                .cast(DataType::Float64)
+                .mean()
+                .alias("with_abstract"),
+            col("title")
+                .is_not_null()
+                .cast(DataType::Float64)
+                .mean()
+                .alias("with_title"),
             col("pmid").n_unique().alias("distinct_pmids"),
         ])
         .collect()?;
@@ -159,9 +170,15 @@ fn summarize_abstracts(lf: &LazyFrame) -> Result<String> {
     out.push_str(&format!("{}\n", counts(lf, "year", None, true)?));
     let languages = lf.clone().select([col("languages").explode()]);
     out.push_str("languages (top 10):\n");
-    out.push_str(&format!("{}\n", counts(&languages, "languages", Some(10), false)?));
+    out.push_str(&format!(
+        "{}\n",
+        counts(&languages, "languages", Some(10), false)?
+    ));
     out.push_str("journals (top 10):\n");
-    out.push_str(&format!("{}\n", counts(lf, "journal_title", Some(10), false)?));
+    out.push_str(&format!(
+        "{}\n",
+        counts(lf, "journal_title", Some(10), false)?
+    ));
     let q = |p: f64, name: &str| {
         col("len")
             .quantile(lit(p), QuantileMethod::Nearest)
@@ -194,5 +211,7 @@ fn summarize_generic(lf: &LazyFrame) -> Result<String> {
     let n = rows(lf)?;
     let schema = lf.clone().collect_schema()?;
     let head = lf.clone().limit(5).collect()?;
-    Ok(format!("rows: {n}\nschema: {schema:?}\nfirst rows:\n{head}\n"))
+    Ok(format!(
+        "rows: {n}\nschema: {schema:?}\nfirst rows:\n{head}\n"
+    ))
 }

@@ -31,7 +31,10 @@ fn real_fixtures_match_expect() {
     };
     let dir = fx.join("pubmed");
     let inputs = inputs_under(&dir);
-    assert!(inputs.len() >= 9, "expected the fixture files, found {inputs:?}");
+    assert!(
+        inputs.len() >= 9,
+        "expected the fixture files, found {inputs:?}"
+    );
     let mut total = 0;
     for input in &inputs {
         let expect = dir.join("expect").join(format!("{}.jsonl", stem(input)));

@@ -61,8 +61,14 @@ fn current_rows(data: &Path) -> Vec<Vec<(u64, u32, Option<String>, String)>> {
         .map(|p| {
             let mut rows = Vec::new();
             for b in read_batches(p) {
-                let pmid = b.column_by_name("pmid").unwrap().as_primitive::<UInt64Type>();
-                let ver = b.column_by_name("version").unwrap().as_primitive::<UInt32Type>();
+                let pmid = b
+                    .column_by_name("pmid")
+                    .unwrap()
+                    .as_primitive::<UInt64Type>();
+                let ver = b
+                    .column_by_name("version")
+                    .unwrap()
+                    .as_primitive::<UInt32Type>();
                 let title = b.column_by_name("title").unwrap().as_string::<i32>();
                 let src = b.column_by_name("source_file").unwrap().as_string::<i32>();
                 for i in 0..b.num_rows() {
@@ -113,7 +119,10 @@ fn sample_parse_current_view_and_caching() {
     let parts = current_rows(data.path());
     assert_eq!(parts.len(), 8);
     for part in &parts {
-        assert!(part.windows(2).all(|w| w[0].0 < w[1].0), "part not sorted by PMID");
+        assert!(
+            part.windows(2).all(|w| w[0].0 < w[1].0),
+            "part not sorted by PMID"
+        );
     }
     let all: BTreeMap<u64, _> = parts.into_iter().flatten().map(|r| (r.0, r)).collect();
     assert_eq!(all.len(), 113);
@@ -125,7 +134,10 @@ fn sample_parse_current_view_and_caching() {
     for row in &update_rows {
         let pmid = row["pmid"].as_u64().unwrap();
         let held = &all[&pmid];
-        assert_eq!(held.3, "pubmed26n0002.xml.gz", "PMID {pmid} from the update");
+        assert_eq!(
+            held.3, "pubmed26n0002.xml.gz",
+            "PMID {pmid} from the update"
+        );
         assert_eq!(held.2.as_deref(), row["title"].as_str());
         assert_eq!(held.1 as u64, row["version"].as_u64().unwrap());
     }
@@ -139,7 +151,11 @@ fn sample_parse_current_view_and_caching() {
     std::thread::sleep(std::time::Duration::from_millis(20));
     let again = pipeline::parse::run(&ctx(data.path(), false), Default::default()).unwrap();
     assert_eq!((again.parsed, again.cached), (0, 2));
-    assert_eq!(before, snapshot(data.path()), "cached run changed files or mtimes");
+    assert_eq!(
+        before,
+        snapshot(data.path()),
+        "cached run changed files or mtimes"
+    );
 
     // --force re-runs and produces byte-identical files (kept as they were).
     pipeline::parse::run(&ctx(data.path(), true), Default::default()).unwrap();
@@ -149,7 +165,10 @@ fn sample_parse_current_view_and_caching() {
     let other = data_dir_with(&[BASELINE, UPDATE]);
     pipeline::parse::run(&ctx(other.path(), false), Default::default()).unwrap();
     let a: BTreeMap<_, _> = before.into_iter().map(|(k, v)| (k, v.0)).collect();
-    let b: BTreeMap<_, _> = snapshot(other.path()).into_iter().map(|(k, v)| (k, v.0)).collect();
+    let b: BTreeMap<_, _> = snapshot(other.path())
+        .into_iter()
+        .map(|(k, v)| (k, v.0))
+        .collect();
     assert_eq!(a, b, "outputs differ between two runs");
 }
 
@@ -157,18 +176,29 @@ fn sample_parse_current_view_and_caching() {
 fn current_view_is_incremental_and_equal_to_a_rebuild() {
     let data = data_dir_with(&[BASELINE]);
     pipeline::parse::run(&ctx(data.path(), false), Default::default()).unwrap();
-    assert_eq!(current_rows(data.path()).iter().map(Vec::len).sum::<usize>(), 100);
+    assert_eq!(
+        current_rows(data.path())
+            .iter()
+            .map(Vec::len)
+            .sum::<usize>(),
+        100
+    );
     add_sample_file(data.path(), UPDATE);
     pipeline::parse::run(&ctx(data.path(), false), Default::default()).unwrap();
-    let manifest: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(data.path().join("manifests/current.json")).unwrap(),
-    )
-    .unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(data.path().join("manifests/current.json")).unwrap())
+            .unwrap();
     assert_eq!(manifest["summary"]["incremental"], 8, "{manifest:#}");
     let full = data_dir_with(&[BASELINE, UPDATE]);
     pipeline::parse::run(&ctx(full.path(), false), Default::default()).unwrap();
-    let a: BTreeMap<_, _> = snapshot(data.path()).into_iter().map(|(k, v)| (k, v.0)).collect();
-    let b: BTreeMap<_, _> = snapshot(full.path()).into_iter().map(|(k, v)| (k, v.0)).collect();
+    let a: BTreeMap<_, _> = snapshot(data.path())
+        .into_iter()
+        .map(|(k, v)| (k, v.0))
+        .collect();
+    let b: BTreeMap<_, _> = snapshot(full.path())
+        .into_iter()
+        .map(|(k, v)| (k, v.0))
+        .collect();
     assert_eq!(a, b, "incremental view differs from a full rebuild");
 }
 
@@ -181,7 +211,10 @@ fn shards_split_the_inputs() {
     };
     let s1 = pipeline::parse::run(&ctx(data.path(), false), shard("1/2")).unwrap();
     assert_eq!((s1.files, s1.citations), (1, 19));
-    assert!(!data.path().join("parquet/current").exists(), "no view from a shard");
+    assert!(
+        !data.path().join("parquet/current").exists(),
+        "no view from a shard"
+    );
     let s0 = pipeline::parse::run(&ctx(data.path(), false), shard("0/2")).unwrap();
     assert_eq!((s0.files, s0.citations), (1, 100));
     let cur = pipeline::current::run(&ctx(data.path(), false), Default::default()).unwrap();
@@ -254,10 +287,18 @@ fn truncated_gzip_fails_its_file_only() {
 #[test]
 fn malformed_xml_fails_with_offset() {
     let xml = sample_xml().replacen("</ArticleTitle>", "</ArticleTitel>", 3);
-    assert_failed("pubmed26n0006.xml.gz", &gzip(xml.as_bytes()), &["malformed XML"]);
+    assert_failed(
+        "pubmed26n0006.xml.gz",
+        &gzip(xml.as_bytes()),
+        &["malformed XML"],
+    );
     // Truncated plain XML (no gzip): the file ends inside a record.
     let xml = sample_xml();
-    assert_failed("pubmed26n0007.xml", &xml.as_bytes()[..xml.len() / 2], &["truncated"]);
+    assert_failed(
+        "pubmed26n0007.xml",
+        &xml.as_bytes()[..xml.len() / 2],
+        &["truncated"],
+    );
 }
 
 #[test]
@@ -268,23 +309,36 @@ fn invalid_utf8_names_the_record_and_can_be_skipped() {
     bytes.extend_from_slice(b"bad \xff\xfe bytes ");
     bytes.extend_from_slice(&xml.as_bytes()[at..]);
     let offset = format!("byte offset {}", at + 4);
-    assert_failed("pubmed26n0008.xml.gz", &gzip(&bytes), &["invalid UTF-8", &offset, "PMID 90000001"]);
+    assert_failed(
+        "pubmed26n0008.xml.gz",
+        &gzip(&bytes),
+        &["invalid UTF-8", &offset, "PMID 90000001"],
+    );
     let (err, data) = run_with_bad("pubmed26n0008.xml.gz", &gzip(&bytes), true);
     assert_eq!(err, None);
-    assert_eq!(count_rows(&data.path().join("parquet/abstracts/pubmed26n0008.parquet")), 99);
+    assert_eq!(
+        count_rows(&data.path().join("parquet/abstracts/pubmed26n0008.parquet")),
+        99
+    );
 }
 
 #[test]
 fn citation_without_pmid_fails_or_is_skipped_and_counted() {
     let xml = sample_xml().replacen("<PMID Version=\"1\">90000002</PMID>", "", 1);
-    assert_failed("pubmed26n0009.xml.gz", &gzip(xml.as_bytes()), &["has no PMID", "record #1"]);
+    assert_failed(
+        "pubmed26n0009.xml.gz",
+        &gzip(xml.as_bytes()),
+        &["has no PMID", "record #1"],
+    );
     let (err, data) = run_with_bad("pubmed26n0009.xml.gz", &gzip(xml.as_bytes()), true);
     assert_eq!(err, None);
-    assert_eq!(count_rows(&data.path().join("parquet/abstracts/pubmed26n0009.parquet")), 99);
-    let manifest: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(data.path().join("manifests/parse.json")).unwrap(),
-    )
-    .unwrap();
+    assert_eq!(
+        count_rows(&data.path().join("parquet/abstracts/pubmed26n0009.parquet")),
+        99
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(data.path().join("manifests/parse.json")).unwrap())
+            .unwrap();
     let unit = &manifest["units"]["raw/pubmed/updatefiles/pubmed26n0009.xml.gz"];
     assert_eq!(unit["stats"]["skipped_records"], 1, "{manifest:#}");
     assert_eq!(manifest["summary"]["skipped_records"], 1);
@@ -299,8 +353,17 @@ fn failed_file_that_used_to_parse_loses_its_old_part() {
     std::fs::write(&update, &gz[..gz.len() - 40]).unwrap();
     let err = pipeline::parse::run(&ctx(data.path(), false), Default::default()).unwrap_err();
     assert!(format!("{err:#}").contains("pubmed26n0002.xml.gz"));
-    assert!(!data.path().join("parquet/abstracts/pubmed26n0002.parquet").exists());
-    assert!(data.path().join("parquet/abstracts/pubmed26n0001.parquet").exists());
+    assert!(
+        !data
+            .path()
+            .join("parquet/abstracts/pubmed26n0002.parquet")
+            .exists()
+    );
+    assert!(
+        data.path()
+            .join("parquet/abstracts/pubmed26n0001.parquet")
+            .exists()
+    );
 }
 
 #[test]
@@ -309,11 +372,17 @@ fn inspect_summarizes_and_runs_sql() {
     pipeline::parse::run(&ctx(data.path(), false), Default::default()).unwrap();
     let current = data.path().join("parquet/current");
     let files: Vec<PathBuf> = {
-        let mut v: Vec<_> = std::fs::read_dir(&current).unwrap().map(|e| e.unwrap().path()).collect();
+        let mut v: Vec<_> = std::fs::read_dir(&current)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
         v.sort();
         v
     };
-    assert_eq!(pipeline::inspect::table_kind(&files[0]).unwrap().as_deref(), Some("abstracts"));
+    assert_eq!(
+        pipeline::inspect::table_kind(&files[0]).unwrap().as_deref(),
+        Some("abstracts")
+    );
     let lf = pipeline::inspect::scan(&files).unwrap();
     let summary = (pipeline::inspect::summarizer("abstracts").unwrap())(&lf).unwrap();
     assert!(summary.contains("rows: 113"), "{summary}");
@@ -322,5 +391,13 @@ fn inspect_summarizes_and_runs_sql() {
         "SELECT count(*) AS n, min(pmid) AS lo FROM t WHERE pmid BETWEEN 90000031 AND 90000033",
     )
     .unwrap();
-    assert_eq!(df.column("n").unwrap().get(0).unwrap().try_extract::<u64>().unwrap(), 0);
+    assert_eq!(
+        df.column("n")
+            .unwrap()
+            .get(0)
+            .unwrap()
+            .try_extract::<u64>()
+            .unwrap(),
+        0
+    );
 }

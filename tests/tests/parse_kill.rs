@@ -22,7 +22,8 @@ fn sample_records() -> Vec<(String, String)> {
     let mut out = Vec::new();
     let mut rest = xml.as_str();
     while let Some(start) = rest.find("<PubmedArticle>") {
-        let end = rest[start..].find("</PubmedArticle>").unwrap() + start + "</PubmedArticle>".len();
+        let end =
+            rest[start..].find("</PubmedArticle>").unwrap() + start + "</PubmedArticle>".len();
         let rec = &rest[start..end];
         let p0 = rec.find("<PMID").unwrap();
         let p1 = rec[p0..].find('>').unwrap() + p0 + 1;
@@ -44,7 +45,11 @@ fn make_inputs(dir: &Path) {
             std::fs::File::create(path).unwrap(),
             flate2::Compression::fast(),
         );
-        writeln!(gz, "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<PubmedArticleSet>").unwrap();
+        writeln!(
+            gz,
+            "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<PubmedArticleSet>"
+        )
+        .unwrap();
         for i in 0..RECORDS_PER_FILE {
             let (rec, old) = &records[i % records.len()];
             pmid += 1;
@@ -101,10 +106,16 @@ fn sigkill_mid_write_leaves_no_partial_files_and_rerun_completes() {
 
     let run = || {
         let mut cmd = Command::new(&bin);
-        cmd.args(["--data-dir", data.path().to_str().unwrap(), "parse", "--jobs", "2"])
-            .env("BIOMAMBA_PROGRESS_SECS", "3600")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        cmd.args([
+            "--data-dir",
+            data.path().to_str().unwrap(),
+            "parse",
+            "--jobs",
+            "2",
+        ])
+        .env("BIOMAMBA_PROGRESS_SECS", "3600")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
         cmd
     };
     // Kill as soon as a temporary part exists (i.e. mid-write), or after a deadline.
@@ -113,7 +124,10 @@ fn sigkill_mid_write_leaves_no_partial_files_and_rerun_completes() {
     let abstracts = data.path().join("parquet/abstracts");
     loop {
         let writing = std::fs::read_dir(&abstracts)
-            .map(|d| d.filter_map(|e| e.ok()).any(|e| e.file_name().to_string_lossy().contains(".tmp-")))
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .any(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+            })
             .unwrap_or(false);
         if writing || started.elapsed() > Duration::from_secs(20) {
             break;
@@ -127,18 +141,31 @@ fn sigkill_mid_write_leaves_no_partial_files_and_rerun_completes() {
     let killed_early = child.try_wait().unwrap().is_none();
     child.kill().unwrap(); // SIGKILL on Unix
     child.wait().unwrap();
-    assert!(killed_early, "the run finished before it could be killed; make the input larger");
+    assert!(
+        killed_early,
+        "the run finished before it could be killed; make the input larger"
+    );
     check_final_files(data.path());
 
     let out = run().output().unwrap();
-    assert!(out.status.success(), "rerun failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "rerun failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let checked = check_final_files(data.path());
-    assert!(checked >= 2 * FILES, "only {checked} final files after the rerun");
+    assert!(
+        checked >= 2 * FILES,
+        "only {checked} final files after the rerun"
+    );
     let leftovers: Vec<_> = std::fs::read_dir(&abstracts)
         .unwrap()
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| n.contains(".tmp-"))
         .collect();
-    assert!(leftovers.is_empty(), "stale temporaries not swept: {leftovers:?}");
+    assert!(
+        leftovers.is_empty(),
+        "stale temporaries not swept: {leftovers:?}"
+    );
 }

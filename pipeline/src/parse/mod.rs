@@ -71,8 +71,14 @@ impl FromStr for Shard {
         let (i, n) = s
             .split_once('/')
             .ok_or_else(|| format!("--shard {s:?}: expected i/n, e.g. 0/4"))?;
-        let index: usize = i.trim().parse().map_err(|_| format!("--shard {s:?}: i is not a number"))?;
-        let count: usize = n.trim().parse().map_err(|_| format!("--shard {s:?}: n is not a number"))?;
+        let index: usize = i
+            .trim()
+            .parse()
+            .map_err(|_| format!("--shard {s:?}: i is not a number"))?;
+        let count: usize = n
+            .trim()
+            .parse()
+            .map_err(|_| format!("--shard {s:?}: n is not a number"))?;
         if count == 0 || index >= count {
             return Err(format!("--shard {s:?}: need 0 <= i < n"));
         }
@@ -145,7 +151,10 @@ pub fn file_stem(path: &Path) -> String {
 }
 
 fn is_xml_input(path: &Path) -> bool {
-    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
     (name.ends_with(".xml") || name.ends_with(".xml.gz")) && !name.starts_with('.')
 }
 
@@ -204,8 +213,12 @@ fn stage_config(ctx: &Ctx, args: &Args) -> ParseConfig {
 pub fn output_paths(ctx: &Ctx, input: &Path) -> (PathBuf, PathBuf) {
     let stem = file_stem(input);
     (
-        ctx.layout.parquet_abstracts().join(format!("{stem}.parquet")),
-        ctx.layout.parquet_deletions().join(format!("{stem}.parquet")),
+        ctx.layout
+            .parquet_abstracts()
+            .join(format!("{stem}.parquet")),
+        ctx.layout
+            .parquet_deletions()
+            .join(format!("{stem}.parquet")),
     )
 }
 
@@ -371,7 +384,10 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<ParseSummary> {
             );
         }
     }
-    for dir in [ctx.layout.parquet_abstracts(), ctx.layout.parquet_deletions()] {
+    for dir in [
+        ctx.layout.parquet_abstracts(),
+        ctx.layout.parquet_deletions(),
+    ] {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         schemas::atomic::remove_stale_temps(&dir)?;
     }
@@ -429,7 +445,9 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<ParseSummary> {
     if args.input.is_empty() && args.shard.is_none() {
         let keys: std::collections::HashSet<String> =
             all.iter().map(|p| unit_key(ctx, p)).collect();
-        let gone = stage.retain_units(&|k| keys.contains(k))?;
+        // Units of earlier `--input` runs stay while their input file exists.
+        let root = ctx.layout.root();
+        let gone = stage.retain_units(&|k| keys.contains(k) || root.join(k).is_file())?;
         for key in gone {
             tracing::info!("parse: input {key} is gone; removed its parts");
         }
@@ -454,7 +472,9 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<ParseSummary> {
         );
     }
     if args.shard.is_some() {
-        eprintln!("parse: sharded run; build the current view with `pipeline current` after all shards");
+        eprintln!(
+            "parse: sharded run; build the current view with `pipeline current` after all shards"
+        );
     } else if !args.no_current {
         crate::current::run(ctx, crate::current::Args::default())?;
     }

@@ -149,8 +149,7 @@ pub struct ParseOptions {}
 
 /// Open an XML input, gzip-compressed or not (detected by the magic bytes `1f 8b`, not the name).
 pub fn open_input(path: &Path) -> Result<Box<dyn BufRead + Send>> {
-    let file =
-        std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     open_reader(file).with_context(|| format!("reading {}", path.display()))
 }
 
@@ -396,7 +395,11 @@ impl<R: BufRead> RecordParser<R> {
     }
 
     /// Note an error in the current record (the first one wins); outside a record it is fatal.
-    fn record_error(&mut self, offset: u64, message: String) -> std::result::Result<(), ParseError> {
+    fn record_error(
+        &mut self,
+        offset: u64,
+        message: String,
+    ) -> std::result::Result<(), ParseError> {
         if self.in_record() {
             if self.draft.error.is_none() {
                 self.draft.error = Some((offset, message));
@@ -462,11 +465,7 @@ impl<R: BufRead> RecordParser<R> {
                     }
                 } else if self.stack.is_empty() && !text.iter().all(u8::is_ascii_whitespace) {
                     let offset = self.reader.buffer_position() - text.len() as u64;
-                    return Err(self.error(
-                        offset,
-                        false,
-                        "text outside the root element",
-                    ));
+                    return Err(self.error(offset, false, "text outside the root element"));
                 }
                 Ok(None)
             }
@@ -483,8 +482,8 @@ impl<R: BufRead> RecordParser<R> {
                 Ok(None)
             }
             Event::GeneralRef(r) => {
-                let name = String::from_utf8_lossy(&r).into_owned();
-                match resolve_reference(&name) {
+                let name = std::str::from_utf8(&r).unwrap_or("\u{fffd}");
+                match resolve_reference(name) {
                     Ok(c) => {
                         if self.capture_depth > 0 {
                             self.capture.push_char(c);
@@ -728,7 +727,10 @@ impl<R: BufRead> RecordParser<R> {
                         return Err(self.error(
                             offset,
                             true,
-                            format!("deleted PMID {pmid} has a non-numeric Version {:?}", attrs.a),
+                            format!(
+                                "deleted PMID {pmid} has a non-numeric Version {:?}",
+                                attrs.a
+                            ),
                         ));
                     }
                 };
@@ -868,7 +870,8 @@ impl<R: BufRead> RecordParser<R> {
             (None, Some(m)) => first_year(m),
             (None, None) => None,
         };
-        let pub_date = (d.pub_date_seen && !d.date_parts.is_empty()).then(|| d.date_parts.join(" "));
+        let pub_date =
+            (d.pub_date_seen && !d.date_parts.is_empty()).then(|| d.date_parts.join(" "));
         let title = d.title.or(d.book_title);
         Ok(Some(Item::Citation(Box::new(Citation {
             pmid,
@@ -969,14 +972,24 @@ mod tests {
         assert_eq!(a.record_kind, RecordKind::MedlineCitation);
         assert_eq!(a.title.as_deref(), Some("A bc & d"));
         assert_eq!(a.abstract_text.as_deref(), Some("AIM: one two\nthree2"));
-        assert_eq!(a.abstract_sections[0].nlm_category.as_deref(), Some("OBJECTIVE"));
+        assert_eq!(
+            a.abstract_sections[0].nlm_category.as_deref(),
+            Some("OBJECTIVE")
+        );
         assert_eq!(a.abstract_sections[1].label, None);
         assert_eq!(a.year, Some(1998));
         assert_eq!(a.pub_date.as_deref(), Some("1998 Fall-Winter"));
         assert_eq!(a.journal_title.as_deref(), Some("J Test"));
         assert_eq!(a.languages, ["eng", "fre"]);
         assert_eq!(a.publication_types, ["Journal Article"]);
-        assert_eq!(a.mesh, [MeshDescriptor { name: "Heat".into(), ui: Some("D3".into()), major_topic: true }]);
+        assert_eq!(
+            a.mesh,
+            [MeshDescriptor {
+                name: "Heat".into(),
+                ui: Some("D3".into()),
+                major_topic: true
+            }]
+        );
         assert_eq!(a.chemicals[0].name, "Water");
         assert_eq!(a.chemicals[0].registry_number.as_deref(), Some("0"));
         assert_eq!(a.other_abstracts[0].text, "A: uno\ndos");
@@ -986,7 +999,10 @@ mod tests {
         assert_eq!(a.doi, None, "doi comes from PubmedData/ArticleIdList only");
         let b = &c[1];
         assert_eq!((b.pmid, b.version, b.record_index), (18, 1, 1));
-        assert_eq!((b.title.clone(), b.abstract_text.clone(), b.year), (None, None, None));
+        assert_eq!(
+            (b.title.clone(), b.abstract_text.clone(), b.year),
+            (None, None, None)
+        );
     }
 
     #[test]
@@ -1002,15 +1018,27 @@ mod tests {
 <DeleteCitation><PMID Version="1">7</PMID><PMID Version="2">8</PMID></DeleteCitation>
 </PubmedArticleSet>"#;
         let items: Vec<Item> = parse(xml).into_iter().map(|r| r.unwrap()).collect();
-        let Item::Citation(book) = &items[0] else { panic!() };
+        let Item::Citation(book) = &items[0] else {
+            panic!()
+        };
         assert_eq!(book.title.as_deref(), Some("The Book"));
         assert_eq!(book.doi.as_deref(), Some("10.2/b"));
         assert_eq!(book.abstract_text.as_deref(), Some("x"));
-        assert_eq!((book.year, book.pub_date.as_deref()), (Some(2001), Some("2001 May")));
-        let Item::Citation(art) = &items[1] else { panic!() };
+        assert_eq!(
+            (book.year, book.pub_date.as_deref()),
+            (Some(2001), Some("2001 May"))
+        );
+        let Item::Citation(art) = &items[1] else {
+            panic!()
+        };
         assert_eq!(art.title.as_deref(), Some(""));
-        assert_eq!((art.doi.as_deref(), art.pmc_id.as_deref()), (None, Some("PMC9")));
-        let Item::Deletion(d) = &items[3] else { panic!() };
+        assert_eq!(
+            (art.doi.as_deref(), art.pmc_id.as_deref()),
+            (None, Some("PMC9"))
+        );
+        let Item::Deletion(d) = &items[3] else {
+            panic!()
+        };
         assert_eq!((d.pmid, d.version, d.record_index), (8, 2, 1));
         assert_eq!(items.len(), 4);
     }
@@ -1023,20 +1051,38 @@ mod tests {
         let r = parse(xml);
         assert_eq!(r.len(), 3);
         let e = r[0].as_ref().unwrap_err();
-        assert!(e.recoverable && e.message.contains("unknown entity &nbsp;"), "{e}");
+        assert!(
+            e.recoverable && e.message.contains("unknown entity &nbsp;"),
+            "{e}"
+        );
         assert_eq!(e.pmid, Some(1));
-        assert!(r[1].as_ref().unwrap_err().message.contains("\"x2\" is not a number"));
+        assert!(
+            r[1].as_ref()
+                .unwrap_err()
+                .message
+                .contains("\"x2\" is not a number")
+        );
         assert!(matches!(&r[2], Ok(Item::Citation(c)) if c.pmid == 3 && c.record_index == 2));
 
-        let bad = parse("<PubmedArticleSet><PubmedArticle><MedlineCitation><PMID>1</PMID></Medline></PubmedArticle>");
+        let bad = parse(
+            "<PubmedArticleSet><PubmedArticle><MedlineCitation><PMID>1</PMID></Medline></PubmedArticle>",
+        );
         assert_eq!(bad.len(), 1);
         assert!(!bad[0].as_ref().unwrap_err().recoverable);
-        for xml in ["", "<Foo/>", "<PubmedArticleSet>", "<PubmedArticleSet/>junk"] {
+        for xml in [
+            "",
+            "<Foo/>",
+            "<PubmedArticleSet>",
+            "<PubmedArticleSet/>junk",
+        ] {
             let r = parse(xml);
             if xml == "<PubmedArticleSet/>junk" {
                 assert!(r.iter().any(|x| x.is_err()), "{xml:?}");
             } else {
-                assert!(matches!(r.last(), Some(Err(e)) if !e.recoverable), "{xml:?}: {r:?}");
+                assert!(
+                    matches!(r.last(), Some(Err(e)) if !e.recoverable),
+                    "{xml:?}: {r:?}"
+                );
             }
         }
     }

@@ -128,7 +128,9 @@ pub fn resolve_reference(name: &str) -> Result<char, String> {
             } else if let Some(dec) = name.strip_prefix('#') {
                 dec.parse::<u32>().ok()
             } else {
-                return Err(format!("unknown entity &{name}; (only XML's five predefined entities and character references are allowed)"));
+                return Err(format!(
+                    "unknown entity &{name}; (only XML's five predefined entities and character references are allowed)"
+                ));
             };
             return match code.and_then(char::from_u32) {
                 Some(c) if c != '\0' => Ok(c),
@@ -146,7 +148,14 @@ mod tests {
     #[test]
     fn collapses_and_trims_across_pieces() {
         let mut t = CollapsedText::new();
-        for piece in ["  p", "trend", " <0.01\n\t", "", "and\u{a0}\u{2009} x", "=2  "] {
+        for piece in [
+            "  p",
+            "trend",
+            " <0.01\n\t",
+            "",
+            "and\u{a0}\u{2009} x",
+            "=2  ",
+        ] {
             t.push_str(piece);
         }
         assert_eq!(t.take(), "ptrend <0.01 and x=2");

@@ -120,7 +120,10 @@ fn string_list<'a, R: 'a>(
     get: impl Fn(&'a R) -> &'a [String],
 ) -> Result<ArrayRef> {
     let item = list_field(schema, name)?;
-    let values = strings(rows.iter().flat_map(|r| get(r).iter().map(|s| Some(s.as_str()))));
+    let values = strings(
+        rows.iter()
+            .flat_map(|r| get(r).iter().map(|s| Some(s.as_str()))),
+    );
     let offs = offsets(rows.iter().map(|r| get(r).len()));
     Ok(Arc::new(ListArray::try_new(item, offs, values, None)?))
 }
@@ -139,7 +142,12 @@ fn struct_list<'a, R: 'a, I: 'a>(
     let columns = children(&mut all);
     let values = StructArray::try_new(fields, columns, None)?;
     let offs = offsets(rows.iter().map(|r| get(r).len()));
-    Ok(Arc::new(ListArray::try_new(item, offs, Arc::new(values), None)?))
+    Ok(Arc::new(ListArray::try_new(
+        item,
+        offs,
+        Arc::new(values),
+        None,
+    )?))
 }
 
 /// The abstracts-table batch of `rows` (schema `schemas::abstracts::schema()`).

@@ -65,9 +65,18 @@ pub fn assert_matches_expect(input: &Path, expect: &Path) -> usize {
     let (got, got_deleted) = parse_all(input);
     let (want, want_deleted) = read_expect(expect);
     for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-        for key in ["pmid", "version", "title", "abstract", "year", "languages", "doi"] {
+        for key in [
+            "pmid",
+            "version",
+            "title",
+            "abstract",
+            "year",
+            "languages",
+            "doi",
+        ] {
             assert_eq!(
-                g[key], w[key],
+                g[key],
+                w[key],
                 "{}: record #{i} (PMID {}) field {key}",
                 input.display(),
                 w["pmid"]
