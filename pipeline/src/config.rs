@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 #[serde(default)]
 pub struct Config {
     pub data: DataConfig,
+    pub parse: crate::parse::ParseConfig,
+    pub current: crate::current::CurrentConfig,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]

@@ -2,7 +2,10 @@
 //! Every stage runs through the cached [`stage::Stage`] runner and writes files atomically.
 
 pub mod config;
+pub mod current;
+pub mod inspect;
 pub mod layout;
+pub mod parse;
 pub mod stage;
 pub mod status;
 

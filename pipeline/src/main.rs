@@ -31,6 +31,12 @@ struct Cli {
 enum Command {
     /// For each stage: cached / stale / missing, with counts.
     Status,
+    /// Parse PubMed XML into Parquet parts (then build the current view).
+    Parse(pipeline::parse::Args),
+    /// Build the current view: latest version of every PMID, deletions applied.
+    Current(pipeline::current::Args),
+    /// Summarize any of our Parquet outputs, or query it with SQL.
+    Inspect(pipeline::inspect::Args),
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -38,6 +44,9 @@ fn run(cli: Cli) -> Result<()> {
     let ctx = Ctx::new(cli.data_dir, config, cli.force);
     match cli.command {
         Command::Status => pipeline::status::run(&ctx).map(|_| ()),
+        Command::Parse(args) => pipeline::parse::run(&ctx, args).map(|_| ()),
+        Command::Current(args) => pipeline::current::run(&ctx, args).map(|_| ()),
+        Command::Inspect(args) => pipeline::inspect::run(&ctx, args),
     }
 }
 
