@@ -2,6 +2,7 @@
 //! Every stage runs through the cached [`stage::Stage`] runner and writes files atomically.
 
 pub mod config;
+pub mod download;
 pub mod layout;
 pub mod stage;
 pub mod status;
