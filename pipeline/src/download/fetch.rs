@@ -491,6 +491,12 @@ impl Fetcher {
                 || async {
                     let resp = self.send(self.no_redirect.head(url), url).await?;
                     let status = resp.status();
+                    // A mirror without HEAD: no expectations beyond the GET's own Content-Length.
+                    if status == StatusCode::METHOD_NOT_ALLOWED
+                        || status == StatusCode::NOT_IMPLEMENTED
+                    {
+                        return Ok(HeadInfo::default());
+                    }
                     if !(status.is_success() || status.is_redirection()) {
                         return Err(status_failure(&resp, url));
                     }
