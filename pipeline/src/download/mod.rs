@@ -335,6 +335,7 @@ async fn download_async(ctx: &Ctx, args: &Args) -> Result<DownloadSummary> {
         );
     }
 
+    let any_to_fetch = !todo.is_empty();
     let bars = Arc::new(Bars::new("total"));
     let permits = Arc::new(tokio::sync::Semaphore::new(concurrency));
     let mut tasks = tokio::task::JoinSet::new();
@@ -368,7 +369,9 @@ async fn download_async(ctx: &Ctx, args: &Args) -> Result<DownloadSummary> {
             }
         }
     }
-    bars.finish();
+    if any_to_fetch {
+        bars.finish();
+    }
     summary.downloaded.sort();
     summary.cached.sort();
     summary.failed.sort_by(|a, b| a.file.cmp(&b.file));
