@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 #[serde(default)]
 pub struct Config {
     pub data: DataConfig,
+    pub download: crate::download::DownloadConfig,
     pub parse: crate::parse::ParseConfig,
     pub current: crate::current::CurrentConfig,
 }

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod current;
+pub mod download;
 pub mod inspect;
 pub mod layout;
 pub mod parse;

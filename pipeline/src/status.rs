@@ -9,7 +9,11 @@ use crate::stage::StageStatus;
 pub type StatusFn = fn(&Ctx) -> Result<StageStatus>;
 
 /// All stages in pipeline order.
-pub const STAGES: &[StatusFn] = &[crate::parse::status, crate::current::status];
+pub const STAGES: &[StatusFn] = &[
+    crate::download::status,
+    crate::parse::status,
+    crate::current::status,
+];
 
 pub fn run(ctx: &Ctx) -> Result<Vec<StageStatus>> {
     let rows = STAGES.iter().map(|f| f(ctx)).collect::<Result<Vec<_>>>()?;
