@@ -3,7 +3,11 @@
 
 pub mod bioasq;
 pub mod config;
+pub mod current;
+pub mod download;
+pub mod inspect;
 pub mod layout;
+pub mod parse;
 pub mod stage;
 pub mod status;
 

@@ -9,7 +9,12 @@ use crate::stage::StageStatus;
 pub type StatusFn = fn(&Ctx) -> Result<StageStatus>;
 
 /// All stages in pipeline order.
-pub const STAGES: &[StatusFn] = &[crate::bioasq::status];
+pub const STAGES: &[StatusFn] = &[
+    crate::download::status,
+    crate::parse::status,
+    crate::current::status,
+    crate::bioasq::status,
+];
 
 pub fn run(ctx: &Ctx) -> Result<Vec<StageStatus>> {
     let rows = STAGES.iter().map(|f| f(ctx)).collect::<Result<Vec<_>>>()?;

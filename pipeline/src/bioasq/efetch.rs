@@ -179,12 +179,17 @@ async fn get_with_retries(
     unreachable!("the loop returns or bails on its last attempt")
 }
 
-fn write_cache_file(cache_dir: &Path, pmid: u64, record: &[u8]) -> Result<()> {
+/// One record's exact bytes as a PubMed XML document of its own (the cache file content).
+pub fn wrap_record(record: &[u8]) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(record.len() + 100);
     bytes.extend_from_slice(b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<PubmedArticleSet>\n");
     bytes.extend_from_slice(record);
     bytes.extend_from_slice(b"\n</PubmedArticleSet>\n");
-    schemas::atomic::write_atomic(cache_path(cache_dir, pmid), &bytes)
+    bytes
+}
+
+fn write_cache_file(cache_dir: &Path, pmid: u64, record: &[u8]) -> Result<()> {
+    schemas::atomic::write_atomic(cache_path(cache_dir, pmid), &wrap_record(record))
 }
 
 /// The cached record of `pmid`, if the cache holds one.
@@ -206,21 +211,40 @@ pub fn read_cached(cache_dir: &Path, pmid: u64) -> Result<Option<Document>> {
 }
 
 /// Every `PubmedArticle`/`PubmedBookArticle` of a PubMed XML document: its [`Document`] and the byte
-/// range of the element. `source` names the document in errors.
+/// range of the element (what the per-PMID cache file keeps). `source` names the document in errors.
 ///
-/// This is the one place that turns PubMed XML into text; it follows the abstracts-table text contract
-/// (see `schemas/README.md`): descendant text in document order, markup dropped, entities decoded,
-/// Unicode whitespace runs collapsed to one space, trimmed; `abstract` = the `AbstractText` sections,
-/// `Label: text` when labelled, joined with `\n`.
+/// The text comes from our own PubMed parser ([`crate::parse::record::parse_reader`]), so efetch contexts follow
+/// exactly the abstracts-table text contract that `parquet/current` does.
 pub fn parse_records(xml: &[u8], source: &str) -> Result<Vec<(Document, Range<usize>)>> {
+    let ranges = record_ranges(xml, source)?;
+    let mut docs = Vec::with_capacity(ranges.len());
+    let opts = crate::parse::record::ParseOptions::default();
+    for item in crate::parse::record::parse_reader(xml, source, &opts) {
+        match item.map_err(|e| anyhow::anyhow!("{e}"))? {
+            crate::parse::record::Item::Citation(c) => docs.push(Document {
+                pmid: c.pmid,
+                title: c.title,
+                abstract_text: c.abstract_text,
+            }),
+            crate::parse::record::Item::Deletion(_) => {}
+        }
+    }
+    if docs.len() != ranges.len() {
+        bail!(
+            "{source}: {} records parsed but {} record elements found",
+            docs.len(),
+            ranges.len()
+        );
+    }
+    Ok(docs.into_iter().zip(ranges).collect())
+}
+
+/// Byte ranges of the top-level `PubmedArticle`/`PubmedBookArticle` elements, in document order.
+fn record_ranges(xml: &[u8], source: &str) -> Result<Vec<Range<usize>>> {
     let mut reader = quick_xml::Reader::from_reader(xml);
-    reader.config_mut().trim_text(false);
-    let mut stack: Vec<String> = Vec::new();
+    let mut depth = 0usize;
+    let mut open: Option<(usize, usize)> = None; // (depth, start byte) of the record being read
     let mut out = Vec::new();
-    // The record being read: its depth, start byte and collected fields.
-    let mut record: Option<(usize, usize, RecordFields)> = None;
-    // The field whose text is being collected and the depth of its element.
-    let mut capture: Option<(Field, usize, String)> = None;
     loop {
         let before = reader.buffer_position() as usize;
         let event = reader.read_event().map_err(|e| {
@@ -230,237 +254,35 @@ pub fn parse_records(xml: &[u8], source: &str) -> Result<Vec<(Document, Range<us
             )
         })?;
         match event {
-            Event::Start(ref e) | Event::Empty(ref e) => {
-                let empty = matches!(event, Event::Empty(_));
-                let name = String::from_utf8_lossy(e.name().as_ref()).into_owned();
-                if record.is_none() && (name == "PubmedArticle" || name == "PubmedBookArticle") {
-                    record = Some((stack.len(), before, RecordFields::default()));
+            Event::Start(e) => {
+                let name = e.name();
+                if open.is_none()
+                    && matches!(name.as_ref(), b"PubmedArticle" | b"PubmedBookArticle")
+                {
+                    open = Some((depth, before));
                 }
-                if let Some((depth, _, fields)) = record.as_mut() {
-                    let rel: Vec<&str> = stack[*depth..]
-                        .iter()
-                        .map(String::as_str)
-                        .chain([name.as_str()])
-                        .collect();
-                    if capture.is_none() {
-                        if let Some(field) = classify(&rel) {
-                            let label = if field == Field::Section {
-                                e.try_get_attribute("Label")
-                                    .ok()
-                                    .flatten()
-                                    .and_then(|a| a.unescape_value().ok())
-                                    .map(|v| collapse(&v))
-                                    .filter(|v| !v.is_empty())
-                            } else {
-                                None
-                            };
-                            if field == Field::Section {
-                                fields.sections.push((label, String::new()));
-                            }
-                            capture = Some((field, stack.len(), String::new()));
-                        } else if is_abstract(&rel) {
-                            fields.has_abstract = true;
-                        }
-                    }
-                }
-                if empty {
-                    // An empty element closes at once.
-                    if let Some((field, d, text)) = capture.take_if(|(_, d, _)| *d == stack.len()) {
-                        finish_field(record.as_mut(), field, &text, d)?;
-                    }
-                    if let Some((_, start, fields)) = record.take_if(|(d, _, _)| *d == stack.len())
-                    {
-                        out.push(finish_record(
-                            fields,
-                            start..reader.buffer_position() as usize,
-                            source,
-                        )?);
-                    }
-                } else {
-                    stack.push(name);
-                }
+                depth += 1;
+            }
+            Event::Empty(e)
+                if open.is_none()
+                    && matches!(e.name().as_ref(), b"PubmedArticle" | b"PubmedBookArticle") =>
+            {
+                out.push(before..reader.buffer_position() as usize);
             }
             Event::End(_) => {
-                stack.pop();
-                if let Some((field, d, text)) = capture.take_if(|(_, d, _)| *d == stack.len()) {
-                    finish_field(record.as_mut(), field, &text, d)?;
-                }
-                if let Some((_, start, fields)) = record.take_if(|(d, _, _)| *d == stack.len()) {
-                    out.push(finish_record(
-                        fields,
-                        start..reader.buffer_position() as usize,
-                        source,
-                    )?);
-                }
-            }
-            Event::Text(t) => {
-                if let Some((_, _, text)) = capture.as_mut() {
-                    let decoded = t
-                        .decode()
-                        .map_err(|e| anyhow::anyhow!("{source}: bad text at byte {before}: {e}"))?;
-                    text.push_str(&decoded);
-                }
-            }
-            Event::CData(t) => {
-                if let Some((_, _, text)) = capture.as_mut() {
-                    let decoded = t.decode().map_err(|e| {
-                        anyhow::anyhow!("{source}: bad CDATA at byte {before}: {e}")
-                    })?;
-                    text.push_str(&decoded);
-                }
-            }
-            Event::GeneralRef(r) => {
-                if let Some((_, _, text)) = capture.as_mut() {
-                    if r.is_char_ref() {
-                        match r.resolve_char_ref() {
-                            Ok(Some(c)) => text.push(c),
-                            _ => bail!("{source}: bad character reference at byte {before}"),
-                        }
-                    } else {
-                        let name = r.decode().map_err(|e| {
-                            anyhow::anyhow!("{source}: bad entity at byte {before}: {e}")
-                        })?;
-                        match quick_xml::escape::resolve_predefined_entity(&name) {
-                            Some(s) => text.push_str(s),
-                            None => bail!("{source}: unknown entity &{name}; at byte {before}"),
-                        }
-                    }
+                depth = depth.saturating_sub(1);
+                if let Some((_, start)) = open.take_if(|(d, _)| *d == depth) {
+                    out.push(start..reader.buffer_position() as usize);
                 }
             }
             Event::Eof => break,
             _ => {}
         }
     }
-    if record.is_some() {
+    if open.is_some() {
         bail!("{source}: the XML ends inside a record");
     }
     Ok(out)
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Field {
-    Pmid,
-    Title,
-    BookTitle,
-    Section,
-}
-
-#[derive(Default)]
-struct RecordFields {
-    pmid: Option<String>,
-    title: Option<String>,
-    book_title: Option<String>,
-    has_abstract: bool,
-    sections: Vec<(Option<String>, String)>,
-}
-
-/// The field an element is, by its path below the record element.
-fn classify(rel: &[&str]) -> Option<Field> {
-    match rel {
-        ["PubmedArticle", "MedlineCitation", "PMID"]
-        | ["PubmedBookArticle", "BookDocument", "PMID"] => Some(Field::Pmid),
-        [
-            "PubmedArticle",
-            "MedlineCitation",
-            "Article",
-            "ArticleTitle",
-        ]
-        | ["PubmedBookArticle", "BookDocument", "ArticleTitle"] => Some(Field::Title),
-        ["PubmedBookArticle", "BookDocument", "Book", "BookTitle"] => Some(Field::BookTitle),
-        [
-            "PubmedArticle",
-            "MedlineCitation",
-            "Article",
-            "Abstract",
-            "AbstractText",
-        ]
-        | [
-            "PubmedBookArticle",
-            "BookDocument",
-            "Abstract",
-            "AbstractText",
-        ] => Some(Field::Section),
-        _ => None,
-    }
-}
-
-fn is_abstract(rel: &[&str]) -> bool {
-    matches!(
-        rel,
-        ["PubmedArticle", "MedlineCitation", "Article", "Abstract"]
-            | ["PubmedBookArticle", "BookDocument", "Abstract"]
-    )
-}
-
-fn collapse(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-fn finish_field(
-    record: Option<&mut (usize, usize, RecordFields)>,
-    field: Field,
-    text: &str,
-    _depth: usize,
-) -> Result<()> {
-    let Some((_, _, fields)) = record else {
-        return Ok(());
-    };
-    let text = collapse(text);
-    match field {
-        Field::Pmid => {
-            fields.pmid.get_or_insert(text);
-        }
-        Field::Title => {
-            fields.title.get_or_insert(text);
-        }
-        Field::BookTitle => {
-            fields.book_title.get_or_insert(text);
-        }
-        Field::Section => {
-            fields.has_abstract = true;
-            if let Some(last) = fields.sections.last_mut() {
-                last.1 = text;
-            }
-        }
-    }
-    Ok(())
-}
-
-fn finish_record(
-    fields: RecordFields,
-    range: Range<usize>,
-    source: &str,
-) -> Result<(Document, Range<usize>)> {
-    let pmid_text = fields.pmid.unwrap_or_default();
-    let pmid: u64 = pmid_text.parse().map_err(|_| {
-        anyhow::anyhow!(
-            "{source}: record at byte {} has PMID {pmid_text:?}, expected a positive integer",
-            range.start
-        )
-    })?;
-    let title = fields
-        .title
-        .filter(|t| !t.is_empty())
-        .or(fields.book_title.filter(|t| !t.is_empty()));
-    let abstract_text = fields.has_abstract.then(|| {
-        fields
-            .sections
-            .iter()
-            .map(|(label, text)| match label {
-                Some(l) => format!("{l}: {text}"),
-                None => text.clone(),
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-    });
-    Ok((
-        Document {
-            pmid,
-            title,
-            abstract_text,
-        },
-        range,
-    ))
 }
 
 #[cfg(test)]
@@ -493,11 +315,12 @@ mod tests {
         assert_eq!(docs[1].pmid, 102);
         assert_eq!(docs[1].title.as_deref(), Some("Book <T>"));
         assert_eq!(docs[1].abstract_text, None);
-        assert_eq!((docs[2].pmid, docs[2].title.as_deref()), (103, None));
+        // An empty ArticleTitle is "" (the parse contract); contexts skip an empty title.
+        assert_eq!((docs[2].pmid, docs[2].title.as_deref()), (103, Some("")));
         // Each range is exactly one record element.
         let first = &XML.as_bytes()[recs[0].1.clone()];
         assert!(first.starts_with(b"<PubmedArticle>") && first.ends_with(b"</PubmedArticle>"));
-        let again = parse_records(first, "slice").unwrap();
+        let again = parse_records(&wrap_record(first), "cache file").unwrap();
         assert_eq!(&again[0].0, docs[0]);
     }
 
