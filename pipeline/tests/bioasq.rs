@@ -1021,3 +1021,89 @@ fn sections_from<'a>(
         })
         .collect()
 }
+
+/// The real join: sample PubMed → `pipeline parse` (+ current view) → `pipeline bioasq` on test batch 1.
+#[test]
+fn sample_join_with_parsed_pubmed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let raw = tmp.path().join("raw/pubmed");
+    for (sub, name) in [
+        ("baseline", "pubmed26n0001.xml.gz"),
+        ("updatefiles", "pubmed26n0002.xml.gz"),
+    ] {
+        std::fs::create_dir_all(raw.join(sub)).unwrap();
+        std::fs::copy(
+            workspace_root()
+                .join("data/sample/pubmed")
+                .join(sub)
+                .join(name),
+            raw.join(sub).join(name),
+        )
+        .unwrap();
+    }
+    let c = ctx(
+        tmp.path(),
+        "[bioasq]\ntest_documents = \"documents\"\n",
+        false,
+    );
+    pipeline::parse::run(&c, pipeline::parse::Args::default()).unwrap();
+    let batch1 = sample_dir().join("test-batch1_golden.json");
+    let summary = bioasq::run(&c, args(vec![batch1], true, None)).unwrap();
+    assert_eq!(summary["test"]["sources"]["pubmed"], 14);
+    assert_eq!(
+        summary["test"]["sources"]["snippet-fallback"], 1,
+        "99999901 is in no XML"
+    );
+
+    // Expected contexts from the sample's independent (xml.etree) extraction.
+    let expect: HashMap<u64, Value> =
+        std::fs::read_to_string(workspace_root().join("data/sample/expect/pubmed26n0001.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter_map(|v| v["pmid"].as_u64().map(|p| (p, v)))
+            .collect();
+    let squad: HashMap<String, String> =
+        read_json(&sample_dir().join("squad-test-sample.json"))["data"][0]["paragraphs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p["qas"][0]["id"].as_str().unwrap().to_string(),
+                    p["context"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+    let ours = tables::read_examples(&tmp.path().join("bioasq/examples.arrow")).unwrap();
+    let (mut same_as_sample_squad, mut labelled) = (0, 0);
+    for e in ours.iter().filter(|e| e.context_source == "pubmed") {
+        let x = &expect[&e.pmid.unwrap()];
+        let abstract_text = x["abstract"].as_str().unwrap();
+        let want = format!(
+            "{} {}",
+            x["title"].as_str().unwrap(),
+            abstract_text.replace('\n', " ")
+        );
+        assert_eq!(e.context, want, "{}", e.id);
+        // The sample's SQuAD test file joins sections without their labels; BioBERT's keep them.
+        if squad.get(&e.id) == Some(&e.context) {
+            same_as_sample_squad += 1;
+        } else {
+            let has_label = abstract_text.lines().any(|l| {
+                l.split_once(": ")
+                    .is_some_and(|(label, _)| !label.is_empty() && label.len() < 60)
+            });
+            assert!(
+                has_label && squad.contains_key(&e.id),
+                "{}: differs from the sample without labels",
+                e.id
+            );
+            labelled += 1;
+        }
+    }
+    eprintln!(
+        "sample join: {same_as_sample_squad} contexts equal squad-test-sample.json, {labelled} differ by section labels"
+    );
+    assert!(same_as_sample_squad > 0);
+}
