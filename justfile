@@ -24,3 +24,7 @@ test:
          END { printf "summary: %d passed, %d failed, %d ignored, %d skip lines\n", p, f, ig, s; printf "%d passed, %d failed\n", p, f }' "$log"
     rm -f "$log"
     exit $status
+
+# Parser benchmark: ours vs pubmed_parser (Python) vs zcat on a ≥30,000-citation gzipped file.
+bench-parse *ARGS:
+    cargo run --release -p pipeline --bin bench_parse -- {{ARGS}}

@@ -1,1 +1,98 @@
+//! Helpers for biomamba's cross-crate end-to-end tests: locating the workspace, sample data and the
+//! built binaries.
 
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// `data/sample/` of the workspace.
+pub fn sample() -> PathBuf {
+    workspace().join("data/sample")
+}
+
+/// The `pipeline` binary of the profile these tests were built with.
+///
+/// `cargo test --workspace` builds it next to the test executables (`<target>/<profile>/pipeline`);
+/// that one is used when it is newer than every source file of the crate. Otherwise it is built
+/// here with `cargo build` (which waits while another cargo holds the build-directory lock).
+pub fn pipeline_binary() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let beside = std::env::current_exe()
+            .ok()
+            .and_then(|exe| Some(exe.parent()?.parent()?.join("pipeline")));
+        match beside {
+            Some(bin) if is_fresh(&bin, &workspace().join("pipeline")) => bin,
+            _ => build_binary("pipeline", "pipeline"),
+        }
+    })
+    .clone()
+}
+
+/// Whether `bin` exists and is newer than every file under `crate_dir/src` and its Cargo.toml.
+fn is_fresh(bin: &Path, crate_dir: &Path) -> bool {
+    fn newest(dir: &Path) -> Option<std::time::SystemTime> {
+        let mut newest = None;
+        for entry in std::fs::read_dir(dir).ok()? {
+            let path = entry.ok()?.path();
+            let t = if path.is_dir() {
+                newest_opt(&path)
+            } else {
+                std::fs::metadata(&path).and_then(|m| m.modified()).ok()
+            };
+            newest = newest.max(t);
+        }
+        newest
+    }
+    fn newest_opt(dir: &Path) -> Option<std::time::SystemTime> {
+        newest(dir)
+    }
+    let Ok(built) = std::fs::metadata(bin).and_then(|m| m.modified()) else {
+        return false;
+    };
+    let sources = newest(&crate_dir.join("src"));
+    let manifest = std::fs::metadata(crate_dir.join("Cargo.toml"))
+        .and_then(|m| m.modified())
+        .ok();
+    sources.max(manifest).is_none_or(|t| t <= built)
+}
+
+fn build_binary(package: &str, bin: &str) -> PathBuf {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = Command::new(cargo)
+        .current_dir(workspace())
+        .args([
+            "build",
+            "-p",
+            package,
+            "--bin",
+            bin,
+            "--message-format=json",
+        ])
+        .output()
+        .expect("running cargo build");
+    assert!(
+        out.status.success(),
+        "cargo build -p {package} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if msg["reason"] == "compiler-artifact" && msg["target"]["name"] == bin {
+            if let Some(exe) = msg["executable"].as_str() {
+                return PathBuf::from(exe);
+            }
+        }
+    }
+    panic!("cargo build -p {package} reported no executable for {bin}");
+}

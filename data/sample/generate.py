@@ -1103,7 +1103,7 @@ def squad_test(batch, by_pmid):
             d = by_pmid.get(pmid)
             if d is None or d["abstract"] is None:
                 continue   # document not in the sample: no context
-            ctx = d["title"] + " " + " ".join(d["_sections"])
+            ctx = d["title"] + " " + d["abstract"].replace("\n", " ")  # BioBERT keeps section labels
             paras.append({"context": ctx, "qas": [{"question": q["body"], "id": f"{q['id']}_{n:03d}"}]})
             n += 1
     return {"version": "BioASQ-sample", "data": [{"title": "BioASQ-sample", "paragraphs": paras}]}

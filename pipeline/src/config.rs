@@ -10,6 +10,10 @@ use serde::{Deserialize, Serialize};
 #[serde(default)]
 pub struct Config {
     pub data: DataConfig,
+    pub download: crate::download::DownloadConfig,
+    pub parse: crate::parse::ParseConfig,
+    pub current: crate::current::CurrentConfig,
+    pub bioasq: crate::bioasq::BioasqConfig,
     pub tokenize: crate::tokenize::TokenizeConfig,
     pub train_tokenizer: crate::train_tokenizer::TrainTokenizerConfig,
 }

@@ -1,8 +1,13 @@
 //! biomamba's data pipeline: PubMed XML → Parquet → packed token shards, and BioASQ → SQuAD-style tables.
 //! Every stage runs through the cached [`stage::Stage`] runner and writes files atomically.
 
+pub mod bioasq;
 pub mod config;
+pub mod current;
+pub mod download;
+pub mod inspect;
 pub mod layout;
+pub mod parse;
 pub mod stage;
 pub mod status;
 pub mod tokenize;

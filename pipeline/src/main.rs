@@ -31,6 +31,20 @@ struct Cli {
 enum Command {
     /// For each stage: cached / stale / missing, with counts.
     Status,
+    /// Mirror PubMed baseline (and update) files, resumable and MD5-verified.
+    Download(pipeline::download::Args),
+    /// Fetch a Hugging Face model's config.json and model.safetensors.
+    FetchModel(pipeline::download::hub::HubArgs),
+    /// Fetch a Hugging Face tokenizer.json.
+    FetchTokenizer(pipeline::download::hub::HubArgs),
+    /// Parse PubMed XML into Parquet parts (then build the current view).
+    Parse(pipeline::parse::Args),
+    /// Build the current view: latest version of every PMID, deletions applied.
+    Current(pipeline::current::Args),
+    /// Summarize any of our Parquet outputs, or query it with SQL.
+    Inspect(pipeline::inspect::Args),
+    /// BioASQ JSON (official or SQuAD) to SQuAD-style Arrow tables, joined with PubMed, leak-free.
+    Bioasq(pipeline::bioasq::Args),
     /// Tokenize the abstracts and pack them into train/val Arrow shards.
     Tokenize(pipeline::tokenize::Args),
     /// Train a byte-level BPE tokenizer (GPT-NeoX style) on the abstracts.
@@ -44,6 +58,13 @@ fn run(cli: Cli) -> Result<()> {
     let ctx = Ctx::new(cli.data_dir, config, cli.force);
     match cli.command {
         Command::Status => pipeline::status::run(&ctx).map(|_| ()),
+        Command::Download(args) => pipeline::download::run(&ctx, args),
+        Command::FetchModel(args) => pipeline::download::hub::run_model(&ctx, args),
+        Command::FetchTokenizer(args) => pipeline::download::hub::run_tokenizer(&ctx, args),
+        Command::Parse(args) => pipeline::parse::run(&ctx, args).map(|_| ()),
+        Command::Current(args) => pipeline::current::run(&ctx, args).map(|_| ()),
+        Command::Inspect(args) => pipeline::inspect::run(&ctx, args),
+        Command::Bioasq(args) => pipeline::bioasq::run(&ctx, args).map(|_| ()),
         Command::Tokenize(args) => pipeline::tokenize::run(&ctx, args),
         Command::TrainTokenizer(args) => pipeline::train_tokenizer::run(&ctx, args),
         Command::InspectShards(args) => pipeline::tokenize::inspect::run(&ctx, args),

@@ -250,3 +250,124 @@ impl Stage {
         Ok(status)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    /// A toy per-file stage: each `in/*.txt` becomes `out/*.txt` upper-cased. Returns the keys it ran.
+    fn run_toy(dir: &Path, suffix: &str, force: bool) -> Vec<String> {
+        let stage = Stage::open(
+            dir,
+            "toy",
+            1,
+            1,
+            &serde_json::json!({ "suffix": suffix }),
+            force,
+        )
+        .unwrap();
+        let mut ran = Vec::new();
+        let mut names: Vec<_> = std::fs::read_dir(dir.join("in"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        names.sort();
+        for input in names {
+            let key = input.file_name().unwrap().to_string_lossy().into_owned();
+            let inputs = stage.inputs(&key, std::slice::from_ref(&input)).unwrap();
+            if let Plan::Run(_) = stage.plan(&key, &inputs).unwrap() {
+                let out = dir.join("out").join(&key);
+                let mut file = schemas::AtomicFile::create(&out).unwrap();
+                let text = std::fs::read_to_string(&input).unwrap().to_uppercase() + suffix;
+                file.write_all(text.as_bytes()).unwrap();
+                file.commit_unless_identical().unwrap();
+                stage
+                    .record(&key, inputs, &[out], serde_json::json!({}))
+                    .unwrap();
+                ran.push(key);
+            }
+        }
+        ran
+    }
+
+    fn mtimes(dir: &Path) -> Vec<(String, u128)> {
+        let mut v: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| {
+                let p = e.unwrap().path();
+                (p.display().to_string(), stat(&p).unwrap().1)
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn cached_rerun_does_nothing_and_touch_reruns_one_unit() {
+        let tmp = std::env::temp_dir().join(format!("stage-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(tmp.join("in")).unwrap();
+        for (name, text) in [("a.txt", "alpha"), ("b.txt", "beta"), ("c.txt", "gamma")] {
+            std::fs::write(tmp.join("in").join(name), text).unwrap();
+        }
+        assert_eq!(run_toy(&tmp, "", false), ["a.txt", "b.txt", "c.txt"]);
+        let before = mtimes(&tmp.join("out"));
+        let manifest_before = std::fs::read(tmp.join("manifests/toy.json")).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+
+        assert!(run_toy(&tmp, "", false).is_empty(), "second run is cached");
+        assert_eq!(
+            mtimes(&tmp.join("out")),
+            before,
+            "cached run rewrites nothing"
+        );
+        assert_eq!(
+            std::fs::read(tmp.join("manifests/toy.json")).unwrap(),
+            manifest_before
+        );
+
+        // Touching one input re-runs just that input; identical output keeps its old file.
+        let b = tmp.join("in/b.txt");
+        std::fs::File::options()
+            .append(true)
+            .open(&b)
+            .unwrap()
+            .set_modified(std::time::SystemTime::now())
+            .unwrap();
+        assert_eq!(run_toy(&tmp, "", false), ["b.txt"]);
+        assert_eq!(mtimes(&tmp.join("out")), before, "same bytes, file kept");
+
+        // Changing content re-runs that unit and replaces its output.
+        std::fs::write(&b, "beta two").unwrap();
+        assert_eq!(run_toy(&tmp, "", false), ["b.txt"]);
+        assert_eq!(
+            std::fs::read_to_string(tmp.join("out/b.txt")).unwrap(),
+            "BETA TWO"
+        );
+
+        // A config change re-runs everything; --force too; a deleted output is rebuilt.
+        assert_eq!(run_toy(&tmp, "!", false).len(), 3);
+        assert_eq!(run_toy(&tmp, "!", true).len(), 3);
+        std::fs::remove_file(tmp.join("out/c.txt")).unwrap();
+        assert_eq!(run_toy(&tmp, "!", false), ["c.txt"]);
+
+        let stage = Stage::open(
+            &tmp,
+            "toy",
+            1,
+            1,
+            &serde_json::json!({ "suffix": "!" }),
+            false,
+        )
+        .unwrap();
+        let units: Vec<_> = ["a.txt", "b.txt", "c.txt"]
+            .iter()
+            .map(|k| (k.to_string(), vec![tmp.join("in").join(k)]))
+            .collect();
+        let status = stage.status(&units).unwrap();
+        assert_eq!((status.cached, status.stale, status.missing), (3, 0, 0));
+        std::fs::remove_dir_all(&tmp).unwrap();
+    }
+}

