@@ -28,3 +28,7 @@ test:
 # Parser benchmark: ours vs pubmed_parser (Python) vs zcat on a ≥30,000-citation gzipped file.
 bench-parse *ARGS:
     cargo run --release -p pipeline --bin bench_parse -- {{ARGS}}
+
+# Tokenize stage (Parquet → shards, GPT-NeoX) vs Python tokenizers encode_batch, same docs and threads (≥ 50 MB).
+bench-tokenize *ARGS:
+    cargo run --release -p pipeline --bin bench_tokenize -- {{ARGS}}
