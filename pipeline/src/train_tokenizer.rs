@@ -274,7 +274,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<()> {
             stage.record(
                 UNIT,
                 inputs,
-                &[r.output.clone()],
+                std::slice::from_ref(&r.output),
                 json!({ "vocab_size": vocab }),
             )?;
             stage.finish(json!({

@@ -164,8 +164,14 @@ fn run_stage(data: &Path, tokenizer: &Path, threads: usize) -> Result<Row> {
     let start = Instant::now();
     let (report, packed) = pool.install(|| -> Result<_> {
         let s = Settings::resolve(&ctx, &tokenize::Args::default())?;
+        let t = Instant::now();
         let report = tokenize::tokenize_stage(&ctx, &s)?;
+        let tokenize_s = t.elapsed().as_secs_f64();
         let packed = tokenize::pack::pack_stage(&ctx, &s, &report.token_files)?;
+        eprintln!(
+            "  stage breakdown: tokenize {tokenize_s:.2}s, pack {:.2}s",
+            t.elapsed().as_secs_f64() - tokenize_s
+        );
         Ok((report, packed))
     })?;
     let seconds = start.elapsed().as_secs_f64();
@@ -179,6 +185,37 @@ fn run_stage(data: &Path, tokenizer: &Path, threads: usize) -> Result<Row> {
         threads,
         tokens,
         seconds,
+    })
+}
+
+/// The tokenizers crate alone on the in-memory documents: the stage's ceiling, to show what
+/// Parquet reading, token files and packing add.
+fn run_rust_raw(tokenizer: &Path, jsonl: &Path, threads: usize) -> Result<Row> {
+    use rayon::prelude::*;
+    let tok = tokenizers::Tokenizer::from_file(tokenizer)
+        .map_err(|e| anyhow::anyhow!("loading {}: {e}", tokenizer.display()))?;
+    let docs: Vec<String> = std::fs::read_to_string(jsonl)?
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()?;
+    let start = Instant::now();
+    let tokens: u64 = pool.install(|| {
+        docs.par_iter()
+            .map(|d| {
+                tok.encode_fast(d.as_str(), false)
+                    .map(|e| e.get_ids().len() as u64 + 1)
+                    .map_err(|e| anyhow::anyhow!("{e}"))
+            })
+            .sum::<Result<u64>>()
+    })?;
+    Ok(Row {
+        name: "rust tokenizers encode_fast (in memory)".into(),
+        threads,
+        tokens,
+        seconds: start.elapsed().as_secs_f64(),
     })
 }
 
@@ -259,6 +296,7 @@ fn bench(o: &Options, work: &Path) -> Result<()> {
     for &threads in &o.threads {
         eprintln!("stage, {threads} thread(s)...");
         rows.push(run_stage(&data, &o.tokenizer, threads)?);
+        rows.push(run_rust_raw(&o.tokenizer, &jsonl, threads)?);
         if python_ok {
             eprintln!("python, {threads} thread(s)...");
             rows.extend(run_python(o, &jsonl, threads)?);
@@ -286,9 +324,10 @@ fn bench(o: &Options, work: &Path) -> Result<()> {
         "|{:-<38}|{:-<9}|{:-<13}|{:-<10}|{:-<14}|{:-<17}|{:-<24}|",
         "", "", "", "", "", "", ""
     );
-    for r in &rows {
+    for (i, r) in rows.iter().enumerate() {
         let rate = r.tokens as f64 / r.seconds;
-        let peer = rows
+        // The peer measured right after this stage run (same round, same thread count).
+        let peer = rows[i..]
             .iter()
             .find(|p| p.threads == r.threads && p.name == "python tokenizers encode_batch");
         let ratio = match peer {

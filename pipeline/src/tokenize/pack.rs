@@ -198,7 +198,7 @@ impl SplitPacker {
             let take = (self.seq_len - pos).min(rest.len());
             self.buf.extend_from_slice(&rest[..take]);
             rest = &rest[take..];
-            if self.buf.len() % self.seq_len == 0 {
+            if self.buf.len().is_multiple_of(self.seq_len) {
                 self.rows.push(std::mem::take(&mut self.row_starts));
                 if self.rows.len() == self.shard_sequences {
                     self.flush()?;
