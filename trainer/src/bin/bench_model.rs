@@ -5,18 +5,19 @@
 //!
 //! Options: `--len N` (512), `--iters N` (3), `--layers N` (override the 130m depth, for
 //! quick looks), `--checkpoint` (Burn's BalancedCheckpointing: recompute memory-bound
-//! ops in backward), `--skip-peer`, `--skip-130m`, `--python PATH` (or $BIOMAMBA_PEER_PYTHON).
+//! ops in backward), `--skip-peer`, `--skip-130m`, `--peer-timeout SECS` (1200),
+//! `--python PATH` (or $BIOMAMBA_PEER_PYTHON).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing;
 use burn::module::AutodiffModule;
+use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Int, Tensor, TensorData};
 use trainer::hf::HfConfig;
-use burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing;
-use burn::tensor::backend::AutodiffBackend;
 use trainer::{AutodiffCpu, Cpu, MambaConfig, causal_lm_loss};
 
 fn arg(name: &str) -> Option<String> {
@@ -65,8 +66,7 @@ fn ours_fwd_bwd<B: AutodiffBackend>(cfg: &MambaConfig, len: usize, iters: usize)
     reset_peak_rss();
     for i in 0..=iters {
         let t0 = Instant::now();
-        let t: Tensor<B, 2, Int> =
-            Tensor::from_data(TensorData::new(ids.clone(), [1, len]), &dev);
+        let t: Tensor<B, 2, Int> = Tensor::from_data(TensorData::new(ids.clone(), [1, len]), &dev);
         let logits = model.forward(t.clone());
         let loss = causal_lm_loss(logits, t);
         let grads = loss.backward();
@@ -82,19 +82,44 @@ fn ours_fwd_bwd<B: AutodiffBackend>(cfg: &MambaConfig, len: usize, iters: usize)
     (times[times.len() / 2], peak_rss_mib())
 }
 
-fn peer_fwd_bwd(python: &str, cfg: &MambaConfig, threads: usize, len: usize, iters: usize) -> Result<f64> {
+fn peer_fwd_bwd(
+    python: &str,
+    cfg: &MambaConfig,
+    threads: usize,
+    len: usize,
+    iters: usize,
+) -> Result<f64> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/peer_mamba.py");
     let tmp = std::env::temp_dir().join(format!("bench_model_cfg_{}.json", std::process::id()));
     HfConfig::from_config(cfg.clone()).save(&tmp)?;
-    let out = Command::new(python)
+    let mut child = Command::new(python)
         .arg(&script)
         .arg("--config")
         .arg(&tmp)
         .args(["--threads", &threads.to_string(), "--len", &len.to_string()])
         .args(["--iters", &iters.to_string()])
         .env("OMP_NUM_THREADS", threads.to_string())
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .with_context(|| format!("running {python}"))?;
+    // The transformers CPU fallback can be very slow at 130m: give up after a limit.
+    let limit = std::time::Duration::from_secs(
+        arg("--peer-timeout")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(1200),
+    );
+    let start = Instant::now();
+    while child.try_wait()?.is_none() {
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = std::fs::remove_file(&tmp);
+            anyhow::bail!("timed out after {} s", limit.as_secs());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let out = child.wait_with_output()?;
     let _ = std::fs::remove_file(&tmp);
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
@@ -102,7 +127,9 @@ fn peer_fwd_bwd(python: &str, cfg: &MambaConfig, threads: usize, len: usize, ite
         anyhow::bail!("{last}");
     }
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("peer output")?;
-    v["fwd_bwd_s"].as_f64().context("peer output lacks fwd_bwd_s")
+    v["fwd_bwd_s"]
+        .as_f64()
+        .context("peer output lacks fwd_bwd_s")
 }
 
 fn main() -> Result<()> {
@@ -112,17 +139,16 @@ fn main() -> Result<()> {
         .or_else(|| std::env::var("BIOMAMBA_PEER_PYTHON").ok())
         .unwrap_or_else(|| "python3".into());
     let threads = rayon::current_num_threads();
-    println!("bench_model: B=1, L={len}, f32 CPU (burn-ndarray), {threads} threads, median of {iters}");
+    println!(
+        "bench_model: B=1, L={len}, f32 CPU (burn-ndarray), {threads} threads, median of {iters}"
+    );
 
     let golden = std::env::var_os("BIOMAMBA_GOLDEN")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/golden"));
     let tiny_b = HfConfig::load(&golden.join("mamba/tiny-b/config.json"))
         .map(|c| c.config)
-        .unwrap_or_else(|_| {
-            MambaConfig::new(256, 64, 3)
-                .with_time_step_rank(Some(4))
-        });
+        .unwrap_or_else(|_| MambaConfig::new(256, 64, 3).with_time_step_rank(Some(4)));
     let mut m130 = MambaConfig::mamba_130m();
     if let Some(l) = arg("--layers") {
         m130.num_hidden_layers = l.parse()?;
@@ -145,7 +171,9 @@ fn main() -> Result<()> {
         let peer = if flag("--skip-peer") {
             Err(anyhow::anyhow!("skipped"))
         } else {
-            peer_fwd_bwd(&python, cfg, threads, len, iters)
+            // One cold run for 130m: the peer's reference scan is slow on CPU.
+            let pi = if *name == "mamba-130m" { 0 } else { iters };
+            peer_fwd_bwd(&python, cfg, threads, len, pi)
         };
         let (p, ratio) = match &peer {
             Ok(p) => (format!("{p:.3}"), format!("{:.2}", ours / p)),
@@ -164,7 +192,10 @@ fn main() -> Result<()> {
         let model = m130.init_seeded::<AutodiffCpu>(&dev, 0).valid();
         reset_peak_rss();
         let t0 = Instant::now();
-        let t = Tensor::from_data(TensorData::new(random_ids(m130.vocab_size, l2), [1, l2]), &dev);
+        let t = Tensor::from_data(
+            TensorData::new(random_ids(m130.vocab_size, l2), [1, l2]),
+            &dev,
+        );
         let logits = model.forward(t);
         let _ = logits.into_data();
         println!(
