@@ -11,3 +11,8 @@ pub use hf::{HfConfig, hf_grads, load_pretrained, save_pretrained};
 pub mod generate;
 
 pub use generate::{Candidate, GenerateConfig, beam_search, greedy};
+pub mod checkpoint;
+pub mod data;
+pub mod optim;
+pub mod plot;
+pub mod pretrain;
