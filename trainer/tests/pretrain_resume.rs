@@ -79,7 +79,6 @@ threads = 2
 }
 
 struct Fixture {
-    _tmp: tempfile::TempDir,
     root: PathBuf,
     config: PathBuf,
     /// Uninterrupted reference run: exported weights and deterministic metrics.
@@ -141,12 +140,13 @@ fn deterministic_metrics(run: &Path) -> Vec<String> {
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().to_path_buf();
+        // A fixed place under target/ (a static is never dropped, so a TempDir would leak);
+        // cleared at the start of every test run.
+        let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("pretrain_resume");
+        let _ = std::fs::remove_dir_all(&root);
         make_data(&root);
         let config = write_config(&root);
         let mut f = Fixture {
-            _tmp: tmp,
             root: root.clone(),
             config,
             weights: Vec::new(),
