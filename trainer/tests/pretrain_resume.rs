@@ -79,6 +79,8 @@ threads = 2
 }
 
 struct Fixture {
+    /// A private copy of the trainer binary (see `fixture`).
+    exe: PathBuf,
     root: PathBuf,
     config: PathBuf,
     /// Uninterrupted reference run: exported weights and deterministic metrics.
@@ -91,7 +93,7 @@ fn trainer_cmd(f: &Fixture, run: &Path, extra: &[&str]) -> Command {
 }
 
 fn trainer_cmd_on(f: &Fixture, data: &Path, run: &Path, extra: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_trainer"));
+    let mut c = Command::new(&f.exe);
     c.arg("pretrain")
         .arg("--config")
         .arg(&f.config)
@@ -112,8 +114,8 @@ fn run_ok(mut c: Command) -> String {
     err
 }
 
-fn export(run: &Path, out: &Path) -> Vec<u8> {
-    let st = Command::new(env!("CARGO_BIN_EXE_trainer"))
+fn export(exe: &Path, run: &Path, out: &Path) -> Vec<u8> {
+    let st = Command::new(exe)
         .arg("export")
         .arg(run)
         .arg("--out")
@@ -145,8 +147,13 @@ fn fixture() -> &'static Fixture {
         let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("pretrain_resume");
         let _ = std::fs::remove_dir_all(&root);
         make_data(&root);
+        // Worktrees sharing one CARGO_TARGET_DIR overwrite each other's `debug/trainer`; a
+        // copy taken now keeps this test run on the binary it was built with.
+        let exe = root.join("trainer-under-test");
+        std::fs::copy(env!("CARGO_BIN_EXE_trainer"), &exe).unwrap();
         let config = write_config(&root);
         let mut f = Fixture {
+            exe,
             root: root.clone(),
             config,
             weights: Vec::new(),
@@ -156,7 +163,7 @@ fn fixture() -> &'static Fixture {
         let t = Instant::now();
         run_ok(trainer_cmd(&f, &run, &[]));
         eprintln!("reference run: {STEPS} steps in {:.1}s", t.elapsed().as_secs_f64());
-        f.weights = export(&run, &root.join("export/reference"));
+        f.weights = export(&f.exe, &run, &root.join("export/reference"));
         f.metrics = deterministic_metrics(&run);
         assert!(run.join("loss.png").exists());
         f
@@ -223,7 +230,7 @@ fn sigkill_anywhere_then_resume_is_bit_identical() {
 
     // Resume to the end.
     run_ok(trainer_cmd(f, &run, &[]));
-    let weights = export(&run, &f.root.join("export/killed"));
+    let weights = export(&f.exe, &run, &f.root.join("export/killed"));
     assert_eq!(deterministic_metrics(&run), f.metrics, "loss log differs");
     assert!(weights == f.weights, "exported weights differ from the uninterrupted run");
 }
@@ -242,7 +249,7 @@ fn corrupt_newest_checkpoint_falls_back_and_completes() {
     let err = run_ok(trainer_cmd(f, &run, &[]));
     assert!(err.contains("fails its checksum"), "no warning:\n{err}");
     assert!(err.contains("resuming") && err.contains("step 8"), "did not fall back to step 8:\n{err}");
-    let weights = export(&run, &f.root.join("export/corrupt"));
+    let weights = export(&f.exe, &run, &f.root.join("export/corrupt"));
     assert_eq!(deterministic_metrics(&run), f.metrics);
     assert!(weights == f.weights);
 }
