@@ -794,3 +794,39 @@ pub mod cli {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::{Autodiff, NdArray};
+    type B = Autodiff<NdArray<f32>>;
+
+    /// Two accumulated micro-batches of one sequence = one batch of both sequences.
+    #[test]
+    fn accumulation_equals_the_full_batch() {
+        let dev = Default::default();
+        let mut cfg = MambaConfig::new(32, 16, 2);
+        cfg.state_size = 4;
+        let model = cfg.init_seeded::<B>(&dev, 11);
+        let a: Vec<u32> = (0..20).map(|i| (i * 7) % 32).collect();
+        let b: Vec<u32> = (0..20).map(|i| (i * 3 + 1) % 32).collect();
+        let p = PretrainConfig::default().adamw();
+        let t = |s: &[Vec<u32>]| data::batch_tensor::<B>(s, 32, &dev).unwrap();
+        let mut o1 = AdamW::<B>::new(p.clone());
+        let (m1, l1, n1) =
+            train_step(model.clone(), &mut o1, &[t(&[a.clone()]), t(&[b.clone()])], 1e-2).unwrap();
+        let mut o2 = AdamW::<B>::new(p);
+        let (m2, l2, n2) = train_step(model, &mut o2, &[t(&[a, b])], 1e-2).unwrap();
+        assert!((l1 - l2).abs() < 1e-5, "{l1} vs {l2}");
+        assert!((n1 - n2).abs() < 1e-4 * n2, "{n1} vs {n2}");
+        for (x, y) in m1.hf_tensors().unwrap().iter().zip(m2.hf_tensors().unwrap()) {
+            for (u, v) in x.bytes.chunks(4).zip(y.bytes.chunks(4)) {
+                let (u, v) = (
+                    f32::from_le_bytes(u.try_into().unwrap()),
+                    f32::from_le_bytes(v.try_into().unwrap()),
+                );
+                assert!((u - v).abs() < 1e-5, "{}: {u} vs {v}", x.name);
+            }
+        }
+    }
+}
