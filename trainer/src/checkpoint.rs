@@ -191,7 +191,8 @@ pub fn write_checkpoint(run_dir: &Path, step: u64, files: &[(&str, Vec<u8>)]) ->
     for (i, (name, bytes)) in files.iter().enumerate() {
         ensure!(*name != CHECKSUMS_FILE, "`{CHECKSUMS_FILE}` is reserved");
         let path = temp_dir.join(name);
-        let mut f = fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+        let mut f =
+            fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
         f.write_all(bytes)
             .with_context(|| format!("writing {}", path.display()))?;
         sums.insert(
@@ -318,7 +319,10 @@ mod tests {
         };
         store.commit(&c).unwrap();
         drop(store);
-        assert_eq!(CursorStore::open(dir.path()).unwrap().load().unwrap(), Some(c));
+        assert_eq!(
+            CursorStore::open(dir.path()).unwrap().load().unwrap(),
+            Some(c)
+        );
     }
 
     #[test]
@@ -326,8 +330,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let run = dir.path();
         for s in [5, 10, 15] {
-            write_checkpoint(run, s, &[("a.bin", vec![s as u8; 100]), ("b.json", b"{}".to_vec())])
-                .unwrap();
+            write_checkpoint(
+                run,
+                s,
+                &[("a.bin", vec![s as u8; 100]), ("b.json", b"{}".to_vec())],
+            )
+            .unwrap();
         }
         let p15 = run.join(CHECKPOINTS_DIR).join(checkpoint_name(15));
         let mut bytes = fs::read(p15.join("a.bin")).unwrap();

@@ -196,11 +196,10 @@ fn open_shard(path: &Path) -> Result<(MappedShard, usize, u64)> {
             size - 10 - footer_len
         )
     })?;
-    let schema = Arc::new(fb_to_schema(
-        footer
-            .schema()
-            .with_context(|| format!("{}: IPC footer has no schema", path.display()))?,
-    ));
+    let schema =
+        Arc::new(fb_to_schema(footer.schema().with_context(|| {
+            format!("{}: IPC footer has no schema", path.display())
+        })?));
     let (col, field) = schema
         .column_with_name("input_ids")
         .with_context(|| format!("{}: no `input_ids` column", path.display()))?;
@@ -260,7 +259,11 @@ impl SequenceSource for ShardSet {
         self.seq_len
     }
     fn sequence(&self, i: usize) -> Result<Vec<u32>> {
-        ensure!(i < self.len, "sequence {i} out of range (have {})", self.len);
+        ensure!(
+            i < self.len,
+            "sequence {i} out of range (have {})",
+            self.len
+        );
         let s = self.starts.partition_point(|&st| st <= i) - 1;
         let shard = &self.shards[s];
         let row = i - self.starts[s];
@@ -297,7 +300,12 @@ impl SequenceSource for ShardSet {
 
 /// Write sequences as one shard with the `schemas::shards` schema (tests and tools; the
 /// pipeline's `tokenize` stage is the producer of real shards). Written atomically.
-pub fn write_shard(path: &Path, seqs: &[Vec<u32>], seq_len: usize, vocab_size: usize) -> Result<()> {
+pub fn write_shard(
+    path: &Path,
+    seqs: &[Vec<u32>],
+    seq_len: usize,
+    vocab_size: usize,
+) -> Result<()> {
     use arrow::array::{ArrayRef, ListArray, UInt16Array, UInt32Array};
     use arrow::buffer::OffsetBuffer;
     use arrow::datatypes::Field;
@@ -410,7 +418,11 @@ pub fn batch_tensor<B: Backend>(
     let len = seqs.first().map(|s| s.len()).context("empty batch")?;
     let mut flat = Vec::with_capacity(seqs.len() * len);
     for (b, s) in seqs.iter().enumerate() {
-        ensure!(s.len() == len, "batch row {b}: {} tokens, expected {len}", s.len());
+        ensure!(
+            s.len() == len,
+            "batch row {b}: {} tokens, expected {len}",
+            s.len()
+        );
         for (t, &id) in s.iter().enumerate() {
             ensure!(
                 (id as usize) < vocab_size,
@@ -445,10 +457,32 @@ mod tests {
     fn loader_crosses_epochs_and_resumes_from_a_position() {
         let seqs: Vec<Vec<u32>> = (0..10).map(|i| vec![i, i + 1]).collect();
         let src = InMemorySource::new(seqs, 2).unwrap();
-        let mut a = Loader::new(&src, 3, DataPosition { epoch: 0, position: 0 }).unwrap();
+        let mut a = Loader::new(
+            &src,
+            3,
+            DataPosition {
+                epoch: 0,
+                position: 0,
+            },
+        )
+        .unwrap();
         let all = a.next_sequences(25).unwrap();
-        assert_eq!(a.pos, DataPosition { epoch: 2, position: 5 });
-        let mut b = Loader::new(&src, 3, DataPosition { epoch: 1, position: 4 }).unwrap();
+        assert_eq!(
+            a.pos,
+            DataPosition {
+                epoch: 2,
+                position: 5
+            }
+        );
+        let mut b = Loader::new(
+            &src,
+            3,
+            DataPosition {
+                epoch: 1,
+                position: 4,
+            },
+        )
+        .unwrap();
         assert_eq!(b.next_sequences(11).unwrap(), all[14..25].to_vec());
         // Every epoch visits every sequence once.
         let mut e0: Vec<u32> = all[..10].iter().map(|s| s[0]).collect();
@@ -459,7 +493,9 @@ mod tests {
     #[test]
     fn shard_roundtrip_through_memory_map() {
         let dir = tempfile::tempdir().unwrap();
-        let seqs: Vec<Vec<u32>> = (0..7).map(|i| (0..16).map(|t| i * 100 + t).collect()).collect();
+        let seqs: Vec<Vec<u32>> = (0..7)
+            .map(|i| (0..16).map(|t| i * 100 + t).collect())
+            .collect();
         write_shard(&dir.path().join("shard-00000.arrow"), &seqs[..4], 16, 4096).unwrap();
         write_shard(&dir.path().join("shard-00001.arrow"), &seqs[4..], 16, 4096).unwrap();
         let set = ShardSet::open_dir(dir.path()).unwrap();

@@ -141,7 +141,11 @@ impl<B: AutodiffBackend> AdamW<B> {
                     .convert::<f32>()
                     .to_vec::<f32>()
                     .map_err(|e| anyhow::anyhow!("reading {prefix}.{name}: {e:?}"))?;
-                out.push(OutTensor::f32(format!("{prefix}.{name}"), m.shape.clone(), &v));
+                out.push(OutTensor::f32(
+                    format!("{prefix}.{name}"),
+                    m.shape.clone(),
+                    &v,
+                ));
             }
         }
         Ok(out)
@@ -247,24 +251,25 @@ impl<B: AutodiffBackend> ModuleMapper<B> for UpdateMapper<'_, B> {
         };
         let g = g.reshape([numel]);
         let device = w.device();
-        let m = self
-            .opt
-            .moments
-            .remove(name)
-            .unwrap_or_else(|| Moments {
-                shape: shape.to_vec(),
-                exp_avg: Tensor::zeros([numel], &device),
-                exp_avg_sq: Tensor::zeros([numel], &device),
-            });
+        let m = self.opt.moments.remove(name).unwrap_or_else(|| Moments {
+            shape: shape.to_vec(),
+            exp_avg: Tensor::zeros([numel], &device),
+            exp_avg_sq: Tensor::zeros([numel], &device),
+        });
         let exp_avg = m.exp_avg.mul_scalar(p.beta1) + g.clone().mul_scalar(1.0 - p.beta1);
-        let exp_avg_sq = m.exp_avg_sq.mul_scalar(p.beta2) + (g.clone() * g).mul_scalar(1.0 - p.beta2);
+        let exp_avg_sq =
+            m.exp_avg_sq.mul_scalar(p.beta2) + (g.clone() * g).mul_scalar(1.0 - p.beta2);
         let t = self.opt.updates as i32;
         let bc1 = 1.0 - p.beta1.powi(t);
         let bc2 = 1.0 - p.beta2.powi(t);
         if decays(name) && p.weight_decay > 0.0 {
             w = w.mul_scalar(1.0 - self.lr * p.weight_decay);
         }
-        let denom = exp_avg_sq.clone().sqrt().div_scalar(bc2.sqrt()).add_scalar(p.eps);
+        let denom = exp_avg_sq
+            .clone()
+            .sqrt()
+            .div_scalar(bc2.sqrt())
+            .add_scalar(p.eps);
         let upd = (exp_avg.clone() / denom).mul_scalar(-self.lr / bc1);
         let w = w + upd.reshape(shape);
         self.opt.moments.insert(
@@ -321,33 +326,68 @@ mod tests {
         let mut cfg = crate::MambaConfig::new(16, 8, 1);
         cfg.state_size = 4;
         let model = cfg.init_seeded::<B>(&dev, 3);
-        let ids = crate::data::batch_tensor::<B>(&[(0..12).map(|i| (i * 5) % 16).collect()], 16, &dev)
-            .unwrap();
+        let ids =
+            crate::data::batch_tensor::<B>(&[(0..12).map(|i| (i * 5) % 16).collect()], 16, &dev)
+                .unwrap();
         let before: BTreeMap<String, Vec<f32>> = model
             .hf_tensors()
             .unwrap()
             .into_iter()
-            .map(|t| (t.name, t.bytes.chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()))
+            .map(|t| {
+                (
+                    t.name,
+                    t.bytes
+                        .chunks(4)
+                        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                        .collect(),
+                )
+            })
             .collect();
         let grads = crate::causal_lm_loss(model.forward(ids.clone()), ids).backward();
         let host_grads: BTreeMap<String, Vec<f32>> = crate::hf_grads(&model, &grads)
             .unwrap()
             .into_iter()
-            .map(|t| (t.name["grad.".len()..].to_string(), t.bytes.chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()))
+            .map(|t| {
+                (
+                    t.name["grad.".len()..].to_string(),
+                    t.bytes
+                        .chunks(4)
+                        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                        .collect(),
+                )
+            })
             .collect();
-        let norm = host_grads.values().flatten().map(|g| (*g as f64).powi(2)).sum::<f64>().sqrt();
-        let p = AdamWParams { beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.1, clip: norm / 2.0 };
+        let norm = host_grads
+            .values()
+            .flatten()
+            .map(|g| (*g as f64).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        let p = AdamWParams {
+            beta1: 0.9,
+            beta2: 0.95,
+            eps: 1e-8,
+            weight_decay: 0.1,
+            clip: norm / 2.0,
+        };
         let mut opt = AdamW::<B>::new(p.clone());
         let lr = 0.01;
         let gp = GradientsParams::from_grads(grads, &model);
         let (model, stats) = opt.step(lr, model, gp).unwrap();
-        assert!((stats.grad_norm - norm).abs() < 1e-4 * norm, "{} vs {norm}", stats.grad_norm);
+        assert!(
+            (stats.grad_norm - norm).abs() < 1e-4 * norm,
+            "{} vs {norm}",
+            stats.grad_norm
+        );
         let scale = p.clip / (norm + 1e-6);
         let (bc1, bc2) = (1.0 - p.beta1, 1.0 - p.beta2);
         let mut checked = 0;
         for t in model.hf_tensors().unwrap() {
-            let after: Vec<f32> =
-                t.bytes.chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+            let after: Vec<f32> = t
+                .bytes
+                .chunks(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                .collect();
             for ((w1, w0), g) in after.iter().zip(&before[&t.name]).zip(&host_grads[&t.name]) {
                 let g = *g as f64 * scale;
                 let (m, v) = ((1.0 - p.beta1) * g, (1.0 - p.beta2) * g * g);
@@ -367,8 +407,12 @@ mod tests {
         let path = dir.path().join("opt.safetensors");
         std::fs::write(&path, &bytes).unwrap();
         let mut back = AdamW::<B>::new(p);
-        back.load_state(&StFile::open(&path).unwrap(), 1, &dev).unwrap();
-        assert_eq!(crate::st::serialize(&back.state_tensors().unwrap()).unwrap(), bytes);
+        back.load_state(&StFile::open(&path).unwrap(), 1, &dev)
+            .unwrap();
+        assert_eq!(
+            crate::st::serialize(&back.state_tensors().unwrap()).unwrap(),
+            bytes
+        );
     }
 
     #[test]

@@ -22,7 +22,8 @@ pub struct MetricRow {
 
 /// Parse `metrics.jsonl` (a torn last line, from a killed run, is ignored).
 pub fn read_metrics(path: &Path) -> Result<Vec<MetricRow>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let mut rows = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
@@ -58,7 +59,11 @@ fn font_available() -> bool {
     static FOUND: OnceLock<bool> = OnceLock::new();
     *FOUND.get_or_init(|| {
         let env = std::env::var_os("BIOMAMBA_FONT").map(PathBuf::from);
-        for path in env.iter().cloned().chain(FONT_CANDIDATES.iter().map(PathBuf::from)) {
+        for path in env
+            .iter()
+            .cloned()
+            .chain(FONT_CANDIDATES.iter().map(PathBuf::from))
+        {
             if let Ok(bytes) = std::fs::read(&path) {
                 // The font registry wants 'static bytes; one font per process.
                 let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
@@ -134,17 +139,15 @@ fn render(rows: &[MetricRow], text: bool) -> Result<Vec<u8>> {
             .draw_series(LineSeries::new(train, BLUE.stroke_width(2)))
             .map_err(err)?;
         if text {
-            s.label("train").legend(|(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], BLUE.stroke_width(2))
-            });
+            s.label("train")
+                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE.stroke_width(2)));
         }
         let s = chart
             .draw_series(LineSeries::new(val, RED.stroke_width(2)))
             .map_err(err)?;
         if text {
-            s.label("validation").legend(|(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], RED.stroke_width(2))
-            });
+            s.label("validation")
+                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED.stroke_width(2)));
             chart
                 .configure_series_labels()
                 .background_style(WHITE.mix(0.8))

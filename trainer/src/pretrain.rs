@@ -185,8 +185,8 @@ pub struct TrainConfigFile {
 
 impl TrainConfigFile {
     pub fn load(path: &Path) -> Result<Self> {
-        let text =
-            fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?;
+        let text = fs::read_to_string(path)
+            .with_context(|| format!("reading config {}", path.display()))?;
         let c: Self =
             toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))?;
         c.pretrain
@@ -195,7 +195,10 @@ impl TrainConfigFile {
         Ok(c)
     }
     pub fn data_dir(&self) -> PathBuf {
-        self.data.dir.clone().unwrap_or_else(|| PathBuf::from("data"))
+        self.data
+            .dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("data"))
     }
 }
 
@@ -251,7 +254,10 @@ pub fn save_checkpoint<B: AutodiffBackend>(
 ) -> Result<()> {
     let files: Vec<(&str, Vec<u8>)> = vec![
         (hf::WEIGHTS_FILE, st::serialize(&model.hf_tensors()?)?),
-        ("optimizer.safetensors", st::serialize(&optimizer.state_tensors()?)?),
+        (
+            "optimizer.safetensors",
+            st::serialize(&optimizer.state_tensors()?)?,
+        ),
         (
             hf::CONFIG_FILE,
             (serde_json::to_string_pretty(&hf_config.to_json())? + "\n").into_bytes(),
@@ -380,7 +386,10 @@ fn metric_line(v: serde_json::Value) -> String {
 }
 
 /// Run (or resume) pretraining as configured.
-pub fn run<B: AutodiffBackend>(opts: &PretrainOptions, device: &B::Device) -> Result<PretrainSummary> {
+pub fn run<B: AutodiffBackend>(
+    opts: &PretrainOptions,
+    device: &B::Device,
+) -> Result<PretrainSummary> {
     let file = TrainConfigFile::load(&opts.config)?;
     let data_dir = opts.data_dir.clone().unwrap_or_else(|| file.data_dir());
     let train = ShardSet::open_dir(&data_dir.join("shards").join("train"))?;
@@ -547,7 +556,14 @@ pub fn run_with_data<B: AutodiffBackend>(
     let mut first_val = None;
     let mut last_val = None;
     if !resumed_from_checkpoint {
-        let v = evaluate(&model.valid(), val, cfg.micro_batch, cfg.eval_batches, vocab, device)?;
+        let v = evaluate(
+            &model.valid(),
+            val,
+            cfg.micro_batch,
+            cfg.eval_batches,
+            vocab,
+            device,
+        )?;
         eprintln!("step 0: validation loss {v:.4} (perplexity {:.2})", v.exp());
         log(
             &mut metrics_lines,
@@ -569,11 +585,8 @@ pub fn run_with_data<B: AutodiffBackend>(
 
     let end = opts.max_steps.unwrap_or(cfg.steps).min(cfg.steps);
     let start = state.step;
-    let progress = schemas::progress::Progress::new(
-        "pretrain",
-        end,
-        schemas::progress::Unit::Count("steps"),
-    );
+    let progress =
+        schemas::progress::Progress::new("pretrain", end, schemas::progress::Unit::Count("steps"));
     progress.set_position(start);
     let mut loader = Loader::new(train, cfg.seed, state.data)?;
     let warmup = cfg.warmup();
@@ -601,7 +614,14 @@ pub fn run_with_data<B: AutodiffBackend>(
             || state.step == cfg.steps
             || (cfg.eval_every > 0 && state.step % cfg.eval_every == 0);
         if eval_now {
-            let v = evaluate(&model.valid(), val, cfg.micro_batch, cfg.eval_batches, vocab, device)?;
+            let v = evaluate(
+                &model.valid(),
+                val,
+                cfg.micro_batch,
+                cfg.eval_batches,
+                vocab,
+                device,
+            )?;
             line["val_loss"] = v.into();
             line["val_ppl"] = v.exp().into();
             last_val = Some(v);
@@ -734,7 +754,9 @@ pub mod cli {
             threads
         };
         // Fails only if the pool was already built (then it is kept).
-        let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global();
     }
 
     pub fn pretrain(a: PretrainArgs) -> Result<()> {
@@ -757,8 +779,12 @@ pub mod cli {
             "steps {}..{} done; validation loss {} -> {}",
             summary.start_step,
             summary.end_step,
-            summary.first_val_loss.map_or("-".into(), |v| format!("{v:.4}")),
-            summary.last_val_loss.map_or("-".into(), |v| format!("{v:.4}")),
+            summary
+                .first_val_loss
+                .map_or("-".into(), |v| format!("{v:.4}")),
+            summary
+                .last_val_loss
+                .map_or("-".into(), |v| format!("{v:.4}")),
         );
         Ok(())
     }
@@ -783,7 +809,8 @@ pub mod cli {
     }
 
     pub fn export(a: ExportArgs) -> Result<()> {
-        let ckpt = super::export::<burn::backend::NdArray<f32>>(&a.run_dir, &a.out, &Default::default())?;
+        let ckpt =
+            super::export::<burn::backend::NdArray<f32>>(&a.run_dir, &a.out, &Default::default())?;
         println!("exported {} to {}", ckpt.display(), a.out.display());
         Ok(())
     }
@@ -813,13 +840,23 @@ mod tests {
         let p = PretrainConfig::default().adamw();
         let t = |s: &[Vec<u32>]| data::batch_tensor::<B>(s, 32, &dev).unwrap();
         let mut o1 = AdamW::<B>::new(p.clone());
-        let (m1, l1, n1) =
-            train_step(model.clone(), &mut o1, &[t(&[a.clone()]), t(&[b.clone()])], 1e-2).unwrap();
+        let (m1, l1, n1) = train_step(
+            model.clone(),
+            &mut o1,
+            &[t(&[a.clone()]), t(&[b.clone()])],
+            1e-2,
+        )
+        .unwrap();
         let mut o2 = AdamW::<B>::new(p);
         let (m2, l2, n2) = train_step(model, &mut o2, &[t(&[a, b])], 1e-2).unwrap();
         assert!((l1 - l2).abs() < 1e-5, "{l1} vs {l2}");
         assert!((n1 - n2).abs() < 1e-4 * n2, "{n1} vs {n2}");
-        for (x, y) in m1.hf_tensors().unwrap().iter().zip(m2.hf_tensors().unwrap()) {
+        for (x, y) in m1
+            .hf_tensors()
+            .unwrap()
+            .iter()
+            .zip(m2.hf_tensors().unwrap())
+        {
             for (u, v) in x.bytes.chunks(4).zip(y.bytes.chunks(4)) {
                 let (u, v) = (
                     f32::from_le_bytes(u.try_into().unwrap()),

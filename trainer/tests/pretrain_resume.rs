@@ -24,7 +24,8 @@ fn make_data(dir: &Path) {
     let mut text = Vec::new();
     for f in ["pubmed26n0001.jsonl", "pubmed26n0002.jsonl"] {
         let path = workspace().join("data/sample/expect").join(f);
-        let s = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let s =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         for line in s.lines() {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();
             for k in ["title", "abstract"] {
@@ -45,7 +46,8 @@ fn make_data(dir: &Path) {
     let t = dir.join("shards/train");
     trainer::data::write_shard(&t.join("shard-00000.arrow"), &train[..half], SEQ_LEN, 256).unwrap();
     trainer::data::write_shard(&t.join("shard-00001.arrow"), &train[half..], SEQ_LEN, 256).unwrap();
-    trainer::data::write_shard(&dir.join("shards/val/shard-00000.arrow"), val, SEQ_LEN, 256).unwrap();
+    trainer::data::write_shard(&dir.join("shards/val/shard-00000.arrow"), val, SEQ_LEN, 256)
+        .unwrap();
 }
 
 fn write_config(dir: &Path) -> PathBuf {
@@ -110,7 +112,11 @@ fn trainer_cmd_on(f: &Fixture, data: &Path, run: &Path, extra: &[&str]) -> Comma
 fn run_ok(mut c: Command) -> String {
     let out = c.output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "trainer failed:\n{err}\n{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "trainer failed:\n{err}\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     err
 }
 
@@ -162,7 +168,10 @@ fn fixture() -> &'static Fixture {
         let run = root.join("runs/reference");
         let t = Instant::now();
         run_ok(trainer_cmd(&f, &run, &[]));
-        eprintln!("reference run: {STEPS} steps in {:.1}s", t.elapsed().as_secs_f64());
+        eprintln!(
+            "reference run: {STEPS} steps in {:.1}s",
+            t.elapsed().as_secs_f64()
+        );
         f.weights = export(&f.exe, &run, &root.join("export/reference"));
         f.metrics = deterministic_metrics(&run);
         assert!(run.join("loss.png").exists());
@@ -171,7 +180,9 @@ fn fixture() -> &'static Fixture {
 }
 
 fn count_lines(path: &Path) -> usize {
-    std::fs::read_to_string(path).map(|s| s.lines().count()).unwrap_or(0)
+    std::fs::read_to_string(path)
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
 }
 
 fn wait_kill(mut child: Child, until: impl Fn() -> bool, what: &str) {
@@ -180,7 +191,10 @@ fn wait_kill(mut child: Child, until: impl Fn() -> bool, what: &str) {
         if let Some(st) = child.try_wait().unwrap() {
             panic!("trainer exited ({st}) before {what}");
         }
-        assert!(t.elapsed() < Duration::from_secs(120), "timeout waiting for {what}");
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "timeout waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     child.kill().unwrap(); // SIGKILL
@@ -201,8 +215,15 @@ fn sigkill_anywhere_then_resume_is_bit_identical() {
 
     // Kill 1: at a random step.
     let metrics = run.join("metrics.jsonl");
-    let child = trainer_cmd(f, &run, &[]).stderr(Stdio::null()).spawn().unwrap();
-    wait_kill(child, || count_lines(&metrics) >= kill_after_lines, "kill point 1");
+    let child = trainer_cmd(f, &run, &[])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_kill(
+        child,
+        || count_lines(&metrics) >= kill_after_lines,
+        "kill point 1",
+    );
 
     // Kill 2: inside a checkpoint write (the hook pauses after its first file).
     let mut c = trainer_cmd(f, &run, &[]);
@@ -217,22 +238,36 @@ fn sigkill_anywhere_then_resume_is_bit_identical() {
             }
         }
     });
-    let marker = rx.recv_timeout(Duration::from_secs(120)).expect("checkpoint pause marker");
+    let marker = rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("checkpoint pause marker");
     eprintln!("kill 2: {marker}");
     child.kill().unwrap();
     child.wait().unwrap();
     // The half-written checkpoint is a hidden temporary, never a final checkpoint directory.
     let temps = std::fs::read_dir(run.join(CHECKPOINTS_DIR))
         .unwrap()
-        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with('.'))
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with('.')
+        })
         .count();
-    assert!(temps >= 1, "expected the interrupted checkpoint's temporary directory");
+    assert!(
+        temps >= 1,
+        "expected the interrupted checkpoint's temporary directory"
+    );
 
     // Resume to the end.
     run_ok(trainer_cmd(f, &run, &[]));
     let weights = export(&f.exe, &run, &f.root.join("export/killed"));
     assert_eq!(deterministic_metrics(&run), f.metrics, "loss log differs");
-    assert!(weights == f.weights, "exported weights differ from the uninterrupted run");
+    assert!(
+        weights == f.weights,
+        "exported weights differ from the uninterrupted run"
+    );
 }
 
 #[test]
@@ -248,7 +283,10 @@ fn corrupt_newest_checkpoint_falls_back_and_completes() {
     std::fs::write(&w, bytes).unwrap();
     let err = run_ok(trainer_cmd(f, &run, &[]));
     assert!(err.contains("fails its checksum"), "no warning:\n{err}");
-    assert!(err.contains("resuming") && err.contains("step 8"), "did not fall back to step 8:\n{err}");
+    assert!(
+        err.contains("resuming") && err.contains("step 8"),
+        "did not fall back to step 8:\n{err}"
+    );
     let weights = export(&f.exe, &run, &f.root.join("export/corrupt"));
     assert_eq!(deterministic_metrics(&run), f.metrics);
     assert!(weights == f.weights);
@@ -263,13 +301,28 @@ fn changed_data_is_refused_unless_allowed() {
     make_data(&other);
     // Same shapes, one token changed.
     let seqs: Vec<Vec<u32>> = vec![vec![7; SEQ_LEN]; 3];
-    trainer::data::write_shard(&other.join("shards/train/shard-00001.arrow"), &seqs, SEQ_LEN, 256)
+    trainer::data::write_shard(
+        &other.join("shards/train/shard-00001.arrow"),
+        &seqs,
+        SEQ_LEN,
+        256,
+    )
+    .unwrap();
+    let out = trainer_cmd_on(f, &other, &run, &["--max-steps", "8"])
+        .output()
         .unwrap();
-    let out = trainer_cmd_on(f, &other, &run, &["--max-steps", "8"]).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains("shards changed") && err.contains("--allow-data-change"), "{err}");
-    run_ok(trainer_cmd_on(f, &other, &run, &["--max-steps", "8", "--allow-data-change"]));
+    assert!(
+        err.contains("shards changed") && err.contains("--allow-data-change"),
+        "{err}"
+    );
+    run_ok(trainer_cmd_on(
+        f,
+        &other,
+        &run,
+        &["--max-steps", "8", "--allow-data-change"],
+    ));
 }
 
 #[test]
@@ -282,6 +335,12 @@ fn validation_loss_falls_on_sample_text() {
         .collect();
     let (first, last) = (vals[0], *vals.last().unwrap());
     eprintln!("validation loss on byte-tokenized sample abstracts: {first:.4} -> {last:.4}");
-    assert!((first - 256f64.ln()).abs() < 0.3, "initial loss {first} should be near ln(256)");
-    assert!(last < first - 1.0, "validation loss did not fall clearly: {first} -> {last}");
+    assert!(
+        (first - 256f64.ln()).abs() < 0.3,
+        "initial loss {first} should be near ln(256)"
+    );
+    assert!(
+        last < first - 1.0,
+        "validation loss did not fall clearly: {first} -> {last}"
+    );
 }

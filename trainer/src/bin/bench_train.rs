@@ -73,7 +73,13 @@ fn bench<B: AutodiffBackend>(
         clip: 1.0,
     });
     let micro: Vec<Tensor<B, 2, Int>> = (0..grad_accum)
-        .map(|k| batch_tensor::<B>(&ids(cfg.vocab_size, micro_batch, len, k as u64), cfg.vocab_size, &device))
+        .map(|k| {
+            batch_tensor::<B>(
+                &ids(cfg.vocab_size, micro_batch, len, k as u64),
+                cfg.vocab_size,
+                &device,
+            )
+        })
         .collect::<Result<_>>()?;
     let mut step_times = Vec::new();
     let mut fb_times = Vec::new();
@@ -101,15 +107,27 @@ fn bench<B: AutodiffBackend>(
 fn main() -> Result<()> {
     let threads: usize = arg("--threads").and_then(|s| s.parse().ok()).unwrap_or(0);
     if threads > 0 {
-        let _ = rayon::ThreadPoolBuilder::new().num_threads(threads).build_global();
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build_global();
     }
-    let iters: usize = arg("--iters").and_then(|s| s.parse().ok()).unwrap_or(3).max(1);
+    let iters: usize = arg("--iters")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3)
+        .max(1);
     let mut rows = Vec::new();
 
     // configs/sample.toml: d_model 64, 2 layers, d_state 16, vocab 4096, 8 × 2 × 128 tokens.
     let mut tiny = MambaConfig::new(4096, 64, 2);
     tiny.state_size = 16;
-    rows.push(bench::<AutodiffCpu>("tiny (sample.toml) 8x2x128", &tiny, 8, 2, 128, iters)?);
+    rows.push(bench::<AutodiffCpu>(
+        "tiny (sample.toml) 8x2x128",
+        &tiny,
+        8,
+        2,
+        128,
+        iters,
+    )?);
 
     if !flag("--skip-130m") {
         let len: usize = arg("--len").and_then(|s| s.parse().ok()).unwrap_or(2048);
