@@ -28,3 +28,7 @@ test:
 # Parser benchmark: ours vs pubmed_parser (Python) vs zcat on a ≥30,000-citation gzipped file.
 bench-parse *ARGS:
     cargo run --release -p pipeline --bin bench_parse -- {{ARGS}}
+
+# Training-step throughput (tokens/s) of the sample model and mamba-130m (B=1, L=2048) on CPU.
+bench-train *ARGS:
+    cargo run --release -p trainer --bin bench_train -- {{ARGS}}
