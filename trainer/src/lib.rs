@@ -11,3 +11,6 @@ pub use hf::{HfConfig, hf_grads, load_pretrained, save_pretrained};
 pub mod generate;
 
 pub use generate::{Candidate, GenerateConfig, beam_search, greedy};
+pub mod loss;
+pub mod metrics;
+pub mod qa;
