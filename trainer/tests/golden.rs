@@ -81,13 +81,31 @@ fn check_fixture(dir: &Path) {
         steps.push(plain.step(col, &mut cache).unsqueeze_dim::<3>(1));
     }
     let rec = Tensor::cat(steps, 1);
-    let par = plain.forward(ids_inner);
-    let e = rel_err(
-        &rec.into_data().to_vec::<f32>().unwrap(),
-        &par.into_data().to_vec::<f32>().unwrap(),
-    );
+    let ids_inner_full = ids_inner.clone();
+    let par_data = plain
+        .forward(ids_inner)
+        .into_data()
+        .to_vec::<f32>()
+        .unwrap();
+    let e = rel_err(&rec.into_data().to_vec::<f32>().unwrap(), &par_data);
     println!("recurrent vs parallel rel err {e:.3e}");
     assert!(e < 1e-5, "recurrent vs parallel rel err {e}");
+
+    // Parallel prefill of a prefix, then recurrent steps, also matches.
+    let split = len / 2;
+    let out = plain.forward_full(ids_inner_full.clone().narrow(1, 0, split), false, true);
+    let mut cache = out.cache.unwrap();
+    let mut parts = vec![out.logits];
+    for t in split..len {
+        let col = ids_inner_full.clone().narrow(1, t, 1).reshape([bsz]);
+        parts.push(plain.step(col, &mut cache).unsqueeze_dim::<3>(1));
+    }
+    let e = rel_err(
+        &Tensor::cat(parts, 1).into_data().to_vec::<f32>().unwrap(),
+        &par_data,
+    );
+    println!("prefill+recurrent vs parallel rel err {e:.3e}");
+    assert!(e < 1e-5, "prefill+recurrent vs parallel rel err {e}");
 
     // Greedy continuation with the recurrent cache.
     let (_, prompt) = g.i64("generate.prompt").unwrap();

@@ -1,0 +1,33 @@
+"""Peer timing for bench_model: transformers' MambaForCausalLM forward+backward on CPU.
+
+Usage: peer_mamba.py --config JSON --threads N --len L [--iters K]
+Prints one JSON line {"fwd_bwd_s": median seconds, "torch": version, "transformers": version}.
+"""
+import argparse, json, statistics, time
+
+p = argparse.ArgumentParser()
+p.add_argument("--config", required=True, help="HF config.json path")
+p.add_argument("--threads", type=int, required=True)
+p.add_argument("--len", type=int, default=512)
+p.add_argument("--iters", type=int, default=3)
+a = p.parse_args()
+
+import torch, transformers
+from transformers import MambaConfig, MambaForCausalLM
+
+torch.set_num_threads(a.threads)
+torch.manual_seed(0)
+cfg = MambaConfig(**{k: v for k, v in json.load(open(a.config)).items() if k not in ("architectures",)})
+model = MambaForCausalLM(cfg).float().train()
+ids = torch.randint(0, cfg.vocab_size, (1, a.len))
+times = []
+for i in range(a.iters + 1):
+    model.zero_grad(set_to_none=True)
+    t0 = time.perf_counter()
+    out = model(input_ids=ids, labels=ids)
+    out.loss.backward()
+    dt = time.perf_counter() - t0
+    if i > 0:  # first iteration is warm-up
+        times.append(dt)
+print(json.dumps({"fwd_bwd_s": statistics.median(times), "torch": torch.__version__,
+                  "transformers": transformers.__version__}))

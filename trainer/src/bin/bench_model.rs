@@ -1,0 +1,177 @@
+//! Model benchmark (release build; `just bench-model`): forward+backward wall time on CPU
+//! for tiny-b and the mamba-130m shape at B=1, L=512, next to transformers'
+//! `MambaForCausalLM` (same thread count, via `benches/peer_mamba.py`), plus the peak RSS
+//! of a 130m forward at L=2048.
+//!
+//! Options: `--len N` (512), `--iters N` (3), `--layers N` (override the 130m depth, for
+//! quick looks), `--checkpoint` (Burn's BalancedCheckpointing: recompute memory-bound
+//! ops in backward), `--skip-peer`, `--skip-130m`, `--python PATH` (or $BIOMAMBA_PEER_PYTHON).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use burn::module::AutodiffModule;
+use burn::tensor::{Int, Tensor, TensorData};
+use trainer::hf::HfConfig;
+use burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing;
+use burn::tensor::backend::AutodiffBackend;
+use trainer::{AutodiffCpu, Cpu, MambaConfig, causal_lm_loss};
+
+fn arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+fn flag(name: &str) -> bool {
+    std::env::args().any(|a| a == name)
+}
+
+/// Peak resident set size (VmHWM) in MiB.
+fn peak_rss_mib() -> f64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+/// Reset the peak-RSS counter (Linux: write 5 to clear_refs).
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn random_ids(v: usize, len: usize) -> Vec<i64> {
+    let mut x: u64 = 0x9E3779B97F4A7C15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % v as u64) as i64
+        })
+        .collect()
+}
+
+/// Median forward+backward seconds and peak RSS (MiB) during it.
+fn ours_fwd_bwd<B: AutodiffBackend>(cfg: &MambaConfig, len: usize, iters: usize) -> (f64, f64) {
+    let dev = Default::default();
+    let model = cfg.init_seeded::<B>(&dev, 0);
+    let ids = random_ids(cfg.vocab_size, len);
+    let mut times = Vec::new();
+    reset_peak_rss();
+    for i in 0..=iters {
+        let t0 = Instant::now();
+        let t: Tensor<B, 2, Int> =
+            Tensor::from_data(TensorData::new(ids.clone(), [1, len]), &dev);
+        let logits = model.forward(t.clone());
+        let loss = causal_lm_loss(logits, t);
+        let grads = loss.backward();
+        // Materialize one gradient so nothing is deferred.
+        let _ = model.embeddings.val().grad(&grads).map(|g| g.into_data());
+        drop(grads);
+        let dt = t0.elapsed().as_secs_f64();
+        if i > 0 || iters == 0 {
+            times.push(dt);
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    (times[times.len() / 2], peak_rss_mib())
+}
+
+fn peer_fwd_bwd(python: &str, cfg: &MambaConfig, threads: usize, len: usize, iters: usize) -> Result<f64> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/peer_mamba.py");
+    let tmp = std::env::temp_dir().join(format!("bench_model_cfg_{}.json", std::process::id()));
+    HfConfig::from_config(cfg.clone()).save(&tmp)?;
+    let out = Command::new(python)
+        .arg(&script)
+        .arg("--config")
+        .arg(&tmp)
+        .args(["--threads", &threads.to_string(), "--len", &len.to_string()])
+        .args(["--iters", &iters.to_string()])
+        .env("OMP_NUM_THREADS", threads.to_string())
+        .output()
+        .with_context(|| format!("running {python}"))?;
+    let _ = std::fs::remove_file(&tmp);
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let last = err.lines().last().unwrap_or("").to_string();
+        anyhow::bail!("{last}");
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("peer output")?;
+    v["fwd_bwd_s"].as_f64().context("peer output lacks fwd_bwd_s")
+}
+
+fn main() -> Result<()> {
+    let len: usize = arg("--len").map(|s| s.parse()).transpose()?.unwrap_or(512);
+    let iters: usize = arg("--iters").map(|s| s.parse()).transpose()?.unwrap_or(3);
+    let python = arg("--python")
+        .or_else(|| std::env::var("BIOMAMBA_PEER_PYTHON").ok())
+        .unwrap_or_else(|| "python3".into());
+    let threads = rayon::current_num_threads();
+    println!("bench_model: B=1, L={len}, f32 CPU (burn-ndarray), {threads} threads, median of {iters}");
+
+    let golden = std::env::var_os("BIOMAMBA_GOLDEN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/golden"));
+    let tiny_b = HfConfig::load(&golden.join("mamba/tiny-b/config.json"))
+        .map(|c| c.config)
+        .unwrap_or_else(|_| {
+            MambaConfig::new(256, 64, 3)
+                .with_time_step_rank(Some(4))
+        });
+    let mut m130 = MambaConfig::mamba_130m();
+    if let Some(l) = arg("--layers") {
+        m130.num_hidden_layers = l.parse()?;
+    }
+    let mut cases = vec![("tiny-b", tiny_b)];
+    if !flag("--skip-130m") {
+        cases.push(("mamba-130m", m130.clone()));
+    }
+
+    println!(
+        "\n| model | layers | ours fwd+bwd (s) | ours peak RSS (MiB) | transformers fwd+bwd (s) | ours / transformers |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for (name, cfg) in &cases {
+        let (ours, rss) = if flag("--checkpoint") {
+            ours_fwd_bwd::<burn::backend::Autodiff<Cpu, BalancedCheckpointing>>(cfg, len, iters)
+        } else {
+            ours_fwd_bwd::<AutodiffCpu>(cfg, len, iters)
+        };
+        let peer = if flag("--skip-peer") {
+            Err(anyhow::anyhow!("skipped"))
+        } else {
+            peer_fwd_bwd(&python, cfg, threads, len, iters)
+        };
+        let (p, ratio) = match &peer {
+            Ok(p) => (format!("{p:.3}"), format!("{:.2}", ours / p)),
+            Err(e) => (format!("peer unavailable: {e}"), "-".into()),
+        };
+        println!(
+            "| {name} | {} | {ours:.3} | {rss:.0} | {p} | {ratio} |",
+            cfg.num_hidden_layers
+        );
+    }
+
+    if !flag("--skip-130m") {
+        // Inference memory: one forward at L=2048 on the plain backend (no tape).
+        let l2 = 2048;
+        let dev = Default::default();
+        let model = m130.init_seeded::<AutodiffCpu>(&dev, 0).valid();
+        reset_peak_rss();
+        let t0 = Instant::now();
+        let t = Tensor::from_data(TensorData::new(random_ids(m130.vocab_size, l2), [1, l2]), &dev);
+        let logits = model.forward(t);
+        let _ = logits.into_data();
+        println!(
+            "\nmamba-130m forward, B=1, L={l2}: {:.3} s, peak RSS {:.0} MiB",
+            t0.elapsed().as_secs_f64(),
+            peak_rss_mib()
+        );
+    }
+    Ok(())
+}

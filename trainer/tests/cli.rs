@@ -1,0 +1,88 @@
+//! `trainer score` through the built binary reproduces the golden fixtures.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{fixture, rel_err};
+use trainer::st::{self, OutTensor, StFile};
+
+fn run_score(dir: &Path) {
+    let tmp = tempfile::tempdir().unwrap();
+    let g = StFile::open(&dir.join("golden.safetensors")).unwrap();
+    let (shape, ids) = g.i64("input_ids").unwrap();
+    let input = tmp.path().join("in.safetensors");
+    st::save(&input, &[OutTensor::i64("input_ids", shape, &ids)]).unwrap();
+    let out = tmp.path().join("out.safetensors");
+    let o = Command::new(env!("CARGO_BIN_EXE_trainer"))
+        .args(["score", "--grads", "--model"])
+        .arg(dir)
+        .arg("--input")
+        .arg(&input)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r = StFile::open(&out).unwrap();
+    let (ls, l) = r.f32("logits").unwrap();
+    let (gs, gl) = g.f32("logits").unwrap();
+    assert_eq!(ls, gs);
+    let e = rel_err(&l, &gl);
+    assert!(e < 1e-4, "logits rel err {e}");
+    let (_, loss) = r.f32("loss").unwrap();
+    let (_, gloss) = g.f32("loss").unwrap();
+    assert!((loss[0] - gloss[0]).abs() < 1e-4);
+    let mut n = 0;
+    for name in g.names().into_iter().filter(|n| n.starts_with("grad.")) {
+        let (_, a) = r.f32(&name).unwrap();
+        let (_, b) = g.f32(&name).unwrap();
+        let e = rel_err(&a, &b);
+        assert!(e < 1e-3, "{name} rel err {e}");
+        n += 1;
+    }
+    assert!(n > 10, "expected gradients, found {n}");
+}
+
+#[test]
+fn cli_score_tiny_a() {
+    if let Some(d) = fixture("tiny-a") {
+        run_score(&d);
+    }
+}
+
+#[test]
+fn cli_score_tiny_b() {
+    if let Some(d) = fixture("tiny-b") {
+        run_score(&d);
+    }
+}
+
+#[test]
+fn cli_score_bad_input_is_an_error_not_a_panic() {
+    let Some(dir) = fixture("tiny-a") else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.safetensors");
+    st::save(
+        &input,
+        &[OutTensor::i64("wrong_name", vec![1, 3], &[1, 2, 3])],
+    )
+    .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_trainer"))
+        .args(["score", "--model"])
+        .arg(&dir)
+        .arg("--input")
+        .arg(&input)
+        .arg("--out")
+        .arg(tmp.path().join("o.safetensors"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("input_ids") && err.contains("not found"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
