@@ -631,7 +631,8 @@ mod tests {
         assert_eq!(lrs[0], 0.5);
         assert_eq!(lrs[1], 1.0);
         assert!((lrs[9] - 1.0 / 8.0).abs() < 1e-12);
-        assert!(lrs.windows(2).skip(1).all(|w| w[1] < w[0]));
+        assert_eq!(lrs[2], 1.0, "decay starts after warmup");
+        assert!(lrs.windows(2).skip(2).all(|w| w[1] < w[0]));
     }
 
     #[test]
