@@ -31,6 +31,9 @@ pub struct AnswerSettings {
     pub max_len: usize,
     /// Answer only the first N factoid questions (tests, demos); `None` = all.
     pub limit: Option<usize>,
+    /// Use at most K contexts per question (tests, demos); `None` = all.
+    #[serde(default)]
+    pub max_contexts: Option<usize>,
 }
 
 /// The answers to one question.
@@ -93,6 +96,7 @@ pub fn answer_questions<B: Backend>(
     let n_prompts: usize = questions
         .iter()
         .map(|q| contexts.get(q.question_id.as_str()).map_or(0, Vec::len))
+        .map(|n| settings.max_contexts.map_or(n, |k| n.min(k)))
         .sum();
     let bar = schemas::progress::Progress::new(
         "answering",
@@ -101,7 +105,10 @@ pub fn answer_questions<B: Backend>(
     );
     let mut out = Vec::with_capacity(questions.len());
     for q in questions {
-        let ctxs = contexts.get(q.question_id.as_str()).map_or(&[][..], Vec::as_slice);
+        let mut ctxs = contexts.get(q.question_id.as_str()).map_or(&[][..], Vec::as_slice);
+        if let Some(k) = settings.max_contexts {
+            ctxs = &ctxs[..ctxs.len().min(k)];
+        }
         let mut cands: Vec<(String, f64)> = Vec::new();
         for ex in ctxs {
             let (prompt, _) = enc

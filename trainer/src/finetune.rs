@@ -73,6 +73,8 @@ pub struct FinetuneConfig {
     pub max_new_tokens: usize,
     /// Answer only the first N factoid test questions (demo, tests).
     pub limit: Option<usize>,
+    /// Use at most K contexts per test question (demo, tests).
+    pub max_contexts: Option<usize>,
     pub eos: u32,
 }
 
@@ -96,6 +98,7 @@ impl Default for FinetuneConfig {
             beams: 5,
             max_new_tokens: 16,
             limit: None,
+            max_contexts: None,
             eos: 0,
         }
     }
@@ -208,6 +211,10 @@ pub struct Args {
     /// Train only; do not answer the test questions.
     #[arg(long)]
     pub no_eval: bool,
+    /// Stop (after a checkpoint) once this many steps are done, as a preemption would;
+    /// the schedule is unchanged and a later run resumes.
+    #[arg(long)]
+    pub stop_after: Option<usize>,
 }
 
 /// An HF model directory inside `p` (itself, `model/` or `export/`).
@@ -299,8 +306,9 @@ pub fn train<B: AutodiffBackend>(
     data_dir: &Path,
     tokenizer: &tokenizers::Tokenizer,
     run_dir: &Path,
+    stop_after: Option<usize>,
     device: &B::Device,
-) -> Result<PathBuf> {
+) -> Result<Option<PathBuf>> {
     let cfg = &r.cfg;
     if cfg.batch_size == 0 || cfg.micro_batch == 0 {
         bail!("[finetune] batch_size and micro_batch must be at least 1");
@@ -344,10 +352,18 @@ pub fn train<B: AutodiffBackend>(
         .with_context(|| format!("creating {}", run_dir.display()))?;
     schemas::atomic::remove_stale_temps(run_dir)?;
     schemas::atomic::remove_stale_temps(&run_dir.join("checkpoints"))?;
+    // Only what changes the trained weights; answering settings may change between runs.
+    let mut training = r.clone();
+    let d = FinetuneConfig::default();
+    training.cfg.limit = None;
+    training.cfg.max_contexts = None;
+    (training.cfg.beams, training.cfg.max_new_tokens) = (d.beams, d.max_new_tokens);
+    (training.cfg.checkpoint_every, training.cfg.keep_checkpoints) = (d.checkpoint_every, d.keep_checkpoints);
+    (training.tables.test, training.tables.golden) = (PathBuf::new(), PathBuf::new());
     let fingerprint = schemas::manifest::Fingerprint::new()
         .str(&schemas::manifest::hash_file(&init_dir.join("model.safetensors"))?)
         .str(&schemas::manifest::hash_file(&train_path)?)
-        .json(r)
+        .json(&training)
         .finish();
 
     let (hf_cfg, mut model) = load_pretrained::<B>(init_dir, device)?;
@@ -434,7 +450,8 @@ pub fn train<B: AutodiffBackend>(
         append_line(&metrics_path, &line)?;
         bar.inc(1);
         bar.set_message(format!("loss {loss_sum:.4}"));
-        if (step + 1) % cfg.checkpoint_every.max(1) == 0 || step + 1 == total {
+        let stop = stop_after.is_some_and(|n| step + 1 >= n) && step + 1 < total;
+        if (step + 1) % cfg.checkpoint_every.max(1) == 0 || step + 1 == total || stop {
             let name = format!("step-{:08}", step + 1);
             let tmp = run_dir.join("checkpoints").join(format!(".{name}.tmp-{}", std::process::id()));
             std::fs::create_dir_all(&tmp)?;
@@ -455,6 +472,11 @@ pub fn train<B: AutodiffBackend>(
             schemas::atomic::write_atomic(&cursor_path, &serde_json::to_vec_pretty(&c)?)?;
             prune_checkpoints(&run_dir.join("checkpoints"), cfg.keep_checkpoints.max(1))?;
         }
+        if stop {
+            bar.finish();
+            eprintln!("stopped after step {} of {total} (--stop-after); run again to resume", step + 1);
+            return Ok(None);
+        }
     }
     bar.finish();
 
@@ -469,7 +491,7 @@ pub fn train<B: AutodiffBackend>(
         .map_err(|e| anyhow::anyhow!("serializing tokenizer: {e}"))?;
     schemas::atomic::write_atomic(tmp.join("tokenizer.json"), tok_json.as_bytes())?;
     schemas::atomic::commit_dir(&tmp, &out)?;
-    Ok(out)
+    Ok(Some(out))
 }
 
 fn append_line(path: &Path, v: &serde_json::Value) -> Result<()> {
@@ -535,6 +557,7 @@ pub fn evaluate<B: burn::tensor::backend::Backend>(
         max_new_tokens: r.cfg.max_new_tokens,
         max_len: r.cfg.max_len,
         limit: r.cfg.limit,
+        max_contexts: r.cfg.max_contexts,
     };
     let answers =
         answer::answer_questions(&model, tokenizer, r.cfg.eos, &examples, &golden, &settings, device)?;
@@ -605,7 +628,10 @@ pub fn run<B: AutodiffBackend>(args: Args, device: &B::Device) -> Result<()> {
     let init = resolve_model_dir(&args.init)?;
     let tok_path = args.tokenizer.clone().or(r.cfg.tokenizer.clone());
     let tokenizer = resolve_tokenizer(tok_path.as_deref(), &init)?;
-    let model_dir = train::<B>(&r, &init, &data_dir, &tokenizer, &run_dir, device)?;
+    let Some(model_dir) = train::<B>(&r, &init, &data_dir, &tokenizer, &run_dir, args.stop_after, device)?
+    else {
+        return Ok(());
+    };
     println!("finetuned model: {}", model_dir.display());
     if !args.no_eval {
         let out = run_dir.join("eval").join(&args.task);
