@@ -113,6 +113,10 @@ pub struct TaskConfig {
     pub train: PathBuf,
     pub test: PathBuf,
     pub golden: PathBuf,
+    /// Golden test batches of the task (e.g. `4B1`…`4B5`): each of their factoid questions
+    /// is answered and scored (no context → no answer, scored 0). Empty: the golden factoid
+    /// questions that have a row in the test table.
+    pub batches: Vec<String>,
     pub epochs: Option<usize>,
     pub lr: Option<f64>,
     pub batch_size: Option<usize>,
@@ -120,15 +124,36 @@ pub struct TaskConfig {
 }
 
 impl TaskConfig {
-    /// The default paths of a year: `bioasq/{y}/{train,test,golden}.arrow`.
+    /// The defaults of year `y` (e.g. `4b`), as `pipeline bioasq` writes them:
+    /// `bioasq/bioasq-{y}/{train,test}.arrow`, `bioasq/golden.arrow`, batches `{Y}1`…`{Y}5`.
     pub fn for_year(y: &str) -> Self {
         TaskConfig {
             label: y.to_string(),
-            train: format!("bioasq/{y}/train.arrow").into(),
-            test: format!("bioasq/{y}/test.arrow").into(),
-            golden: format!("bioasq/{y}/golden.arrow").into(),
+            train: format!("bioasq/bioasq-{y}/train.arrow").into(),
+            test: format!("bioasq/bioasq-{y}/test.arrow").into(),
+            golden: "bioasq/golden.arrow".into(),
+            batches: (1..=5).map(|i| format!("{}{i}", y.to_uppercase())).collect(),
             ..Default::default()
         }
+    }
+
+    /// The golden rows of this task's questions (see [`batches`](Self::batches)).
+    pub fn select_golden(&self, golden: Vec<qa::Golden>, test: &[qa::Example]) -> Result<Vec<qa::Golden>> {
+        let out: Vec<qa::Golden> = if self.batches.is_empty() {
+            let ids: std::collections::HashSet<&str> =
+                test.iter().map(|e| e.question_id.as_str()).collect();
+            golden.into_iter().filter(|g| ids.contains(g.question_id.as_str())).collect()
+        } else {
+            golden.into_iter().filter(|g| self.batches.contains(&g.batch)).collect()
+        };
+        if !out.iter().any(|g| g.qtype == "factoid") {
+            bail!(
+                "{}: no factoid question of the task (batches {:?})",
+                self.golden.display(),
+                self.batches
+            );
+        }
+        Ok(out)
     }
 }
 
@@ -551,7 +576,9 @@ pub fn evaluate<B: burn::tensor::backend::Backend>(
 ) -> Result<TaskResult> {
     let (_, model) = load_pretrained::<B>(model_dir, device)?;
     let examples = qa::read_examples(&data_dir.join(&r.tables.test))?;
-    let golden = qa::read_golden(&data_dir.join(&r.tables.golden))?;
+    let golden = r
+        .tables
+        .select_golden(qa::read_golden(&data_dir.join(&r.tables.golden))?, &examples)?;
     let settings = AnswerSettings {
         beams: r.cfg.beams,
         max_new_tokens: r.cfg.max_new_tokens,
@@ -705,6 +732,7 @@ mod tests {
         assert!(format!("{:#}", load_config(Some(&p)).unwrap_err()).contains("epoch"));
         let d = load_config(None).unwrap();
         assert_eq!(d.tasks.len(), 3);
-        assert_eq!(d.tasks["bioasq-6b"].train, PathBuf::from("bioasq/6b/train.arrow"));
+        assert_eq!(d.tasks["bioasq-6b"].train, PathBuf::from("bioasq/bioasq-6b/train.arrow"));
+        assert_eq!(d.tasks["bioasq-6b"].batches[4], "6B5");
     }
 }

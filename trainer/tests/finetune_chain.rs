@@ -184,7 +184,10 @@ fn finetune_answer_and_score_bioasq_4b_5b_with_a_tiny_model() {
     // Training table: a few snippets of the 7b training file (leakage is irrelevant here).
     let train = data.join("bioasq/train.arrow");
     squad_to_examples(&[squad.join("BioASQ-train-factoid-7b.json")], &train, "snippet", Some(24));
+    // One golden table for all years, as `pipeline bioasq` writes it; 4b selects its
+    // questions by batch, 5b by the question ids of its test table.
     let mut factoid_ids: HashMap<&str, Vec<String>> = HashMap::new();
+    let mut all_goldens = Vec::new();
     for y in ["4b", "5b"] {
         let tests: Vec<PathBuf> = (1..=5)
             .map(|i| squad.join(format!("BioASQ-test-factoid-{y}-{i}.json")))
@@ -193,8 +196,10 @@ fn finetune_answer_and_score_bioasq_4b_5b_with_a_tiny_model() {
         let goldens: Vec<PathBuf> = (1..=5)
             .map(|i| golden_dir.join(format!("{}{i}_golden.json", y.to_uppercase())))
             .collect();
-        factoid_ids.insert(y, golden_to_table(&goldens, &data.join(format!("bioasq/{y}/golden.arrow"))));
+        factoid_ids.insert(y, golden_to_table(&goldens, &tmp.path().join(format!("golden-{y}.arrow"))));
+        all_goldens.extend(goldens);
     }
+    golden_to_table(&all_goldens, &data.join("bioasq/golden.arrow"));
 
     // Tiny random model with the real vocabulary, and the real tokenizer next to it.
     let init = tmp.path().join("tiny");
@@ -209,9 +214,10 @@ fn finetune_answer_and_score_bioasq_4b_5b_with_a_tiny_model() {
         "[finetune]\nepochs = 1\nbatch_size = 4\nmicro_batch = 2\nlr = 1e-3\nmax_len = 64\n\
          checkpoint_every = 2\nmax_new_tokens = 2\nbeams = 2\nmax_contexts = 1\n\
          [tasks.bioasq-4b]\nlabel = \"4b\"\ntrain = \"bioasq/train.arrow\"\n\
-         test = \"bioasq/4b/test.arrow\"\ngolden = \"bioasq/4b/golden.arrow\"\n\
+         test = \"bioasq/4b/test.arrow\"\ngolden = \"bioasq/golden.arrow\"\n\
+         batches = [\"4B1\", \"4B2\", \"4B3\", \"4B4\", \"4B5\"]\n\
          [tasks.bioasq-5b]\nlabel = \"5b\"\ntrain = \"bioasq/train.arrow\"\n\
-         test = \"bioasq/5b/test.arrow\"\ngolden = \"bioasq/5b/golden.arrow\"\n",
+         test = \"bioasq/5b/test.arrow\"\ngolden = \"bioasq/golden.arrow\"\n",
     )
     .unwrap();
     let d = data.to_str().unwrap();
