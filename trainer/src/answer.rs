@@ -55,7 +55,10 @@ pub fn factoid_questions(golden: &[Golden]) -> Result<Vec<&Golden>> {
     let mut out = Vec::new();
     for g in golden.iter().filter(|g| g.qtype == "factoid") {
         if !seen.insert(g.question_id.as_str()) {
-            bail!("factoid question {} appears twice in the golden table", g.question_id);
+            bail!(
+                "factoid question {} appears twice in the golden table",
+                g.question_id
+            );
         }
         out.push(g);
     }
@@ -105,7 +108,9 @@ pub fn answer_questions<B: Backend>(
     );
     let mut out = Vec::with_capacity(questions.len());
     for q in questions {
-        let mut ctxs = contexts.get(q.question_id.as_str()).map_or(&[][..], Vec::as_slice);
+        let mut ctxs = contexts
+            .get(q.question_id.as_str())
+            .map_or(&[][..], Vec::as_slice);
         if let Some(k) = settings.max_contexts {
             ctxs = &ctxs[..ctxs.len().min(k)];
         }
@@ -191,7 +196,10 @@ pub fn validate_submission(sub: &Value, golden_ids: &[String]) -> Result<()> {
             .and_then(Value::as_array)
             .with_context(|| format!("submission question {id}: `exact_answer` is not a list"))?;
         if ea.len() > metrics::MAX_ANSWERS {
-            bail!("submission question {id}: {} answers, at most 5 allowed", ea.len());
+            bail!(
+                "submission question {id}: {} answers, at most 5 allowed",
+                ea.len()
+            );
         }
         for a in ea {
             let syn = a.as_array().with_context(|| {
@@ -251,7 +259,10 @@ pub fn write_outputs(out: &Path, result: &TaskResult, answers: &[QuestionAnswers
     }
     w("details.jsonl", details)?;
     w("results.json", pretty(&serde_json::to_value(result)?)?)?;
-    w("results.md", crate::report::table3_markdown(std::slice::from_ref(result)).into_bytes())?;
+    w(
+        "results.md",
+        crate::report::table3_markdown(std::slice::from_ref(result)).into_bytes(),
+    )?;
     Ok(())
 }
 
@@ -280,10 +291,14 @@ mod tests {
         let ok = json!({"questions":[{"id":"b","exact_answer":[]},{"id":"a","exact_answer":[["x"],["y"]]}]});
         validate_submission(&ok, &ids).unwrap();
         let missing = json!({"questions":[{"id":"a","exact_answer":[["x"]]}]});
-        assert!(format!("{:#}", validate_submission(&missing, &ids).unwrap_err()).contains("b is missing"));
+        assert!(
+            format!("{:#}", validate_submission(&missing, &ids).unwrap_err())
+                .contains("b is missing")
+        );
         let twice = json!({"questions":[{"id":"a","exact_answer":[]},{"id":"a","exact_answer":[]},{"id":"b","exact_answer":[]}]});
         assert!(validate_submission(&twice, &ids).is_err());
-        let flat = json!({"questions":[{"id":"a","exact_answer":["x"]},{"id":"b","exact_answer":[]}]});
+        let flat =
+            json!({"questions":[{"id":"a","exact_answer":["x"]},{"id":"b","exact_answer":[]}]});
         assert!(validate_submission(&flat, &ids).is_err());
         let extra = json!({"questions":[{"id":"a","exact_answer":[]},{"id":"b","exact_answer":[]},{"id":"c","exact_answer":[]}]});
         assert!(validate_submission(&extra, &ids).is_err());
@@ -300,7 +315,10 @@ mod tests {
         };
         let golden = vec![g("a", "factoid"), g("y", "yesno"), g("b", "factoid")];
         let f = factoid_questions(&golden).unwrap();
-        assert_eq!(f.iter().map(|q| q.question_id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(
+            f.iter().map(|q| q.question_id.as_str()).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
         assert!(factoid_questions(&[g("a", "factoid"), g("a", "factoid")]).is_err());
     }
 }

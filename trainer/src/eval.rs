@@ -55,14 +55,24 @@ pub fn run<B: Backend>(args: Args, device: &B::Device) -> Result<()> {
     let tok_path = args.tokenizer.clone().or(loaded.finetune.tokenizer.clone());
     let tokenizer = resolve_tokenizer(tok_path.as_deref(), &model_dir)?;
     if args.ppl {
-        let out = args.out.clone().unwrap_or_else(|| args.model.join("eval").join("ppl"));
+        let out = args
+            .out
+            .clone()
+            .unwrap_or_else(|| args.model.join("eval").join("ppl"));
         let s = PplSettings {
             batch_size: args.batch_size,
             doc_len: args.doc_len,
             eos: loaded.finetune.eos,
             max_rows: args.max_rows,
         };
-        ppl::run::<B>(&model_dir, &tokenizer, &data_dir.join("shards/val"), &out, &s, device)?;
+        ppl::run::<B>(
+            &model_dir,
+            &tokenizer,
+            &data_dir.join("shards/val"),
+            &out,
+            &s,
+            device,
+        )?;
         println!("wrote {}", out.display());
         return Ok(());
     }
@@ -70,7 +80,10 @@ pub fn run<B: Backend>(args: Args, device: &B::Device) -> Result<()> {
         bail!("give --task NAME (BioASQ answering) or --ppl (perplexity)");
     };
     let r = finetune::resolve(&loaded, task, None, None, args.limit, None)?;
-    let out = args.out.clone().unwrap_or_else(|| args.model.join("eval").join(task));
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| args.model.join("eval").join(task));
     let res = finetune::evaluate::<B>(&r, &model_dir, &data_dir, &tokenizer, &out, device)?;
     print!("{}", crate::report::table3_markdown(&[res]));
     println!("wrote {}", out.display());

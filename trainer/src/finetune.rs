@@ -132,19 +132,31 @@ impl TaskConfig {
             train: format!("bioasq/bioasq-{y}/train.arrow").into(),
             test: format!("bioasq/bioasq-{y}/test.arrow").into(),
             golden: "bioasq/golden.arrow".into(),
-            batches: (1..=5).map(|i| format!("{}{i}", y.to_uppercase())).collect(),
+            batches: (1..=5)
+                .map(|i| format!("{}{i}", y.to_uppercase()))
+                .collect(),
             ..Default::default()
         }
     }
 
     /// The golden rows of this task's questions (see [`batches`](Self::batches)).
-    pub fn select_golden(&self, golden: Vec<qa::Golden>, test: &[qa::Example]) -> Result<Vec<qa::Golden>> {
+    pub fn select_golden(
+        &self,
+        golden: Vec<qa::Golden>,
+        test: &[qa::Example],
+    ) -> Result<Vec<qa::Golden>> {
         let out: Vec<qa::Golden> = if self.batches.is_empty() {
             let ids: std::collections::HashSet<&str> =
                 test.iter().map(|e| e.question_id.as_str()).collect();
-            golden.into_iter().filter(|g| ids.contains(g.question_id.as_str())).collect()
+            golden
+                .into_iter()
+                .filter(|g| ids.contains(g.question_id.as_str()))
+                .collect()
         } else {
-            golden.into_iter().filter(|g| self.batches.contains(&g.batch)).collect()
+            golden
+                .into_iter()
+                .filter(|g| self.batches.contains(&g.batch))
+                .collect()
         };
         if !out.iter().any(|g| g.qtype == "factoid") {
             bail!(
@@ -183,15 +195,16 @@ pub struct Loaded {
 pub fn load_config(path: Option<&Path>) -> Result<Loaded> {
     let mut s: Sections = match path {
         Some(p) => {
-            let text =
-                std::fs::read_to_string(p).with_context(|| format!("reading config {}", p.display()))?;
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("reading config {}", p.display()))?;
             toml::from_str(&text).with_context(|| format!("parsing config {}", p.display()))?
         }
         None => Sections::default(),
     };
     if s.tasks.is_empty() {
         for y in ["4b", "5b", "6b"] {
-            s.tasks.insert(format!("bioasq-{y}"), TaskConfig::for_year(y));
+            s.tasks
+                .insert(format!("bioasq-{y}"), TaskConfig::for_year(y));
         }
     }
     Ok(Loaded {
@@ -257,7 +270,10 @@ pub fn resolve_model_dir(p: &Path) -> Result<PathBuf> {
 }
 
 /// The tokenizer: explicit path, else `tokenizer.json` next to the model.
-pub fn resolve_tokenizer(explicit: Option<&Path>, model_dir: &Path) -> Result<tokenizers::Tokenizer> {
+pub fn resolve_tokenizer(
+    explicit: Option<&Path>,
+    model_dir: &Path,
+) -> Result<tokenizers::Tokenizer> {
     let path = match explicit {
         Some(p) => p.to_path_buf(),
         None => model_dir.join("tokenizer.json"),
@@ -307,7 +323,8 @@ impl FinetuneData {
         let spe = self.steps_per_epoch(batch);
         let (epoch, pos) = (step / spe, step % spe);
         let mut order: Vec<usize> = (0..self.examples.len()).collect();
-        let mut rng = StdRng::seed_from_u64(seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut rng =
+            StdRng::seed_from_u64(seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
         order.shuffle(&mut rng);
         let end = ((pos + 1) * batch).min(order.len());
         order[pos * batch..end].to_vec()
@@ -343,14 +360,20 @@ pub fn train<B: AutodiffBackend>(
     if let Some(n) = cfg.train_limit {
         rows.truncate(n);
     }
-    let enc = QaEncoder { tokenizer, eos: cfg.eos };
+    let enc = QaEncoder {
+        tokenizer,
+        eos: cfg.eos,
+    };
     let mut data = FinetuneData {
         examples: Vec::new(),
         skipped: 0,
         context_cut: 0,
     };
     for ex in &rows {
-        match enc.example(ex, cfg.max_len).with_context(|| format!("training example {}", ex.id))? {
+        match enc
+            .example(ex, cfg.max_len)
+            .with_context(|| format!("training example {}", ex.id))?
+        {
             Some(e) => {
                 data.context_cut += usize::from(e.context_cut > 0);
                 data.examples.push(e);
@@ -359,7 +382,11 @@ pub fn train<B: AutodiffBackend>(
         }
     }
     if data.examples.is_empty() {
-        bail!("{}: no usable training example (of {})", train_path.display(), rows.len());
+        bail!(
+            "{}: no usable training example (of {})",
+            train_path.display(),
+            rows.len()
+        );
     }
     let spe = data.steps_per_epoch(cfg.batch_size);
     let total = (spe * cfg.epochs).min(cfg.max_steps.unwrap_or(usize::MAX));
@@ -383,10 +410,13 @@ pub fn train<B: AutodiffBackend>(
     training.cfg.limit = None;
     training.cfg.max_contexts = None;
     (training.cfg.beams, training.cfg.max_new_tokens) = (d.beams, d.max_new_tokens);
-    (training.cfg.checkpoint_every, training.cfg.keep_checkpoints) = (d.checkpoint_every, d.keep_checkpoints);
+    (training.cfg.checkpoint_every, training.cfg.keep_checkpoints) =
+        (d.checkpoint_every, d.keep_checkpoints);
     (training.tables.test, training.tables.golden) = (PathBuf::new(), PathBuf::new());
     let fingerprint = schemas::manifest::Fingerprint::new()
-        .str(&schemas::manifest::hash_file(&init_dir.join("model.safetensors"))?)
+        .str(&schemas::manifest::hash_file(
+            &init_dir.join("model.safetensors"),
+        )?)
         .str(&schemas::manifest::hash_file(&train_path)?)
         .json(&training)
         .finish();
@@ -398,9 +428,9 @@ pub fn train<B: AutodiffBackend>(
         .with_epsilon(1e-8)
         .with_weight_decay(cfg.weight_decay as f32);
     if cfg.grad_clip > 0.0 {
-        opt_cfg = opt_cfg.with_grad_clipping(Some(burn::grad_clipping::GradientClippingConfig::Norm(
-            cfg.grad_clip as f32,
-        )));
+        opt_cfg = opt_cfg.with_grad_clipping(Some(
+            burn::grad_clipping::GradientClippingConfig::Norm(cfg.grad_clip as f32),
+        ));
     }
     let mut optim = opt_cfg.init::<B, MambaLm<B>>();
     let recorder = BinBytesRecorder::<FullPrecisionSettings>::default();
@@ -419,8 +449,10 @@ pub fn train<B: AutodiffBackend>(
             );
         }
         let ck = run_dir.join("checkpoints").join(&c.checkpoint);
-        let m = std::fs::read(ck.join("model.bin")).with_context(|| format!("reading {}", ck.display()))?;
-        let o = std::fs::read(ck.join("optim.bin")).with_context(|| format!("reading {}", ck.display()))?;
+        let m = std::fs::read(ck.join("model.bin"))
+            .with_context(|| format!("reading {}", ck.display()))?;
+        let o = std::fs::read(ck.join("optim.bin"))
+            .with_context(|| format!("reading {}", ck.display()))?;
         model = model.load_record(
             recorder
                 .load(m, device)
@@ -457,7 +489,8 @@ pub fn train<B: AutodiffBackend>(
             let pb = qa::pad_batch(&refs, cfg.eos);
             let ids: Tensor<B, 2, Int> =
                 Tensor::from_data(TensorData::new(pb.ids, [pb.rows, pb.len]), device);
-            let mask: Tensor<B, 2> = Tensor::from_data(TensorData::new(pb.mask, [pb.rows, pb.len]), device);
+            let mask: Tensor<B, 2> =
+                Tensor::from_data(TensorData::new(pb.mask, [pb.rows, pb.len]), device);
             let logits = model.forward(ids.clone());
             // Divided by the step's target count: summed over micro-batches, the gradient is
             // that of the mean over every answer token of the step.
@@ -478,7 +511,9 @@ pub fn train<B: AutodiffBackend>(
         let stop = stop_after.is_some_and(|n| step + 1 >= n) && step + 1 < total;
         if (step + 1) % cfg.checkpoint_every.max(1) == 0 || step + 1 == total || stop {
             let name = format!("step-{:08}", step + 1);
-            let tmp = run_dir.join("checkpoints").join(format!(".{name}.tmp-{}", std::process::id()));
+            let tmp = run_dir
+                .join("checkpoints")
+                .join(format!(".{name}.tmp-{}", std::process::id()));
             std::fs::create_dir_all(&tmp)?;
             let m = recorder
                 .record(model.clone().into_record(), ())
@@ -499,7 +534,10 @@ pub fn train<B: AutodiffBackend>(
         }
         if stop {
             bar.finish();
-            eprintln!("stopped after step {} of {total} (--stop-after); run again to resume", step + 1);
+            eprintln!(
+                "stopped after step {} of {total} (--stop-after); run again to resume",
+                step + 1
+            );
             return Ok(None);
         }
     }
@@ -539,7 +577,10 @@ fn truncate_metrics(path: &Path, step: usize) -> Result<()> {
             Ok(v) => v,
             Err(_) => continue, // a line torn by a kill
         };
-        if v.get("step").and_then(|s| s.as_u64()).is_some_and(|s| s as usize <= step) {
+        if v.get("step")
+            .and_then(|s| s.as_u64())
+            .is_some_and(|s| s as usize <= step)
+        {
             kept.push_str(line);
             kept.push('\n');
         }
@@ -559,7 +600,8 @@ fn prune_checkpoints(dir: &Path, keep: usize) -> Result<()> {
     names.sort();
     let n = names.len();
     for old in names.into_iter().take(n.saturating_sub(keep)) {
-        std::fs::remove_dir_all(dir.join(&old)).with_context(|| format!("removing checkpoint {old}"))?;
+        std::fs::remove_dir_all(dir.join(&old))
+            .with_context(|| format!("removing checkpoint {old}"))?;
     }
     Ok(())
 }
@@ -576,9 +618,10 @@ pub fn evaluate<B: burn::tensor::backend::Backend>(
 ) -> Result<TaskResult> {
     let (_, model) = load_pretrained::<B>(model_dir, device)?;
     let examples = qa::read_examples(&data_dir.join(&r.tables.test))?;
-    let golden = r
-        .tables
-        .select_golden(qa::read_golden(&data_dir.join(&r.tables.golden))?, &examples)?;
+    let golden = r.tables.select_golden(
+        qa::read_golden(&data_dir.join(&r.tables.golden))?,
+        &examples,
+    )?;
     let settings = AnswerSettings {
         beams: r.cfg.beams,
         max_new_tokens: r.cfg.max_new_tokens,
@@ -586,11 +629,16 @@ pub fn evaluate<B: burn::tensor::backend::Backend>(
         limit: r.cfg.limit,
         max_contexts: r.cfg.max_contexts,
     };
-    let answers =
-        answer::answer_questions(&model, tokenizer, r.cfg.eos, &examples, &golden, &settings, device)?;
+    let answers = answer::answer_questions(
+        &model, tokenizer, r.cfg.eos, &examples, &golden, &settings, device,
+    )?;
     let result = TaskResult {
         task: r.task.clone(),
-        label: if r.tables.label.is_empty() { r.task.clone() } else { r.tables.label.clone() },
+        label: if r.tables.label.is_empty() {
+            r.task.clone()
+        } else {
+            r.tables.label.clone()
+        },
         model: model_dir.display().to_string(),
         settings,
         questions_without_context: answers.iter().filter(|q| q.contexts == 0).count(),
@@ -642,20 +690,36 @@ pub fn resolve(
 /// `trainer finetune`.
 pub fn run<B: AutodiffBackend>(args: Args, device: &B::Device) -> Result<()> {
     let loaded = load_config(args.config.as_deref())?;
-    let r = resolve(&loaded, &args.task, args.max_steps, args.train_limit, args.limit, args.max_len)?;
+    let r = resolve(
+        &loaded,
+        &args.task,
+        args.max_steps,
+        args.train_limit,
+        args.limit,
+        args.max_len,
+    )?;
     let data_dir = args
         .data_dir
         .clone()
         .or(loaded.data_dir.clone())
         .unwrap_or_else(|| PathBuf::from("data"));
-    let run_dir = args
-        .run_dir
-        .clone()
-        .unwrap_or_else(|| data_dir.join("runs").join(format!("finetune-{}", args.task)));
+    let run_dir = args.run_dir.clone().unwrap_or_else(|| {
+        data_dir
+            .join("runs")
+            .join(format!("finetune-{}", args.task))
+    });
     let init = resolve_model_dir(&args.init)?;
     let tok_path = args.tokenizer.clone().or(r.cfg.tokenizer.clone());
     let tokenizer = resolve_tokenizer(tok_path.as_deref(), &init)?;
-    let Some(model_dir) = train::<B>(&r, &init, &data_dir, &tokenizer, &run_dir, args.stop_after, device)?
+    let Some(model_dir) = train::<B>(
+        &r,
+        &init,
+        &data_dir,
+        &tokenizer,
+        &run_dir,
+        args.stop_after,
+        device,
+    )?
     else {
         return Ok(());
     };
@@ -702,7 +766,9 @@ mod tests {
             context_cut: 0,
         };
         let epoch = |e: usize| -> Vec<usize> {
-            (0..4).flat_map(|s| data.step_indices(e * 4 + s, 3, 7)).collect()
+            (0..4)
+                .flat_map(|s| data.step_indices(e * 4 + s, 3, 7))
+                .collect()
         };
         let mut e0 = epoch(0);
         let e1 = epoch(1);
@@ -726,13 +792,19 @@ mod tests {
         .unwrap();
         let l = load_config(Some(&p)).unwrap();
         let r = resolve(&l, "bioasq-4b", Some(5), None, Some(2), None).unwrap();
-        assert_eq!((r.cfg.epochs, r.cfg.lr, r.cfg.max_steps, r.cfg.limit), (2, 3e-5, Some(5), Some(2)));
+        assert_eq!(
+            (r.cfg.epochs, r.cfg.lr, r.cfg.max_steps, r.cfg.limit),
+            (2, 3e-5, Some(5), Some(2))
+        );
         assert!(resolve(&l, "bioasq-5b", None, None, None, None).is_err());
         std::fs::write(&p, "[finetune]\nepoch = 2\n").unwrap();
         assert!(format!("{:#}", load_config(Some(&p)).unwrap_err()).contains("epoch"));
         let d = load_config(None).unwrap();
         assert_eq!(d.tasks.len(), 3);
-        assert_eq!(d.tasks["bioasq-6b"].train, PathBuf::from("bioasq/bioasq-6b/train.arrow"));
+        assert_eq!(
+            d.tasks["bioasq-6b"].train,
+            PathBuf::from("bioasq/bioasq-6b/train.arrow")
+        );
         assert_eq!(d.tasks["bioasq-6b"].batches[4], "6B5");
     }
 }

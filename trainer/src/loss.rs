@@ -9,7 +9,10 @@ use burn::tensor::{Int, Tensor};
 /// `(b, t)` is `-log p(ids[b, t+1] | ids[b, ..=t])`.
 pub fn next_token_nll<B: Backend>(logits: Tensor<B, 3>, ids: Tensor<B, 2, Int>) -> Tensor<B, 2> {
     let [bsz, len, v] = logits.dims();
-    let lp = log_softmax(logits.narrow(1, 0, len - 1).reshape([bsz * (len - 1), v]), 1);
+    let lp = log_softmax(
+        logits.narrow(1, 0, len - 1).reshape([bsz * (len - 1), v]),
+        1,
+    );
     let tgt = ids.narrow(1, 1, len - 1).reshape([bsz * (len - 1), 1]);
     lp.gather(1, tgt).neg().reshape([bsz, len - 1])
 }
@@ -38,8 +41,14 @@ mod tests {
         let dev = Default::default();
         // Uniform logits over V=4: every NLL is ln 4.
         let logits = Tensor::<Be, 3>::zeros([2, 3, 4], &dev);
-        let ids = Tensor::<Be, 2, Int>::from_data(TensorData::new(vec![1i64, 2, 3, 1, 0, 0], [2, 3]), &dev);
-        let mask = Tensor::<Be, 2>::from_data(TensorData::new(vec![0f32, 1., 1., 0., 1., 0.], [2, 3]), &dev);
+        let ids = Tensor::<Be, 2, Int>::from_data(
+            TensorData::new(vec![1i64, 2, 3, 1, 0, 0], [2, 3]),
+            &dev,
+        );
+        let mask = Tensor::<Be, 2>::from_data(
+            TensorData::new(vec![0f32, 1., 1., 0., 1., 0.], [2, 3]),
+            &dev,
+        );
         let s: f32 = masked_nll_sum(logits, ids, mask).into_scalar();
         assert!((s - 3.0 * 4f32.ln()).abs() < 1e-5);
     }

@@ -250,9 +250,7 @@ mod tests {
 
     #[test]
     fn top_answers_keeps_at_most_five() {
-        let cands: Vec<(String, f64)> = (0..8)
-            .map(|i| (format!("a{i}"), -(i as f64)))
-            .collect();
+        let cands: Vec<(String, f64)> = (0..8).map(|i| (format!("a{i}"), -(i as f64))).collect();
         let r = merge_candidates(cands.iter().map(|(t, p)| (t.as_str(), *p)));
         assert_eq!(top_answers(&r), s(&["a0", "a1", "a2", "a3", "a4"]));
         let few = merge_candidates([("x", -1.0), ("y", -2.0)]);
@@ -264,14 +262,20 @@ mod tests {
     fn strict_lenient_and_reciprocal_rank() {
         let g = gold(&[&["Procalcitonin", "PCT"]]);
         let first = score_question(&s(&["pct", "x"]), &g);
-        assert_eq!((first.strict, first.lenient, first.reciprocal_rank), (1.0, 1.0, 1.0));
+        assert_eq!(
+            (first.strict, first.lenient, first.reciprocal_rank),
+            (1.0, 1.0, 1.0)
+        );
         let third = score_question(&s(&["a", "b", " PROCALCITONIN ", "pct"]), &g);
         assert_eq!(third.strict, 0.0);
         assert_eq!(third.lenient, 1.0);
         assert!(close(third.reciprocal_rank, 1.0 / 3.0));
         // Only the first five answers count.
         let sixth = score_question(&s(&["a", "b", "c", "d", "e", "pct"]), &g);
-        assert_eq!((sixth.strict, sixth.lenient, sixth.reciprocal_rank), (0.0, 0.0, 0.0));
+        assert_eq!(
+            (sixth.strict, sixth.lenient, sixth.reciprocal_rank),
+            (0.0, 0.0, 0.0)
+        );
         // Substrings are not matches.
         let sub = score_question(&s(&["procalcitonin level"]), &g);
         assert_eq!(sub.lenient, 0.0);

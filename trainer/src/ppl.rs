@@ -74,7 +74,10 @@ pub fn read_shard_rows(dir: &Path, max_rows: Option<usize>) -> Result<Vec<Vec<u3
                     .map(|&v| v as u32)
                     .collect(),
                 DataType::UInt32 => list.values().as_primitive::<UInt32Type>().values().to_vec(),
-                t => bail!("{}: `input_ids` items are {t}, expected UInt16 or UInt32", f.display()),
+                t => bail!(
+                    "{}: `input_ids` items are {t}, expected UInt16 or UInt32",
+                    f.display()
+                ),
             };
             let offset = list.offset() * len;
             for r in 0..list.len() {
@@ -121,10 +124,18 @@ pub struct PplResult {
 }
 
 /// Per-position NLLs `[rows][len-1]` of `ids` (row-major, all rows the same length).
-fn nll_rows<B: Backend>(model: &MambaLm<B>, rows: &[&[u32]], device: &B::Device) -> Result<Vec<Vec<f64>>> {
+fn nll_rows<B: Backend>(
+    model: &MambaLm<B>,
+    rows: &[&[u32]],
+    device: &B::Device,
+) -> Result<Vec<Vec<f64>>> {
     let len = rows[0].len();
-    let flat: Vec<i64> = rows.iter().flat_map(|r| r.iter().map(|&t| t as i64)).collect();
-    let ids: Tensor<B, 2, Int> = Tensor::from_data(TensorData::new(flat, [rows.len(), len]), device);
+    let flat: Vec<i64> = rows
+        .iter()
+        .flat_map(|r| r.iter().map(|&t| t as i64))
+        .collect();
+    let ids: Tensor<B, 2, Int> =
+        Tensor::from_data(TensorData::new(flat, [rows.len(), len]), device);
     let nll = next_token_nll(model.forward(ids.clone()), ids);
     let v = nll
         .into_data()
@@ -178,7 +189,10 @@ pub fn evaluate<B: Backend>(
     }
     let packed = finish(
         "honest-packed",
-        &format!("honest: packed {}-token validation rows, sum NLL / predicted tokens", rows[0].len()),
+        &format!(
+            "honest: packed {}-token validation rows, sum NLL / predicted tokens",
+            rows[0].len()
+        ),
         nll,
         toks,
         Some(nbytes),
@@ -200,7 +214,11 @@ pub fn evaluate<B: Backend>(
             .collect();
         let refs: Vec<&[u32]> = padded.iter().map(Vec::as_slice).collect();
         let mut batch_sum = 0f64;
-        for ((doc, row), row_nll) in chunk.iter().zip(&padded).zip(nll_rows(model, &refs, device)?) {
+        for ((doc, row), row_nll) in chunk
+            .iter()
+            .zip(&padded)
+            .zip(nll_rows(model, &refs, device)?)
+        {
             let real = doc.len().min(s.doc_len);
             // Target t+1 is real when t+1 < real.
             let scored = real.saturating_sub(1);
@@ -245,14 +263,23 @@ pub fn evaluate<B: Backend>(
     Ok(vec![packed, honest_docs, paper])
 }
 
-fn finish(protocol: &str, description: &str, nll: f64, toks: u64, bytes: Option<u64>, rows: usize) -> PplResult {
+fn finish(
+    protocol: &str,
+    description: &str,
+    nll: f64,
+    toks: u64,
+    bytes: Option<u64>,
+    rows: usize,
+) -> PplResult {
     let ce = nll / toks.max(1) as f64;
     PplResult {
         protocol: protocol.into(),
         description: description.into(),
         cross_entropy: ce,
         perplexity: ce.exp(),
-        bits_per_byte: bytes.filter(|&b| b > 0).map(|b| nll / std::f64::consts::LN_2 / b as f64),
+        bits_per_byte: bytes
+            .filter(|&b| b > 0)
+            .map(|b| nll / std::f64::consts::LN_2 / b as f64),
         tokens: toks,
         bytes,
         rows,
@@ -273,7 +300,8 @@ pub fn table4_markdown(model: &str, results: &[PplResult]) -> String {
             r.description,
             r.cross_entropy,
             r.perplexity,
-            r.bits_per_byte.map_or("n/a".to_string(), |b| format!("{b:.4}")),
+            r.bits_per_byte
+                .map_or("n/a".to_string(), |b| format!("{b:.4}")),
             r.tokens,
             r.rows
         ));

@@ -183,7 +183,12 @@ impl QaEncoder<'_> {
     /// Prompt ids for `(context, question)` of at most `max_len` tokens; returns the ids and
     /// how many context tokens were cut from the left. Errors when the question part alone
     /// does not fit.
-    pub fn prompt(&self, context: &str, question: &str, max_len: usize) -> Result<(Vec<u32>, usize)> {
+    pub fn prompt(
+        &self,
+        context: &str,
+        question: &str,
+        max_len: usize,
+    ) -> Result<(Vec<u32>, usize)> {
         let ctx = encode(self.tokenizer, context)?;
         let rest = encode(self.tokenizer, &format!("\nQuestion: {question}\nAnswer:"))?;
         if rest.len() > max_len {
@@ -216,10 +221,11 @@ impl QaEncoder<'_> {
         if target.len() >= max_len {
             return Ok(None);
         }
-        let (mut ids, context_cut) = match self.prompt(&ex.context, &ex.question, max_len - target.len()) {
-            Ok(p) => p,
-            Err(_) => return Ok(None),
-        };
+        let (mut ids, context_cut) =
+            match self.prompt(&ex.context, &ex.question, max_len - target.len()) {
+                Ok(p) => p,
+                Err(_) => return Ok(None),
+            };
         let prompt_len = ids.len();
         ids.extend_from_slice(&target);
         Ok(Some(Encoded {
@@ -242,7 +248,12 @@ pub struct PaddedBatch {
 
 /// Pad examples to the longest one (at least 2 tokens) with id `pad`.
 pub fn pad_batch(examples: &[&Encoded], pad: u32) -> PaddedBatch {
-    let len = examples.iter().map(|e| e.ids.len()).max().unwrap_or(0).max(2);
+    let len = examples
+        .iter()
+        .map(|e| e.ids.len())
+        .max()
+        .unwrap_or(0)
+        .max(2);
     let rows = examples.len();
     let mut ids = vec![pad as i64; rows * len];
     let mut mask = vec![0f32; rows * len];
@@ -306,7 +317,10 @@ mod tests {
     #[test]
     fn prompt_and_target_layout() {
         let tok = word_tokenizer();
-        let enc = QaEncoder { tokenizer: &tok, eos: 0 };
+        let enc = QaEncoder {
+            tokenizer: &tok,
+            eos: 0,
+        };
         let e = enc.example(&ex("a b c", Some("d")), 100).unwrap().unwrap();
         // a b c \n Question : what ? \n Answer : | d <eos>
         assert_eq!(e.ids, vec![1, 2, 3, 9, 6, 7, 10, 11, 9, 8, 7, 4, 0]);
@@ -317,7 +331,10 @@ mod tests {
     #[test]
     fn long_context_is_cut_from_the_left_keeping_the_question() {
         let tok = word_tokenizer();
-        let enc = QaEncoder { tokenizer: &tok, eos: 0 };
+        let enc = QaEncoder {
+            tokenizer: &tok,
+            eos: 0,
+        };
         // Question part = 8 tokens, target = 2: max 11 leaves 1 context token.
         let e = enc.example(&ex("a b c", Some("d")), 11).unwrap().unwrap();
         assert_eq!(e.ids, vec![3, 9, 6, 7, 10, 11, 9, 8, 7, 4, 0]);

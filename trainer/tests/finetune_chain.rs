@@ -21,7 +21,9 @@ fn fixtures() -> Option<PathBuf> {
     let root = std::env::var_os("BIOMAMBA_FIXTURES")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"));
-    if root.join("bioasq/squad").is_dir() && root.join("tokenizer/gpt-neox-20b.tokenizer.json").is_file() {
+    if root.join("bioasq/squad").is_dir()
+        && root.join("tokenizer/gpt-neox-20b.tokenizer.json").is_file()
+    {
         Some(root)
     } else {
         println!("SKIP: BioASQ fixtures not found under {}", root.display());
@@ -50,7 +52,10 @@ fn squad_to_examples(files: &[PathBuf], out: &Path, context_source: &str, limit:
                 for qa in p["qas"].as_array().unwrap() {
                     let id = qa["id"].as_str().unwrap().to_string();
                     let qid = id.split('_').next().unwrap().to_string();
-                    let ans = qa.get("answers").and_then(|a| a.as_array()).and_then(|a| a.first());
+                    let ans = qa
+                        .get("answers")
+                        .and_then(|a| a.as_array())
+                        .and_then(|a| a.first());
                     cols[0].push(Some(id));
                     cols[1].push(Some(qid));
                     cols[2].push(Some(qa["question"].as_str().unwrap().to_string()));
@@ -120,7 +125,10 @@ fn golden_to_table(files: &[PathBuf], out: &Path) -> Vec<String> {
                 Some(Value::Array(a)) => a
                     .iter()
                     .map(|x| match x {
-                        Value::Array(s) => s.iter().filter_map(|y| y.as_str().map(String::from)).collect(),
+                        Value::Array(s) => s
+                            .iter()
+                            .filter_map(|y| y.as_str().map(String::from))
+                            .collect(),
                         Value::String(s) => vec![s.clone()],
                         _ => vec![],
                     })
@@ -136,7 +144,14 @@ fn golden_to_table(files: &[PathBuf], out: &Path) -> Vec<String> {
             }
             exact.append(true);
             for d in q["documents"].as_array().unwrap() {
-                let pmid = d.as_str().unwrap().rsplit('/').next().unwrap().parse::<u64>().unwrap();
+                let pmid = d
+                    .as_str()
+                    .unwrap()
+                    .rsplit('/')
+                    .next()
+                    .unwrap()
+                    .parse::<u64>()
+                    .unwrap();
                 docs.values().append_value(pmid);
             }
             docs.append(true);
@@ -151,7 +166,9 @@ fn golden_to_table(files: &[PathBuf], out: &Path) -> Vec<String> {
             s(body),
             Arc::new(exact.finish()),
             Arc::new(docs.finish()),
-            Arc::new(StringArray::from(batch.into_iter().map(Some).collect::<Vec<_>>())),
+            Arc::new(StringArray::from(
+                batch.into_iter().map(Some).collect::<Vec<_>>(),
+            )),
             s(src),
         ],
     )
@@ -160,9 +177,11 @@ fn golden_to_table(files: &[PathBuf], out: &Path) -> Vec<String> {
     factoid
 }
 
-fn trainer(args: &[&str]) -> String {
+/// Run `bin` (a private copy of the built `trainer`: the target directory is shared with
+/// other worktrees, whose builds may replace `target/debug/trainer` while this test runs).
+fn trainer(bin: &Path, args: &[&str]) -> String {
     let t0 = std::time::Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_trainer")).args(args).output().unwrap();
+    let out = Command::new(bin).args(args).output().unwrap();
     println!("trainer {} ({:.1}s)", args[0], t0.elapsed().as_secs_f64());
     let text = format!(
         "{}{}",
@@ -177,13 +196,20 @@ fn trainer(args: &[&str]) -> String {
 fn finetune_answer_and_score_bioasq_4b_5b_with_a_tiny_model() {
     let Some(fx) = fixtures() else { return };
     let tmp = tempfile::tempdir().unwrap();
+    let bin = tmp.path().join("trainer");
+    std::fs::copy(env!("CARGO_BIN_EXE_trainer"), &bin).unwrap();
     let data = tmp.path().join("data");
     let squad = fx.join("bioasq/squad");
     let golden_dir = fx.join("bioasq/golden");
 
     // Training table: a few snippets of the 7b training file (leakage is irrelevant here).
     let train = data.join("bioasq/train.arrow");
-    squad_to_examples(&[squad.join("BioASQ-train-factoid-7b.json")], &train, "snippet", Some(24));
+    squad_to_examples(
+        &[squad.join("BioASQ-train-factoid-7b.json")],
+        &train,
+        "snippet",
+        Some(24),
+    );
     // One golden table for all years, as `pipeline bioasq` writes it; 4b selects its
     // questions by batch, 5b by the question ids of its test table.
     let mut factoid_ids: HashMap<&str, Vec<String>> = HashMap::new();
@@ -192,11 +218,19 @@ fn finetune_answer_and_score_bioasq_4b_5b_with_a_tiny_model() {
         let tests: Vec<PathBuf> = (1..=5)
             .map(|i| squad.join(format!("BioASQ-test-factoid-{y}-{i}.json")))
             .collect();
-        squad_to_examples(&tests, &data.join(format!("bioasq/{y}/test.arrow")), "document", None);
+        squad_to_examples(
+            &tests,
+            &data.join(format!("bioasq/{y}/test.arrow")),
+            "document",
+            None,
+        );
         let goldens: Vec<PathBuf> = (1..=5)
             .map(|i| golden_dir.join(format!("{}{i}_golden.json", y.to_uppercase())))
             .collect();
-        factoid_ids.insert(y, golden_to_table(&goldens, &tmp.path().join(format!("golden-{y}.arrow"))));
+        factoid_ids.insert(
+            y,
+            golden_to_table(&goldens, &tmp.path().join(format!("golden-{y}.arrow"))),
+        );
         all_goldens.extend(goldens);
     }
     golden_to_table(&all_goldens, &data.join("bioasq/golden.arrow"));
@@ -206,7 +240,11 @@ fn finetune_answer_and_score_bioasq_4b_5b_with_a_tiny_model() {
     let cfg = trainer::MambaConfig::new(50280, 16, 1);
     let model = cfg.init_seeded::<trainer::Cpu>(&Default::default(), 7);
     trainer::save_pretrained(&init, &trainer::HfConfig::from_config(cfg), &model).unwrap();
-    std::fs::copy(fx.join("tokenizer/gpt-neox-20b.tokenizer.json"), init.join("tokenizer.json")).unwrap();
+    std::fs::copy(
+        fx.join("tokenizer/gpt-neox-20b.tokenizer.json"),
+        init.join("tokenizer.json"),
+    )
+    .unwrap();
 
     let config = tmp.path().join("ft.toml");
     std::fs::write(
@@ -226,10 +264,24 @@ fn finetune_answer_and_score_bioasq_4b_5b_with_a_tiny_model() {
     for (task, y) in [("bioasq-4b", "4b"), ("bioasq-5b", "5b")] {
         let run = tmp.path().join(format!("run-{y}"));
         let r = run.to_str().unwrap();
-        trainer(&[
-            "finetune", "--init", init.to_str().unwrap(), "--task", task, "--config", c,
-            "--data-dir", d, "--run-dir", r, "--max-steps", "3",
-        ]);
+        trainer(
+            &bin,
+            &[
+                "finetune",
+                "--init",
+                init.to_str().unwrap(),
+                "--task",
+                task,
+                "--config",
+                c,
+                "--data-dir",
+                d,
+                "--run-dir",
+                r,
+                "--max-steps",
+                "3",
+            ],
+        );
         // Training ran 3 logged steps, checkpoints and the final model exist.
         let log = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
         assert_eq!(log.lines().count(), 3);
@@ -237,20 +289,25 @@ fn finetune_answer_and_score_bioasq_4b_5b_with_a_tiny_model() {
         assert!(run.join("cursor.json").is_file());
 
         let out = run.join("eval").join(task);
-        let sub: Value = serde_json::from_slice(&std::fs::read(out.join("predictions.json")).unwrap()).unwrap();
+        let sub: Value =
+            serde_json::from_slice(&std::fs::read(out.join("predictions.json")).unwrap()).unwrap();
         trainer::answer::validate_submission(&sub, &factoid_ids[y]).unwrap();
         let qs = sub["questions"].as_array().unwrap();
         assert_eq!(qs.len(), factoid_ids[y].len());
         let unique: BTreeSet<&str> = qs.iter().map(|q| q["id"].as_str().unwrap()).collect();
         assert_eq!(unique.len(), qs.len());
         assert!(
-            qs.iter().any(|q| !q["exact_answer"].as_array().unwrap().is_empty()),
+            qs.iter()
+                .any(|q| !q["exact_answer"].as_array().unwrap().is_empty()),
             "the model produced no answer at all"
         );
-        let res: Value = serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
+        let res: Value =
+            serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
         assert_eq!(res["metrics"]["batches"].as_object().unwrap().len(), 5);
         assert_eq!(
-            res["metrics"]["all_questions"]["questions"].as_u64().unwrap() as usize,
+            res["metrics"]["all_questions"]["questions"]
+                .as_u64()
+                .unwrap() as usize,
             factoid_ids[y].len()
         );
         let md = std::fs::read_to_string(out.join("results.md")).unwrap();
@@ -260,51 +317,178 @@ fn finetune_answer_and_score_bioasq_4b_5b_with_a_tiny_model() {
 
     // Resume: the finished run re-run is a no-op for training (cursor at the last step).
     let r4 = run_dirs[0].to_str().unwrap();
-    let again = trainer(&[
-        "finetune", "--init", init.to_str().unwrap(), "--task", "bioasq-4b", "--config", c,
-        "--data-dir", d, "--run-dir", r4, "--max-steps", "3", "--no-eval",
-    ]);
+    let again = trainer(
+        &bin,
+        &[
+            "finetune",
+            "--init",
+            init.to_str().unwrap(),
+            "--task",
+            "bioasq-4b",
+            "--config",
+            c,
+            "--data-dir",
+            d,
+            "--run-dir",
+            r4,
+            "--max-steps",
+            "3",
+            "--no-eval",
+        ],
+    );
     assert!(again.contains("resuming bioasq-4b at step 3"), "{again}");
-    assert_eq!(std::fs::read_to_string(run_dirs[0].join("metrics.jsonl")).unwrap().lines().count(), 3);
+    assert_eq!(
+        std::fs::read_to_string(run_dirs[0].join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .count(),
+        3
+    );
 
-    // Exact resume: stopped after step 2 of 4 and resumed = uninterrupted, byte for byte.
+    // Exact resume: stopped after step 1 of 2 and resumed = uninterrupted, byte for byte.
     let full = tmp.path().join("full");
     let split = tmp.path().join("split");
     let base = |run: &Path| -> Vec<String> {
         [
-            "finetune", "--init", init.to_str().unwrap(), "--task", "bioasq-4b", "--config", c,
-            "--data-dir", d, "--run-dir", run.to_str().unwrap(), "--max-steps", "4", "--no-eval",
+            "finetune",
+            "--init",
+            init.to_str().unwrap(),
+            "--task",
+            "bioasq-4b",
+            "--config",
+            c,
+            "--data-dir",
+            d,
+            "--run-dir",
+            run.to_str().unwrap(),
+            "--max-steps",
+            "2",
+            "--no-eval",
         ]
         .iter()
         .map(|s| s.to_string())
         .collect()
     };
-    let run_args = |v: Vec<String>| trainer(&v.iter().map(String::as_str).collect::<Vec<_>>());
+    let run_args =
+        |v: Vec<String>| trainer(&bin, &v.iter().map(String::as_str).collect::<Vec<_>>());
     run_args(base(&full));
     let mut first = base(&split);
-    first.extend(["--stop-after".to_string(), "2".to_string()]);
+    first.extend(["--stop-after".to_string(), "1".to_string()]);
     let stopped = run_args(first);
-    assert!(stopped.contains("stopped after step 2 of 4"), "{stopped}");
+    assert!(stopped.contains("stopped after step 1 of 2"), "{stopped}");
     assert!(!split.join("model").exists());
     run_args(base(&split));
     let bytes = |p: &Path| std::fs::read(p.join("model/model.safetensors")).unwrap();
-    assert_eq!(bytes(&full), bytes(&split), "resumed run differs from the uninterrupted one");
+    assert_eq!(
+        bytes(&full),
+        bytes(&split),
+        "resumed run differs from the uninterrupted one"
+    );
     let losses = |p: &Path| -> Vec<f64> {
         std::fs::read_to_string(p.join("metrics.jsonl"))
             .unwrap()
             .lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap()["loss"].as_f64().unwrap())
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["loss"]
+                    .as_f64()
+                    .unwrap()
+            })
             .collect()
     };
     assert_eq!(losses(&full), losses(&split));
 
+    // Perplexity on a validation shard of real text (questions of the test table, EOS-separated).
+    let tok = tokenizers::Tokenizer::from_file(init.join("tokenizer.json")).unwrap();
+    let mut stream: Vec<u16> = Vec::new();
+    for q in trainer::qa::read_examples(&data.join("bioasq/4b/test.arrow"))
+        .unwrap()
+        .iter()
+        .take(40)
+    {
+        stream.extend(
+            tok.encode(q.question.as_str(), false)
+                .unwrap()
+                .get_ids()
+                .iter()
+                .map(|&t| t as u16),
+        );
+        stream.push(0);
+    }
+    let seq = 64;
+    let rows = 4;
+    assert!(stream.len() >= rows * seq);
+    let values = arrow::array::UInt16Array::from(stream[..rows * seq].to_vec());
+    let item = Arc::new(arrow::datatypes::Field::new(
+        "item",
+        arrow::datatypes::DataType::UInt16,
+        false,
+    ));
+    let ids = arrow::array::FixedSizeListArray::new(item, seq as i32, Arc::new(values), None);
+    let mut starts = ListBuilder::new(arrow::array::UInt32Builder::new()).with_field(Arc::new(
+        arrow::datatypes::Field::new("item", arrow::datatypes::DataType::UInt32, false),
+    ));
+    for _ in 0..rows {
+        starts.append(true); // not read by the evaluation
+    }
+    let shard = RecordBatch::try_new(
+        schemas::shards::schema(seq, 50280),
+        vec![Arc::new(ids), Arc::new(starts.finish())],
+    )
+    .unwrap();
+    write_table(&data.join("shards/val/shard-00000.arrow"), shard);
+    let ppl_out = tmp.path().join("ppl");
+    let table4 = trainer(
+        &bin,
+        &[
+            "eval",
+            "--ppl",
+            "--model",
+            r4,
+            "--data-dir",
+            d,
+            "--batch-size",
+            "2",
+            "--doc-len",
+            "16",
+            "--out",
+            ppl_out.to_str().unwrap(),
+        ],
+    );
+    assert!(table4.contains("paper protocol"), "{table4}");
+    let ppl: Value =
+        serde_json::from_slice(&std::fs::read(ppl_out.join("ppl.json")).unwrap()).unwrap();
+    let res = ppl["results"].as_array().unwrap();
+    assert_eq!(res.len(), 3);
+    assert_eq!(
+        res[0]["tokens"].as_u64().unwrap() as usize,
+        rows * (seq - 1)
+    );
+    for r in res {
+        let ce = r["cross_entropy"].as_f64().unwrap();
+        assert!(ce.is_finite() && ce > 0.0);
+        assert!((r["perplexity"].as_f64().unwrap() - ce.exp()).abs() < 1e-6 * ce.exp());
+    }
+    // A random model over 50,280 tokens is close to uniform: CE near ln(50280) ≈ 10.8.
+    assert!((res[0]["cross_entropy"].as_f64().unwrap() - 50280f64.ln()).abs() < 1.0);
+    let bpb = res[0]["bits_per_byte"].as_f64().unwrap();
+    assert!(bpb > 1.0 && bpb < 10.0, "bits per byte {bpb}");
+
     // One table for both tasks.
     let prefix = tmp.path().join("table3");
-    let table = trainer(&[
-        "report", run_dirs[0].to_str().unwrap(), run_dirs[1].to_str().unwrap(), "--out",
-        prefix.to_str().unwrap(),
-    ]);
-    assert!(table.contains("| 4b | ACC (strict) |") && table.contains("| 5b | ACC (lenient) |"), "{table}");
+    let table = trainer(
+        &bin,
+        &[
+            "report",
+            run_dirs[0].to_str().unwrap(),
+            run_dirs[1].to_str().unwrap(),
+            "--out",
+            prefix.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        table.contains("| 4b | ACC (strict) |") && table.contains("| 5b | ACC (lenient) |"),
+        "{table}"
+    );
     assert!(tmp.path().join("table3.json").is_file());
     println!("{table}");
 }

@@ -12,11 +12,11 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing;
 use burn::module::AutodiffModule;
+use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Int, Tensor, TensorData};
 use trainer::hf::HfConfig;
-use burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing;
-use burn::tensor::backend::AutodiffBackend;
 use trainer::{AutodiffCpu, Cpu, MambaConfig, causal_lm_loss};
 
 fn arg(name: &str) -> Option<String> {
@@ -65,8 +65,7 @@ fn ours_fwd_bwd<B: AutodiffBackend>(cfg: &MambaConfig, len: usize, iters: usize)
     reset_peak_rss();
     for i in 0..=iters {
         let t0 = Instant::now();
-        let t: Tensor<B, 2, Int> =
-            Tensor::from_data(TensorData::new(ids.clone(), [1, len]), &dev);
+        let t: Tensor<B, 2, Int> = Tensor::from_data(TensorData::new(ids.clone(), [1, len]), &dev);
         let logits = model.forward(t.clone());
         let loss = causal_lm_loss(logits, t);
         let grads = loss.backward();
@@ -82,7 +81,13 @@ fn ours_fwd_bwd<B: AutodiffBackend>(cfg: &MambaConfig, len: usize, iters: usize)
     (times[times.len() / 2], peak_rss_mib())
 }
 
-fn peer_fwd_bwd(python: &str, cfg: &MambaConfig, threads: usize, len: usize, iters: usize) -> Result<f64> {
+fn peer_fwd_bwd(
+    python: &str,
+    cfg: &MambaConfig,
+    threads: usize,
+    len: usize,
+    iters: usize,
+) -> Result<f64> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/peer_mamba.py");
     let tmp = std::env::temp_dir().join(format!("bench_model_cfg_{}.json", std::process::id()));
     HfConfig::from_config(cfg.clone()).save(&tmp)?;
@@ -102,7 +107,9 @@ fn peer_fwd_bwd(python: &str, cfg: &MambaConfig, threads: usize, len: usize, ite
         anyhow::bail!("{last}");
     }
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("peer output")?;
-    v["fwd_bwd_s"].as_f64().context("peer output lacks fwd_bwd_s")
+    v["fwd_bwd_s"]
+        .as_f64()
+        .context("peer output lacks fwd_bwd_s")
 }
 
 fn main() -> Result<()> {
@@ -112,17 +119,16 @@ fn main() -> Result<()> {
         .or_else(|| std::env::var("BIOMAMBA_PEER_PYTHON").ok())
         .unwrap_or_else(|| "python3".into());
     let threads = rayon::current_num_threads();
-    println!("bench_model: B=1, L={len}, f32 CPU (burn-ndarray), {threads} threads, median of {iters}");
+    println!(
+        "bench_model: B=1, L={len}, f32 CPU (burn-ndarray), {threads} threads, median of {iters}"
+    );
 
     let golden = std::env::var_os("BIOMAMBA_GOLDEN")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/golden"));
     let tiny_b = HfConfig::load(&golden.join("mamba/tiny-b/config.json"))
         .map(|c| c.config)
-        .unwrap_or_else(|_| {
-            MambaConfig::new(256, 64, 3)
-                .with_time_step_rank(Some(4))
-        });
+        .unwrap_or_else(|_| MambaConfig::new(256, 64, 3).with_time_step_rank(Some(4)));
     let mut m130 = MambaConfig::mamba_130m();
     if let Some(l) = arg("--layers") {
         m130.num_hidden_layers = l.parse()?;
@@ -164,7 +170,10 @@ fn main() -> Result<()> {
         let model = m130.init_seeded::<AutodiffCpu>(&dev, 0).valid();
         reset_peak_rss();
         let t0 = Instant::now();
-        let t = Tensor::from_data(TensorData::new(random_ids(m130.vocab_size, l2), [1, l2]), &dev);
+        let t = Tensor::from_data(
+            TensorData::new(random_ids(m130.vocab_size, l2), [1, l2]),
+            &dev,
+        );
         let logits = model.forward(t);
         let _ = logits.into_data();
         println!(
