@@ -24,3 +24,7 @@ test:
          END { printf "summary: %d passed, %d failed, %d ignored, %d skip lines\n", p, f, ig, s; printf "%d passed, %d failed\n", p, f }' "$log"
     rm -f "$log"
     exit $status
+
+# Training-step throughput (tokens/s) of the sample model and mamba-130m (B=1, L=2048) on CPU.
+bench-train *ARGS:
+    cargo run --release -p trainer --bin bench_train -- {{ARGS}}

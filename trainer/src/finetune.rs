@@ -217,8 +217,9 @@ pub fn load_config(path: Option<&Path>) -> Result<Loaded> {
 /// Command-line arguments of `trainer finetune`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
-    /// Initial model: an HF directory (config.json + model.safetensors) or a run directory
-    /// holding one in `model/` or `export/`.
+    /// Initial model: an HF directory (config.json + model.safetensors), a run directory
+    /// holding one in `model/` or `export/`, or a `trainer pretrain` run directory (its
+    /// newest valid checkpoint).
     #[arg(long)]
     pub init: PathBuf,
     /// Task name from the config's `[tasks.*]` (default tasks: bioasq-4b, bioasq-5b, bioasq-6b).
@@ -262,11 +263,14 @@ pub fn resolve_model_dir(p: &Path) -> Result<PathBuf> {
             return Ok(c);
         }
     }
-    bail!(
-        "{}: no HF model (config.json + model.safetensors) here or in model/ or export/; \
-         for a pretraining run, run `trainer export RUN_DIR --out DIR` first",
-        p.display()
-    )
+    // A `trainer pretrain` run directory: its newest valid checkpoint (an HF directory).
+    crate::pretrain::latest_checkpoint(p).with_context(|| {
+        format!(
+            "{}: no HF model (config.json + model.safetensors) here, in model/ or export/, \
+             and not a pretraining run directory",
+            p.display()
+        )
+    })
 }
 
 /// The tokenizer: explicit path, else `tokenizer.json` next to the model.
