@@ -32,3 +32,14 @@ pub mod data;
 pub mod optim;
 pub mod plot;
 pub mod pretrain;
+
+// BioASQ fine-tuning and evaluation.
+pub mod answer;
+pub mod eval;
+pub mod finetune;
+pub mod loss;
+pub mod metrics;
+pub mod ppl;
+pub mod qa;
+pub mod report;
+pub mod token_bytes;
