@@ -32,3 +32,7 @@ bench-parse *ARGS:
 # Training-step throughput (tokens/s) of the sample model and mamba-130m (B=1, L=2048) on CPU.
 bench-train *ARGS:
     cargo run --release -p trainer --bin bench_train -- {{ARGS}}
+
+# Tokenize stage (Parquet → shards, GPT-NeoX) vs Python tokenizers encode_batch, same docs and threads (≥ 50 MB).
+bench-tokenize *ARGS:
+    cargo run --release -p pipeline --bin bench_tokenize -- {{ARGS}}

@@ -14,6 +14,8 @@ pub struct Config {
     pub parse: crate::parse::ParseConfig,
     pub current: crate::current::CurrentConfig,
     pub bioasq: crate::bioasq::BioasqConfig,
+    pub tokenize: crate::tokenize::TokenizeConfig,
+    pub train_tokenizer: crate::train_tokenizer::TrainTokenizerConfig,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]

@@ -10,6 +10,8 @@ pub mod layout;
 pub mod parse;
 pub mod stage;
 pub mod status;
+pub mod tokenize;
+pub mod train_tokenizer;
 
 use std::path::PathBuf;
 

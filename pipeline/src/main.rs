@@ -45,6 +45,12 @@ enum Command {
     Inspect(pipeline::inspect::Args),
     /// BioASQ JSON (official or SQuAD) to SQuAD-style Arrow tables, joined with PubMed, leak-free.
     Bioasq(pipeline::bioasq::Args),
+    /// Tokenize the abstracts and pack them into train/val Arrow shards.
+    Tokenize(pipeline::tokenize::Args),
+    /// Train a byte-level BPE tokenizer (GPT-NeoX style) on the abstracts.
+    TrainTokenizer(pipeline::train_tokenizer::Args),
+    /// Counts, token histogram and decoded sequences of shard files.
+    InspectShards(pipeline::tokenize::inspect::Args),
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -59,6 +65,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Current(args) => pipeline::current::run(&ctx, args).map(|_| ()),
         Command::Inspect(args) => pipeline::inspect::run(&ctx, args),
         Command::Bioasq(args) => pipeline::bioasq::run(&ctx, args).map(|_| ()),
+        Command::Tokenize(args) => pipeline::tokenize::run(&ctx, args),
+        Command::TrainTokenizer(args) => pipeline::train_tokenizer::run(&ctx, args),
+        Command::InspectShards(args) => pipeline::tokenize::inspect::run(&ctx, args),
     }
 }
 

@@ -13,6 +13,9 @@ pub const STAGES: &[StatusFn] = &[
     crate::download::status,
     crate::parse::status,
     crate::current::status,
+    crate::train_tokenizer::status,
+    crate::tokenize::status,
+    crate::tokenize::pack::status,
     crate::bioasq::status,
 ];
 

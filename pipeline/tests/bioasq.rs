@@ -1086,7 +1086,12 @@ fn sample_join_with_parsed_pubmed() {
         );
         assert_eq!(e.context, want, "{}", e.id);
         // The sample's SQuAD test file is built like BioBERT's: labelled sections joined by spaces.
-        assert_eq!(squad.get(&e.id), Some(&e.context), "{}: differs from squad-test-sample.json", e.id);
+        assert_eq!(
+            squad.get(&e.id),
+            Some(&e.context),
+            "{}: differs from squad-test-sample.json",
+            e.id
+        );
         joined += 1;
     }
     assert!(joined > 0);

@@ -1,0 +1,596 @@
+//! `pipeline tokenize`: abstracts (Parquet) → token streams per part → packed Arrow shards.
+//!
+//! Two cached stages:
+//! 1. **tokenize** (manifest `manifests/tokenize.json`), one unit per input Parquet part: every document
+//!    (`title + "\n" + abstract`, see [`document_text`]) is encoded with the `tokenizers` crate without
+//!    special tokens, EOS appended, and written to `tokens/<input dir>/<part stem>.bin` (format in
+//!    [`token_file`]). Parts run in parallel and documents within a batch too (rayon). A part whose
+//!    tokens come out byte-identical keeps its old token file, so packing stays cached.
+//! 2. **pack** (manifest `manifests/pack.json`, see [`pack`]): one unit over all token files; splits by
+//!    PMID hash, drops decontaminated PMIDs, concatenates and cuts into `seq_len` rows, writes shards.
+//!
+//! **Canonical order** — the order of documents in the token streams and thus in the shards: input
+//! parts in byte-wise order of their file names (`parquet/current/part-00000.parquet`, `part-00001`,
+//! … or, with `input = "parquet/abstracts"`, `pubmed26n0001`, `pubmed26n0002`, …), and within a part
+//! the Parquet row order (the current view is sorted by PMID; per-file parts are in XML record order).
+//!
+//! Memory is bounded: parts are read in batches of `batch_rows` rows, token files are streamed, and
+//! packing holds one shard per split.
+
+pub mod decontaminate;
+pub mod inspect;
+pub mod pack;
+pub mod synthetic;
+#[cfg(test)]
+mod tests;
+pub mod token_file;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::{Context, Result, anyhow, bail, ensure};
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{DataType, UInt64Type};
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use rayon::prelude::*;
+use schemas::progress::{Progress, Unit};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokenizers::Tokenizer;
+
+use crate::Ctx;
+use crate::stage::{Plan, Stage, StageStatus};
+
+pub const STAGE: &str = "tokenize";
+/// Bumped when the token files change meaning (document text, token file format).
+pub const CODE_VERSION: u32 = 1;
+/// The end-of-text token: appended after every document; id 0 in GPT-NeoX and our trained tokenizers.
+pub const EOS_TOKEN: &str = "<|endoftext|>";
+
+/// `[tokenize]` section. Relative paths are relative to the data directory.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TokenizeConfig {
+    /// `tokenizer.json` to encode with (`--tokenizer` overrides; the flag's path is taken as given).
+    pub tokenizer: PathBuf,
+    /// Directory of input Parquet parts: `parquet/current` (the current view) or `parquet/abstracts`.
+    pub input: PathBuf,
+    /// Keep citations that have a title but no abstract (as the title alone).
+    pub include_title_only: bool,
+    /// Fraction of PMIDs in the validation split.
+    pub val_fraction: f64,
+    /// Salt of the PMID hash that decides the split; changing it reshuffles the split.
+    pub split_salt: String,
+    /// Tokens per packed sequence.
+    pub seq_len: usize,
+    /// Sequences per shard file.
+    pub shard_sequences: usize,
+    /// BioASQ test sets (golden JSON files or directories of them) whose PMIDs are excluded.
+    pub decontaminate: Vec<PathBuf>,
+    /// Parquet rows read (and encoded in parallel) at a time.
+    pub batch_rows: usize,
+}
+
+impl Default for TokenizeConfig {
+    fn default() -> Self {
+        Self {
+            tokenizer: PathBuf::from("tokenizer/tokenizer.json"),
+            input: PathBuf::from("parquet/current"),
+            include_title_only: false,
+            val_fraction: 0.005,
+            split_salt: "biomamba-split-v1".into(),
+            seq_len: 2048,
+            shard_sequences: 8192,
+            decontaminate: Vec::new(),
+            batch_rows: 4096,
+        }
+    }
+}
+
+/// `pipeline tokenize` flags; each overrides its `[tokenize]` config value.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct Args {
+    /// tokenizer.json (e.g. the GPT-NeoX-20B one).
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// Directory of input Parquet parts (default: the config's, else DATA/parquet/current).
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    /// Keep citations without an abstract (their title alone).
+    #[arg(long)]
+    pub include_title_only: bool,
+    /// Fraction of PMIDs in the validation split (default 0.005).
+    #[arg(long)]
+    pub val_fraction: Option<f64>,
+    /// Tokens per sequence (default 2048).
+    #[arg(long)]
+    pub seq_len: Option<usize>,
+    /// Sequences per shard (default 8192).
+    #[arg(long)]
+    pub shard_sequences: Option<usize>,
+    /// BioASQ golden JSON file or directory whose PMIDs are excluded (repeatable; adds to the config's).
+    #[arg(long)]
+    pub decontaminate: Vec<PathBuf>,
+}
+
+/// Everything the tokenize and pack stages need, with flags applied and paths resolved.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub tokenizer: PathBuf,
+    pub input: PathBuf,
+    pub include_title_only: bool,
+    pub val_fraction: f64,
+    pub split_salt: String,
+    pub seq_len: usize,
+    pub shard_sequences: usize,
+    pub decontaminate: Vec<PathBuf>,
+    pub batch_rows: usize,
+}
+
+impl Settings {
+    pub fn resolve(ctx: &Ctx, args: &Args) -> Result<Self> {
+        let c = &ctx.config.tokenize;
+        let root = ctx.layout.root();
+        let in_data = |p: &Path| {
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                root.join(p)
+            }
+        };
+        let mut decontaminate: Vec<PathBuf> = c.decontaminate.iter().map(|p| in_data(p)).collect();
+        decontaminate.extend(args.decontaminate.iter().cloned());
+        let s = Self {
+            tokenizer: args
+                .tokenizer
+                .clone()
+                .unwrap_or_else(|| in_data(&c.tokenizer)),
+            input: args.input.clone().unwrap_or_else(|| in_data(&c.input)),
+            include_title_only: args.include_title_only || c.include_title_only,
+            val_fraction: args.val_fraction.unwrap_or(c.val_fraction),
+            split_salt: c.split_salt.clone(),
+            seq_len: args.seq_len.unwrap_or(c.seq_len),
+            shard_sequences: args.shard_sequences.unwrap_or(c.shard_sequences),
+            decontaminate,
+            batch_rows: c.batch_rows.max(1),
+        };
+        ensure!(
+            (0.0..=1.0).contains(&s.val_fraction),
+            "val_fraction {} is not within 0..=1",
+            s.val_fraction
+        );
+        ensure!(s.seq_len > 0, "seq_len must be positive");
+        ensure!(s.shard_sequences > 0, "shard_sequences must be positive");
+        Ok(s)
+    }
+}
+
+/// The text of one citation as the model sees it: `title + "\n" + abstract`, the abstract alone when
+/// the title is missing or empty, the title alone for a citation without abstract only when
+/// `include_title_only`, else `None` (the citation is left out).
+pub fn document_text(
+    title: Option<&str>,
+    abstract_text: Option<&str>,
+    include_title_only: bool,
+) -> Option<String> {
+    let title = title.filter(|t| !t.is_empty());
+    match abstract_text.filter(|a| !a.is_empty()) {
+        Some(a) => Some(match title {
+            Some(t) => format!("{t}\n{a}"),
+            None => a.to_string(),
+        }),
+        None if include_title_only => title.map(str::to_string),
+        None => None,
+    }
+}
+
+/// A loaded tokenizer with the facts the shards depend on.
+pub struct LoadedTokenizer {
+    pub tokenizer: Tokenizer,
+    pub path: PathBuf,
+    /// xxh3-128 of the tokenizer file.
+    pub hash: String,
+    /// Vocabulary size including added tokens; ids are below it.
+    pub vocab_size: usize,
+    pub eos_id: u32,
+}
+
+impl LoadedTokenizer {
+    pub fn load(path: &Path) -> Result<Self> {
+        let tokenizer = Tokenizer::from_file(path)
+            .map_err(|e| anyhow!("loading tokenizer {}: {e}", path.display()))?;
+        let eos_id = tokenizer.token_to_id(EOS_TOKEN).with_context(|| {
+            format!(
+                "tokenizer {} has no {EOS_TOKEN} token (needed as end-of-document marker)",
+                path.display()
+            )
+        })?;
+        let vocab_size = tokenizer.get_vocab_size(true);
+        ensure!(
+            (eos_id as usize) < vocab_size,
+            "tokenizer {}: EOS id {eos_id} outside its vocabulary of {vocab_size}",
+            path.display()
+        );
+        Ok(Self {
+            hash: schemas::manifest::hash_file(path)?,
+            tokenizer,
+            path: path.to_path_buf(),
+            vocab_size,
+            eos_id,
+        })
+    }
+
+    /// Token ids of one document, EOS appended.
+    pub fn encode_document(&self, text: &str) -> Result<Vec<u32>> {
+        let encoding = self
+            .tokenizer
+            .encode_fast(text, false)
+            .map_err(|e| anyhow!("encoding with {}: {e}", self.path.display()))?;
+        let mut ids = Vec::with_capacity(encoding.get_ids().len() + 1);
+        ids.extend_from_slice(encoding.get_ids());
+        ids.push(self.eos_id);
+        Ok(ids)
+    }
+}
+
+/// The input Parquet parts of `dir` in canonical order (file name order).
+pub fn list_parts(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = std::fs::read_dir(dir).with_context(|| {
+        format!(
+            "listing input parts in {} (run `pipeline parse` first, or set [tokenize] input)",
+            dir.display()
+        )
+    })?;
+    let mut parts = Vec::new();
+    for entry in entries {
+        let path = entry?.path();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if name.ends_with(".parquet") && !name.starts_with('.') && path.is_file() {
+            parts.push(path);
+        }
+    }
+    parts.sort();
+    Ok(parts)
+}
+
+/// One citation's fields that tokenizing needs.
+pub struct Citation {
+    pub pmid: u64,
+    pub text: Option<String>,
+}
+
+/// Reads `pmid`, `title`, `abstract` of an abstracts part batch by batch.
+pub struct PartReader {
+    path: PathBuf,
+    reader: ParquetRecordBatchReader,
+    /// Index of the next row, for error messages.
+    row: u64,
+    pub rows_total: u64,
+}
+
+impl PartReader {
+    pub fn open(path: &Path, batch_rows: usize) -> Result<Self> {
+        let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+            .with_context(|| format!("reading Parquet footer of {}", path.display()))?;
+        let schema = builder.schema().clone();
+        let mut roots = Vec::new();
+        for (name, want) in [
+            ("pmid", DataType::UInt64),
+            ("title", DataType::Utf8),
+            ("abstract", DataType::Utf8),
+        ] {
+            let (index, field) = schema.column_with_name(name).with_context(|| {
+                format!(
+                    "{}: no column `{name}` (expected the abstracts schema)",
+                    path.display()
+                )
+            })?;
+            ensure!(
+                field.data_type() == &want,
+                "{}: column `{name}` is {}, expected {want}",
+                path.display(),
+                field.data_type()
+            );
+            roots.push(index);
+        }
+        let rows_total = builder.metadata().file_metadata().num_rows() as u64;
+        let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+        let reader = builder
+            .with_projection(mask)
+            .with_batch_size(batch_rows)
+            .build()
+            .with_context(|| format!("reading {}", path.display()))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            reader,
+            row: 0,
+            rows_total,
+        })
+    }
+
+    /// The next batch of citations (document text built), or None at the end.
+    pub fn next_batch(&mut self, include_title_only: bool) -> Result<Option<Vec<Citation>>> {
+        let Some(batch) = self.reader.next() else {
+            return Ok(None);
+        };
+        let batch: RecordBatch = batch
+            .with_context(|| format!("{}: decoding rows from {}", self.path.display(), self.row))?;
+        // Projection keeps schema order: pmid, title, abstract.
+        let pmid = batch.column(0).as_primitive::<UInt64Type>();
+        let title = batch.column(1).as_string::<i32>();
+        let abstract_text = batch.column(2).as_string::<i32>();
+        let mut out = Vec::with_capacity(batch.num_rows());
+        for i in 0..batch.num_rows() {
+            if pmid.is_null(i) {
+                bail!(
+                    "{}: row {} has a null pmid",
+                    self.path.display(),
+                    self.row + i as u64
+                );
+            }
+            let t = (!title.is_null(i)).then(|| title.value(i));
+            let a = (!abstract_text.is_null(i)).then(|| abstract_text.value(i));
+            out.push(Citation {
+                pmid: pmid.value(i),
+                text: document_text(t, a, include_title_only),
+            });
+        }
+        self.row += batch.num_rows() as u64;
+        Ok(Some(out))
+    }
+}
+
+/// Counts of one tokenized part.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct PartStats {
+    /// Rows in the part.
+    pub rows: u64,
+    /// Documents written (rows with an abstract, or with a title under `include_title_only`).
+    pub docs: u64,
+    /// Rows left out for lack of an abstract (or of any text).
+    pub skipped_no_text: u64,
+    /// Tokens written, EOS included.
+    pub tokens: u64,
+    /// UTF-8 bytes of document text encoded.
+    pub text_bytes: u64,
+}
+
+/// Tokenize one part into `out` (atomically; an identical existing file is kept).
+pub fn tokenize_part(
+    tok: &LoadedTokenizer,
+    part: &Path,
+    out: &Path,
+    batch_rows: usize,
+    include_title_only: bool,
+    progress: Option<&Progress>,
+) -> Result<PartStats> {
+    let mut reader = PartReader::open(part, batch_rows)?;
+    let mut writer = token_file::TokenFileWriter::create(out, tok.vocab_size, tok.eos_id)?;
+    let mut stats = PartStats {
+        rows: reader.rows_total,
+        ..Default::default()
+    };
+    while let Some(citations) = reader.next_batch(include_title_only)? {
+        let encoded: Vec<Option<Vec<u32>>> = citations
+            .par_iter()
+            .map(|c| {
+                c.text
+                    .as_deref()
+                    .map(|t| tok.encode_document(t))
+                    .transpose()
+            })
+            .collect::<Result<_>>()
+            .with_context(|| format!("tokenizing {}", part.display()))?;
+        for (c, ids) in citations.iter().zip(encoded) {
+            match ids {
+                Some(ids) => {
+                    stats.docs += 1;
+                    stats.tokens += ids.len() as u64;
+                    stats.text_bytes += c.text.as_ref().map_or(0, |t| t.len() as u64);
+                    writer.push(c.pmid, &ids)?;
+                }
+                None => stats.skipped_no_text += 1,
+            }
+        }
+        if let Some(p) = progress {
+            p.inc(citations.len() as u64);
+        }
+    }
+    writer.finish()?;
+    Ok(stats)
+}
+
+/// Token file of a part: `tokens/<input dir name>/<part stem>.bin`.
+pub fn token_path(ctx_tokens: &Path, part: &Path) -> PathBuf {
+    let dir = part
+        .parent()
+        .and_then(|d| d.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "input".into());
+    let stem = part
+        .file_stem()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    ctx_tokens.join(dir).join(format!("{stem}.bin"))
+}
+
+/// The config fields the tokenize stage depends on (the tokenizer is an input of every unit).
+#[derive(Serialize)]
+struct TokenizeStageConfig {
+    include_title_only: bool,
+    document_text: &'static str,
+    eos: &'static str,
+}
+
+fn stage_config(s: &Settings) -> TokenizeStageConfig {
+    TokenizeStageConfig {
+        include_title_only: s.include_title_only,
+        document_text: "title\\nabstract",
+        eos: EOS_TOKEN,
+    }
+}
+
+fn unit_key(data_dir: &Path, part: &Path) -> String {
+    schemas::manifest::relative_path(data_dir, part)
+}
+
+/// What `tokenize` did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct TokenizeReport {
+    pub parts: usize,
+    pub parts_run: usize,
+    pub token_files: Vec<PathBuf>,
+    pub totals: PartStats,
+}
+
+/// Stage 1: tokenize every part (cached per part). Returns the token files in canonical order.
+pub fn tokenize_stage(ctx: &Ctx, s: &Settings) -> Result<TokenizeReport> {
+    let root = ctx.layout.root();
+    let parts = list_parts(&s.input)?;
+    let tok = LoadedTokenizer::load(&s.tokenizer)?;
+    let previous_summary = schemas::StageManifest::load(&ctx.layout.manifest(STAGE))?
+        .map(|m| m.summary)
+        .unwrap_or_default();
+    let stage = Stage::open(
+        root,
+        STAGE,
+        CODE_VERSION,
+        token_file::FORMAT_VERSION,
+        &stage_config(s),
+        ctx.force,
+    )?;
+    let keys: Vec<String> = parts.iter().map(|p| unit_key(root, p)).collect();
+    stage.retain_units(&|k| keys.iter().any(|key| key == k))?;
+    let tokens_dir = ctx.layout.tokens();
+    for p in &parts {
+        if let Some(dir) = token_path(&tokens_dir, p).parent() {
+            schemas::atomic::remove_stale_temps(dir)?;
+        }
+    }
+    let total_rows: u64 = parts
+        .iter()
+        .map(|p| {
+            let file = File::open(p).with_context(|| format!("opening {}", p.display()))?;
+            let b = ParquetRecordBatchReaderBuilder::try_new(file)
+                .with_context(|| format!("reading Parquet footer of {}", p.display()))?;
+            Ok(b.metadata().file_metadata().num_rows() as u64)
+        })
+        .sum::<Result<u64>>()?;
+    let progress = Progress::new("tokenize", total_rows, Unit::Count("citations"));
+    let ran = AtomicU64::new(0);
+    let stats: Vec<PartStats> = parts
+        .par_iter()
+        .zip(&keys)
+        .map(|(part, key)| -> Result<PartStats> {
+            let out = token_path(&tokens_dir, part);
+            let inputs = stage.inputs(key, &[part.clone(), s.tokenizer.clone()])?;
+            match stage.plan(key, &inputs)? {
+                Plan::Cached => {
+                    let unit = stage.recorded(key).context("cached unit has a record")?;
+                    progress.inc(unit.stats["rows"].as_u64().unwrap_or(0));
+                    tracing::debug!("{key}: cached");
+                    Ok(serde_json::from_value(unit.stats).unwrap_or_default())
+                }
+                Plan::Run(reason) => {
+                    tracing::info!("{key}: tokenizing ({reason})");
+                    let stats = tokenize_part(
+                        &tok,
+                        part,
+                        &out,
+                        s.batch_rows,
+                        s.include_title_only,
+                        Some(&progress),
+                    )?;
+                    stage.record(key, inputs, &[out], serde_json::to_value(&stats)?)?;
+                    ran.fetch_add(1, Ordering::Relaxed);
+                    Ok(stats)
+                }
+            }
+        })
+        .collect::<Result<_>>()?;
+    progress.finish();
+    let mut totals = PartStats::default();
+    for st in &stats {
+        totals.rows += st.rows;
+        totals.docs += st.docs;
+        totals.skipped_no_text += st.skipped_no_text;
+        totals.tokens += st.tokens;
+        totals.text_bytes += st.text_bytes;
+    }
+    let summary = json!({
+        "tokenizer": {
+            "path": schemas::manifest::relative_path(root, &tok.path),
+            "hash": tok.hash,
+            "vocab_size": tok.vocab_size,
+            "eos_id": tok.eos_id,
+        },
+        "input": schemas::manifest::relative_path(root, &s.input),
+        "canonical_order": "parts in file-name order, rows in Parquet order",
+        "parts": parts.len(),
+        "totals": totals,
+    });
+    let ran = ran.into_inner() as usize;
+    // A fully cached run leaves the manifest (and its mtime) alone.
+    if ran > 0 || summary != previous_summary {
+        stage.finish(summary)?;
+    }
+    Ok(TokenizeReport {
+        parts: parts.len(),
+        parts_run: ran,
+        token_files: parts.iter().map(|p| token_path(&tokens_dir, p)).collect(),
+        totals,
+    })
+}
+
+/// `pipeline tokenize`: both stages.
+pub fn run(ctx: &Ctx, args: Args) -> Result<()> {
+    let s = Settings::resolve(ctx, &args)?;
+    let report = tokenize_stage(ctx, &s)?;
+    println!(
+        "tokenize: {} parts ({} tokenized, {} cached), {} documents, {} tokens, {} citations without abstract left out",
+        report.parts,
+        report.parts_run,
+        report.parts - report.parts_run,
+        report.totals.docs,
+        report.totals.tokens,
+        report.totals.skipped_no_text
+    );
+    let packed = pack::pack_stage(ctx, &s, &report.token_files)?;
+    println!("{}", packed.describe());
+    Ok(())
+}
+
+/// `pipeline status` row of the tokenize stage.
+pub fn status(ctx: &Ctx) -> Result<StageStatus> {
+    let s = Settings::resolve(ctx, &Args::default())?;
+    let stage = Stage::open(
+        ctx.layout.root(),
+        STAGE,
+        CODE_VERSION,
+        token_file::FORMAT_VERSION,
+        &stage_config(&s),
+        false,
+    )?;
+    let parts = list_parts(&s.input).unwrap_or_default();
+    let units: Vec<(String, Vec<PathBuf>)> = parts
+        .iter()
+        .map(|p| {
+            let mut inputs = vec![p.clone()];
+            if s.tokenizer.exists() {
+                inputs.push(s.tokenizer.clone());
+            }
+            (unit_key(ctx.layout.root(), p), inputs)
+        })
+        .collect();
+    let mut st = stage.status(&units)?;
+    if !s.tokenizer.exists() {
+        st.note = format!("tokenizer {} missing", s.tokenizer.display());
+    }
+    Ok(st)
+}

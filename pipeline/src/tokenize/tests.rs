@@ -1,0 +1,453 @@
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use schemas::shards::ShardSet;
+
+use super::pack::{PackSummary, Split, split_of};
+use super::synthetic::{AbstractRow, read_expect_jsonl, write_abstracts_part};
+use super::token_file::TokenFileReader;
+use super::*;
+use crate::{Config, Ctx};
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn fixtures() -> PathBuf {
+    std::env::var_os("BIOMAMBA_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("../shared/fixtures"))
+}
+
+fn sample_rows() -> Option<Vec<Vec<AbstractRow>>> {
+    let dir = workspace().join("data/sample/expect");
+    let files = ["pubmed26n0001.jsonl", "pubmed26n0002.jsonl"];
+    if files.iter().any(|f| !dir.join(f).exists()) {
+        println!("SKIP: sample expect files absent in {}", dir.display());
+        return None;
+    }
+    Some(
+        files
+            .iter()
+            .map(|f| read_expect_jsonl(&dir.join(f)).unwrap())
+            .collect(),
+    )
+}
+
+fn texts(rows: &[AbstractRow], title_only: bool) -> Vec<(u64, String)> {
+    rows.iter()
+        .filter_map(|r| {
+            document_text(r.title.as_deref(), r.abstract_text.as_deref(), title_only)
+                .map(|t| (r.pmid, t))
+        })
+        .collect()
+}
+
+/// A data dir with the sample corpus as two parts of `parquet/abstracts`, a tokenizer trained on it
+/// and a small packing config.
+fn sample_ctx(dir: &Path, parts: &[Vec<AbstractRow>]) -> Ctx {
+    let input = dir.join("parquet/abstracts");
+    for (i, rows) in parts.iter().enumerate() {
+        let name = format!("pubmed26n{:04}", i + 1);
+        write_abstracts_part(
+            &input.join(format!("{name}.parquet")),
+            rows,
+            &format!("{name}.xml.gz"),
+        )
+        .unwrap();
+    }
+    let docs: Vec<String> = parts
+        .iter()
+        .flat_map(|rows| texts(rows, false))
+        .map(|(_, t)| t)
+        .collect();
+    let tokenizer = crate::train_tokenizer::train(docs.into_iter(), 700, 2).unwrap();
+    crate::train_tokenizer::save(&tokenizer, &dir.join("tokenizer/tokenizer.json")).unwrap();
+    let mut config = Config::default();
+    config.tokenize.input = "parquet/abstracts".into();
+    config.tokenize.seq_len = 64;
+    config.tokenize.shard_sequences = 8;
+    config.tokenize.val_fraction = 0.2;
+    config.tokenize.batch_rows = 7;
+    config.tokenize.decontaminate =
+        vec![workspace().join("data/sample/bioasq/test-batch1_golden.json")];
+    Ctx::new(Some(dir.to_path_buf()), config, false)
+}
+
+fn run_all(ctx: &Ctx) -> (TokenizeReport, PackSummary) {
+    let s = Settings::resolve(ctx, &Args::default()).unwrap();
+    let report = tokenize_stage(ctx, &s).unwrap();
+    let packed = pack::pack_stage(ctx, &s, &report.token_files).unwrap();
+    (report, packed)
+}
+
+/// Every file under `dir` with its mtime and content.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (std::time::SystemTime, Vec<u8>)> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let meta = std::fs::metadata(&p).unwrap();
+                out.insert(
+                    p.strip_prefix(dir).unwrap().to_path_buf(),
+                    (meta.modified().unwrap(), std::fs::read(&p).unwrap()),
+                );
+            }
+        }
+    }
+    out
+}
+
+fn shard_bytes(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    snapshot(&dir.join("shards"))
+        .into_iter()
+        .map(|(p, (_, b))| (p, b))
+        .collect()
+}
+
+#[test]
+fn document_text_rules() {
+    assert_eq!(
+        document_text(Some("T"), Some("A"), false).as_deref(),
+        Some("T\nA")
+    );
+    assert_eq!(document_text(None, Some("A"), false).as_deref(), Some("A"));
+    assert_eq!(
+        document_text(Some(""), Some("A"), false).as_deref(),
+        Some("A")
+    );
+    assert_eq!(document_text(Some("T"), None, false), None);
+    assert_eq!(document_text(Some("T"), Some(""), false), None);
+    assert_eq!(document_text(Some("T"), None, true).as_deref(), Some("T"));
+    assert_eq!(document_text(None, None, true), None);
+}
+
+#[test]
+fn ids_equal_gpt_neox_expect_file() {
+    let fx = fixtures();
+    let tok_path = fx.join("tokenizer/gpt-neox-20b.tokenizer.json");
+    let expect_path = fx.join("tokenizer/expect-pubmed26n1334.jsonl");
+    let texts_path = fx.join("pubmed/expect/pubmed26n1334.jsonl");
+    if !tok_path.exists() || !expect_path.exists() || !texts_path.exists() {
+        println!("SKIP: tokenizer fixtures absent under {}", fx.display());
+        return;
+    }
+    let expected: Vec<(u64, Vec<u32>)> = std::fs::read_to_string(&expect_path)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let ids = v["ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i.as_u64().unwrap() as u32);
+            (v["pmid"].as_u64().unwrap(), ids.collect())
+        })
+        .collect();
+    let tok = LoadedTokenizer::load(&tok_path).unwrap();
+    assert_eq!((tok.eos_id, tok.vocab_size), (0, 50_277));
+    let rows = read_expect_jsonl(&texts_path).unwrap();
+    let ours: Vec<(u64, Vec<u32>)> = texts(&rows, false)
+        .into_iter()
+        .map(|(pmid, text)| (pmid, tok.encode_document(&text).unwrap()))
+        .collect();
+    assert_eq!(ours.len(), expected.len());
+    for (o, e) in ours.iter().zip(&expected) {
+        assert_eq!(o, e, "PMID {}", e.0);
+    }
+
+    // The same ids through the stage: Parquet part in, token file out.
+    let dir = tempfile::tempdir().unwrap();
+    let part = dir.path().join("parquet/current/part-00000.parquet");
+    write_abstracts_part(&part, &rows, "pubmed26n1334.xml.gz").unwrap();
+    let mut config = Config::default();
+    config.tokenize.tokenizer = tok_path.clone();
+    let ctx = Ctx::new(Some(dir.path().to_path_buf()), config, false);
+    let s = Settings::resolve(&ctx, &Args::default()).unwrap();
+    let report = tokenize_stage(&ctx, &s).unwrap();
+    assert_eq!(report.totals.docs as usize, expected.len());
+    assert_eq!(report.totals.skipped_no_text, 3);
+    let mut reader = TokenFileReader::open(&report.token_files[0]).unwrap();
+    let mut ids = Vec::new();
+    for (pmid, want) in &expected {
+        assert_eq!(reader.next_doc(&mut ids).unwrap(), Some(*pmid));
+        assert_eq!(&ids, want);
+    }
+    assert_eq!(reader.next_doc(&mut ids).unwrap(), None);
+    let manifest = schemas::StageManifest::load(&dir.path().join("manifests/tokenize.json"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(manifest.summary["tokenizer"]["eos_id"], 0);
+    assert_eq!(
+        manifest.summary["tokenizer"]["hash"],
+        schemas::manifest::hash_file(&tok_path).unwrap()
+    );
+}
+
+#[test]
+fn shards_hold_the_document_stream_in_canonical_order() {
+    let Some(parts) = sample_rows() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = sample_ctx(dir.path(), &parts);
+    let (report, packed) = run_all(&ctx);
+    assert_eq!(report.parts, 2);
+    let tok = LoadedTokenizer::load(&dir.path().join("tokenizer/tokenizer.json")).unwrap();
+    assert_eq!(tok.eos_id, 0);
+
+    let cited = super::decontaminate::load(&ctx.config.tokenize.decontaminate, dir.path())
+        .unwrap()
+        .pmids;
+    // Expected per-split streams: documents in part order, then row order.
+    let mut streams: BTreeMap<&str, (Vec<u32>, Vec<String>)> = BTreeMap::new();
+    let mut excluded = BTreeSet::new();
+    for rows in &parts {
+        for (pmid, text) in texts(rows, false) {
+            if cited.contains(&pmid) {
+                excluded.insert(pmid);
+                continue;
+            }
+            let split = split_of(pmid, "biomamba-split-v1", 0.2).name();
+            let entry = streams.entry(split).or_default();
+            entry.0.extend(tok.encode_document(&text).unwrap());
+            entry.1.push(text);
+        }
+    }
+    assert!(
+        !excluded.is_empty(),
+        "the sample corpus cites test-set PMIDs"
+    );
+    assert_eq!(
+        packed.decontamination.excluded_pmids,
+        excluded.iter().copied().collect::<Vec<_>>()
+    );
+    assert_eq!(
+        packed.decontamination.excluded_docs as usize,
+        excluded.len()
+    );
+
+    for (split, summary) in [("train", &packed.train), ("val", &packed.val)] {
+        let (stream, docs) = &streams[split];
+        assert!(docs.len() > 3, "{split} has documents");
+        let set = ShardSet::open(dir.path().join("shards").join(split)).unwrap();
+        let kept = stream.len() / 64 * 64;
+        assert_eq!(set.len(), kept / 64);
+        assert_eq!(summary.sequences as usize, set.len());
+        assert_eq!(summary.dropped_tokens as usize, stream.len() - kept);
+        assert_eq!(summary.tokens as usize, stream.len());
+        assert_eq!(summary.docs as usize, docs.len());
+        assert_eq!(
+            summary.shards.iter().map(|s| s.rows).collect::<Vec<_>>(),
+            set.shards().iter().map(|s| s.len()).collect::<Vec<_>>()
+        );
+        assert!(
+            set.shards()[..set.shards().len() - 1]
+                .iter()
+                .all(|s| s.len() == 8)
+        );
+        // Every row, concatenated, is exactly the stream; doc_starts mark each document's first token.
+        let mut got = Vec::new();
+        for g in 0..set.len() {
+            let row = set.sequence(g).to_u32_vec();
+            let starts: Vec<u32> = (0..64u32)
+                .filter(|&p| {
+                    let at = g * 64 + p as usize;
+                    at == 0 || stream[at - 1] == 0
+                })
+                .collect();
+            assert_eq!(set.doc_starts(g), starts.as_slice(), "{split} row {g}");
+            got.extend(row);
+        }
+        assert_eq!(got, stream[..kept]);
+        // Decoding the EOS-separated pieces gives back the document texts, in order.
+        let pieces: Vec<&[u32]> = got.split(|&t| t == 0).collect();
+        let (last, complete) = pieces.split_last().unwrap();
+        assert!(!complete.is_empty());
+        for (i, piece) in complete.iter().enumerate() {
+            assert_eq!(
+                tok.tokenizer.decode(piece, false).unwrap(),
+                docs[i],
+                "{split} document {i}"
+            );
+        }
+        let tail = tok.tokenizer.decode(last, false).unwrap();
+        assert!(
+            docs[complete.len()].starts_with(&tail),
+            "{split}: the cut document starts the tail"
+        );
+    }
+    // Inspection agrees with the manifest.
+    let c = inspect::count(&dir.path().join("shards/train")).unwrap();
+    assert_eq!(c.rows as u64, packed.train.sequences);
+    let text = inspect::inspect_shards(
+        &dir.path().join("shards/train"),
+        Some(0),
+        Some(&dir.path().join("tokenizer/tokenizer.json")),
+    )
+    .unwrap();
+    assert!(text.contains(&streams["train"].1[0][..20]), "{text}");
+}
+
+#[test]
+fn split_is_a_stable_function_of_the_pmid() {
+    let salt = "biomamba-split-v1";
+    let n = 200_000u64;
+    let val = (1..=n)
+        .filter(|&p| split_of(p, salt, 0.005) == Split::Val)
+        .count() as f64;
+    assert!(
+        (val / n as f64 - 0.005).abs() < 0.0007,
+        "val fraction {}",
+        val / n as f64
+    );
+    // A larger fraction only moves PMIDs from train to val, never back.
+    for p in 1..20_000 {
+        if split_of(p, salt, 0.005) == Split::Val {
+            assert_eq!(split_of(p, salt, 0.05), Split::Val);
+        }
+    }
+    assert_eq!(split_of(1, salt, 0.0), Split::Train);
+    assert_eq!(split_of(1, salt, 1.0), Split::Val);
+    // Pinned: the split must never change across versions (or a PMID would change sides).
+    let pinned: Vec<u64> = (1..=3000)
+        .filter(|&p| split_of(p, salt, 0.005) == Split::Val)
+        .collect();
+    assert_eq!(pinned, PINNED_VAL, "split hash changed");
+}
+
+const PINNED_VAL: &[u64] = &[
+    54, 321, 1163, 1588, 1641, 1692, 1717, 2076, 2182, 2535, 2696,
+];
+
+#[test]
+fn rerun_is_cached_and_byte_identical() {
+    let Some(parts) = sample_rows() else { return };
+    let a = tempfile::tempdir().unwrap();
+    let ctx = sample_ctx(a.path(), &parts);
+    let (first, _) = run_all(&ctx);
+    assert_eq!(first.parts_run, 2);
+    let before = snapshot(a.path());
+
+    // Cached re-run: nothing runs, nothing is written.
+    let (again, packed) = run_all(&ctx);
+    assert_eq!(again.parts_run, 0);
+    assert!(packed.cached);
+    let after = snapshot(a.path());
+    let changed: Vec<&PathBuf> = after
+        .iter()
+        .filter(|(p, v)| before.get(*p) != Some(*v))
+        .map(|(p, _)| p)
+        .collect();
+    assert!(changed.is_empty(), "a cached re-run wrote {changed:?}");
+    assert_eq!(after.len(), before.len());
+
+    // Same inputs in a fresh directory: byte-identical shards.
+    let b = tempfile::tempdir().unwrap();
+    let ctx_b = sample_ctx(b.path(), &parts);
+    run_all(&ctx_b);
+    assert_eq!(shard_bytes(a.path()), shard_bytes(b.path()));
+    assert!(!shard_bytes(a.path()).is_empty());
+
+    // Rewriting a part with the same rows re-tokenizes it, but its token file is unchanged, so
+    // packing stays cached.
+    let part2 = a.path().join("parquet/abstracts/pubmed26n0002.parquet");
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    write_abstracts_part(&part2, &parts[1], "pubmed26n0002.xml.gz").unwrap();
+    let (touched, packed) = run_all(&ctx);
+    assert_eq!(touched.parts_run, 1);
+    assert!(packed.cached);
+
+    // Changing a part re-packs; earlier shards that did not change keep their bytes.
+    let mut fewer = parts[1].clone();
+    fewer.pop();
+    write_abstracts_part(&part2, &fewer, "pubmed26n0002.xml.gz").unwrap();
+    let (changed, packed) = run_all(&ctx);
+    assert_eq!(changed.parts_run, 1);
+    assert!(!packed.cached);
+    // --force rebuilds everything and gives the same bytes.
+    let after_change = shard_bytes(a.path());
+    let forced = Ctx {
+        force: true,
+        ..ctx.clone()
+    };
+    let (f, p) = run_all(&forced);
+    assert_eq!((f.parts_run, p.cached), (2, false));
+    assert_eq!(shard_bytes(a.path()), after_change);
+}
+
+#[test]
+fn title_only_citations_are_opt_in() {
+    let rows = vec![
+        AbstractRow {
+            pmid: 1,
+            version: 1,
+            title: Some("Only a title".into()),
+            abstract_text: None,
+        },
+        AbstractRow {
+            pmid: 2,
+            version: 1,
+            title: None,
+            abstract_text: Some("Only an abstract".into()),
+        },
+        AbstractRow {
+            pmid: 3,
+            version: 1,
+            title: None,
+            abstract_text: None,
+        },
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let part = dir.path().join("part.parquet");
+    write_abstracts_part(&part, &rows, "x.xml").unwrap();
+    let tok = crate::train_tokenizer::train(
+        ["Only a title", "Only an abstract"]
+            .iter()
+            .map(|s| s.to_string()),
+        300,
+        1,
+    )
+    .unwrap();
+    let path = dir.path().join("tok.json");
+    crate::train_tokenizer::save(&tok, &path).unwrap();
+    let tok = LoadedTokenizer::load(&path).unwrap();
+    for (title_only, docs) in [(false, vec![2u64]), (true, vec![1, 2])] {
+        let out = dir.path().join(format!("t{title_only}.bin"));
+        let stats = tokenize_part(&tok, &part, &out, 2, title_only, None).unwrap();
+        assert_eq!(stats.docs as usize, docs.len());
+        let mut r = TokenFileReader::open(&out).unwrap();
+        let mut ids = Vec::new();
+        for pmid in docs {
+            assert_eq!(r.next_doc(&mut ids).unwrap(), Some(pmid));
+        }
+    }
+}
+
+#[test]
+fn bad_input_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let part = dir.path().join("broken.parquet");
+    std::fs::write(&part, b"PAR1 not really parquet").unwrap();
+    let err = format!("{:#}", PartReader::open(&part, 10).err().unwrap());
+    assert!(err.contains("broken.parquet"), "{err}");
+}
+
+#[test]
+fn trained_tokenizer_is_deterministic_and_roundtrips() {
+    let Some(parts) = sample_rows() else { return };
+    let docs: Vec<String> = texts(&parts[0], false)
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect();
+    let a = crate::train_tokenizer::train(docs.clone().into_iter(), 800, 2).unwrap();
+    let b = crate::train_tokenizer::train(docs.clone().into_iter(), 800, 2).unwrap();
+    assert_eq!(a.to_string(false).unwrap(), b.to_string(false).unwrap());
+    assert_eq!(a.get_vocab_size(true), 800);
+    assert_eq!(a.token_to_id(EOS_TOKEN), Some(0));
+    let enc = a.encode_fast(docs[0].as_str(), false).unwrap();
+    assert_eq!(a.decode(enc.get_ids(), false).unwrap(), docs[0]);
+}

@@ -1,0 +1,196 @@
+//! End to end: sample PubMed XML → `pipeline parse` (abstracts + current view) → `pipeline
+//! train-tokenizer` → `pipeline tokenize` → shards; and the GPT-NeoX expect ids through parse.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use pipeline::tokenize::pack::split_of;
+use pipeline::tokenize::synthetic::read_expect_jsonl;
+use pipeline::tokenize::token_file::TokenFileReader;
+use pipeline::tokenize::{self, LoadedTokenizer, Settings, document_text};
+use pipeline::{Config, Ctx, Layout};
+use schemas::shards::ShardSet;
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn fixtures() -> PathBuf {
+    std::env::var_os("BIOMAMBA_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("../shared/fixtures"))
+}
+
+fn ctx(dir: &Path, toml: &str) -> Ctx {
+    let config: Config = toml::from_str(toml).expect("test config");
+    Ctx {
+        layout: Layout::new(dir),
+        config,
+        force: false,
+    }
+}
+
+fn copy_into(dir: &Path, sub: &str, file: &Path) {
+    let to = dir.join("raw/pubmed").join(sub);
+    std::fs::create_dir_all(&to).unwrap();
+    std::fs::copy(file, to.join(file.file_name().unwrap())).unwrap();
+}
+
+#[test]
+fn sample_xml_to_shards() {
+    let sample = workspace().join("data/sample");
+    let baseline = sample.join("pubmed/baseline/pubmed26n0001.xml.gz");
+    let update = sample.join("pubmed/updatefiles/pubmed26n0002.xml.gz");
+    if !baseline.exists() || !update.exists() {
+        println!("SKIP: sample XML absent");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    copy_into(tmp.path(), "baseline", &baseline);
+    copy_into(tmp.path(), "updatefiles", &update);
+    let golden = sample.join("bioasq/test-batch1_golden.json");
+    let c = ctx(
+        tmp.path(),
+        &format!(
+            "[train_tokenizer]\nvocab_size = 1024\n\n[tokenize]\nseq_len = 128\nshard_sequences = 4\nval_fraction = 0.2\ndecontaminate = [{:?}]\n",
+            golden.display().to_string()
+        ),
+    );
+    pipeline::parse::run(&c, pipeline::parse::Args::default()).unwrap();
+    pipeline::train_tokenizer::run(&c, Default::default()).unwrap();
+    pipeline::tokenize::run(&c, Default::default()).unwrap();
+
+    // The current view, computed independently from the expect files: later file wins, deletions
+    // applied; parts are pmid % partitions, each sorted by PMID.
+    let mut current: BTreeMap<u64, (Option<String>, Option<String>)> = BTreeMap::new();
+    for name in ["pubmed26n0001.jsonl", "pubmed26n0002.jsonl"] {
+        let path = sample.join("expect").join(name);
+        for row in read_expect_jsonl(&path).unwrap() {
+            current.insert(row.pmid, (row.title, row.abstract_text));
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            if let Some(d) = v.get("deleted") {
+                for p in d.as_array().unwrap() {
+                    current.remove(&p.as_u64().unwrap());
+                }
+            }
+        }
+    }
+    let partitions = c.config.current.partitions as u64;
+    let cited = pipeline::tokenize::decontaminate::load(std::slice::from_ref(&golden), tmp.path())
+        .unwrap()
+        .pmids;
+    let tok = LoadedTokenizer::load(&tmp.path().join("tokenizer/tokenizer.json")).unwrap();
+    assert_eq!(tok.eos_id, 0);
+    assert_eq!(tok.vocab_size, 1024);
+    let mut streams: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
+    let mut excluded = BTreeSet::new();
+    for k in 0..partitions {
+        for (pmid, (title, abstract_text)) in current.iter().filter(|(p, _)| *p % partitions == k) {
+            let Some(text) = document_text(title.as_deref(), abstract_text.as_deref(), false)
+            else {
+                continue;
+            };
+            if cited.contains(pmid) {
+                excluded.insert(*pmid);
+                continue;
+            }
+            streams
+                .entry(split_of(*pmid, "biomamba-split-v1", 0.2).name())
+                .or_default()
+                .extend(tok.encode_document(&text).unwrap());
+        }
+    }
+    assert!(!excluded.is_empty());
+    let manifest = schemas::StageManifest::load(&tmp.path().join("manifests/pack.json"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        manifest.summary["decontamination"]["excluded_pmids"],
+        serde_json::json!(excluded)
+    );
+    for split in ["train", "val"] {
+        let stream = &streams[split];
+        let set = ShardSet::open(tmp.path().join("shards").join(split)).unwrap();
+        let got: Vec<u32> = (0..set.len())
+            .flat_map(|g| set.sequence(g).to_u32_vec())
+            .collect();
+        assert_eq!(got.len(), stream.len() / 128 * 128, "{split}");
+        assert_eq!(
+            got,
+            stream[..got.len()],
+            "{split}: shards hold the document stream"
+        );
+        assert!(!got.is_empty(), "{split} has sequences");
+    }
+
+    // Re-running everything is cached and rewrites nothing.
+    let before = std::fs::metadata(tmp.path().join("shards/train/shard-00000.arrow"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    let manifest_before = std::fs::read(tmp.path().join("manifests/tokenize.json")).unwrap();
+    let s = Settings::resolve(&c, &Default::default()).unwrap();
+    let report = tokenize::tokenize_stage(&c, &s).unwrap();
+    assert_eq!(report.parts_run, 0);
+    assert!(
+        tokenize::pack::pack_stage(&c, &s, &report.token_files)
+            .unwrap()
+            .cached
+    );
+    assert_eq!(
+        std::fs::metadata(tmp.path().join("shards/train/shard-00000.arrow"))
+            .unwrap()
+            .modified()
+            .unwrap(),
+        before
+    );
+    assert_eq!(
+        std::fs::read(tmp.path().join("manifests/tokenize.json")).unwrap(),
+        manifest_before
+    );
+}
+
+#[test]
+fn gpt_neox_ids_through_parse() {
+    let fx = fixtures();
+    let xml = fx.join("pubmed/pubmed26n1334.xml.gz");
+    let tok_path = fx.join("tokenizer/gpt-neox-20b.tokenizer.json");
+    let expect = fx.join("tokenizer/expect-pubmed26n1334.jsonl");
+    if !xml.exists() || !tok_path.exists() || !expect.exists() {
+        println!("SKIP: fixtures absent under {}", fx.display());
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    copy_into(tmp.path(), "baseline", &xml);
+    let c = ctx(
+        tmp.path(),
+        &format!(
+            "[tokenize]\ninput = \"parquet/abstracts\"\ntokenizer = {:?}\n",
+            tok_path.display().to_string()
+        ),
+    );
+    pipeline::parse::run(&c, pipeline::parse::Args::default()).unwrap();
+    let s = Settings::resolve(&c, &Default::default()).unwrap();
+    let report = tokenize::tokenize_stage(&c, &s).unwrap();
+    assert_eq!(report.token_files.len(), 1);
+    let mut reader = TokenFileReader::open(&report.token_files[0]).unwrap();
+    let mut ids = Vec::new();
+    let mut n = 0;
+    for line in std::fs::read_to_string(&expect).unwrap().lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let want: Vec<u32> = v["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i.as_u64().unwrap() as u32)
+            .collect();
+        assert_eq!(reader.next_doc(&mut ids).unwrap(), v["pmid"].as_u64());
+        assert_eq!(ids, want, "PMID {}", v["pmid"]);
+        n += 1;
+    }
+    assert_eq!(reader.next_doc(&mut ids).unwrap(), None);
+    assert_eq!(n, 27);
+}
