@@ -455,6 +455,7 @@ fn finetune_answer_and_score_bioasq_4b_5b_with_a_tiny_model() {
         ],
     );
     assert!(table4.contains("paper protocol"), "{table4}");
+    println!("{table4}");
     let ppl: Value =
         serde_json::from_slice(&std::fs::read(ppl_out.join("ppl.json")).unwrap()).unwrap();
     let res = ppl["results"].as_array().unwrap();
