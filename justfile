@@ -29,7 +29,7 @@ demo:
     cargo build -q -p pipeline -p trainer
     {{pipeline}} --config $cfg parse
     {{pipeline}} --config $cfg train-tokenizer
-    {{pipeline}} --config $cfg bioasq
+    {{pipeline}} --config $cfg bioasq --offline
     {{pipeline}} --config $cfg tokenize
     {{pipeline}} --config $cfg status
     {{trainer}} pretrain --config $cfg --run-dir $d/runs/pretrain
