@@ -12,6 +12,70 @@ data := env_var_or_default("DATA", "data")
 default:
     @just --list
 
+pipeline := "cargo run -q -p pipeline --"
+trainer := "cargo run -q -p trainer --"
+release_pipeline := "cargo run -q --release -p pipeline --"
+release_trainer := "cargo run -q --release -p trainer --"
+
+# Whole chain on the bundled sample, CPU, into data/demo: parse → tokenizer → shards → BioASQ → pretrain → finetune → eval.
+demo:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    cfg=configs/sample.toml
+    d=data/demo
+    mkdir -p $d/raw/pubmed $d/raw/bioasq
+    cp -rp data/sample/pubmed/baseline data/sample/pubmed/updatefiles $d/raw/pubmed/
+    cp -p data/sample/bioasq/*.json $d/raw/bioasq/
+    cargo build -q -p pipeline -p trainer
+    {{pipeline}} --config $cfg parse
+    {{pipeline}} --config $cfg train-tokenizer
+    {{pipeline}} --config $cfg bioasq --offline
+    {{pipeline}} --config $cfg tokenize
+    {{pipeline}} --config $cfg status
+    {{trainer}} pretrain --config $cfg --run-dir $d/runs/pretrain
+    {{trainer}} export $d/runs/pretrain --out $d/runs/pretrain/export
+    cp $d/tokenizer/tokenizer.json $d/runs/pretrain/export/
+    {{trainer}} finetune --config $cfg --init $d/runs/pretrain/export --task sample --run-dir $d/runs/finetune-sample
+    {{trainer}} eval --config $cfg --ppl --model $d/runs/pretrain/export --tokenizer $d/tokenizer/tokenizer.json
+    echo; echo "== BioASQ factoid (sample)"; cat $d/runs/finetune-sample/results.md 2>/dev/null || find $d/runs/finetune-sample -name '*.md' -exec cat {} \;
+    echo; echo "== Perplexity (validation shards)"; find $d/runs/pretrain/export/eval -name '*.md' -exec cat {} \;
+
+# Real data: download PubMed, parse, current view, BioASQ tables, GPT-NeoX tokens (CONFIG, DATA to override).
+ingest:
+    {{release_pipeline}} --config {{config}} --data-dir {{data}} download
+    {{release_pipeline}} --config {{config}} --data-dir {{data}} fetch-tokenizer
+    {{release_pipeline}} --config {{config}} --data-dir {{data}} fetch-model
+    {{release_pipeline}} --config {{config}} --data-dir {{data}} parse
+    {{release_pipeline}} --config {{config}} --data-dir {{data}} bioasq
+    {{release_pipeline}} --config {{config}} --data-dir {{data}} tokenize
+    {{release_pipeline}} --config {{config}} --data-dir {{data}} status
+
+# Continue pretraining mamba-130m on the shards; run it again to resume after an interruption.
+pretrain run="pubmed-130m":
+    {{release_trainer}} pretrain --config {{config}} --data-dir {{data}} --run-dir {{data}}/runs/{{run}}
+    {{release_trainer}} export {{data}}/runs/{{run}} --out {{data}}/runs/{{run}}/export
+
+# Fine-tune and answer BioASQ 4b, 5b and 6b (Table 3).
+finetune run="pubmed-130m":
+    for task in bioasq-4b bioasq-5b bioasq-6b; do {{release_trainer}} finetune --config {{config}} --data-dir {{data}} --init {{data}}/runs/{{run}}/export --task $task; done
+    {{release_trainer}} report {{data}}/runs --out {{data}}/runs/table3
+
+# Perplexity on held-out PubMed, honest and paper protocol side by side (Table 4).
+eval run="pubmed-130m":
+    {{release_trainer}} eval --config {{config}} --data-dir {{data}} --ppl --model {{data}}/runs/{{run}}/export
+
+# List the benchmarks; each prints a table with its peer measured in the same run.
+bench:
+    @just --list | grep bench-
+
+# Loopback download throughput of a 200 MB file, ours vs curl.
+bench-download *ARGS:
+    cargo run --release -p pipeline --bin bench_download -- {{ARGS}}
+
+# Mamba forward+backward on CPU vs transformers (tiny-b, 130m at B=1, L=512), peak memory.
+bench-model *ARGS:
+    cargo run --release -p trainer --bin bench_model -- {{ARGS}}
+
 # Run every test of the workspace and print one summary line.
 test:
     #!/usr/bin/env bash
@@ -28,6 +92,10 @@ test:
 # Parser benchmark: ours vs pubmed_parser (Python) vs zcat on a ≥30,000-citation gzipped file.
 bench-parse *ARGS:
     cargo run --release -p pipeline --bin bench_parse -- {{ARGS}}
+
+# Training-step throughput (tokens/s) of the sample model and mamba-130m (B=1, L=2048) on CPU.
+bench-train *ARGS:
+    cargo run --release -p trainer --bin bench_train -- {{ARGS}}
 
 # Tokenize stage (Parquet → shards, GPT-NeoX) vs Python tokenizers encode_batch, same docs and threads (≥ 50 MB).
 bench-tokenize *ARGS:

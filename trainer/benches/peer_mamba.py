@@ -21,13 +21,13 @@ cfg = MambaConfig(**{k: v for k, v in json.load(open(a.config)).items() if k not
 model = MambaForCausalLM(cfg).float().train()
 ids = torch.randint(0, cfg.vocab_size, (1, a.len))
 times = []
-for i in range(a.iters + 1):
+for i in range(a.iters + 1 if a.iters > 0 else 1):
     model.zero_grad(set_to_none=True)
     t0 = time.perf_counter()
     out = model(input_ids=ids, labels=ids)
     out.loss.backward()
     dt = time.perf_counter() - t0
-    if i > 0:  # first iteration is warm-up
+    if i > 0 or a.iters == 0:  # first iteration is warm-up (unless --iters 0: one cold run)
         times.append(dt)
 print(json.dumps({"fwd_bwd_s": statistics.median(times), "torch": torch.__version__,
                   "transformers": transformers.__version__}))

@@ -78,7 +78,7 @@ const KNOWN: &[&str] = &[
 
 impl HfConfig {
     /// Parse an HF `config.json` value (also accepts the original mamba_ssm keys
-    /// `d_model` / `n_layer`).
+    /// `d_model` / `n_layer`). `rescale_prenorm_residual` is ignored (see `to_json`).
     pub fn from_json(v: &Value) -> Result<Self> {
         let m = v.as_object().context("config.json is not a JSON object")?;
         let req = |a: &str, b: &str| -> Result<usize> {
@@ -114,7 +114,6 @@ impl HfConfig {
             ("use_conv_bias", &mut c.use_conv_bias),
             ("residual_in_fp32", &mut c.residual_in_fp32),
             ("tie_word_embeddings", &mut c.tie_word_embeddings),
-            ("rescale_prenorm_residual", &mut c.rescale_prenorm_residual),
         ] {
             if let Some(x) = get_bool(m, k)? {
                 *dst = x;
@@ -176,7 +175,10 @@ impl HfConfig {
             "time_step_floor": c.time_step_floor,
             "time_step_init_scheme": c.time_step_init_scheme,
             "time_step_scale": c.time_step_scale,
-            "rescale_prenorm_residual": c.rescale_prenorm_residual,
+            // Always false on disk: transformers (5.x) applies this rescale to *loaded*
+            // out_proj weights too, which would corrupt an exported model. For us it is
+            // only an init-time choice (mamba_ssm style), not part of the weights.
+            "rescale_prenorm_residual": false,
             "eos_token_id": c.eos_token_id,
         });
         for (k, v) in ours.as_object().unwrap() {

@@ -27,3 +27,19 @@ pub mod score;
 pub type Cpu = burn::backend::NdArray<f32>;
 /// CPU backend with autodiff.
 pub type AutodiffCpu = burn::backend::Autodiff<Cpu>;
+pub mod checkpoint;
+pub mod data;
+pub mod optim;
+pub mod plot;
+pub mod pretrain;
+
+// BioASQ fine-tuning and evaluation.
+pub mod answer;
+pub mod eval;
+pub mod finetune;
+pub mod loss;
+pub mod metrics;
+pub mod ppl;
+pub mod qa;
+pub mod report;
+pub mod token_bytes;

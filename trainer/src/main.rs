@@ -19,6 +19,18 @@ enum Command {
     Score(ScoreArgs),
     /// Greedy or beam-search continuation of a text prompt.
     Generate(GenerateArgs),
+    /// Continued pretraining on the token shards; resumes from RUN_DIR's cursor.
+    Pretrain(trainer::pretrain::cli::PretrainArgs),
+    /// Write the latest checkpoint of a run in the HF layout.
+    Export(trainer::pretrain::cli::ExportArgs),
+    /// Draw RUN_DIR/loss.png from RUN_DIR/metrics.jsonl.
+    Plot(trainer::pretrain::cli::PlotArgs),
+    /// Fine-tune on a BioASQ factoid task, then answer its test questions.
+    Finetune(trainer::finetune::Args),
+    /// BioASQ factoid answering (`--task`) or validation perplexity (`--ppl`).
+    Eval(trainer::eval::Args),
+    /// Combine task results (results.json) into one Table 3.
+    Report(trainer::report::Args),
 }
 
 #[derive(clap::Args)]
@@ -109,6 +121,12 @@ fn main() -> Result<()> {
                 println!("#{i} logprob {:.4}: {}{}", c.logprob, a.prompt, text);
             }
         }
+        Command::Pretrain(a) => trainer::pretrain::cli::pretrain(a).context("trainer pretrain")?,
+        Command::Export(a) => trainer::pretrain::cli::export(a).context("trainer export")?,
+        Command::Plot(a) => trainer::pretrain::cli::plot(a).context("trainer plot")?,
+        Command::Finetune(a) => trainer::finetune::run::<trainer::AutodiffCpu>(a, &device)?,
+        Command::Eval(a) => trainer::eval::run::<trainer::Cpu>(a, &device)?,
+        Command::Report(a) => trainer::report::run(a)?,
     }
     Ok(())
 }

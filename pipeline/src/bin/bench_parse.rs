@@ -19,7 +19,7 @@ struct Opts {
     skip_python: bool,
 }
 
-fn parse_args() -> Result<Result<Opts, PathBuf>> {
+fn parse_args() -> Result<Result<Opts, (PathBuf, bool)>> {
     let mut args = std::env::args().skip(1);
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -31,7 +31,18 @@ fn parse_args() -> Result<Result<Opts, PathBuf>> {
     };
     while let Some(a) = args.next() {
         match a.as_str() {
-            "--child" => return Ok(Err(PathBuf::from(args.next().context("--child FILE")?))),
+            "--child" => {
+                return Ok(Err((
+                    PathBuf::from(args.next().context("--child FILE")?),
+                    true,
+                )));
+            }
+            "--child-parse-only" => {
+                return Ok(Err((
+                    PathBuf::from(args.next().context("--child-parse-only FILE")?),
+                    false,
+                )));
+            }
             "--citations" => opts.citations = args.next().context("--citations N")?.parse()?,
             "--work" => opts.work = PathBuf::from(args.next().context("--work DIR")?),
             "--skip-python" => opts.skip_python = true,
@@ -41,8 +52,23 @@ fn parse_args() -> Result<Result<Opts, PathBuf>> {
     Ok(Ok(opts))
 }
 
-/// The child: parse `input` on this thread into a Parquet file; print the citation count.
-fn child(input: &Path) -> Result<()> {
+/// The child: parse `input` on this thread (into a Parquet file when `write`); print the citation count.
+fn child(input: &Path, write: bool) -> Result<()> {
+    if !write {
+        let name = input
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let mut n = 0u64;
+        for item in parse_reader(open_input(input)?, &name, &ParseOptions::default()) {
+            if let Item::Citation(_) = item? {
+                n += 1;
+            }
+        }
+        println!("{n}");
+        return Ok(());
+    }
     let out = input.with_extension("bench.parquet");
     let file = std::fs::File::create(&out)?;
     let props = writer::writer_properties(3, 8192)?;
@@ -112,7 +138,9 @@ fn source_records() -> Result<Vec<(String, String)>> {
                     Some(rec[p1..p2].to_string())
                 })
                 .filter(|p| !p.is_empty());
-            if let Some(pmid) = pmid {
+            // PMID-only records crash pubmed_parser; keep the input fair to every contender.
+            let has_article = rec.contains("<Article>") || rec.contains("<Article ");
+            if let Some(pmid) = pmid.filter(|_| has_article) {
                 out.push((rec.to_string(), pmid));
             }
             rest = &rest[end..];
@@ -223,7 +251,7 @@ fn python_with_pubmed_parser(work: &Path) -> Result<PathBuf> {
 
 fn main() -> Result<()> {
     let opts = match parse_args()? {
-        Err(input) => return child(&input),
+        Err((input, write)) => return child(&input, write),
         Ok(o) => o,
     };
     if !Path::new("/usr/bin/time").exists() {
@@ -261,6 +289,10 @@ fn main() -> Result<()> {
         }
     }
     rows.push(("biomamba parse (→ Parquet)".into(), ours));
+    rows.push((
+        "biomamba parse only (no Parquet)".into(),
+        measure(&opts.work, &[&me_s, "--child-parse-only", &input_s]),
+    ));
     if opts.skip_python {
         rows.push((
             "pubmed_parser.parse_medline_xml".into(),
@@ -269,7 +301,7 @@ fn main() -> Result<()> {
     } else {
         let py = python_with_pubmed_parser(&opts.work).and_then(|python| {
             let script =
-                "import sys, pubmed_parser as pp\nprint(len(pp.parse_medline_xml(sys.argv[1])))";
+                "import sys, pubmed_parser as pp\nprint(sum(1 for _ in pp.parse_medline_xml(sys.argv[1])))";
             measure(
                 &opts.work,
                 &[&python.to_string_lossy(), "-c", script, &input_s],

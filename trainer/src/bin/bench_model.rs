@@ -5,7 +5,8 @@
 //!
 //! Options: `--len N` (512), `--iters N` (3), `--layers N` (override the 130m depth, for
 //! quick looks), `--checkpoint` (Burn's BalancedCheckpointing: recompute memory-bound
-//! ops in backward), `--skip-peer`, `--skip-130m`, `--python PATH` (or $BIOMAMBA_PEER_PYTHON).
+//! ops in backward), `--skip-peer`, `--skip-130m`, `--peer-timeout SECS` (1200),
+//! `--python PATH` (or $BIOMAMBA_PEER_PYTHON).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -91,15 +92,34 @@ fn peer_fwd_bwd(
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/peer_mamba.py");
     let tmp = std::env::temp_dir().join(format!("bench_model_cfg_{}.json", std::process::id()));
     HfConfig::from_config(cfg.clone()).save(&tmp)?;
-    let out = Command::new(python)
+    let mut child = Command::new(python)
         .arg(&script)
         .arg("--config")
         .arg(&tmp)
         .args(["--threads", &threads.to_string(), "--len", &len.to_string()])
         .args(["--iters", &iters.to_string()])
         .env("OMP_NUM_THREADS", threads.to_string())
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .with_context(|| format!("running {python}"))?;
+    // The transformers CPU fallback can be very slow at 130m: give up after a limit.
+    let limit = std::time::Duration::from_secs(
+        arg("--peer-timeout")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(1200),
+    );
+    let start = Instant::now();
+    while child.try_wait()?.is_none() {
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = std::fs::remove_file(&tmp);
+            anyhow::bail!("timed out after {} s", limit.as_secs());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let out = child.wait_with_output()?;
     let _ = std::fs::remove_file(&tmp);
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
@@ -151,7 +171,9 @@ fn main() -> Result<()> {
         let peer = if flag("--skip-peer") {
             Err(anyhow::anyhow!("skipped"))
         } else {
-            peer_fwd_bwd(&python, cfg, threads, len, iters)
+            // One cold run for 130m: the peer's reference scan is slow on CPU.
+            let pi = if *name == "mamba-130m" { 0 } else { iters };
+            peer_fwd_bwd(&python, cfg, threads, len, pi)
         };
         let (p, ratio) = match &peer {
             Ok(p) => (format!("{p:.3}"), format!("{:.2}", ours / p)),

@@ -1,0 +1,162 @@
+//! Training-step benchmark (release build; `just bench-train`): tokens/s of one full pretraining
+//! step (forward + backward + gradient accumulation + clipping + AdamW) for the sample config's
+//! tiny model and for the mamba-130m shape at B=1, L=2048, on the CPU backend. The peer, measured
+//! in the same run, is a bare forward + backward of the same batch, so the table shows what the
+//! optimizer and accumulation cost on top.
+//!
+//! Options: `--iters N` (3), `--len N` (2048, 130m only), `--layers N` (override the 130m depth
+//! for a quick look), `--skip-130m`, `--threads N` (all cores).
+
+use std::time::Instant;
+
+use anyhow::Result;
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{Int, Tensor};
+use trainer::data::batch_tensor;
+use trainer::optim::{AdamW, AdamWParams};
+use trainer::pretrain::train_step;
+use trainer::{AutodiffCpu, MambaConfig, causal_lm_loss};
+
+fn arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+fn flag(name: &str) -> bool {
+    std::env::args().any(|a| a == name)
+}
+
+fn ids(v: usize, bsz: usize, len: usize, salt: u64) -> Vec<Vec<u32>> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ salt;
+    (0..bsz)
+        .map(|_| {
+            (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    (x % v as u64) as u32
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+struct Row {
+    name: String,
+    tokens: usize,
+    step_s: f64,
+    fwd_bwd_s: f64,
+}
+
+fn bench<B: AutodiffBackend>(
+    name: &str,
+    cfg: &MambaConfig,
+    micro_batch: usize,
+    grad_accum: usize,
+    len: usize,
+    iters: usize,
+) -> Result<Row> {
+    let device = B::Device::default();
+    let mut model = cfg.init_seeded::<B>(&device, 0);
+    let mut opt = AdamW::<B>::new(AdamWParams {
+        beta1: 0.9,
+        beta2: 0.95,
+        eps: 1e-8,
+        weight_decay: 0.1,
+        clip: 1.0,
+    });
+    let micro: Vec<Tensor<B, 2, Int>> = (0..grad_accum)
+        .map(|k| {
+            batch_tensor::<B>(
+                &ids(cfg.vocab_size, micro_batch, len, k as u64),
+                cfg.vocab_size,
+                &device,
+            )
+        })
+        .collect::<Result<_>>()?;
+    let mut step_times = Vec::new();
+    let mut fb_times = Vec::new();
+    for _ in 0..iters {
+        let t = Instant::now();
+        for ids in &micro {
+            let loss = causal_lm_loss(model.forward(ids.clone()), ids.clone());
+            let _ = loss.backward();
+        }
+        fb_times.push(t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        let (m, loss, _) = train_step(model, &mut opt, &micro, 1e-4)?;
+        model = m;
+        step_times.push(t.elapsed().as_secs_f64());
+        eprintln!("{name}: loss {loss:.4}");
+    }
+    Ok(Row {
+        name: name.to_string(),
+        tokens: micro_batch * grad_accum * len,
+        step_s: median(step_times),
+        fwd_bwd_s: median(fb_times),
+    })
+}
+
+fn main() -> Result<()> {
+    let threads: usize = arg("--threads").and_then(|s| s.parse().ok()).unwrap_or(0);
+    if threads > 0 {
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build_global();
+    }
+    let iters: usize = arg("--iters")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3)
+        .max(1);
+    let mut rows = Vec::new();
+
+    // configs/sample.toml: d_model 64, 2 layers, d_state 16, vocab 4096, 8 × 2 × 128 tokens.
+    let mut tiny = MambaConfig::new(4096, 64, 2);
+    tiny.state_size = 16;
+    rows.push(bench::<AutodiffCpu>(
+        "tiny (sample.toml) 8x2x128",
+        &tiny,
+        8,
+        2,
+        128,
+        iters,
+    )?);
+
+    if !flag("--skip-130m") {
+        let len: usize = arg("--len").and_then(|s| s.parse().ok()).unwrap_or(2048);
+        let mut c = MambaConfig::mamba_130m();
+        if let Some(l) = arg("--layers").and_then(|s| s.parse().ok()) {
+            c.num_hidden_layers = l;
+        }
+        let name = format!("mamba-130m ({} layers) 1x1x{len}", c.num_hidden_layers);
+        rows.push(bench::<AutodiffCpu>(&name, &c, 1, 1, len, iters)?);
+    }
+
+    println!(
+        "\n| config | tokens/step | train step s | tokens/s | peer: fwd+bwd s | peer tokens/s |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
+    for r in rows {
+        println!(
+            "| {} | {} | {:.3} | {:.0} | {:.3} | {:.0} |",
+            r.name,
+            r.tokens,
+            r.step_s,
+            r.tokens as f64 / r.step_s,
+            r.fwd_bwd_s,
+            r.tokens as f64 / r.fwd_bwd_s
+        );
+    }
+    println!(
+        "\nthreads: {}; CPU backend (NdArray f32, autodiff), release build",
+        rayon::current_num_threads()
+    );
+    Ok(())
+}

@@ -1,0 +1,442 @@
+//! AdamW with per-parameter weight decay, global-norm clipping, and the warmup + cosine schedule.
+//!
+//! Burn's `AdamW` applies one decay to every parameter; the Mamba recipe must not decay
+//! `A_log`, `D`, norm weights or biases. This optimizer keys its state by the parameter's HF name
+//! (stable across processes, unlike `ParamId`s), so its moments save and load exactly.
+//! The update is PyTorch's `torch.optim.AdamW` (decoupled decay, bias-corrected moments).
+
+use std::collections::{BTreeMap, HashMap};
+
+use anyhow::{Context, Result, ensure};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::optim::GradientsParams;
+use burn::tensor::Tensor;
+use burn::tensor::TensorData;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use serde::{Deserialize, Serialize};
+
+use crate::model::MambaLm;
+use crate::st::{OutTensor, StFile};
+
+/// Hyper-parameters of the update.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AdamWParams {
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
+    /// Max global L2 norm of the gradient (0 disables clipping).
+    pub clip: f64,
+}
+
+/// Whether the parameter with this HF name gets weight decay: linear and embedding weights
+/// only (`*_proj.weight`, embeddings, an untied head). Not `A_log`, `D`, norms, biases, conv1d.
+pub fn decays(name: &str) -> bool {
+    name.ends_with("_proj.weight")
+        || name.ends_with("embeddings.weight")
+        || name.ends_with("embedding.weight")
+        || name == "lm_head.weight"
+}
+
+/// Learning rate of update `step` (0-based): linear warmup over `warmup` updates to `peak`,
+/// then cosine decay to `min_lr` at update `total - 1`.
+pub fn lr_at(step: u64, total: u64, warmup: u64, peak: f64, min_lr: f64) -> f64 {
+    if step < warmup {
+        return peak * (step + 1) as f64 / warmup as f64;
+    }
+    let span = total.saturating_sub(warmup).saturating_sub(1).max(1);
+    let progress = ((step - warmup) as f64 / span as f64).min(1.0);
+    min_lr + 0.5 * (peak - min_lr) * (1.0 + (std::f64::consts::PI * progress).cos())
+}
+
+/// First and second moments of one parameter, flattened.
+struct Moments<B: Backend> {
+    shape: Vec<usize>,
+    exp_avg: Tensor<B, 1>,
+    exp_avg_sq: Tensor<B, 1>,
+}
+
+/// AdamW state: moments per parameter name and the number of updates done.
+pub struct AdamW<B: AutodiffBackend> {
+    pub params: AdamWParams,
+    /// Updates applied so far (drives bias correction).
+    pub updates: u64,
+    moments: BTreeMap<String, Moments<B::InnerBackend>>,
+}
+
+/// What one optimizer step did.
+#[derive(Clone, Copy, Debug)]
+pub struct StepStats {
+    /// Global gradient norm before clipping.
+    pub grad_norm: f64,
+}
+
+impl<B: AutodiffBackend> AdamW<B> {
+    pub fn new(params: AdamWParams) -> Self {
+        Self {
+            params,
+            updates: 0,
+            moments: BTreeMap::new(),
+        }
+    }
+
+    /// Apply one update with learning rate `lr` from the (accumulated) gradients.
+    pub fn step(
+        &mut self,
+        lr: f64,
+        model: MambaLm<B>,
+        mut grads: GradientsParams,
+    ) -> Result<(MambaLm<B>, StepStats)> {
+        let names: HashMap<ParamId, String> = model
+            .hf_params()
+            .into_iter()
+            .map(|(n, p)| (p.id(), n))
+            .collect();
+        let mut norm = SquaredNorm::<B> {
+            grads: &grads,
+            total: None,
+        };
+        model.visit(&mut norm);
+        let grad_norm = match norm.total {
+            Some(t) => (t.into_scalar_f64()).sqrt(),
+            None => 0.0,
+        };
+        ensure!(
+            grad_norm.is_finite(),
+            "gradient norm is {grad_norm} at update {} — the loss diverged",
+            self.updates + 1
+        );
+        // PyTorch's clip_grad_norm_: scale by max_norm / (norm + 1e-6), capped at 1.
+        let scale = if self.params.clip > 0.0 {
+            (self.params.clip / (grad_norm + 1e-6)).min(1.0)
+        } else {
+            1.0
+        };
+        self.updates += 1;
+        let mut mapper = UpdateMapper {
+            opt: self,
+            names: &names,
+            grads: &mut grads,
+            lr,
+            scale,
+            missing: Vec::new(),
+        };
+        let model = model.map(&mut mapper);
+        let missing = std::mem::take(&mut mapper.missing);
+        ensure!(
+            missing.is_empty(),
+            "parameters without a name in the optimizer: {missing:?}"
+        );
+        Ok((model, StepStats { grad_norm }))
+    }
+
+    /// Moments as safetensors entries `exp_avg.<name>` / `exp_avg_sq.<name>` (f32, exact).
+    pub fn state_tensors(&self) -> Result<Vec<OutTensor>> {
+        let mut out = Vec::with_capacity(2 * self.moments.len());
+        for (name, m) in &self.moments {
+            for (prefix, t) in [("exp_avg", &m.exp_avg), ("exp_avg_sq", &m.exp_avg_sq)] {
+                let v = t
+                    .clone()
+                    .into_data()
+                    .convert::<f32>()
+                    .to_vec::<f32>()
+                    .map_err(|e| anyhow::anyhow!("reading {prefix}.{name}: {e:?}"))?;
+                out.push(OutTensor::f32(
+                    format!("{prefix}.{name}"),
+                    m.shape.clone(),
+                    &v,
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Restore moments written by [`state_tensors`](Self::state_tensors).
+    pub fn load_state(
+        &mut self,
+        f: &StFile,
+        updates: u64,
+        device: &burn::tensor::Device<B::InnerBackend>,
+    ) -> Result<()> {
+        self.moments.clear();
+        self.updates = updates;
+        for key in f.names() {
+            let Some(name) = key.strip_prefix("exp_avg.") else {
+                continue;
+            };
+            let (shape, m) = f.f32(&key)?;
+            let (shape2, v) = f
+                .f32(&format!("exp_avg_sq.{name}"))
+                .with_context(|| format!("{}: moments of `{name}`", f.path().display()))?;
+            ensure!(
+                shape == shape2,
+                "{}: exp_avg and exp_avg_sq of `{name}` differ in shape",
+                f.path().display()
+            );
+            let n = m.len();
+            self.moments.insert(
+                name.to_string(),
+                Moments {
+                    shape,
+                    exp_avg: Tensor::from_data(TensorData::new(m, [n]), device),
+                    exp_avg_sq: Tensor::from_data(TensorData::new(v, [n]), device),
+                },
+            );
+        }
+        Ok(())
+    }
+}
+
+trait ScalarF64 {
+    fn into_scalar_f64(self) -> f64;
+}
+impl<B: Backend> ScalarF64 for Tensor<B, 1> {
+    fn into_scalar_f64(self) -> f64 {
+        self.into_data()
+            .convert::<f64>()
+            .to_vec::<f64>()
+            .ok()
+            .and_then(|v| v.first().copied())
+            .unwrap_or(f64::NAN)
+    }
+}
+
+/// Σ‖g‖² over all parameters, in module order (fixed, so the sum is reproducible).
+struct SquaredNorm<'a, B: AutodiffBackend> {
+    grads: &'a GradientsParams,
+    total: Option<Tensor<B::InnerBackend, 1>>,
+}
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for SquaredNorm<'_, B> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        if let Some(g) = self.grads.get::<B::InnerBackend, D>(param.id) {
+            let s = g.powi_scalar(2).sum();
+            self.total = Some(match self.total.take() {
+                Some(t) => t + s,
+                None => s,
+            });
+        }
+    }
+}
+
+struct UpdateMapper<'a, B: AutodiffBackend> {
+    opt: &'a mut AdamW<B>,
+    names: &'a HashMap<ParamId, String>,
+    grads: &'a mut GradientsParams,
+    lr: f64,
+    scale: f64,
+    missing: Vec<ParamId>,
+}
+
+impl<B: AutodiffBackend> ModuleMapper<B> for UpdateMapper<'_, B> {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let (id, tensor, mapper) = param.consume();
+        let Some(grad) = self.grads.remove::<B::InnerBackend, D>(id) else {
+            // Not part of the loss: PyTorch skips such parameters entirely.
+            return Param::from_mapped_value(id, tensor, mapper);
+        };
+        let Some(name) = self.names.get(&id) else {
+            self.missing.push(id);
+            return Param::from_mapped_value(id, tensor, mapper);
+        };
+        let p = self.opt.params.clone();
+        let require_grad = tensor.is_require_grad();
+        let shape = tensor.dims();
+        let numel: usize = shape.iter().product();
+        let mut w = tensor.inner();
+        let g = if self.scale < 1.0 {
+            grad.mul_scalar(self.scale)
+        } else {
+            grad
+        };
+        let g = g.reshape([numel]);
+        let device = w.device();
+        let m = self.opt.moments.remove(name).unwrap_or_else(|| Moments {
+            shape: shape.to_vec(),
+            exp_avg: Tensor::zeros([numel], &device),
+            exp_avg_sq: Tensor::zeros([numel], &device),
+        });
+        let exp_avg = m.exp_avg.mul_scalar(p.beta1) + g.clone().mul_scalar(1.0 - p.beta1);
+        let exp_avg_sq =
+            m.exp_avg_sq.mul_scalar(p.beta2) + (g.clone() * g).mul_scalar(1.0 - p.beta2);
+        let t = self.opt.updates as i32;
+        let bc1 = 1.0 - p.beta1.powi(t);
+        let bc2 = 1.0 - p.beta2.powi(t);
+        if decays(name) && p.weight_decay > 0.0 {
+            w = w.mul_scalar(1.0 - self.lr * p.weight_decay);
+        }
+        let denom = exp_avg_sq
+            .clone()
+            .sqrt()
+            .div_scalar(bc2.sqrt())
+            .add_scalar(p.eps);
+        let upd = (exp_avg.clone() / denom).mul_scalar(-self.lr / bc1);
+        let w = w + upd.reshape(shape);
+        self.opt.moments.insert(
+            name.clone(),
+            Moments {
+                shape: shape.to_vec(),
+                exp_avg,
+                exp_avg_sq,
+            },
+        );
+        let mut t = Tensor::from_inner(w);
+        if require_grad {
+            t = t.require_grad();
+        }
+        Param::from_mapped_value(id, t, mapper)
+    }
+}
+
+/// Extension used by [`AdamW::step`]: the id of a borrowed parameter.
+trait ParamIdOf {
+    fn id(&self) -> ParamId;
+}
+impl<B: Backend> ParamIdOf for crate::hf::ParamRef<'_, B> {
+    fn id(&self) -> ParamId {
+        match self {
+            crate::hf::ParamRef::R1(p) => p.id,
+            crate::hf::ParamRef::R2(p) => p.id,
+            crate::hf::ParamRef::R3(p) => p.id,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule_warms_up_then_decays_to_min() {
+        let (total, warm, peak, min) = (100, 10, 6e-4, 1e-5);
+        assert!((lr_at(0, total, warm, peak, min) - 6e-5).abs() < 1e-12);
+        assert!((lr_at(9, total, warm, peak, min) - peak).abs() < 1e-12);
+        assert!((lr_at(10, total, warm, peak, min) - peak).abs() < 1e-12);
+        assert!((lr_at(99, total, warm, peak, min) - min).abs() < 1e-12);
+        let mid = lr_at(10 + 89 / 2, total, warm, peak, min);
+        assert!(mid < peak && mid > min);
+    }
+
+    /// One update of a tiny model against the scalar PyTorch AdamW formula, with clipping active.
+    #[test]
+    fn update_matches_the_reference_formula() {
+        use burn::backend::{Autodiff, NdArray};
+        type B = Autodiff<NdArray<f32>>;
+        let dev = Default::default();
+        let mut cfg = crate::MambaConfig::new(16, 8, 1);
+        cfg.state_size = 4;
+        let model = cfg.init_seeded::<B>(&dev, 3);
+        let ids =
+            crate::data::batch_tensor::<B>(&[(0..12).map(|i| (i * 5) % 16).collect()], 16, &dev)
+                .unwrap();
+        let before: BTreeMap<String, Vec<f32>> = model
+            .hf_tensors()
+            .unwrap()
+            .into_iter()
+            .map(|t| {
+                (
+                    t.name,
+                    t.bytes
+                        .chunks(4)
+                        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                        .collect(),
+                )
+            })
+            .collect();
+        let grads = crate::causal_lm_loss(model.forward(ids.clone()), ids).backward();
+        let host_grads: BTreeMap<String, Vec<f32>> = crate::hf_grads(&model, &grads)
+            .unwrap()
+            .into_iter()
+            .map(|t| {
+                (
+                    t.name["grad.".len()..].to_string(),
+                    t.bytes
+                        .chunks(4)
+                        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                        .collect(),
+                )
+            })
+            .collect();
+        let norm = host_grads
+            .values()
+            .flatten()
+            .map(|g| (*g as f64).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        let p = AdamWParams {
+            beta1: 0.9,
+            beta2: 0.95,
+            eps: 1e-8,
+            weight_decay: 0.1,
+            clip: norm / 2.0,
+        };
+        let mut opt = AdamW::<B>::new(p.clone());
+        let lr = 0.01;
+        let gp = GradientsParams::from_grads(grads, &model);
+        let (model, stats) = opt.step(lr, model, gp).unwrap();
+        assert!(
+            (stats.grad_norm - norm).abs() < 1e-4 * norm,
+            "{} vs {norm}",
+            stats.grad_norm
+        );
+        let scale = p.clip / (norm + 1e-6);
+        let (bc1, bc2) = (1.0 - p.beta1, 1.0 - p.beta2);
+        let mut checked = 0;
+        for t in model.hf_tensors().unwrap() {
+            let after: Vec<f32> = t
+                .bytes
+                .chunks(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                .collect();
+            for ((w1, w0), g) in after.iter().zip(&before[&t.name]).zip(&host_grads[&t.name]) {
+                let g = *g as f64 * scale;
+                let (m, v) = ((1.0 - p.beta1) * g, (1.0 - p.beta2) * g * g);
+                let mut w = *w0 as f64;
+                if decays(&t.name) {
+                    w *= 1.0 - lr * p.weight_decay;
+                }
+                w -= lr / bc1 * m / (v.sqrt() / bc2.sqrt() + p.eps);
+                assert!((w - *w1 as f64).abs() < 2e-6, "{}: {w} vs {w1}", t.name);
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, cfg.num_params());
+        // The moments round-trip exactly through safetensors.
+        let bytes = crate::st::serialize(&opt.state_tensors().unwrap()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("opt.safetensors");
+        std::fs::write(&path, &bytes).unwrap();
+        let mut back = AdamW::<B>::new(p);
+        back.load_state(&StFile::open(&path).unwrap(), 1, &dev)
+            .unwrap();
+        assert_eq!(
+            crate::st::serialize(&back.state_tensors().unwrap()).unwrap(),
+            bytes
+        );
+    }
+
+    #[test]
+    fn decay_mask_matches_the_recipe() {
+        for n in [
+            "backbone.embeddings.weight",
+            "backbone.layers.0.mixer.in_proj.weight",
+            "backbone.layers.0.mixer.x_proj.weight",
+            "backbone.layers.0.mixer.dt_proj.weight",
+            "backbone.layers.3.mixer.out_proj.weight",
+            "lm_head.weight",
+        ] {
+            assert!(decays(n), "{n}");
+        }
+        for n in [
+            "backbone.layers.0.mixer.A_log",
+            "backbone.layers.0.mixer.D",
+            "backbone.layers.0.norm.weight",
+            "backbone.norm_f.weight",
+            "backbone.layers.0.mixer.dt_proj.bias",
+            "backbone.layers.0.mixer.conv1d.bias",
+            "backbone.layers.0.mixer.in_proj.bias",
+        ] {
+            assert!(!decays(n), "{n}");
+        }
+    }
+}

@@ -1,0 +1,400 @@
+//! `trainer eval --ppl`: cross-entropy, perplexity and bits per byte on the validation
+//! shards, honestly and with the paper's protocol side by side (Table 4 layout).
+//!
+//! - **Honest, packed**: every row of `shards/val/*.arrow` (packed 2048-token sequences, no
+//!   padding); CE = sum of next-token NLLs / number of predicted tokens (L−1 per row).
+//! - **Honest, one document per row**: the same token stream split at EOS into documents
+//!   (EOS not included), each truncated to 512 tokens and right-padded with id 0; padded
+//!   targets are masked; CE = sum NLL / number of real predicted tokens.
+//! - **Paper protocol** (BioMamba's evaluation code): the same 512-token document rows, but
+//!   padding targets are scored like real tokens and CE = mean over batches of the per-batch
+//!   mean loss. Padding after the first pad is trivially predictable, so this number is not
+//!   comparable to the honest ones.
+//!
+//! Bits per byte = total NLL / ln 2 / UTF-8 bytes of the predicted tokens, where a token's
+//! bytes are read from the byte-level BPE vocabulary (`token_bytes`; EOS and other special
+//! tokens count 0 bytes: they are not text). Not defined for the paper protocol.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{DataType, UInt16Type, UInt32Type};
+use arrow::ipc::reader::FileReader;
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use crate::hf::load_pretrained;
+use crate::loss::next_token_nll;
+use crate::model::MambaLm;
+use crate::token_bytes::TokenBytes;
+
+/// Read the `input_ids` rows of the shards in `dir` (sorted by file name), at most
+/// `max_rows` rows.
+pub fn read_shard_rows(dir: &Path, max_rows: Option<usize>) -> Result<Vec<Vec<u32>>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading shard directory {}", dir.display()))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
+    files.retain(|p| p.extension().is_some_and(|e| e == "arrow"));
+    files.sort();
+    if files.is_empty() {
+        bail!("{}: no *.arrow shards", dir.display());
+    }
+    let cap = max_rows.unwrap_or(usize::MAX);
+    let mut rows = Vec::new();
+    'files: for f in files {
+        let reader = FileReader::try_new(
+            File::open(&f).with_context(|| format!("opening {}", f.display()))?,
+            None,
+        )
+        .with_context(|| format!("{}: not an Arrow IPC file", f.display()))?;
+        for b in reader {
+            let b = b.with_context(|| format!("reading {}", f.display()))?;
+            let col = b
+                .column_by_name("input_ids")
+                .with_context(|| format!("{}: no `input_ids` column", f.display()))?;
+            let DataType::FixedSizeList(_, len) = col.data_type() else {
+                bail!(
+                    "{}: `input_ids` is {}, expected FixedSizeList<UInt16|UInt32>",
+                    f.display(),
+                    col.data_type()
+                );
+            };
+            let len = *len as usize;
+            let list = col.as_fixed_size_list();
+            let values: Vec<u32> = match list.values().data_type() {
+                DataType::UInt16 => list
+                    .values()
+                    .as_primitive::<UInt16Type>()
+                    .values()
+                    .iter()
+                    .map(|&v| v as u32)
+                    .collect(),
+                DataType::UInt32 => list.values().as_primitive::<UInt32Type>().values().to_vec(),
+                t => bail!(
+                    "{}: `input_ids` items are {t}, expected UInt16 or UInt32",
+                    f.display()
+                ),
+            };
+            let offset = list.offset() * len;
+            for r in 0..list.len() {
+                if rows.len() >= cap {
+                    break 'files;
+                }
+                rows.push(values[offset + r * len..offset + (r + 1) * len].to_vec());
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// Split a token stream at `eos` into documents (EOS dropped, empty documents skipped). A
+/// trailing document without its EOS (cut by the end of the evaluated rows) is dropped.
+pub fn split_documents(rows: &[Vec<u32>], eos: u32) -> Vec<Vec<u32>> {
+    let mut docs = Vec::new();
+    let mut cur = Vec::new();
+    for &t in rows.iter().flatten() {
+        if t == eos {
+            if !cur.is_empty() {
+                docs.push(std::mem::take(&mut cur));
+            }
+        } else {
+            cur.push(t);
+        }
+    }
+    docs
+}
+
+/// One protocol's numbers.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PplResult {
+    pub protocol: String,
+    pub description: String,
+    /// Nats per predicted token.
+    pub cross_entropy: f64,
+    pub perplexity: f64,
+    pub bits_per_byte: Option<f64>,
+    /// Predicted tokens scored (padding included for the paper protocol).
+    pub tokens: u64,
+    pub bytes: Option<u64>,
+    pub rows: usize,
+}
+
+/// Per-position NLLs `[rows][len-1]` of `ids` (row-major, all rows the same length).
+fn nll_rows<B: Backend>(
+    model: &MambaLm<B>,
+    rows: &[&[u32]],
+    device: &B::Device,
+) -> Result<Vec<Vec<f64>>> {
+    let len = rows[0].len();
+    let flat: Vec<i64> = rows
+        .iter()
+        .flat_map(|r| r.iter().map(|&t| t as i64))
+        .collect();
+    let ids: Tensor<B, 2, Int> =
+        Tensor::from_data(TensorData::new(flat, [rows.len(), len]), device);
+    let nll = next_token_nll(model.forward(ids.clone()), ids);
+    let v = nll
+        .into_data()
+        .convert::<f64>()
+        .to_vec::<f64>()
+        .map_err(|e| anyhow::anyhow!("reading NLLs: {e:?}"))?;
+    Ok(v.chunks(len - 1).map(<[f64]>::to_vec).collect())
+}
+
+/// Settings of a perplexity evaluation.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PplSettings {
+    pub batch_size: usize,
+    pub doc_len: usize,
+    pub eos: u32,
+    pub max_rows: Option<usize>,
+}
+
+/// All three protocols on `rows` (packed sequences).
+pub fn evaluate<B: Backend>(
+    model: &MambaLm<B>,
+    bytes: &TokenBytes,
+    rows: &[Vec<u32>],
+    s: &PplSettings,
+    device: &B::Device,
+) -> Result<Vec<PplResult>> {
+    if rows.is_empty() {
+        bail!("no validation rows to evaluate");
+    }
+    if s.batch_size == 0 || s.doc_len < 2 {
+        bail!("batch size must be ≥ 1 and document length ≥ 2");
+    }
+    let docs = split_documents(rows, s.eos);
+    let n_batches = rows.len().div_ceil(s.batch_size) + docs.len().div_ceil(s.batch_size);
+    let bar = schemas::progress::Progress::new(
+        "perplexity",
+        n_batches as u64,
+        schemas::progress::Unit::Count("batches"),
+    );
+
+    // Honest, packed.
+    let (mut nll, mut toks, mut nbytes) = (0f64, 0u64, 0u64);
+    for chunk in rows.chunks(s.batch_size) {
+        let refs: Vec<&[u32]> = chunk.iter().map(Vec::as_slice).collect();
+        for (r, row_nll) in refs.iter().zip(nll_rows(model, &refs, device)?) {
+            nll += row_nll.iter().sum::<f64>();
+            toks += row_nll.len() as u64;
+            nbytes += bytes.count(r[1..].iter().copied());
+        }
+        bar.inc(1);
+    }
+    let packed = finish(
+        "honest-packed",
+        &format!(
+            "honest: packed {}-token validation rows, sum NLL / predicted tokens",
+            rows[0].len()
+        ),
+        nll,
+        toks,
+        Some(nbytes),
+        rows.len(),
+    );
+
+    // One document per row: honest (padding masked) and paper (padding scored, mean of batch means).
+    let (mut nll, mut toks, mut nbytes) = (0f64, 0u64, 0u64);
+    let mut batch_means = Vec::new();
+    let mut padded_tokens = 0u64;
+    for chunk in docs.chunks(s.batch_size) {
+        let padded: Vec<Vec<u32>> = chunk
+            .iter()
+            .map(|d| {
+                let mut r: Vec<u32> = d.iter().copied().take(s.doc_len).collect();
+                r.resize(s.doc_len, s.eos);
+                r
+            })
+            .collect();
+        let refs: Vec<&[u32]> = padded.iter().map(Vec::as_slice).collect();
+        let mut batch_sum = 0f64;
+        for ((doc, row), row_nll) in chunk
+            .iter()
+            .zip(&padded)
+            .zip(nll_rows(model, &refs, device)?)
+        {
+            let real = doc.len().min(s.doc_len);
+            // Target t+1 is real when t+1 < real.
+            let scored = real.saturating_sub(1);
+            nll += row_nll[..scored].iter().sum::<f64>();
+            toks += scored as u64;
+            nbytes += bytes.count(row[1..real].iter().copied());
+            batch_sum += row_nll.iter().sum::<f64>();
+        }
+        padded_tokens += (chunk.len() * (s.doc_len - 1)) as u64;
+        batch_means.push(batch_sum / (chunk.len() * (s.doc_len - 1)) as f64);
+        bar.inc(1);
+    }
+    bar.finish();
+    if docs.is_empty() {
+        return Ok(vec![packed]);
+    }
+    let honest_docs = finish(
+        "honest-documents",
+        &format!(
+            "honest: one document per row, truncated/padded to {}, padded targets masked, sum NLL / real predicted tokens",
+            s.doc_len
+        ),
+        nll,
+        toks,
+        Some(nbytes),
+        docs.len(),
+    );
+    let ce = batch_means.iter().sum::<f64>() / batch_means.len() as f64;
+    let paper = PplResult {
+        protocol: "paper".into(),
+        description: format!(
+            "paper protocol: one document per row padded to {}, padding scored, mean of per-batch mean losses (batch {})",
+            s.doc_len, s.batch_size
+        ),
+        cross_entropy: ce,
+        perplexity: ce.exp(),
+        bits_per_byte: None,
+        tokens: padded_tokens,
+        bytes: None,
+        rows: docs.len(),
+    };
+    Ok(vec![packed, honest_docs, paper])
+}
+
+fn finish(
+    protocol: &str,
+    description: &str,
+    nll: f64,
+    toks: u64,
+    bytes: Option<u64>,
+    rows: usize,
+) -> PplResult {
+    let ce = nll / toks.max(1) as f64;
+    PplResult {
+        protocol: protocol.into(),
+        description: description.into(),
+        cross_entropy: ce,
+        perplexity: ce.exp(),
+        bits_per_byte: bytes
+            .filter(|&b| b > 0)
+            .map(|b| nll / std::f64::consts::LN_2 / b as f64),
+        tokens: toks,
+        bytes,
+        rows,
+    }
+}
+
+/// Markdown in the layout of the paper's Table 4.
+pub fn table4_markdown(model: &str, results: &[PplResult]) -> String {
+    let mut s = String::from(
+        "Held-out PubMed (validation shards), Table 4 layout. Only the honest rows are \
+         comparable across models; the paper protocol scores padding.\n\n\
+         | Model | Protocol | Cross-entropy (nats/token) | Perplexity | Bits per byte | Predicted tokens | Rows |\n\
+         |---|---|---:|---:|---:|---:|---:|\n",
+    );
+    for r in results {
+        s.push_str(&format!(
+            "| {model} | {} | {:.4} | {:.3} | {} | {} | {} |\n",
+            r.description,
+            r.cross_entropy,
+            r.perplexity,
+            r.bits_per_byte
+                .map_or("n/a".to_string(), |b| format!("{b:.4}")),
+            r.tokens,
+            r.rows
+        ));
+    }
+    s
+}
+
+/// `trainer eval --ppl`: evaluate `model_dir` on `DATA/shards/val`, write `ppl.json`/`ppl.md`.
+pub fn run<B: Backend>(
+    model_dir: &Path,
+    tokenizer: &tokenizers::Tokenizer,
+    shard_dir: &Path,
+    out: &Path,
+    s: &PplSettings,
+    device: &B::Device,
+) -> Result<Vec<PplResult>> {
+    let (_, model) = load_pretrained::<B>(model_dir, device)?;
+    let bytes = TokenBytes::from_tokenizer(tokenizer)?;
+    let rows = read_shard_rows(shard_dir, s.max_rows)?;
+    let results = evaluate(&model, &bytes, &rows, s, device)?;
+    let name = model_dir.display().to_string();
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let md = table4_markdown(&name, &results);
+    let mut j = serde_json::to_vec_pretty(&serde_json::json!({
+        "table": "perplexity", "model": name, "shards": shard_dir.display().to_string(),
+        "settings": s, "results": results,
+    }))?;
+    j.push(b'\n');
+    schemas::atomic::write_atomic(out.join("ppl.json"), &j)?;
+    schemas::atomic::write_atomic(out.join("ppl.md"), md.as_bytes())?;
+    print!("{md}");
+    Ok(results)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documents_split_at_eos_and_the_open_tail_is_dropped() {
+        let rows = vec![vec![5, 6, 0, 7], vec![8, 0, 0, 9]];
+        assert_eq!(split_documents(&rows, 0), vec![vec![5, 6], vec![7, 8]]);
+    }
+
+    /// A model whose every NLL is known: all weights zero → uniform logits → NLL = ln V.
+    #[test]
+    fn protocols_on_a_uniform_model() {
+        type Be = burn::backend::NdArray<f32>;
+        let dev = Default::default();
+        let v = 16;
+        let cfg = crate::MambaConfig::new(v, 8, 1);
+        let mut model = cfg.init::<Be>(&dev);
+        model.embeddings = burn::module::Param::from_tensor(Tensor::zeros([v, 8], &dev));
+        let bytes = TokenBytes::from_tokenizer(&gpt2_like_tokenizer()).unwrap();
+        // Packed rows of length 4: docs [1,2,3], [4], [5,6]; trailing open doc [7].
+        let rows = vec![vec![1, 2, 3, 0], vec![4, 0, 5, 6], vec![0, 7, 7, 7]];
+        let s = PplSettings {
+            batch_size: 2,
+            doc_len: 3,
+            eos: 0,
+            max_rows: None,
+        };
+        let r = evaluate(&model, &bytes, &rows, &s, &dev).unwrap();
+        let ln_v = (v as f64).ln();
+        assert_eq!(r.len(), 3);
+        // Packed: 3 rows × 3 targets.
+        assert_eq!(r[0].tokens, 9);
+        assert!((r[0].cross_entropy - ln_v).abs() < 1e-5);
+        // Documents: [1,2,3] → 2 targets, [4] → 0, [5,6] → 1.
+        assert_eq!(r[1].tokens, 3);
+        assert_eq!(r[1].rows, 3);
+        // Token i (1..=7) is the single byte 'a'+i-1 in the test vocabulary.
+        assert_eq!(r[1].bytes, Some(3));
+        assert!((r[1].bits_per_byte.unwrap() - ln_v / 2f64.ln()).abs() < 1e-5);
+        // Paper: padding scored: 3 docs × 2 targets.
+        assert_eq!(r[2].tokens, 6);
+        assert!((r[2].cross_entropy - ln_v).abs() < 1e-5);
+        assert_eq!(r[2].bits_per_byte, None);
+    }
+
+    fn gpt2_like_tokenizer() -> tokenizers::Tokenizer {
+        let mut vocab = serde_json::Map::new();
+        vocab.insert("<|endoftext|>".into(), 0.into());
+        for i in 1..16u8 {
+            vocab.insert(((b'a' + i - 1) as char).to_string(), i.into());
+        }
+        let json = serde_json::json!({
+            "version": "1.0",
+            "added_tokens": [{"id": 0, "content": "<|endoftext|>", "single_word": false, "lstrip": false,
+                              "rstrip": false, "normalized": false, "special": true}],
+            "normalizer": null, "pre_tokenizer": null, "post_processor": null, "decoder": null,
+            "model": {"type": "BPE", "vocab": vocab, "merges": []}
+        });
+        tokenizers::Tokenizer::from_bytes(serde_json::to_vec(&json).unwrap()).unwrap()
+    }
+}

@@ -1,0 +1,346 @@
+//! Acceptance tests of `trainer pretrain`: exact resume after SIGKILL (also inside a checkpoint
+//! write), fallback from a corrupt checkpoint, and a falling validation loss on sample text.
+//!
+//! Data: the abstracts of `data/sample/expect/*.jsonl` (synthetic, committed), byte-tokenized
+//! (vocabulary 256) and packed into `shard-*.arrow` files with the shards schema.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use trainer::checkpoint::{CHECKPOINTS_DIR, PAUSE_ENV, PAUSE_MARKER, checkpoint_name};
+
+const STEPS: u64 = 24;
+const SEQ_LEN: usize = 64;
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Byte-tokenized sample abstracts → `dir/shards/{train,val}`; returns dir.
+fn make_data(dir: &Path) {
+    let mut text = Vec::new();
+    for f in ["pubmed26n0001.jsonl", "pubmed26n0002.jsonl"] {
+        let path = workspace().join("data/sample/expect").join(f);
+        let s =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        for line in s.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            for k in ["title", "abstract"] {
+                if let Some(t) = v[k].as_str() {
+                    text.extend_from_slice(t.as_bytes());
+                    text.push(b'\n');
+                }
+            }
+        }
+    }
+    let seqs: Vec<Vec<u32>> = text
+        .chunks_exact(SEQ_LEN)
+        .map(|c| c.iter().map(|&b| b as u32).collect())
+        .collect();
+    let n_val = seqs.len() / 10;
+    let (train, val) = seqs.split_at(seqs.len() - n_val);
+    let half = train.len() / 2;
+    let t = dir.join("shards/train");
+    trainer::data::write_shard(&t.join("shard-00000.arrow"), &train[..half], SEQ_LEN, 256).unwrap();
+    trainer::data::write_shard(&t.join("shard-00001.arrow"), &train[half..], SEQ_LEN, 256).unwrap();
+    trainer::data::write_shard(&dir.join("shards/val/shard-00000.arrow"), val, SEQ_LEN, 256)
+        .unwrap();
+}
+
+fn write_config(dir: &Path) -> PathBuf {
+    let cfg = format!(
+        r#"
+[model]
+vocab_size = 256
+hidden_size = 32
+num_hidden_layers = 2
+state_size = 8
+init_seed = 1
+
+[pretrain]
+seq_len = {SEQ_LEN}
+micro_batch = 4
+grad_accum = 2
+steps = {STEPS}
+lr = 3e-3
+warmup_steps = 3
+seed = 5
+eval_every = 8
+eval_batches = 4
+checkpoint_every = 4
+keep_checkpoints = 2
+threads = 2
+"#
+    );
+    let p = dir.join("tiny.toml");
+    std::fs::write(&p, cfg).unwrap();
+    p
+}
+
+struct Fixture {
+    /// A private copy of the trainer binary (see `fixture`).
+    exe: PathBuf,
+    root: PathBuf,
+    config: PathBuf,
+    /// Uninterrupted reference run: exported weights and deterministic metrics.
+    weights: Vec<u8>,
+    metrics: Vec<String>,
+}
+
+fn trainer_cmd(f: &Fixture, run: &Path, extra: &[&str]) -> Command {
+    trainer_cmd_on(f, &f.root, run, extra)
+}
+
+fn trainer_cmd_on(f: &Fixture, data: &Path, run: &Path, extra: &[&str]) -> Command {
+    let mut c = Command::new(&f.exe);
+    c.arg("pretrain")
+        .arg("--config")
+        .arg(&f.config)
+        .arg("--run-dir")
+        .arg(run)
+        .arg("--data-dir")
+        .arg(data)
+        .args(extra)
+        .env("CI", "1")
+        .env_remove(PAUSE_ENV);
+    c
+}
+
+fn run_ok(mut c: Command) -> String {
+    let out = c.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "trainer failed:\n{err}\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    err
+}
+
+fn export(exe: &Path, run: &Path, out: &Path) -> Vec<u8> {
+    let st = Command::new(exe)
+        .arg("export")
+        .arg(run)
+        .arg("--out")
+        .arg(out)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    std::fs::read(out.join("model.safetensors")).unwrap()
+}
+
+/// metrics.jsonl without the wall-clock field (`tokens_per_s`).
+fn deterministic_metrics(run: &Path) -> Vec<String> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v.as_object_mut().unwrap().remove("tokens_per_s");
+            v.to_string()
+        })
+        .collect()
+}
+
+fn fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
+        // A fixed place under target/ (a static is never dropped, so a TempDir would leak);
+        // cleared at the start of every test run.
+        let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("pretrain_resume");
+        let _ = std::fs::remove_dir_all(&root);
+        make_data(&root);
+        // Worktrees sharing one CARGO_TARGET_DIR overwrite each other's `debug/trainer`; a
+        // copy taken now keeps this test run on the binary it was built with.
+        let exe = root.join("trainer-under-test");
+        std::fs::copy(env!("CARGO_BIN_EXE_trainer"), &exe).unwrap();
+        let config = write_config(&root);
+        let mut f = Fixture {
+            exe,
+            root: root.clone(),
+            config,
+            weights: Vec::new(),
+            metrics: Vec::new(),
+        };
+        let run = root.join("runs/reference");
+        let t = Instant::now();
+        run_ok(trainer_cmd(&f, &run, &[]));
+        eprintln!(
+            "reference run: {STEPS} steps in {:.1}s",
+            t.elapsed().as_secs_f64()
+        );
+        f.weights = export(&f.exe, &run, &root.join("export/reference"));
+        f.metrics = deterministic_metrics(&run);
+        assert!(run.join("loss.png").exists());
+        f
+    })
+}
+
+fn count_lines(path: &Path) -> usize {
+    std::fs::read_to_string(path)
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
+}
+
+fn wait_kill(mut child: Child, until: impl Fn() -> bool, what: &str) {
+    let t = Instant::now();
+    while !until() {
+        if let Some(st) = child.try_wait().unwrap() {
+            panic!("trainer exited ({st}) before {what}");
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "timeout waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+}
+
+#[test]
+fn sigkill_anywhere_then_resume_is_bit_identical() {
+    let f = fixture();
+    let run = f.root.join("runs/killed");
+    // A "random" kill moment, printed so a failure can be replayed.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as usize;
+    let kill_after_lines = 2 + nanos % (STEPS as usize - 6);
+    eprintln!("kill 1: after {kill_after_lines} metric lines");
+
+    // Kill 1: at a random step.
+    let metrics = run.join("metrics.jsonl");
+    let child = trainer_cmd(f, &run, &[])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_kill(
+        child,
+        || count_lines(&metrics) >= kill_after_lines,
+        "kill point 1",
+    );
+
+    // Kill 2: inside a checkpoint write (the hook pauses after its first file).
+    let mut c = trainer_cmd(f, &run, &[]);
+    c.env(PAUSE_ENV, "60000").stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.starts_with(PAUSE_MARKER) {
+                let _ = tx.send(line);
+            }
+        }
+    });
+    let marker = rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("checkpoint pause marker");
+    eprintln!("kill 2: {marker}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The half-written checkpoint is a hidden temporary, never a final checkpoint directory.
+    let temps = std::fs::read_dir(run.join(CHECKPOINTS_DIR))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with('.')
+        })
+        .count();
+    assert!(
+        temps >= 1,
+        "expected the interrupted checkpoint's temporary directory"
+    );
+
+    // Resume to the end.
+    run_ok(trainer_cmd(f, &run, &[]));
+    let weights = export(&f.exe, &run, &f.root.join("export/killed"));
+    assert_eq!(deterministic_metrics(&run), f.metrics, "loss log differs");
+    assert!(
+        weights == f.weights,
+        "exported weights differ from the uninterrupted run"
+    );
+}
+
+#[test]
+fn corrupt_newest_checkpoint_falls_back_and_completes() {
+    let f = fixture();
+    let run = f.root.join("runs/corrupt");
+    run_ok(trainer_cmd(f, &run, &["--max-steps", "12"]));
+    let newest = run.join(CHECKPOINTS_DIR).join(checkpoint_name(12));
+    let w = newest.join("model.safetensors");
+    let mut bytes = std::fs::read(&w).unwrap();
+    let i = bytes.len() - 7;
+    bytes[i] ^= 0x40;
+    std::fs::write(&w, bytes).unwrap();
+    let err = run_ok(trainer_cmd(f, &run, &[]));
+    assert!(err.contains("fails its checksum"), "no warning:\n{err}");
+    assert!(
+        err.contains("resuming") && err.contains("step 8"),
+        "did not fall back to step 8:\n{err}"
+    );
+    let weights = export(&f.exe, &run, &f.root.join("export/corrupt"));
+    assert_eq!(deterministic_metrics(&run), f.metrics);
+    assert!(weights == f.weights);
+}
+
+#[test]
+fn changed_data_is_refused_unless_allowed() {
+    let f = fixture();
+    let run = f.root.join("runs/datachange");
+    run_ok(trainer_cmd(f, &run, &["--max-steps", "4"]));
+    let other = f.root.join("other-data");
+    make_data(&other);
+    // Same shapes, one token changed.
+    let seqs: Vec<Vec<u32>> = vec![vec![7; SEQ_LEN]; 3];
+    trainer::data::write_shard(
+        &other.join("shards/train/shard-00001.arrow"),
+        &seqs,
+        SEQ_LEN,
+        256,
+    )
+    .unwrap();
+    let out = trainer_cmd_on(f, &other, &run, &["--max-steps", "8"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("shards changed") && err.contains("--allow-data-change"),
+        "{err}"
+    );
+    run_ok(trainer_cmd_on(
+        f,
+        &other,
+        &run,
+        &["--max-steps", "8", "--allow-data-change"],
+    ));
+}
+
+#[test]
+fn validation_loss_falls_on_sample_text() {
+    let f = fixture();
+    let vals: Vec<f64> = f
+        .metrics
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["val_loss"].as_f64())
+        .collect();
+    let (first, last) = (vals[0], *vals.last().unwrap());
+    eprintln!("validation loss on byte-tokenized sample abstracts: {first:.4} -> {last:.4}");
+    assert!(
+        (first - 256f64.ln()).abs() < 0.3,
+        "initial loss {first} should be near ln(256)"
+    );
+    assert!(
+        last < first - 1.0,
+        "validation loss did not fall clearly: {first} -> {last}"
+    );
+}
