@@ -37,8 +37,8 @@ demo:
     cp $d/tokenizer/tokenizer.json $d/runs/pretrain/export/
     {{trainer}} finetune --config $cfg --init $d/runs/pretrain/export --task sample --run-dir $d/runs/finetune-sample
     {{trainer}} eval --config $cfg --ppl --model $d/runs/pretrain/export --tokenizer $d/tokenizer/tokenizer.json
-    echo; echo "== BioASQ factoid (sample)"; cat $d/runs/finetune-sample/results.md 2>/dev/null || find $d/runs/finetune-sample -name '*.md' -exec cat {} \;
-    echo; echo "== Perplexity (validation shards)"; find $d/runs/pretrain/export/eval -name '*.md' -exec cat {} \;
+    echo; echo "== BioASQ factoid QA (Table 3 layout)"; cat $d/runs/finetune-sample/eval/sample/results.md
+    echo; echo "== Perplexity on the validation shards (Table 4 layout)"; cat $d/runs/pretrain/export/eval/ppl/ppl.md
 
 # Real data: download PubMed, parse, current view, BioASQ tables, GPT-NeoX tokens (CONFIG, DATA to override).
 ingest:
