@@ -18,23 +18,7 @@ use super::convert::Document;
 
 /// `*.parquet` files of a directory, sorted by name (none when it does not exist).
 pub fn parquet_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(e).with_context(|| format!("listing {}", dir.display())),
-    };
-    for entry in entries {
-        let path = entry
-            .with_context(|| format!("listing {}", dir.display()))?
-            .path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if name.ends_with(".parquet") && !name.starts_with('.') {
-            out.push(path);
-        }
-    }
-    out.sort();
-    Ok(out)
+    crate::layout::files_with_suffix(dir, ".parquet")
 }
 
 /// The documents of `wanted` found in `files`.

@@ -84,44 +84,12 @@ struct Fingerprinted<'a> {
 
 /// `*.json` files of `raw/bioasq/`, sorted.
 fn default_inputs(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(e).with_context(|| format!("listing {}", dir.display())),
-    };
-    for entry in entries {
-        let path = entry
-            .with_context(|| format!("listing {}", dir.display()))?
-            .path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if name.ends_with(".json") && !name.starts_with('.') && path.is_file() {
-            out.push(path);
-        }
-    }
-    out.sort();
-    Ok(out)
+    crate::layout::files_with_suffix(dir, ".json")
 }
 
 /// `<pmid>.xml` files of the efetch cache, sorted.
 fn efetch_cache_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(e).with_context(|| format!("listing {}", dir.display())),
-    };
-    for entry in entries {
-        let path = entry
-            .with_context(|| format!("listing {}", dir.display()))?
-            .path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if name.ends_with(".xml") && !name.starts_with('.') {
-            out.push(path);
-        }
-    }
-    out.sort();
-    Ok(out)
+    crate::layout::files_with_suffix(dir, ".xml")
 }
 
 fn file_name(path: &Path) -> Result<String> {
