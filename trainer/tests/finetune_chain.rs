@@ -81,6 +81,13 @@ fn squad_to_examples(files: &[PathBuf], out: &Path, context_source: &str, limit:
             Arc::new(Int64Array::from(starts[..n].to_vec())),
             Arc::new(UInt64Array::from(vec![None::<u64>; n])),
             Arc::new(StringArray::from(sources[..n].to_vec())),
+            // `split`: training files carry answers, test files do not.
+            Arc::new(StringArray::from(
+                starts[..n]
+                    .iter()
+                    .map(|a| if a.is_some() { "train" } else { "test" })
+                    .collect::<Vec<_>>(),
+            )),
             Arc::new(StringArray::from(files_col[..n].to_vec())),
         ],
     )
@@ -169,6 +176,7 @@ fn golden_to_table(files: &[PathBuf], out: &Path) -> Vec<String> {
             Arc::new(StringArray::from(
                 batch.into_iter().map(Some).collect::<Vec<_>>(),
             )),
+            Arc::new(arrow::array::Int32Array::from(vec![None::<i32>; src.len()])),
             s(src),
         ],
     )
