@@ -148,27 +148,27 @@ impl std::error::Error for ParseError {}
 pub struct ParseOptions {}
 
 /// Open an XML input, gzip-compressed or not (detected by the magic bytes `1f 8b`, not the name).
-pub fn open_input(path: &Path) -> Result<Box<dyn BufRead + Send>> {
+pub fn open_input(path: &Path) -> Result<Box<dyn Read + Send>> {
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     open_reader(file).with_context(|| format!("reading {}", path.display()))
 }
 
 /// Wrap any byte source: decompress when it starts with the gzip magic, buffer otherwise.
-/// Concatenated gzip members are read as one stream.
-pub fn open_reader<R: Read + Send + 'static>(raw: R) -> Result<Box<dyn BufRead + Send>> {
-    const BUF: usize = 256 * 1024;
+/// Concatenated gzip members are read as one stream. The result is meant to be read in large
+/// blocks (as [`RecordParser`] does): the inflater writes straight into the reader's buffer.
+pub fn open_reader<R: Read + Send + 'static>(raw: R) -> Result<Box<dyn Read + Send>> {
+    const BUF: usize = 128 * 1024;
     let mut raw = BufReader::with_capacity(BUF, raw);
     let head = raw.fill_buf().context("reading the first bytes")?;
     if head.starts_with(&[0x1f, 0x8b]) {
-        let gz = flate2::bufread::MultiGzDecoder::new(raw);
-        Ok(Box::new(BufReader::with_capacity(BUF, gz)))
+        Ok(Box::new(flate2::bufread::MultiGzDecoder::new(raw)))
     } else {
         Ok(Box::new(raw))
     }
 }
 
 /// Parse records from `reader`; `source_name` is what errors and the `source_file` column say.
-pub fn parse_reader<R: BufRead>(
+pub fn parse_reader<R: Read>(
     reader: R,
     source_name: &str,
     _opts: &ParseOptions,
@@ -329,10 +329,34 @@ struct LeafAttrs {
     b: Option<String>,
 }
 
+/// Decompressed bytes are read into one buffer of this size (grown only for a single longer event).
+const CHUNK: usize = 256 * 1024;
+
 /// Iterator over the records of one XML stream. See the module docs for error behaviour.
-pub struct RecordParser<R: BufRead> {
-    reader: Reader<R>,
+///
+/// The stream is read in chunks into one buffer and tokenized by quick-xml's borrowing slice reader,
+/// so event bytes are never copied. An event cut by the end of the buffered bytes (markup, a
+/// reference, or text that may go on) is read again from its first byte once more bytes are in.
+/// Because each chunk gets a fresh quick-xml reader, end-tag names are checked here.
+pub struct RecordParser<R: Read> {
+    src: R,
     buf: Vec<u8>,
+    /// Valid bytes are `buf[..filled]`; `buf[pos..filled]` is not yet tokenized.
+    filled: usize,
+    pos: usize,
+    /// Stream offset of `buf[0]`.
+    base: u64,
+    src_eof: bool,
+    /// `buf[utf8_from..utf8_to]` is known to be valid UTF-8 (checked in large blocks as it is read),
+    /// so text events inside it need no check of their own.
+    utf8_from: usize,
+    utf8_to: usize,
+    /// Stream offsets of the current event's first byte and of the byte after it.
+    ev_start: u64,
+    ev_end: u64,
+    /// Names of the open elements, concatenated, and where each starts.
+    open_names: Vec<u8>,
+    open_starts: Vec<usize>,
     source: Arc<str>,
     stack: Vec<State>,
     /// Depth (stack length) of the open leaf whose text is being captured, 0 when none.
@@ -348,16 +372,35 @@ pub struct RecordParser<R: BufRead> {
 
 type Step = std::result::Result<Option<Item>, ParseError>;
 
-impl<R: BufRead> RecordParser<R> {
-    pub fn new(reader: R, source_name: &str) -> Self {
-        let mut reader = Reader::from_reader(reader);
-        let config = reader.config_mut();
-        config.check_end_names = true;
-        config.expand_empty_elements = false;
-        config.trim_text(false);
+/// What one pass over the buffered bytes ended with.
+enum Scan {
+    Item(Item),
+    NeedMore,
+    Eof,
+}
+
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
+impl<R: Read> RecordParser<R> {
+    pub fn new(src: R, source_name: &str) -> Self {
+        Self::with_chunk(src, source_name, CHUNK)
+    }
+
+    /// A parser that reads `chunk` bytes at a time (tests use tiny chunks to move the boundaries).
+    pub fn with_chunk(src: R, source_name: &str, chunk: usize) -> Self {
         Self {
-            reader,
-            buf: Vec::with_capacity(64 * 1024),
+            src,
+            buf: vec![0; chunk.max(1)],
+            filled: 0,
+            pos: 0,
+            base: 0,
+            src_eof: false,
+            utf8_from: 0,
+            utf8_to: 0,
+            ev_start: 0,
+            ev_end: 0,
+            open_names: Vec::with_capacity(1024),
+            open_starts: Vec::with_capacity(32),
             source: Arc::from(source_name),
             stack: Vec::with_capacity(32),
             capture_depth: 0,
@@ -373,7 +416,7 @@ impl<R: BufRead> RecordParser<R> {
 
     /// Bytes of XML consumed so far.
     pub fn position(&self) -> u64 {
-        self.reader.buffer_position()
+        self.ev_end
     }
 
     fn in_record(&self) -> bool {
@@ -410,36 +453,248 @@ impl<R: BufRead> RecordParser<R> {
         }
     }
 
-    fn step(&mut self) -> Step {
-        // The event borrows the buffer; moving the buffer out lets handlers borrow `self` mutably.
-        let mut buf = std::mem::take(&mut self.buf);
-        buf.clear();
-        let result = self.step_with(&mut buf);
-        self.buf = buf;
-        result
+    /// Keep the untokenized bytes, move them to the front and read more after them.
+    fn refill(&mut self) -> std::result::Result<(), ParseError> {
+        let pending = self.filled - self.pos;
+        self.buf.copy_within(self.pos..self.filled, 0);
+        if self.utf8_to <= self.pos {
+            (self.utf8_from, self.utf8_to) = (0, 0);
+        } else {
+            self.utf8_from = self.utf8_from.saturating_sub(self.pos);
+            self.utf8_to -= self.pos;
+        }
+        self.base += self.pos as u64;
+        self.pos = 0;
+        self.filled = pending;
+        // One event longer than the buffer: grow geometrically, so re-reading it stays linear.
+        if pending * 2 > self.buf.len() {
+            self.buf.resize(self.buf.len() * 2, 0);
+        }
+        while self.filled < self.buf.len() {
+            match self.src.read(&mut self.buf[self.filled..]) {
+                Ok(0) => {
+                    self.src_eof = true;
+                    break;
+                }
+                Ok(n) => self.filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    return Err(self.error(
+                        self.base + self.filled as u64,
+                        false,
+                        format!("reading the input failed (truncated or corrupt gzip?): {e}"),
+                    ));
+                }
+            }
+        }
+        self.extend_utf8_window();
+        Ok(())
     }
 
-    fn step_with(&mut self, buf: &mut Vec<u8>) -> Step {
-        let event = match self.reader.read_event_into(buf) {
-            Ok(e) => e,
-            Err(e) => {
-                let offset = self.reader.error_position();
-                let message = match &e {
-                    quick_xml::Error::Io(io) => {
-                        format!("reading the input failed (truncated or corrupt gzip?): {io}")
+    /// Extend the known-valid UTF-8 window over the bytes just read. Invalid bytes restart it after
+    /// them (events across them are checked one by one and report the error); an incomplete
+    /// character at the end waits for the next read.
+    fn extend_utf8_window(&mut self) {
+        loop {
+            match std::str::from_utf8(&self.buf[self.utf8_to..self.filled]) {
+                Ok(_) => {
+                    self.utf8_to = self.filled;
+                    return;
+                }
+                Err(e) => {
+                    let good = self.utf8_to + e.valid_up_to();
+                    match e.error_len() {
+                        None => {
+                            self.utf8_to = good;
+                            return;
+                        }
+                        Some(len) => {
+                            self.utf8_from = good + len;
+                            self.utf8_to = self.utf8_from;
+                        }
                     }
-                    quick_xml::Error::Syntax(syntax)
-                        if !matches!(syntax, quick_xml::errors::SyntaxError::InvalidBangMarkup) =>
-                    {
-                        format!("malformed XML: {syntax}; the file is truncated")
-                    }
-                    other => format!("malformed XML: {other}"),
-                };
-                return Err(self.error(offset, false, message));
+                }
             }
+        }
+    }
+
+    /// Whether the current event's bytes lie in the known-valid UTF-8 window.
+    fn event_is_utf8(&self) -> bool {
+        let from = (self.ev_start - self.base) as usize;
+        let to = (self.ev_end - self.base) as usize;
+        self.utf8_from <= from && to <= self.utf8_to
+    }
+
+    /// Tokenize `data` (= `self.buf[..self.filled]`) from `self.pos` until an item is complete,
+    /// more bytes are needed, or the stream ends.
+    fn scan(&mut self, data: &[u8]) -> std::result::Result<Scan, ParseError> {
+        let mut start = self.pos;
+        // quick-xml drops a BOM at a reader's start, so it must never see one there: the one at
+        // offset 0 is a byte order mark, any other (even right after it) is U+FEFF in text.
+        while data[start..].starts_with(UTF8_BOM) {
+            if self.base + start as u64 == 0 {
+                start += UTF8_BOM.len();
+            } else {
+                self.ev_start = self.base + start as u64;
+                self.ev_end = self.ev_start + UTF8_BOM.len() as u64;
+                start += UTF8_BOM.len();
+                self.pos = start;
+                self.text(UTF8_BOM, true)?;
+            }
+        }
+        let rest = &data[start..];
+        let mut reader = Reader::from_reader(rest);
+        let config = reader.config_mut();
+        config.check_end_names = false;
+        config.allow_unmatched_ends = true;
+        config.expand_empty_elements = false;
+        config.trim_text(false);
+        let at = self.base + start as u64;
+        loop {
+            let rel_start = reader.buffer_position() as usize;
+            let event = reader.read_event();
+            let rel_end = reader.buffer_position() as usize;
+            self.ev_start = at + rel_start as u64;
+            self.ev_end = at + rel_end as u64;
+            let event = match event {
+                Ok(Event::Eof) if !self.src_eof => {
+                    self.pos = start + rel_start;
+                    return Ok(Scan::NeedMore);
+                }
+                // Text up to the end of the buffered bytes may go on in the next ones.
+                Ok(Event::Text(_)) if rel_end == rest.len() && !self.src_eof => {
+                    self.pos = start + rel_start;
+                    return Ok(Scan::NeedMore);
+                }
+                Ok(e) => e,
+                Err(e) if !self.src_eof && Self::cut_by_buffer_end(&e, &rest[rel_start..]) => {
+                    self.pos = start + rel_start;
+                    return Ok(Scan::NeedMore);
+                }
+                Err(e) => {
+                    self.pos = start + rel_end;
+                    let offset = at + reader.error_position();
+                    let message = match &e {
+                        quick_xml::Error::Syntax(syntax)
+                            if !matches!(
+                                syntax,
+                                quick_xml::errors::SyntaxError::InvalidBangMarkup
+                            ) =>
+                        {
+                            format!("malformed XML: {syntax}; the file is truncated")
+                        }
+                        other => format!("malformed XML: {other}"),
+                    };
+                    return Err(self.error(offset, false, message));
+                }
+            };
+            self.pos = start + rel_end;
+            if let Event::Eof = event {
+                self.eof()?;
+                return Ok(Scan::Eof);
+            }
+            if let Some(item) = self.event(event)? {
+                return Ok(Scan::Item(item));
+            }
+        }
+    }
+
+    /// Whether quick-xml's error `e` for the event whose bytes start `ev` comes from the end of the
+    /// buffered bytes rather than from the document.
+    fn cut_by_buffer_end(e: &quick_xml::Error, ev: &[u8]) -> bool {
+        match e {
+            // Syntax errors are reported when the input ends inside markup.
+            quick_xml::Error::Syntax(_) => true,
+            // `&name` with neither `;` nor where the reference would stop.
+            quick_xml::Error::IllFormed(quick_xml::errors::IllFormedError::UnclosedReference) => {
+                ev.len() < 2 || !ev[1..].iter().any(|b| matches!(b, b';' | b'&' | b'<'))
+            }
+            _ => false,
+        }
+    }
+
+    fn eof(&mut self) -> std::result::Result<(), ParseError> {
+        self.done = true;
+        let offset = self.ev_end;
+        if let Some(open) = self.stack.last().copied() {
+            let what = if self.in_record() {
+                "inside a record"
+            } else {
+                "before the root element closed"
+            };
+            return Err(self.error(
+                offset,
+                false,
+                format!("unexpected end of input {what} ({} elements open, innermost {open:?}); the file is truncated", self.stack.len()),
+            ));
+        }
+        if !self.root_seen {
+            return Err(self.error(
+                offset,
+                false,
+                "no root element (expected PubmedArticleSet or MedlineCitationSet)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// A text event's bytes; `valid`: known to be UTF-8.
+    fn text(&mut self, bytes: &[u8], valid: bool) -> std::result::Result<(), ParseError> {
+        if self.capture_depth > 0 || self.in_record() {
+            let checked = if valid {
+                // SAFETY: `valid` says these bytes lie in a window checked by `from_utf8` and
+                // start and end at character boundaries (next to ASCII markup delimiters).
+                Ok(unsafe { std::str::from_utf8_unchecked(bytes) })
+            } else {
+                std::str::from_utf8(bytes)
+            };
+            match checked {
+                Ok(s) => {
+                    if self.capture_depth > 0 {
+                        self.capture.push_str(s);
+                    }
+                }
+                Err(e) => {
+                    let offset = self.ev_start + e.valid_up_to() as u64;
+                    self.record_error(offset, "invalid UTF-8 in text".into())?;
+                }
+            }
+        } else if self.stack.is_empty() && !bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(self.error(self.ev_start, false, "text outside the root element"));
+        }
+        Ok(())
+    }
+
+    /// Check an end tag's name against the open element's.
+    fn close_name(&mut self, name: &[u8]) -> std::result::Result<(), ParseError> {
+        let Some(at) = self.open_starts.pop() else {
+            return Err(self.error(
+                self.ev_start,
+                false,
+                format!(
+                    "malformed XML: ill-formed document: close tag `</{}>` does not match any open tag",
+                    String::from_utf8_lossy(name)
+                ),
+            ));
         };
+        if &self.open_names[at..] != name {
+            let message = format!(
+                "malformed XML: ill-formed document: expected `</{}>`, but `</{}>` was found",
+                String::from_utf8_lossy(&self.open_names[at..]),
+                String::from_utf8_lossy(name)
+            );
+            return Err(self.error(self.ev_start, false, message));
+        }
+        self.open_names.truncate(at);
+        Ok(())
+    }
+
+    fn event(&mut self, event: Event<'_>) -> Step {
         match event {
             Event::Start(start) => {
+                let name = start.name();
+                self.open_starts.push(self.open_names.len());
+                self.open_names.extend_from_slice(name.as_ref());
                 self.start(&start)?;
                 Ok(None)
             }
@@ -447,35 +702,28 @@ impl<R: BufRead> RecordParser<R> {
                 self.start(&start)?;
                 self.end()
             }
-            Event::End(_) => self.end(),
+            Event::End(end) => {
+                self.close_name(end.name().as_ref())?;
+                self.end()
+            }
             Event::Text(text) => {
-                if self.capture_depth > 0 || self.in_record() {
-                    let bytes: &[u8] = &text;
-                    match std::str::from_utf8(bytes) {
-                        Ok(s) => {
-                            if self.capture_depth > 0 {
-                                self.capture.push_str(s);
-                            }
-                        }
-                        Err(e) => {
-                            let offset = self.reader.buffer_position() - bytes.len() as u64
-                                + e.valid_up_to() as u64;
-                            self.record_error(offset, "invalid UTF-8 in text".into())?;
-                        }
-                    }
-                } else if self.stack.is_empty() && !text.iter().all(u8::is_ascii_whitespace) {
-                    let offset = self.reader.buffer_position() - text.len() as u64;
-                    return Err(self.error(offset, false, "text outside the root element"));
-                }
+                debug_assert_eq!(text.len() as u64, self.ev_end - self.ev_start);
+                self.text(&text, self.event_is_utf8())?;
                 Ok(None)
             }
             Event::CData(data) => {
                 if self.capture_depth > 0 {
-                    match std::str::from_utf8(&data) {
+                    let checked = if self.event_is_utf8() {
+                        // SAFETY: the whole `<![CDATA[…]]>` lies in the checked window and its
+                        // content is delimited by ASCII bytes.
+                        Ok(unsafe { std::str::from_utf8_unchecked(&data) })
+                    } else {
+                        std::str::from_utf8(&data)
+                    };
+                    match checked {
                         Ok(s) => self.capture.push_str(s),
                         Err(_) => {
-                            let offset = self.reader.buffer_position();
-                            self.record_error(offset, "invalid UTF-8 in CDATA".into())?;
+                            self.record_error(self.ev_end, "invalid UTF-8 in CDATA".into())?;
                         }
                     }
                 }
@@ -490,36 +738,13 @@ impl<R: BufRead> RecordParser<R> {
                         }
                     }
                     Err(message) => {
-                        let offset = self.reader.buffer_position();
-                        self.record_error(offset, message)?;
+                        self.record_error(self.ev_end, message)?;
                     }
                 }
                 Ok(None)
             }
-            Event::Eof => {
-                self.done = true;
-                let offset = self.reader.buffer_position();
-                if let Some(open) = self.stack.last().copied() {
-                    let what = if self.in_record() {
-                        "inside a record"
-                    } else {
-                        "before the root element closed"
-                    };
-                    return Err(self.error(
-                        offset,
-                        false,
-                        format!("unexpected end of input {what} ({} elements open, innermost {open:?}); the file is truncated", self.stack.len()),
-                    ));
-                }
-                if !self.root_seen {
-                    return Err(self.error(
-                        offset,
-                        false,
-                        "no root element (expected PubmedArticleSet or MedlineCitationSet)",
-                    ));
-                }
-                Ok(None)
-            }
+            // Handled by `scan`.
+            Event::Eof => Ok(None),
             // Declarations, DOCTYPE, comments, processing instructions carry no record data.
             Event::Decl(_) | Event::DocType(_) | Event::Comment(_) | Event::PI(_) => Ok(None),
         }
@@ -553,16 +778,12 @@ impl<R: BufRead> RecordParser<R> {
         };
         if parent == State::Document {
             if self.root_seen {
-                return Err(self.error(
-                    self.reader.buffer_position(),
-                    false,
-                    "a second root element",
-                ));
+                return Err(self.error(self.ev_end, false, "a second root element"));
             }
             self.root_seen = true;
             if state == State::Dead {
                 return Err(self.error(
-                    self.reader.buffer_position(),
+                    self.ev_end,
                     false,
                     format!(
                         "root element <{}> where PubmedArticleSet or MedlineCitationSet was expected",
@@ -572,7 +793,7 @@ impl<R: BufRead> RecordParser<R> {
             }
         }
         self.stack.push(state);
-        let offset = self.reader.buffer_position();
+        let offset = self.ev_end;
         let result: std::result::Result<(), String> = (|| {
             match state {
                 State::RecordArticle | State::RecordBook => {
@@ -648,7 +869,7 @@ impl<R: BufRead> RecordParser<R> {
     fn begin_record(&mut self, kind: RecordKind) {
         self.draft = Draft {
             kind: Some(kind),
-            start_offset: self.reader.buffer_position(),
+            start_offset: self.ev_end,
             version: 1,
             ..Draft::default()
         };
@@ -656,15 +877,11 @@ impl<R: BufRead> RecordParser<R> {
 
     fn end(&mut self) -> Step {
         let Some(state) = self.stack.pop() else {
-            // quick-xml checks end names against its own stack, so this is unreachable for
-            // well-formed input; report rather than panic.
-            return Err(self.error(
-                self.reader.buffer_position(),
-                false,
-                "end tag without a start tag",
-            ));
+            // `close_name` has matched the end tag with an open element, so this is unreachable;
+            // report rather than panic.
+            return Err(self.error(self.ev_end, false, "end tag without a start tag"));
         };
-        let offset = self.reader.buffer_position();
+        let offset = self.ev_end;
         match state {
             State::Leaf(field) if self.capture_depth == self.stack.len() + 1 => {
                 self.capture_depth = 0;
@@ -899,20 +1116,26 @@ impl<R: BufRead> RecordParser<R> {
     }
 }
 
-impl<R: BufRead> Iterator for RecordParser<R> {
+impl<R: Read> Iterator for RecordParser<R> {
     type Item = std::result::Result<Item, ParseError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         while !self.done {
-            match self.step() {
-                Ok(Some(item)) => return Some(Ok(item)),
-                Ok(None) => {}
-                Err(e) => {
-                    if !e.recoverable {
-                        self.done = true;
-                    }
-                    return Some(Err(e));
+            // The events borrow the buffer; moving it out lets the handlers borrow `self` mutably.
+            let buf = std::mem::take(&mut self.buf);
+            let scanned = self.scan(&buf[..self.filled]);
+            self.buf = buf;
+            let result = match scanned {
+                Ok(Scan::Item(item)) => return Some(Ok(item)),
+                Ok(Scan::Eof) => Ok(()),
+                Ok(Scan::NeedMore) => self.refill(),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = result {
+                if !e.recoverable {
+                    self.done = true;
                 }
+                return Some(Err(e));
             }
         }
         None
@@ -1041,6 +1264,81 @@ mod tests {
         };
         assert_eq!((d.pmid, d.version, d.record_index), (8, 2, 1));
         assert_eq!(items.len(), 4);
+    }
+
+    /// Every item (and error, with its offset) as the default parser yields them, for comparing.
+    fn items_with_chunk(xml: &[u8], chunk: usize) -> Vec<String> {
+        RecordParser::with_chunk(xml, "t.xml", chunk)
+            .map(|r| format!("{r:?}"))
+            .collect()
+    }
+
+    #[test]
+    fn chunk_boundaries_anywhere_give_the_same_items() {
+        // Markup, references, CDATA, comments, a DOCTYPE subset, U+FEFF in text, invalid UTF-8,
+        // and a record error: cut at every byte, the items and error offsets must not change.
+        let mut xml = b"\xEF\xBB\xBF<?xml version=\"1.0\"?>\n<!DOCTYPE PubmedArticleSet [ <!ENTITY x \"y\"> ]>\n\
+<PubmedArticleSet><!-- a > b --><PubmedArticle><MedlineCitation Status=\"MEDLINE\"><PMID Version=\"2\">11</PMID><Article>\
+<ArticleTitle>\xEF\xBB\xBFp<sub>trend</sub> &lt;0.01 &#x3b1;&#946;<![CDATA[ <c> ]]>\xCE\xB1  z</ArticleTitle>\
+<Abstract><AbstractText Label=\"A &amp; B\">one\n two</AbstractText><AbstractText>\xE2\x80\x89x</AbstractText></Abstract>\
+</Article></MedlineCitation></PubmedArticle>\n\xEF\xBB\xBF\n<PubmedArticle><MedlineCitation><PMID>12</PMID>\
+<Article><ArticleTitle>bad \xFF here</ArticleTitle></Article></MedlineCitation></PubmedArticle>\
+<DeleteCitation><PMID Version=\"1\">13</PMID></DeleteCitation></PubmedArticleSet>\n"
+            .to_vec();
+        let whole = items_with_chunk(&xml, 1 << 20);
+        assert_eq!(whole.len(), 3, "{whole:#?}");
+        assert!(
+            whole[0].contains("\"\\u{feff}ptrend <0.01 αβ <c> α z\""),
+            "{}",
+            whole[0]
+        );
+        assert!(whole[0].contains("\"A & B: one two\\nx\""), "{}", whole[0]);
+        assert!(
+            whole[1].contains("invalid UTF-8") && whole[1].contains("Some(12)"),
+            "{}",
+            whole[1]
+        );
+        for chunk in 1..=xml.len() {
+            assert_eq!(items_with_chunk(&xml, chunk), whole, "chunk {chunk}");
+        }
+        // A truncated document ends with the same fatal error wherever the chunks end.
+        xml.truncate(xml.len() - 30);
+        let cut = items_with_chunk(&xml, 1 << 20);
+        assert!(cut.last().unwrap().contains("truncated"), "{cut:?}");
+        for chunk in [1, 2, 3, 5, 8, 13, 64, 100] {
+            assert_eq!(items_with_chunk(&xml, chunk), cut, "chunk {chunk}");
+        }
+    }
+
+    /// Found by `just fuzz-parse`: with the first BOM skipped, quick-xml dropped a second one as a
+    /// BOM too, so the error depended on where the buffer ended.
+    #[test]
+    fn only_the_first_bom_is_a_byte_order_mark() {
+        let xml = b"\xEF\xBB\xBF\xEF\xBB\xBF<FFFFFFFFFF,,,,,,,,&lt;,,,,,,";
+        for chunk in [1, 3, 4, 32, 1 << 20] {
+            let items = items_with_chunk(xml, chunk);
+            assert_eq!(items.len(), 1, "{items:?}");
+            assert!(
+                items[0].contains("offset: 3,")
+                    && items[0].contains("text outside the root element"),
+                "chunk {chunk}: {items:?}"
+            );
+        }
+        let ok = items_with_chunk(b"\xEF\xBB\xBF<PubmedArticleSet/>", 1 << 20);
+        assert!(ok.is_empty(), "{ok:?}");
+    }
+
+    #[test]
+    fn chunk_boundaries_in_the_sample_give_the_same_items() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../data/sample/pubmed/baseline/pubmed26n0001.xml.gz");
+        let mut xml = Vec::new();
+        open_input(&path).unwrap().read_to_end(&mut xml).unwrap();
+        let whole = items_with_chunk(&xml, 1 << 20);
+        assert_eq!(whole.len(), 100);
+        for chunk in [97, 1000, 4096, 65_537] {
+            assert_eq!(items_with_chunk(&xml, chunk), whole, "chunk {chunk}");
+        }
     }
 
     #[test]
