@@ -11,22 +11,40 @@ use arrow::array::{
 };
 use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{DataType, Fields, SchemaRef};
-use parquet::arrow::ArrowWriter;
+use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
 use super::record::{Citation, Deletion};
 
+/// Leaf columns of the abstracts table whose values are (nearly) all distinct: titles and abstract
+/// texts. Dictionary encoding only costs there (every value hashed until the dictionary page is
+/// full, then plain encoding anyway), so they are written plain.
+const DISTINCT_TEXT_COLUMNS: [&str; 3] = ["title", "abstract", "text"];
+
 /// Parquet settings shared by every table this stage writes. `created_by` is fixed so the bytes do
 /// not depend on the parquet crate's version string.
 pub fn writer_properties(zstd_level: i32, row_group_rows: usize) -> Result<WriterProperties> {
-    Ok(WriterProperties::builder()
+    let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(zstd_level).context("zstd level")?,
         ))
         .set_max_row_group_size(row_group_rows.max(1))
-        .set_created_by("biomamba pipeline".to_string())
-        .build())
+        .set_created_by("biomamba pipeline".to_string());
+    let parquet_schema = ArrowSchemaConverter::new()
+        .convert(&schemas::abstracts::schema())
+        .context("abstracts schema as Parquet")?;
+    for column in parquet_schema.columns() {
+        let path = column.path();
+        if path
+            .parts()
+            .last()
+            .is_some_and(|leaf| DISTINCT_TEXT_COLUMNS.contains(&leaf.as_str()))
+        {
+            builder = builder.set_column_dictionary_enabled(path.clone(), false);
+        }
+    }
+    Ok(builder.build())
 }
 
 /// Streams rows of type `T` into a Parquet writer, `batch_rows` at a time.
