@@ -1,20 +1,25 @@
 //! `just bench-parse`: our PubMed parser vs `pubmed_parser.parse_medline_xml` (Python) vs `zcat`.
 //!
 //! Builds a gzipped baseline-format file of ≥ 30,000 citations by replicating the fixture citations
-//! with fresh PMIDs, then runs each contender as a child process under `/usr/bin/time` (wall time and
-//! peak RSS), one core each: ours = parse + Arrow batches + zstd Parquet, single thread.
+//! with fresh PMIDs, then runs each contender as a child process under `/usr/bin/time` (wall time,
+//! CPU time = user + system, peak RSS), pinned to one core: ours = `pipeline::parse::write_parts`,
+//! what `pipeline parse` does per file (stream, parse, Arrow batches, zstd Parquet parts), on one
+//! thread. zcat and ours run `--runs` times, interleaved, and the table shows medians: on a shared
+//! machine wall time is noisy, CPU time much less so, and the ratio to zcat is given for both.
 //!
-//! `cargo run --release -p pipeline --bin bench_parse -- [--citations N] [--work DIR] [--skip-python]`
+//! `cargo run --release -p pipeline --bin bench_parse -- [--citations N] [--runs N] [--work DIR] [--skip-python]`
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
-use pipeline::parse::{Item, ParseOptions, open_input, parse_reader, writer};
+use pipeline::parse::{Item, ParseConfig, ParseOptions, open_input, parse_reader};
+use schemas::progress::{Progress, Unit};
 
 struct Opts {
     citations: usize,
+    runs: usize,
     work: PathBuf,
     skip_python: bool,
 }
@@ -26,6 +31,7 @@ fn parse_args() -> Result<Result<Opts, (PathBuf, bool)>> {
         .unwrap_or_else(|| PathBuf::from("target"));
     let mut opts = Opts {
         citations: 30_000,
+        runs: 5,
         work: target.join("bench-parse"),
         skip_python: false,
     };
@@ -44,6 +50,7 @@ fn parse_args() -> Result<Result<Opts, (PathBuf, bool)>> {
                 )));
             }
             "--citations" => opts.citations = args.next().context("--citations N")?.parse()?,
+            "--runs" => opts.runs = args.next().context("--runs N")?.parse::<usize>()?.max(1),
             "--work" => opts.work = PathBuf::from(args.next().context("--work DIR")?),
             "--skip-python" => opts.skip_python = true,
             other => bail!("unknown argument {other}"),
@@ -69,29 +76,21 @@ fn child(input: &Path, write: bool) -> Result<()> {
         println!("{n}");
         return Ok(());
     }
-    let out = input.with_extension("bench.parquet");
-    let file = std::fs::File::create(&out)?;
-    let props = writer::writer_properties(3, 8192)?;
-    let mut w = writer::BatchWriter::new(
-        file,
-        schemas::abstracts::schema(),
-        props,
-        8192,
-        writer::citations_batch,
-    )?;
-    let name = input
-        .file_name()
-        .unwrap_or_default()
-        .to_string_lossy()
-        .into_owned();
-    for item in parse_reader(open_input(input)?, &name, &ParseOptions::default()) {
-        if let Item::Citation(c) = item? {
-            w.push(*c)?;
-        }
+    let abstracts = input.with_extension("bench.parquet");
+    let deletions = input.with_extension("bench-deletions.parquet");
+    for p in [&abstracts, &deletions] {
+        let _ = std::fs::remove_file(p); // a first run, as `pipeline parse` on a new file
     }
-    let rows = w.rows();
-    w.finish()?;
-    println!("{rows}");
+    let size = std::fs::metadata(input)?.len();
+    let progress = std::sync::Arc::new(Progress::new("parse", size, Unit::Bytes));
+    let (outcome, _) = pipeline::parse::write_parts(
+        &ParseConfig::default(),
+        input,
+        &abstracts,
+        &deletions,
+        &progress,
+    )?;
+    println!("{}", outcome.citations);
     Ok(())
 }
 
@@ -180,8 +179,11 @@ fn build_input(opts: &Opts) -> Result<(PathBuf, u64)> {
     Ok((path, xml_bytes))
 }
 
+#[derive(Clone)]
 struct Measured {
     wall_s: f64,
+    /// User + system CPU seconds.
+    cpu_s: f64,
     rss_kb: u64,
     output: String,
 }
@@ -196,21 +198,47 @@ fn measure(work: &Path, argv: &[&str]) -> Result<Measured> {
     } else {
         Command::new("/usr/bin/time")
     };
-    cmd.args(["-f", "%e %M", "-o"]).arg(&stats).args(argv);
+    cmd.args(["-f", "%e %U %S %M", "-o"]).arg(&stats).args(argv);
     let out = cmd.output().with_context(|| format!("running {argv:?}"))?;
     if !out.status.success() {
         bail!("{argv:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     }
     let text = std::fs::read_to_string(&stats)?;
     let last = text.lines().last().unwrap_or_default();
-    let mut it = last.split_whitespace();
-    let wall_s: f64 = it.next().context("time output")?.parse()?;
-    let rss_kb: u64 = it.next().context("time output")?.parse()?;
+    let fields: Vec<f64> = last
+        .split_whitespace()
+        .map(|f| f.parse::<f64>())
+        .collect::<std::result::Result<_, _>>()
+        .with_context(|| format!("/usr/bin/time wrote {last:?}"))?;
+    let [wall_s, user_s, sys_s, rss_kb] = fields[..] else {
+        bail!("/usr/bin/time wrote {last:?}");
+    };
     Ok(Measured {
         wall_s,
-        rss_kb,
+        cpu_s: user_s + sys_s,
+        rss_kb: rss_kb as u64,
         output: String::from_utf8_lossy(&out.stdout).trim().to_string(),
     })
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Medians of wall and CPU time over runs, the largest peak RSS.
+fn summarize(runs: &[Measured]) -> Measured {
+    Measured {
+        wall_s: median(runs.iter().map(|m| m.wall_s).collect()),
+        cpu_s: median(runs.iter().map(|m| m.cpu_s).collect()),
+        rss_kb: runs.iter().map(|m| m.rss_kb).max().unwrap_or(0),
+        output: runs.last().map(|m| m.output.clone()).unwrap_or_default(),
+    }
 }
 
 /// A venv with pubmed_parser, made on first use.
@@ -270,32 +298,42 @@ fn main() -> Result<()> {
     let input_s = input.to_string_lossy().into_owned();
     let me = std::env::current_exe()?;
     let me_s = me.to_string_lossy().into_owned();
-    let mut rows: Vec<(String, Result<Measured>)> = Vec::new();
-    rows.push((
-        "zcat > /dev/null".into(),
-        measure(
-            &opts.work,
-            &["sh", "-c", &format!("zcat '{input_s}' > /dev/null")],
+    let zcat_cmd = format!("zcat '{input_s}' > /dev/null");
+    let contenders: Vec<(&str, Vec<&str>)> = vec![
+        ("zcat > /dev/null", vec!["sh", "-c", &zcat_cmd]),
+        (
+            "biomamba parse (→ Parquet)",
+            vec![&me_s, "--child", &input_s],
         ),
-    ));
-    let ours = measure(&opts.work, &[&me_s, "--child", &input_s]);
-    if let Ok(m) = &ours {
-        if m.output != opts.citations.to_string() {
-            bail!(
-                "our parser read {} citations, expected {}",
-                m.output,
-                opts.citations
-            );
+        (
+            "biomamba parse only (no Parquet)",
+            vec![&me_s, "--child-parse-only", &input_s],
+        ),
+    ];
+    // Interleaved, so a change in the machine's load hits every contender alike.
+    let mut runs: Vec<Vec<Measured>> = vec![Vec::new(); contenders.len()];
+    for run in 0..opts.runs {
+        for (i, (name, argv)) in contenders.iter().enumerate() {
+            let m = measure(&opts.work, argv).with_context(|| format!("{name}, run {run}"))?;
+            if i > 0 && m.output != opts.citations.to_string() {
+                bail!(
+                    "{name} read {} citations, expected {}",
+                    m.output,
+                    opts.citations
+                );
+            }
+            runs[i].push(m);
         }
     }
-    rows.push(("biomamba parse (→ Parquet)".into(), ours));
-    rows.push((
-        "biomamba parse only (no Parquet)".into(),
-        measure(&opts.work, &[&me_s, "--child-parse-only", &input_s]),
-    ));
+    let mut rows: Vec<(String, usize, Result<Measured>)> = contenders
+        .iter()
+        .zip(&runs)
+        .map(|((name, _), r)| (name.to_string(), r.len(), Ok(summarize(r))))
+        .collect();
     if opts.skip_python {
         rows.push((
             "pubmed_parser.parse_medline_xml".into(),
+            0,
             Err(anyhow::anyhow!("skipped (--skip-python)")),
         ));
     } else {
@@ -307,30 +345,48 @@ fn main() -> Result<()> {
                 &[&python.to_string_lossy(), "-c", script, &input_s],
             )
         });
-        rows.push(("pubmed_parser.parse_medline_xml".into(), py));
+        rows.push(("pubmed_parser.parse_medline_xml".into(), 1, py));
     }
-    let zcat_s = rows[0].1.as_ref().map(|m| m.wall_s).ok();
+    let zcat = rows[0].2.as_ref().ok().cloned();
     println!();
     println!(
-        "{:<34} {:>9} {:>10} {:>16} {:>13} {:>9}",
-        "contender (1 core)", "wall s", "MB/s XML", "citations/s/core", "peak RSS MB", "× zcat"
+        "{:<34} {:>4} {:>7} {:>7} {:>9} {:>15} {:>9} {:>10} {:>9}",
+        "contender (1 core, medians)",
+        "runs",
+        "wall s",
+        "CPU s",
+        "MB/s XML",
+        "citations/CPU s",
+        "RSS MB",
+        "×zcat wall",
+        "×zcat CPU"
     );
-    for (name, m) in &rows {
+    for (name, n, m) in &rows {
         match m {
-            Ok(m) => println!(
-                "{:<34} {:>9.2} {:>10.1} {:>16.0} {:>13.1} {:>9}",
-                name,
-                m.wall_s,
-                mb / m.wall_s.max(1e-9),
-                opts.citations as f64 / m.wall_s.max(1e-9),
-                m.rss_kb as f64 / 1024.0,
-                zcat_s
-                    .map(|z| format!("{:.2}", m.wall_s / z.max(1e-9)))
-                    .unwrap_or_default()
-            ),
+            Ok(m) => {
+                let ratio = |ours: f64, z: f64| format!("{:.2}", ours / z.max(1e-9));
+                println!(
+                    "{:<34} {:>4} {:>7.2} {:>7.2} {:>9.1} {:>15.0} {:>9.1} {:>10} {:>9}",
+                    name,
+                    n,
+                    m.wall_s,
+                    m.cpu_s,
+                    mb / m.wall_s.max(1e-9),
+                    opts.citations as f64 / m.cpu_s.max(1e-9),
+                    m.rss_kb as f64 / 1024.0,
+                    zcat.as_ref()
+                        .map(|z| ratio(m.wall_s, z.wall_s))
+                        .unwrap_or_default(),
+                    zcat.as_ref()
+                        .map(|z| ratio(m.cpu_s, z.cpu_s))
+                        .unwrap_or_default(),
+                );
+            }
             Err(e) => println!("{name:<34} unavailable: {e:#}"),
         }
     }
-    println!("\ntargets: biomamba ≤ 1.3 × zcat, peak RSS < 200 MB");
+    println!(
+        "\nMB/s from wall time; citations per CPU second = per core. Targets: biomamba ≤ 1.3 × zcat, peak RSS < 200 MB."
+    );
     Ok(())
 }

@@ -236,12 +236,13 @@ impl<R: Read> Read for CountingReader<R> {
     }
 }
 
-#[derive(Default)]
-struct FileOutcome {
-    cached: bool,
-    citations: u64,
-    deletions: u64,
-    skipped: u64,
+/// What parsing one input file gave.
+#[derive(Debug, Default)]
+pub struct FileOutcome {
+    pub cached: bool,
+    pub citations: u64,
+    pub deletions: u64,
+    pub skipped: u64,
 }
 
 /// Parse one input into its two parts; nothing reaches a final path unless the whole file parsed.
@@ -293,7 +294,10 @@ fn parse_file(
 /// At most this many skipped-record messages are kept in the manifest per file.
 const MAX_SKIPPED_LISTED: usize = 100;
 
-fn write_parts(
+/// Parse one input file into its abstracts and deletions parts (what `pipeline parse` does per
+/// file, without the stage bookkeeping); returns the counts and the skipped-record messages.
+/// `just bench-parse` times exactly this.
+pub fn write_parts(
     config: &ParseConfig,
     input: &Path,
     abstracts_path: &Path,
