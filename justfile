@@ -93,6 +93,20 @@ test:
 bench-parse *ARGS:
     cargo run --release -p pipeline --bin bench_parse -- {{ARGS}}
 
+# Fuzz the PubMed record parser (cargo-fuzz, libFuzzer) for SECS seconds, seeded with records of the fixture/sample XML.
+fuzz-parse SECS="600" *ARGS:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+    cd pipeline/fuzz
+    # Own target directory: every crate is built with coverage instrumentation and ASan.
+    export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$HOME/.cache/biomamba-fuzz-target}"
+    # cargo-fuzz needs nightly flags (-Zsanitizer); RUSTC_BOOTSTRAP lets the stable toolchain take them.
+    export RUSTC_BOOTSTRAP=1
+    shopt -s nullglob
+    python3 seed_corpus.py corpus/parse_record "$BIOMAMBA_FIXTURES"/pubmed/*.xml "$BIOMAMBA_FIXTURES"/pubmed/*.xml.gz ../../data/sample/pubmed/*/*.xml.gz
+    nice cargo fuzz run -O parse_record corpus/parse_record -- -dict=xml.dict -max_len=65536 -max_total_time={{SECS}} -print_final_stats=1 {{ARGS}}
+
 # Training-step throughput (tokens/s) of the sample model and mamba-130m (B=1, L=2048) on CPU.
 bench-train *ARGS:
     cargo run --release -p trainer --bin bench_train -- {{ARGS}}
