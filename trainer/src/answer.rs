@@ -312,6 +312,7 @@ mod tests {
             body: String::new(),
             exact_answer: vec![],
             batch: "B1".into(),
+            in_batch: true,
         };
         let golden = vec![g("a", "factoid"), g("y", "yesno"), g("b", "factoid")];
         let f = factoid_questions(&golden).unwrap();
