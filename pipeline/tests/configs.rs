@@ -7,7 +7,10 @@ use std::path::PathBuf;
 /// pubmed-130m.toml for the others; bioasq-tasks.toml is the `[bioasq]` snippet).
 const RECIPES: &[(&str, &[&str])] = &[
     ("bioasq-tasks.toml", &[]),
-    ("pubmed-130m.toml", &["ingest", "pretrain", "finetune", "eval"]),
+    (
+        "pubmed-130m.toml",
+        &["ingest", "pretrain", "finetune", "eval"],
+    ),
     ("sample.toml", &["demo"]),
 ];
 
@@ -33,7 +36,10 @@ fn every_config_parses_and_has_its_recipes_sections() {
         .collect();
     files.sort();
     let listed: Vec<&str> = RECIPES.iter().map(|r| r.0).collect();
-    assert_eq!(files, listed, "a config in configs/ without its recipes in RECIPES");
+    assert_eq!(
+        files, listed,
+        "a config in configs/ without its recipes in RECIPES"
+    );
     let raw = |file: &str| -> toml::Table {
         toml::from_str(&std::fs::read_to_string(configs().join(file)).unwrap()).unwrap()
     };
@@ -54,7 +60,10 @@ fn every_config_parses_and_has_its_recipes_sections() {
         }
         if *recipes == ["ingest", "pretrain", "finetune", "eval"] {
             for task in ["bioasq-4b", "bioasq-5b", "bioasq-6b"] {
-                assert!(c.bioasq.tasks.contains_key(task), "{file}: no [bioasq.tasks.{task}]");
+                assert!(
+                    c.bioasq.tasks.contains_key(task),
+                    "{file}: no [bioasq.tasks.{task}]"
+                );
             }
             // The snippet and the real config describe the same tasks.
             assert_eq!(

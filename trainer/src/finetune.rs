@@ -34,6 +34,7 @@ use crate::loss::masked_nll_sum;
 use crate::model::MambaLm;
 use crate::optim::{AdamWParams, lr_at};
 use crate::qa::{self, Encoded, PaddedBatch, QaEncoder};
+use crate::scan::ScanBackend;
 use crate::session::{RunSpec, Session, train_step};
 
 /// `[finetune]`: settings shared by every task (a task may override some).
@@ -171,7 +172,10 @@ impl TaskConfig {
                     .collect();
                 have.sort();
                 have.dedup();
-                bail!("{path}: no golden batch {b:?} (batches: {})", have.join(", "));
+                bail!(
+                    "{path}: no golden batch {b:?} (batches: {})",
+                    have.join(", ")
+                );
             }
         }
         let out: Vec<qa::Golden> = golden
@@ -406,7 +410,7 @@ impl FinetuneData {
 
 /// The share of one padded micro-batch in a step's loss: its summed answer-token NLL divided by
 /// the answer tokens of the whole step (`targets`).
-pub fn answer_loss_share<B: AutodiffBackend>(
+pub fn answer_loss_share<B: AutodiffBackend + ScanBackend>(
     targets: usize,
     device: &B::Device,
 ) -> impl Fn(&MambaLm<B>, &PaddedBatch) -> Tensor<B, 1> + '_ {
@@ -435,7 +439,7 @@ fn training_settings(r: &Resolved) -> Resolved {
 
 /// Fine-tune on the task's training table (or resume the run in `run_dir`); returns the final HF
 /// model directory, or `None` when stopped early by `stop_after`.
-pub fn train<B: AutodiffBackend>(
+pub fn train<B: AutodiffBackend + ScanBackend>(
     r: &Resolved,
     init_dir: &Path,
     data_dir: &Path,
@@ -544,7 +548,7 @@ pub fn train<B: AutodiffBackend>(
 
 /// Answer the task's test questions with the model in `model_dir`; writes under `out`.
 #[allow(clippy::too_many_arguments)]
-pub fn evaluate<B: burn::tensor::backend::Backend>(
+pub fn evaluate<B: ScanBackend>(
     r: &Resolved,
     model_dir: &Path,
     data_dir: &Path,
@@ -624,7 +628,10 @@ pub fn resolve(
 }
 
 /// `trainer finetune`.
-pub fn run<B: AutodiffBackend>(args: Args, device: &B::Device) -> Result<()> {
+pub fn run<B: AutodiffBackend + ScanBackend>(args: Args, device: &B::Device) -> Result<()>
+where
+    B::InnerBackend: ScanBackend,
+{
     let loaded = load_config(args.config.as_deref())?;
     crate::session::pin_threads(loaded.finetune.threads);
     let r = resolve(
@@ -770,17 +777,28 @@ mod tests {
         let t = TaskConfig::default();
         assert_eq!(ids(&t.select_golden(golden(), &test).unwrap()), want);
         // By batches.
-        let t = TaskConfig { batches: vec!["B1".into(), "B2".into()], ..Default::default() };
+        let t = TaskConfig {
+            batches: vec!["B1".into(), "B2".into()],
+            ..Default::default()
+        };
         let sel = t.select_golden(golden(), &test).unwrap();
         assert_eq!(ids(&sel), want);
         assert_eq!(answer::factoid_questions(&sel).unwrap().len(), 3);
         // A batch that is not there, and an id in two batches, are errors.
-        let t = TaskConfig { batches: vec!["B9".into()], ..Default::default() };
+        let t = TaskConfig {
+            batches: vec!["B9".into()],
+            ..Default::default()
+        };
         let e = format!("{:#}", t.select_golden(golden(), &test).unwrap_err());
         assert!(e.contains("B9") && e.contains("B1, B2, C1"), "{e}");
         let mut twice = golden();
         twice.push(g("q2", "B2", true));
-        let e = format!("{:#}", TaskConfig::default().select_golden(twice, &test).unwrap_err());
+        let e = format!(
+            "{:#}",
+            TaskConfig::default()
+                .select_golden(twice, &test)
+                .unwrap_err()
+        );
         assert!(e.contains("q2") && e.contains("B1 and B2"), "{e}");
     }
 

@@ -21,6 +21,7 @@ use crate::data::{self, Loader, SequenceSource, ShardSet};
 use crate::hf::{self, HfConfig};
 use crate::model::{MambaConfig, MambaLm, causal_lm_loss};
 use crate::optim::{AdamWParams, lr_at};
+use crate::scan::ScanBackend;
 pub use crate::session::{LOSS_PNG, METRICS_FILE, TrainState, train_step};
 use crate::session::{RunSpec, Session, scalar};
 
@@ -209,7 +210,7 @@ pub struct PretrainOptions {
 }
 
 /// The share of one micro-batch in a step's loss: its mean next-token loss / `grad_accum`.
-pub fn lm_loss_share<B: AutodiffBackend>(
+pub fn lm_loss_share<B: AutodiffBackend + ScanBackend>(
     grad_accum: usize,
 ) -> impl Fn(&MambaLm<B>, &Tensor<B, 2, Int>) -> Tensor<B, 1> {
     move |model, ids| {
@@ -218,7 +219,7 @@ pub fn lm_loss_share<B: AutodiffBackend>(
 }
 
 /// Mean next-token loss over the first `batches × micro_batch` validation sequences.
-pub fn evaluate<B: Backend>(
+pub fn evaluate<B: ScanBackend>(
     model: &MambaLm<B>,
     val: &dyn SequenceSource,
     micro_batch: usize,
@@ -251,10 +252,13 @@ pub struct PretrainSummary {
 }
 
 /// Run (or resume) pretraining as configured.
-pub fn run<B: AutodiffBackend>(
+pub fn run<B: AutodiffBackend + ScanBackend>(
     opts: &PretrainOptions,
     device: &B::Device,
-) -> Result<PretrainSummary> {
+) -> Result<PretrainSummary>
+where
+    B::InnerBackend: ScanBackend,
+{
     let file = TrainConfigFile::load(&opts.config)?;
     let data_dir = opts.data_dir.clone().unwrap_or_else(|| file.data_dir());
     let train = ShardSet::open_dir(&data_dir.join("shards").join("train"))?;
@@ -263,13 +267,16 @@ pub fn run<B: AutodiffBackend>(
 }
 
 /// [`run`] with explicit data sources (the CLI opens the shards of `--data-dir`).
-pub fn run_with_data<B: AutodiffBackend>(
+pub fn run_with_data<B: AutodiffBackend + ScanBackend>(
     opts: &PretrainOptions,
     file: &TrainConfigFile,
     train: &dyn SequenceSource,
     val: &dyn SequenceSource,
     device: &B::Device,
-) -> Result<PretrainSummary> {
+) -> Result<PretrainSummary>
+where
+    B::InnerBackend: ScanBackend,
+{
     let cfg = &file.pretrain;
     for (name, src) in [("training", train), ("validation", val)] {
         ensure!(

@@ -11,7 +11,10 @@ use trainer::pretrain::TrainConfigFile;
 /// pubmed-130m.toml for the others; bioasq-tasks.toml is the `[bioasq]` snippet).
 const RECIPES: &[(&str, &[&str])] = &[
     ("bioasq-tasks.toml", &[]),
-    ("pubmed-130m.toml", &["ingest", "pretrain", "finetune", "eval"]),
+    (
+        "pubmed-130m.toml",
+        &["ingest", "pretrain", "finetune", "eval"],
+    ),
     ("sample.toml", &["demo"]),
 ];
 
@@ -39,7 +42,10 @@ fn every_config_parses_and_has_its_recipes_sections() {
         .collect();
     files.sort();
     let listed: Vec<&str> = RECIPES.iter().map(|r| r.0).collect();
-    assert_eq!(files, listed, "a config in configs/ without its recipes in RECIPES");
+    assert_eq!(
+        files, listed,
+        "a config in configs/ without its recipes in RECIPES"
+    );
 
     for (file, recipes) in RECIPES {
         let path = configs().join(file);
@@ -79,14 +85,24 @@ fn every_config_parses_and_has_its_recipes_sections() {
                 let bioasq = section(&t, "bioasq", file, recipe);
                 let built = section(bioasq, "tasks", file, recipe);
                 for task in wanted {
-                    assert!(tasks.contains_key(task), "{file}: `just {recipe}` needs [tasks.{task}]");
+                    assert!(
+                        tasks.contains_key(task),
+                        "{file}: `just {recipe}` needs [tasks.{task}]"
+                    );
                     let r = finetune::resolve(&ft, task, None, None, None, None).unwrap();
                     assert!(!r.tables.label.is_empty(), "{file}: [tasks.{task}] label");
-                    assert!(!r.tables.batches.is_empty(), "{file}: [tasks.{task}] batches");
+                    assert!(
+                        !r.tables.batches.is_empty(),
+                        "{file}: [tasks.{task}] batches"
+                    );
                     // The tables are the ones `pipeline bioasq` builds for a [bioasq.tasks.*].
                     let dir = r.tables.train.parent().unwrap();
                     let name = dir.file_name().unwrap().to_str().unwrap();
-                    assert!(built.contains_key(name), "{file}: [tasks.{task}] reads {} but there is no [bioasq.tasks.{name}]", dir.display());
+                    assert!(
+                        built.contains_key(name),
+                        "{file}: [tasks.{task}] reads {} but there is no [bioasq.tasks.{name}]",
+                        dir.display()
+                    );
                     assert_eq!(r.tables.train, dir.join("train.arrow"));
                     assert_eq!(r.tables.test, dir.join("test.arrow"));
                     assert_eq!(r.tables.golden, Path::new("bioasq/golden.arrow"));
