@@ -365,20 +365,21 @@ pub struct DataPosition {
     pub position: u64,
 }
 
-/// Iterates sequences in the global order; crosses epoch boundaries seamlessly.
-pub struct Loader<'a> {
-    source: &'a dyn SequenceSource,
+/// The global order of `n` items (sequences, fine-tuning examples): epoch after epoch of
+/// [`epoch_permutation`]s, crossing epoch boundaries seamlessly. `pos` alone says where it is.
+pub struct IndexOrder {
+    n: usize,
     seed: u64,
     pub pos: DataPosition,
     perm: Vec<u32>,
     perm_epoch: Option<u64>,
 }
 
-impl<'a> Loader<'a> {
-    pub fn new(source: &'a dyn SequenceSource, seed: u64, pos: DataPosition) -> Result<Self> {
-        ensure!(!source.is_empty(), "the training data has no sequences");
+impl IndexOrder {
+    pub fn new(n: usize, seed: u64, pos: DataPosition) -> Result<Self> {
+        ensure!(n > 0, "the training data is empty");
         Ok(Self {
-            source,
+            n,
             seed,
             pos,
             perm: Vec::new(),
@@ -386,26 +387,53 @@ impl<'a> Loader<'a> {
         })
     }
 
-    /// The next `count` sequences (advancing the position).
-    pub fn next_sequences(&mut self, count: usize) -> Result<Vec<Vec<u32>>> {
-        let n = self.source.len() as u64;
+    /// The next `count` item indices (advancing the position).
+    pub fn next_indices(&mut self, count: usize) -> Vec<usize> {
         let mut out = Vec::with_capacity(count);
         while out.len() < count {
-            if self.pos.position >= n {
+            if self.pos.position >= self.n as u64 {
                 self.pos = DataPosition {
                     epoch: self.pos.epoch + 1,
                     position: 0,
                 };
             }
             if self.perm_epoch != Some(self.pos.epoch) {
-                self.perm = epoch_permutation(n as usize, self.seed, self.pos.epoch);
+                self.perm = epoch_permutation(self.n, self.seed, self.pos.epoch);
                 self.perm_epoch = Some(self.pos.epoch);
             }
-            let idx = self.perm[self.pos.position as usize] as usize;
-            out.push(self.source.sequence(idx)?);
+            out.push(self.perm[self.pos.position as usize] as usize);
             self.pos.position += 1;
         }
-        Ok(out)
+        out
+    }
+}
+
+/// Iterates sequences in the global order ([`IndexOrder`]).
+pub struct Loader<'a> {
+    source: &'a dyn SequenceSource,
+    pub order: IndexOrder,
+}
+
+impl<'a> Loader<'a> {
+    pub fn new(source: &'a dyn SequenceSource, seed: u64, pos: DataPosition) -> Result<Self> {
+        ensure!(!source.is_empty(), "the training data has no sequences");
+        Ok(Self {
+            source,
+            order: IndexOrder::new(source.len(), seed, pos)?,
+        })
+    }
+
+    /// The next `count` sequences (advancing the position).
+    pub fn next_sequences(&mut self, count: usize) -> Result<Vec<Vec<u32>>> {
+        self.order
+            .next_indices(count)
+            .into_iter()
+            .map(|i| self.source.sequence(i))
+            .collect()
+    }
+
+    pub fn pos(&self) -> DataPosition {
+        self.order.pos
     }
 }
 
@@ -468,7 +496,7 @@ mod tests {
         .unwrap();
         let all = a.next_sequences(25).unwrap();
         assert_eq!(
-            a.pos,
+            a.pos(),
             DataPosition {
                 epoch: 2,
                 position: 5

@@ -5,40 +5,37 @@
 //! overrides) of the one TOML; other sections are ignored here. Without a config the three
 //! paper tasks `bioasq-4b`, `bioasq-5b`, `bioasq-6b` are defined with the default paths.
 //!
-//! Run dir: `checkpoints/step-NNNNNNNN/` (Burn records of model and optimizer),
-//! `cursor.json` (the newest complete checkpoint; written atomically only after the
-//! checkpoint directory is complete, so a kill at any instant resumes from a whole
-//! checkpoint), `metrics.jsonl`, `model/` (final HF weights + tokenizer), `eval/NAME/`.
+//! Training runs on [`crate::session`], the machinery of `trainer pretrain`: the same run
+//! directory layout (sled cursor `state.sled`, atomic checkpoints `checkpoints/step-NNNNNNNN/`
+//! with weights, AdamW moments, position and metrics log; `run-config.json`, `metrics.jsonl`),
+//! the same AdamW (decay groups, global-norm clipping), warmup + cosine schedule, and the same
+//! global data order ([`crate::data::IndexOrder`] over the encoded examples, crossing epochs).
+//! A killed run resumes from its newest complete checkpoint and ends bit-identical to an
+//! uninterrupted one. After training: `model/` (final HF weights + tokenizer), `eval/NAME/`.
 //!
-//! The order of examples is a deterministic permutation per epoch from (seed, epoch); the
-//! cursor is just the optimizer step, so a resumed run replays exactly the same batches.
-//!
-//! Seam: the data source (`FinetuneData`: encoded examples → padded micro-batches) is the
-//! only fine-tuning specific part of the loop; checkpointing, optimizer and schedule are
-//! meant to be the pretraining ones once `trainer pretrain` lands (see the report of the
-//! `finetune` branch).
+//! One optimizer step = `batch_size` examples in micro-batches of `micro_batch` (right-padded);
+//! each micro-batch's loss share is its summed answer-token NLL divided by the step's answer
+//! tokens, so the accumulated gradient is that of the mean over all answer tokens of the step.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
-use burn::module::{AutodiffModule, Module};
-use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
-use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
+use anyhow::{Context, Result, bail, ensure};
+use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
-use rand::SeedableRng;
-use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
+use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::answer::{self, AnswerSettings, TaskResult};
-use crate::hf::{HfConfig, load_pretrained, save_pretrained};
+use crate::data::IndexOrder;
+use crate::hf::{load_pretrained, save_pretrained};
 use crate::loss::masked_nll_sum;
 use crate::model::MambaLm;
-use crate::qa::{self, Encoded, QaEncoder};
+use crate::optim::{AdamWParams, lr_at};
+use crate::qa::{self, Encoded, PaddedBatch, QaEncoder};
+use crate::scan::ScanBackend;
+use crate::session::{RunSpec, Session, train_step};
 
 /// `[finetune]`: settings shared by every task (a task may override some).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -49,18 +46,28 @@ pub struct FinetuneConfig {
     /// Prompt + answer length in tokens; longer contexts are cut from the left.
     pub max_len: usize,
     pub epochs: usize,
-    /// Peak learning rate (linear warmup, then linear decay to 0).
+    /// Peak learning rate: linear warmup over `warmup_ratio` of the steps, then cosine decay
+    /// to `min_lr` (the schedule of `trainer pretrain`, [`crate::optim::lr_at`]).
     pub lr: f64,
+    pub min_lr: f64,
     pub warmup_ratio: f64,
-    /// AdamW decoupled weight decay (applied to every parameter by Burn's AdamW, hence 0).
+    /// AdamW ([`crate::optim::AdamW`], PyTorch's update) moments and epsilon.
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    /// Decoupled weight decay of the projection and embedding weights only
+    /// ([`crate::optim::decays`]: not `A_log`, `D`, norms, biases, conv1d).
     pub weight_decay: f64,
-    /// Per-parameter gradient norm clip (Burn's AdamW clipping); 0 = off.
-    pub grad_clip: f64,
+    /// Max global L2 norm of the step's gradient (0 = no clipping).
+    pub clip: f64,
     /// Examples per optimizer step.
     pub batch_size: usize,
     /// Examples per forward/backward (gradient accumulation inside a step).
     pub micro_batch: usize,
+    /// Seed of the example order.
     pub seed: u64,
+    /// Compute threads (0 = all cores); bit-exact resume needs the same value.
+    pub threads: usize,
     /// Stop after this many optimizer steps (demo, tests).
     pub max_steps: Option<usize>,
     /// Use only the first N training examples (demo, tests).
@@ -85,12 +92,17 @@ impl Default for FinetuneConfig {
             max_len: 2048,
             epochs: 3,
             lr: 5e-5,
+            min_lr: 0.0,
             warmup_ratio: 0.1,
-            weight_decay: 0.0,
-            grad_clip: 1.0,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.01,
+            clip: 1.0,
             batch_size: 16,
             micro_batch: 4,
             seed: 42,
+            threads: 0,
             max_steps: None,
             train_limit: None,
             checkpoint_every: 100,
@@ -114,8 +126,8 @@ pub struct TaskConfig {
     pub test: PathBuf,
     pub golden: PathBuf,
     /// Golden test batches of the task (e.g. `4B1`…`4B5`): each of their factoid questions
-    /// is answered and scored (no context → no answer, scored 0). Empty: the golden factoid
-    /// questions that have a row in the test table.
+    /// is answered and scored (no context → no answer, scored 0). Empty: the golden test
+    /// batches' questions that have a row in the test table ([`Self::select_golden`]).
     pub batches: Vec<String>,
     pub epochs: Option<usize>,
     pub lr: Option<f64>,
@@ -139,29 +151,58 @@ impl TaskConfig {
         }
     }
 
-    /// The golden rows of this task's questions (see [`batches`](Self::batches)).
+    /// The golden rows of this task's questions: exactly the rows of the golden test batches
+    /// (rows from a `*_golden.json` file, never a training file's copy of a test question) —
+    /// those of [`batches`](Self::batches), or, when empty, those whose id is a question of the
+    /// test table. An id found in two batches is an error (name the batches).
     pub fn select_golden(
         &self,
         golden: Vec<qa::Golden>,
         test: &[qa::Example],
     ) -> Result<Vec<qa::Golden>> {
-        let out: Vec<qa::Golden> = if self.batches.is_empty() {
-            let ids: std::collections::HashSet<&str> =
-                test.iter().map(|e| e.question_id.as_str()).collect();
-            golden
-                .into_iter()
-                .filter(|g| ids.contains(g.question_id.as_str()))
-                .collect()
-        } else {
-            golden
-                .into_iter()
-                .filter(|g| self.batches.contains(&g.batch))
-                .collect()
-        };
+        let path = self.golden.display();
+        let test_ids: std::collections::HashSet<&str> =
+            test.iter().map(|e| e.question_id.as_str()).collect();
+        for b in &self.batches {
+            if !golden.iter().any(|g| g.in_batch && &g.batch == b) {
+                let mut have: Vec<&str> = golden
+                    .iter()
+                    .filter(|g| g.in_batch)
+                    .map(|g| g.batch.as_str())
+                    .collect();
+                have.sort();
+                have.dedup();
+                bail!(
+                    "{path}: no golden batch {b:?} (batches: {})",
+                    have.join(", ")
+                );
+            }
+        }
+        let out: Vec<qa::Golden> = golden
+            .into_iter()
+            .filter(|g| g.in_batch)
+            .filter(|g| {
+                if self.batches.is_empty() {
+                    test_ids.contains(g.question_id.as_str())
+                } else {
+                    self.batches.contains(&g.batch)
+                }
+            })
+            .collect();
+        let mut batch_of: BTreeMap<&str, &str> = BTreeMap::new();
+        for g in &out {
+            if let Some(other) = batch_of.insert(&g.question_id, &g.batch) {
+                bail!(
+                    "{path}: question {} is in golden batches {other} and {}; list the task's \
+                     batches in [tasks.*] batches",
+                    g.question_id,
+                    g.batch
+                );
+            }
+        }
         if !out.iter().any(|g| g.qtype == "factoid") {
             bail!(
-                "{}: no factoid question of the task (batches {:?})",
-                self.golden.display(),
+                "{path}: no factoid question of the task in a golden test batch (batches {:?})",
                 self.batches
             );
         }
@@ -300,17 +341,43 @@ pub struct Resolved {
     pub tables: TaskConfig,
 }
 
-/// The newest complete checkpoint and where the run stands.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-struct Cursor {
-    /// Optimizer steps done.
-    step: usize,
-    checkpoint: String,
-    /// Fingerprint of (initial model, training table, resolved settings).
-    fingerprint: String,
+impl FinetuneConfig {
+    pub fn adamw(&self) -> AdamWParams {
+        AdamWParams {
+            beta1: self.beta1,
+            beta2: self.beta2,
+            eps: self.eps,
+            weight_decay: self.weight_decay,
+            clip: self.clip,
+        }
+    }
+
+    /// Optimizer steps of a run over `examples` training examples: `epochs` passes in batches
+    /// of `batch_size` (the order crosses epoch boundaries), at most `max_steps`.
+    pub fn total_steps(&self, examples: usize) -> u64 {
+        let steps = (self.epochs * examples).div_ceil(self.batch_size.max(1));
+        steps.min(self.max_steps.unwrap_or(usize::MAX)) as u64
+    }
+
+    fn validate(&self) -> Result<()> {
+        ensure!(
+            self.batch_size >= 1 && self.micro_batch >= 1,
+            "[finetune] batch_size and micro_batch must be at least 1"
+        );
+        ensure!(self.epochs >= 1, "[finetune] epochs must be at least 1");
+        ensure!(
+            self.checkpoint_every >= 1,
+            "[finetune] checkpoint_every must be at least 1"
+        );
+        ensure!(
+            self.lr > 0.0 && self.min_lr >= 0.0 && self.min_lr <= self.lr,
+            "[finetune] needs 0 <= min_lr <= lr, lr > 0"
+        );
+        Ok(())
+    }
 }
 
-/// Training examples, encoded once; batches by (seed, epoch) permutation.
+/// Training examples, encoded once.
 pub struct FinetuneData {
     pub examples: Vec<Encoded>,
     pub skipped: usize,
@@ -318,35 +385,61 @@ pub struct FinetuneData {
 }
 
 impl FinetuneData {
-    pub fn steps_per_epoch(&self, batch: usize) -> usize {
-        self.examples.len().div_ceil(batch)
-    }
-
-    /// Example indices of optimizer step `step` (0-based, across epochs).
-    pub fn step_indices(&self, step: usize, batch: usize, seed: u64) -> Vec<usize> {
-        let spe = self.steps_per_epoch(batch);
-        let (epoch, pos) = (step / spe, step % spe);
-        let mut order: Vec<usize> = (0..self.examples.len()).collect();
-        let mut rng =
-            StdRng::seed_from_u64(seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        order.shuffle(&mut rng);
-        let end = ((pos + 1) * batch).min(order.len());
-        order[pos * batch..end].to_vec()
-    }
-}
-
-fn lr_at(step: usize, total: usize, cfg: &FinetuneConfig) -> f64 {
-    let warm = ((total as f64) * cfg.warmup_ratio).round() as usize;
-    if step < warm {
-        cfg.lr * (step + 1) as f64 / warm as f64
-    } else {
-        let rest = (total - warm).max(1) as f64;
-        cfg.lr * (1.0 - (step - warm) as f64 / rest).max(0.0)
+    /// Encode the rows of a training table (prompt + `" " + answer + EOS`, at most `max_len`).
+    pub fn encode(rows: &[qa::Example], enc: &QaEncoder<'_>, max_len: usize) -> Result<Self> {
+        let mut data = FinetuneData {
+            examples: Vec::new(),
+            skipped: 0,
+            context_cut: 0,
+        };
+        for ex in rows {
+            match enc
+                .example(ex, max_len)
+                .with_context(|| format!("training example {}", ex.id))?
+            {
+                Some(e) => {
+                    data.context_cut += usize::from(e.context_cut > 0);
+                    data.examples.push(e);
+                }
+                None => data.skipped += 1,
+            }
+        }
+        Ok(data)
     }
 }
 
-/// Fine-tune on the task's training table; returns the final HF model directory.
-pub fn train<B: AutodiffBackend>(
+/// The share of one padded micro-batch in a step's loss: its summed answer-token NLL divided by
+/// the answer tokens of the whole step (`targets`).
+pub fn answer_loss_share<B: AutodiffBackend + ScanBackend>(
+    targets: usize,
+    device: &B::Device,
+) -> impl Fn(&MambaLm<B>, &PaddedBatch) -> Tensor<B, 1> + '_ {
+    move |model, pb| {
+        let ids: Tensor<B, 2, Int> =
+            Tensor::from_data(TensorData::new(pb.ids.clone(), [pb.rows, pb.len]), device);
+        let mask: Tensor<B, 2> =
+            Tensor::from_data(TensorData::new(pb.mask.clone(), [pb.rows, pb.len]), device);
+        masked_nll_sum(model.forward(ids.clone()), ids, mask).div_scalar(targets as f64)
+    }
+}
+
+/// The settings that shape the trained weights (answering settings may change between runs).
+fn training_settings(r: &Resolved) -> Resolved {
+    let mut t = r.clone();
+    let d = FinetuneConfig::default();
+    t.cfg.limit = None;
+    t.cfg.max_contexts = None;
+    (t.cfg.beams, t.cfg.max_new_tokens) = (d.beams, d.max_new_tokens);
+    (t.cfg.checkpoint_every, t.cfg.keep_checkpoints) = (d.checkpoint_every, d.keep_checkpoints);
+    (t.cfg.tokenizer, t.cfg.threads) = (None, d.threads);
+    (t.tables.test, t.tables.golden, t.tables.batches) = (PathBuf::new(), PathBuf::new(), vec![]);
+    t.tables.label = String::new();
+    t
+}
+
+/// Fine-tune on the task's training table (or resume the run in `run_dir`); returns the final HF
+/// model directory, or `None` when stopped early by `stop_after`.
+pub fn train<B: AutodiffBackend + ScanBackend>(
     r: &Resolved,
     init_dir: &Path,
     data_dir: &Path,
@@ -356,203 +449,95 @@ pub fn train<B: AutodiffBackend>(
     device: &B::Device,
 ) -> Result<Option<PathBuf>> {
     let cfg = &r.cfg;
-    if cfg.batch_size == 0 || cfg.micro_batch == 0 {
-        bail!("[finetune] batch_size and micro_batch must be at least 1");
-    }
+    cfg.validate()?;
     let train_path = data_dir.join(&r.tables.train);
     let mut rows = qa::read_examples(&train_path)?;
-    if let Some(n) = cfg.train_limit {
-        rows.truncate(n);
-    }
+    rows.truncate(cfg.train_limit.unwrap_or(usize::MAX));
     let enc = QaEncoder {
         tokenizer,
         eos: cfg.eos,
     };
-    let mut data = FinetuneData {
-        examples: Vec::new(),
-        skipped: 0,
-        context_cut: 0,
-    };
-    for ex in &rows {
-        match enc
-            .example(ex, cfg.max_len)
-            .with_context(|| format!("training example {}", ex.id))?
-        {
-            Some(e) => {
-                data.context_cut += usize::from(e.context_cut > 0);
-                data.examples.push(e);
-            }
-            None => data.skipped += 1,
-        }
-    }
-    if data.examples.is_empty() {
-        bail!(
-            "{}: no usable training example (of {})",
-            train_path.display(),
-            rows.len()
-        );
-    }
-    let spe = data.steps_per_epoch(cfg.batch_size);
-    let total = (spe * cfg.epochs).min(cfg.max_steps.unwrap_or(usize::MAX));
-    eprintln!(
-        "finetune {}: {} examples ({} skipped, {} contexts cut), {} steps/epoch, {} steps",
-        r.task,
-        data.examples.len(),
-        data.skipped,
-        data.context_cut,
-        spe,
-        total
+    let data = FinetuneData::encode(&rows, &enc, cfg.max_len)?;
+    let n = data.examples.len();
+    ensure!(
+        n > 0,
+        "{}: no usable training example (of {})",
+        train_path.display(),
+        rows.len()
     );
-
-    std::fs::create_dir_all(run_dir.join("checkpoints"))
-        .with_context(|| format!("creating {}", run_dir.display()))?;
-    schemas::atomic::remove_stale_temps(run_dir)?;
-    schemas::atomic::remove_stale_temps(&run_dir.join("checkpoints"))?;
-    // Only what changes the trained weights; answering settings may change between runs.
-    let mut training = r.clone();
-    let d = FinetuneConfig::default();
-    training.cfg.limit = None;
-    training.cfg.max_contexts = None;
-    (training.cfg.beams, training.cfg.max_new_tokens) = (d.beams, d.max_new_tokens);
-    (training.cfg.checkpoint_every, training.cfg.keep_checkpoints) =
-        (d.checkpoint_every, d.keep_checkpoints);
-    (training.tables.test, training.tables.golden) = (PathBuf::new(), PathBuf::new());
-    let fingerprint = schemas::manifest::Fingerprint::new()
-        .str(&schemas::manifest::hash_file(
-            &init_dir.join("model.safetensors"),
-        )?)
-        .str(&schemas::manifest::hash_file(&train_path)?)
-        .json(&training)
-        .finish();
-
-    let (hf_cfg, mut model) = load_pretrained::<B>(init_dir, device)?;
-    let mut opt_cfg = AdamWConfig::new()
-        .with_beta_1(0.9)
-        .with_beta_2(0.999)
-        .with_epsilon(1e-8)
-        .with_weight_decay(cfg.weight_decay as f32);
-    if cfg.grad_clip > 0.0 {
-        opt_cfg = opt_cfg.with_grad_clipping(Some(
-            burn::grad_clipping::GradientClippingConfig::Norm(cfg.grad_clip as f32),
-        ));
-    }
-    let mut optim = opt_cfg.init::<B, MambaLm<B>>();
-    let recorder = BinBytesRecorder::<FullPrecisionSettings>::default();
-
-    // Resume.
-    let cursor_path = run_dir.join("cursor.json");
-    let mut start = 0;
-    if cursor_path.is_file() {
-        let c: Cursor = serde_json::from_slice(&std::fs::read(&cursor_path)?)
-            .with_context(|| format!("{}: bad cursor", cursor_path.display()))?;
-        if c.fingerprint != fingerprint {
-            bail!(
-                "{} was made from another initial model, training table or settings; \
-                 use a new --run-dir (or delete this one)",
-                run_dir.display()
-            );
-        }
-        let ck = run_dir.join("checkpoints").join(&c.checkpoint);
-        let m = std::fs::read(ck.join("model.bin"))
-            .with_context(|| format!("reading {}", ck.display()))?;
-        let o = std::fs::read(ck.join("optim.bin"))
-            .with_context(|| format!("reading {}", ck.display()))?;
-        model = model.load_record(
-            recorder
-                .load(m, device)
-                .map_err(|e| anyhow::anyhow!("{}: model record: {e:?}", ck.display()))?,
-        );
-        optim = optim.load_record(
-            recorder
-                .load(o, device)
-                .map_err(|e| anyhow::anyhow!("{}: optimizer record: {e:?}", ck.display()))?,
-        );
-        start = c.step;
-        eprintln!("resuming {} at step {start} from {}", r.task, ck.display());
-    }
-    let metrics_path = run_dir.join("metrics.jsonl");
-    truncate_metrics(&metrics_path, start)?;
-
+    let total = cfg.total_steps(n);
+    let warmup = (total as f64 * cfg.warmup_ratio).round() as u64;
+    eprintln!(
+        "finetune {}: {n} examples ({} skipped, {} contexts cut), {total} steps",
+        r.task, data.skipped, data.context_cut
+    );
+    let init_hash = schemas::manifest::hash_file(&init_dir.join(crate::hf::WEIGHTS_FILE))?;
+    let spec = RunSpec {
+        run_dir,
+        run_config: serde_json::json!({"init": init_hash, "run": training_settings(r)}),
+        what: "initial model or [finetune]/[tasks]",
+        data_fingerprint: format!("table:{}", schemas::manifest::hash_file(&train_path)?),
+        data_what: "training table",
+        seed: cfg.seed,
+        adamw: cfg.adamw(),
+        keep_checkpoints: cfg.keep_checkpoints,
+        allow_data_change: false,
+    };
+    let mut run = Session::<B>::open(spec, || load_pretrained::<B>(init_dir, device), device)?;
+    let end = stop_after.map_or(total, |s| (s as u64).min(total));
     let bar = schemas::progress::Progress::new(
         &format!("finetune {}", r.task),
-        total as u64,
+        end,
         schemas::progress::Unit::Count("steps"),
     );
-    bar.set_position(start as u64);
-    for step in start..total {
+    bar.set_position(run.state.step);
+    let mut order = IndexOrder::new(n, cfg.seed, run.state.data)?;
+    while run.state.step < end {
         let t0 = Instant::now();
-        let idx = data.step_indices(step, cfg.batch_size, cfg.seed);
-        let targets: usize = idx
-            .iter()
-            .map(|&i| data.examples[i].ids.len() - data.examples[i].prompt_len)
-            .sum();
-        let mut accum = GradientsAccumulator::<MambaLm<B>>::new();
-        let mut loss_sum = 0.0f64;
-        for chunk in idx.chunks(cfg.micro_batch) {
-            let refs: Vec<&Encoded> = chunk.iter().map(|&i| &data.examples[i]).collect();
-            let pb = qa::pad_batch(&refs, cfg.eos);
-            let ids: Tensor<B, 2, Int> =
-                Tensor::from_data(TensorData::new(pb.ids, [pb.rows, pb.len]), device);
-            let mask: Tensor<B, 2> =
-                Tensor::from_data(TensorData::new(pb.mask, [pb.rows, pb.len]), device);
-            let logits = model.forward(ids.clone());
-            // Divided by the step's target count: summed over micro-batches, the gradient is
-            // that of the mean over every answer token of the step.
-            let loss = masked_nll_sum(logits, ids, mask) / targets as f64;
-            loss_sum += loss.clone().into_scalar().elem::<f64>();
-            let grads = loss.backward();
-            accum.accumulate(&model, GradientsParams::from_grads(grads, &model));
-        }
-        let lr = lr_at(step, total, cfg);
-        model = optim.step(lr, model, accum.grads());
-        let line = serde_json::json!({
-            "step": step + 1, "epoch": step / spe, "lr": lr, "loss": loss_sum,
-            "examples": idx.len(), "target_tokens": targets, "secs": t0.elapsed().as_secs_f64(),
-        });
-        append_line(&metrics_path, &line)?;
+        let (epoch, lr) = (
+            order.pos.epoch,
+            lr_at(run.state.step, total, warmup, cfg.lr, cfg.min_lr),
+        );
+        let batch: Vec<&Encoded> = order
+            .next_indices(cfg.batch_size)
+            .into_iter()
+            .map(|i| &data.examples[i])
+            .collect();
+        let targets: usize = batch.iter().map(|e| e.ids.len() - e.prompt_len).sum();
+        let micro: Vec<PaddedBatch> = batch
+            .chunks(cfg.micro_batch)
+            .map(|c| qa::pad_batch(c, cfg.eos))
+            .collect();
+        let share = answer_loss_share::<B>(targets, device);
+        let (model, loss, grad_norm) = train_step(run.model, &mut run.optimizer, &micro, lr, share)
+            .with_context(|| format!("finetune {} step {}", r.task, run.state.step + 1))?;
+        run.model = model;
+        run.state.step += 1;
+        run.state.data = order.pos;
+        run.state.tokens_seen += batch.iter().map(|e| e.ids.len() as u64).sum::<u64>();
+        run.log(serde_json::json!({
+            "step": run.state.step, "epoch": epoch, "lr": lr, "loss": loss, "grad_norm": grad_norm,
+            "examples": batch.len(), "target_tokens": targets, "secs": t0.elapsed().as_secs_f64(),
+        }))?;
         bar.inc(1);
-        bar.set_message(format!("loss {loss_sum:.4}"));
-        let stop = stop_after.is_some_and(|n| step + 1 >= n) && step + 1 < total;
-        if (step + 1) % cfg.checkpoint_every.max(1) == 0 || step + 1 == total || stop {
-            let name = format!("step-{:08}", step + 1);
-            let tmp = run_dir
-                .join("checkpoints")
-                .join(format!(".{name}.tmp-{}", std::process::id()));
-            std::fs::create_dir_all(&tmp)?;
-            let m = recorder
-                .record(model.clone().into_record(), ())
-                .map_err(|e| anyhow::anyhow!("recording model: {e:?}"))?;
-            let o = recorder
-                .record(optim.to_record(), ())
-                .map_err(|e| anyhow::anyhow!("recording optimizer: {e:?}"))?;
-            std::fs::write(tmp.join("model.bin"), m)?;
-            std::fs::write(tmp.join("optim.bin"), o)?;
-            schemas::atomic::commit_dir(&tmp, &run_dir.join("checkpoints").join(&name))?;
-            let c = Cursor {
-                step: step + 1,
-                checkpoint: name,
-                fingerprint: fingerprint.clone(),
-            };
-            schemas::atomic::write_atomic(&cursor_path, &serde_json::to_vec_pretty(&c)?)?;
-            prune_checkpoints(&run_dir.join("checkpoints"), cfg.keep_checkpoints.max(1))?;
-        }
-        if stop {
-            bar.finish();
-            eprintln!(
-                "stopped after step {} of {total} (--stop-after); run again to resume",
-                step + 1
-            );
-            return Ok(None);
+        bar.set_message(format!("loss {loss:.4}"));
+        if run.state.step % cfg.checkpoint_every as u64 == 0 || run.state.step == end {
+            run.checkpoint()?;
         }
     }
     bar.finish();
+    if let Err(e) = crate::plot::write_loss_png(run_dir) {
+        eprintln!("warning: loss plot not written: {e:#}");
+    }
+    if end < total {
+        eprintln!("stopped after step {end} of {total} (--stop-after); run again to resume");
+        return Ok(None);
+    }
 
     // Final HF model (+ tokenizer, so `trainer eval --model` needs nothing else).
     let out = run_dir.join("model");
-    let tmp = run_dir.join(format!(".model.tmp-{}", std::process::id()));
-    let mut hf = HfConfig::from_config(hf_cfg.config.clone());
-    hf.extra = hf_cfg.extra.clone();
-    save_pretrained(&tmp, &hf, &model.valid())?;
+    let tmp = schemas::atomic::temp_path_for(&out);
+    save_pretrained(&tmp, &run.hf_config, &run.model.valid())?;
     let tok_json = tokenizer
         .to_string(false)
         .map_err(|e| anyhow::anyhow!("serializing tokenizer: {e}"))?;
@@ -561,58 +546,9 @@ pub fn train<B: AutodiffBackend>(
     Ok(Some(out))
 }
 
-fn append_line(path: &Path, v: &serde_json::Value) -> Result<()> {
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .with_context(|| format!("opening {}", path.display()))?;
-    writeln!(f, "{v}").with_context(|| format!("appending to {}", path.display()))
-}
-
-/// Keep only the metric lines of steps `<= step` (the lines a resumed run will not redo).
-fn truncate_metrics(path: &Path, step: usize) -> Result<()> {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return Ok(());
-    };
-    let mut kept = String::new();
-    for line in text.lines() {
-        let v: serde_json::Value = match serde_json::from_str(line) {
-            Ok(v) => v,
-            Err(_) => continue, // a line torn by a kill
-        };
-        if v.get("step")
-            .and_then(|s| s.as_u64())
-            .is_some_and(|s| s as usize <= step)
-        {
-            kept.push_str(line);
-            kept.push('\n');
-        }
-    }
-    if kept != text {
-        schemas::atomic::write_atomic(path, kept.as_bytes())?;
-    }
-    Ok(())
-}
-
-fn prune_checkpoints(dir: &Path, keep: usize) -> Result<()> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)?
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("step-"))
-        .collect();
-    names.sort();
-    let n = names.len();
-    for old in names.into_iter().take(n.saturating_sub(keep)) {
-        std::fs::remove_dir_all(dir.join(&old))
-            .with_context(|| format!("removing checkpoint {old}"))?;
-    }
-    Ok(())
-}
-
 /// Answer the task's test questions with the model in `model_dir`; writes under `out`.
 #[allow(clippy::too_many_arguments)]
-pub fn evaluate<B: burn::tensor::backend::Backend>(
+pub fn evaluate<B: ScanBackend>(
     r: &Resolved,
     model_dir: &Path,
     data_dir: &Path,
@@ -692,8 +628,12 @@ pub fn resolve(
 }
 
 /// `trainer finetune`.
-pub fn run<B: AutodiffBackend>(args: Args, device: &B::Device) -> Result<()> {
+pub fn run<B: AutodiffBackend + ScanBackend>(args: Args, device: &B::Device) -> Result<()>
+where
+    B::InnerBackend: ScanBackend,
+{
     let loaded = load_config(args.config.as_deref())?;
+    crate::session::pin_threads(loaded.finetune.threads);
     let r = resolve(
         &loaded,
         &args.task,
@@ -741,46 +681,139 @@ pub fn run<B: AutodiffBackend>(args: Args, device: &B::Device) -> Result<()> {
 mod tests {
     use super::*;
 
+    /// One step over two micro-batches (one example each, different lengths) = one micro-batch
+    /// of both (padded): the loss scaling makes accumulation exact, padding scores nothing.
     #[test]
-    fn schedule_warms_up_then_decays_to_zero() {
-        let cfg = FinetuneConfig {
-            lr: 1.0,
-            warmup_ratio: 0.2,
+    fn accumulated_answer_loss_equals_the_full_batch() {
+        use crate::optim::AdamW;
+        type B = burn::backend::Autodiff<burn::backend::NdArray<f32>>;
+        let dev = Default::default();
+        let mut c = crate::MambaConfig::new(32, 16, 2);
+        c.state_size = 4;
+        let model = c.init_seeded::<B>(&dev, 5);
+        let a = Encoded {
+            ids: (0..14).map(|i| (i * 7) % 31 + 1).collect(),
+            prompt_len: 10,
+            context_cut: 0,
+        };
+        let b = Encoded {
+            ids: (0..9).map(|i| (i * 3) % 31 + 1).collect(),
+            prompt_len: 6,
+            context_cut: 0,
+        };
+        let targets = 4 + 3;
+        let p = FinetuneConfig::default().adamw();
+        let (mut o1, mut o2) = (AdamW::<B>::new(p.clone()), AdamW::<B>::new(p));
+        let micro = [qa::pad_batch(&[&a], 0), qa::pad_batch(&[&b], 0)];
+        let (m1, l1, n1) = train_step(
+            model.clone(),
+            &mut o1,
+            &micro,
+            1e-2,
+            answer_loss_share::<B>(targets, &dev),
+        )
+        .unwrap();
+        let full = [qa::pad_batch(&[&a, &b], 0)];
+        let (m2, l2, n2) = train_step(
+            model,
+            &mut o2,
+            &full,
+            1e-2,
+            answer_loss_share::<B>(targets, &dev),
+        )
+        .unwrap();
+        assert!((l1 - l2).abs() < 1e-5 * l2, "{l1} vs {l2}");
+        assert!((n1 - n2).abs() < 1e-4 * n2, "{n1} vs {n2}");
+        // The loss is the mean answer-token NLL: near ln(32) for a fresh model.
+        assert!((l1 - 32f64.ln()).abs() < 0.5, "{l1}");
+        let (t1, t2) = (m1.hf_tensors().unwrap(), m2.hf_tensors().unwrap());
+        for (x, y) in t1.iter().zip(&t2) {
+            for (u, v) in x.bytes.chunks(4).zip(y.bytes.chunks(4)) {
+                let u = f32::from_le_bytes(u.try_into().unwrap());
+                let v = f32::from_le_bytes(v.try_into().unwrap());
+                assert!((u - v).abs() < 1e-5, "{}: {u} vs {v}", x.name);
+            }
+        }
+    }
+
+    /// The shared golden table also holds the training file's copy of a leaked test question
+    /// (same id, no batch): the task scores exactly the golden test batches' questions.
+    #[test]
+    fn golden_selection_is_exactly_the_test_batches_questions() {
+        let g = |id: &str, batch: &str, in_batch: bool| qa::Golden {
+            question_id: id.into(),
+            qtype: "factoid".into(),
+            body: format!("question {id}"),
+            exact_answer: vec![vec![format!("answer {id}")]],
+            batch: batch.into(),
+            in_batch,
+        };
+        let golden = || {
+            vec![
+                g("leaked", "training-sample.json", false),
+                g("t1", "training-sample.json", false),
+                g("leaked", "B1", true),
+                g("q2", "B1", true),
+                g("q3", "B2", true),
+                g("other", "C1", true),
+            ]
+        };
+        let ex = |qid: &str| qa::Example {
+            id: format!("{qid}_001"),
+            question_id: qid.into(),
+            question: String::new(),
+            context: String::new(),
+            answer_text: None,
+            context_source: "snippet".into(),
+        };
+        let test = [ex("leaked"), ex("q2"), ex("q3"), ex("q3")];
+        let ids = |v: &[qa::Golden]| {
+            v.iter()
+                .map(|g| format!("{}@{}", g.question_id, g.batch))
+                .collect::<Vec<_>>()
+        };
+        let want = ["leaked@B1", "q2@B1", "q3@B2"];
+        // By the test table's ids.
+        let t = TaskConfig::default();
+        assert_eq!(ids(&t.select_golden(golden(), &test).unwrap()), want);
+        // By batches.
+        let t = TaskConfig {
+            batches: vec!["B1".into(), "B2".into()],
             ..Default::default()
         };
-        let lrs: Vec<f64> = (0..10).map(|s| lr_at(s, 10, &cfg)).collect();
-        assert_eq!(lrs[0], 0.5);
-        assert_eq!(lrs[1], 1.0);
-        assert!((lrs[9] - 1.0 / 8.0).abs() < 1e-12);
-        assert_eq!(lrs[2], 1.0, "decay starts after warmup");
-        assert!(lrs.windows(2).skip(2).all(|w| w[1] < w[0]));
+        let sel = t.select_golden(golden(), &test).unwrap();
+        assert_eq!(ids(&sel), want);
+        assert_eq!(answer::factoid_questions(&sel).unwrap().len(), 3);
+        // A batch that is not there, and an id in two batches, are errors.
+        let t = TaskConfig {
+            batches: vec!["B9".into()],
+            ..Default::default()
+        };
+        let e = format!("{:#}", t.select_golden(golden(), &test).unwrap_err());
+        assert!(e.contains("B9") && e.contains("B1, B2, C1"), "{e}");
+        let mut twice = golden();
+        twice.push(g("q2", "B2", true));
+        let e = format!(
+            "{:#}",
+            TaskConfig::default()
+                .select_golden(twice, &test)
+                .unwrap_err()
+        );
+        assert!(e.contains("q2") && e.contains("B1 and B2"), "{e}");
     }
 
     #[test]
-    fn every_example_once_per_epoch_and_order_depends_on_epoch() {
-        let data = FinetuneData {
-            examples: (0..10)
-                .map(|i| Encoded {
-                    ids: vec![i, 0],
-                    prompt_len: 1,
-                    context_cut: 0,
-                })
-                .collect(),
-            skipped: 0,
-            context_cut: 0,
+    fn steps_cover_the_epochs_and_respect_max_steps() {
+        let mut c = FinetuneConfig {
+            epochs: 3,
+            batch_size: 4,
+            ..Default::default()
         };
-        let epoch = |e: usize| -> Vec<usize> {
-            (0..4)
-                .flat_map(|s| data.step_indices(e * 4 + s, 3, 7))
-                .collect()
-        };
-        let mut e0 = epoch(0);
-        let e1 = epoch(1);
-        assert_ne!(e0, e1);
-        assert_eq!(data.step_indices(3, 3, 7).len(), 1); // last, partial batch
-        e0.sort();
-        assert_eq!(e0, (0..10).collect::<Vec<_>>());
-        assert_eq!(epoch(1), e1, "deterministic");
+        assert_eq!(c.total_steps(10), 8); // 30 examples in batches of 4
+        c.max_steps = Some(5);
+        assert_eq!(c.total_steps(10), 5);
+        c.batch_size = 0;
+        assert!(c.validate().is_err());
     }
 
     #[test]

@@ -32,6 +32,7 @@ pub mod data;
 pub mod optim;
 pub mod plot;
 pub mod pretrain;
+pub mod session;
 
 // BioASQ fine-tuning and evaluation.
 pub mod answer;

@@ -2,33 +2,28 @@
 //!
 //! One optimizer step = `micro_batch × grad_accum` sequences from the global order
 //! ([`crate::data::Loader`]); each micro-batch's mean loss is scaled by `1/grad_accum` before
-//! backward and the gradients are summed with Burn's `GradientsAccumulator`, then one AdamW
-//! update ([`crate::optim`]). Checkpoints and the sled cursor are in [`crate::checkpoint`].
-//!
-//! Exact resume: the state after step `s` is fully described by the checkpoint of step `s`
-//! (weights and moments bit-exact, step count, data position, and the metrics log up to `s`);
-//! the data order is a pure function of `(seed, epoch)`; every operation is deterministic on the
-//! CPU backend for a fixed thread count (`[pretrain] threads`). So a resumed run recomputes
-//! exactly the steps the killed one would have done.
+//! backward and the gradients are summed, then one AdamW update. The run directory, cursor,
+//! checkpoints, metrics log and the step itself are [`crate::session`]'s, shared with
+//! `trainer finetune`; exact resume is explained there.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use burn::module::AutodiffModule;
-use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{self, Cursor, CursorStore};
-use crate::data::{self, DataPosition, Loader, SequenceSource, ShardSet};
+use crate::checkpoint::{self, CursorStore};
+use crate::data::{self, Loader, SequenceSource, ShardSet};
 use crate::hf::{self, HfConfig};
 use crate::model::{MambaConfig, MambaLm, causal_lm_loss};
-use crate::optim::{AdamW, AdamWParams, lr_at};
-use crate::st::{self, StFile};
+use crate::optim::{AdamWParams, lr_at};
+use crate::scan::ScanBackend;
+pub use crate::session::{LOSS_PNG, METRICS_FILE, TrainState, train_step};
+use crate::session::{RunSpec, Session, scalar};
 
 /// `[model]`: initialize from an HF directory (`init`) or from scratch with these dimensions.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -214,142 +209,17 @@ pub struct PretrainOptions {
     pub max_steps: Option<u64>,
 }
 
-/// Saved in every checkpoint: where the run is, besides weights and moments.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct TrainState {
-    pub step: u64,
-    pub data: DataPosition,
-    pub tokens_seen: u64,
-    pub seed: u64,
-    pub data_fingerprint: String,
-    /// The data order has no RNG state beyond `(seed, epoch)`; nothing else draws random numbers
-    /// during training (no dropout), so this records the full RNG state.
-    pub rng: String,
-    pub threads: usize,
-}
-
-const RUN_CONFIG_FILE: &str = "run-config.json";
-pub const METRICS_FILE: &str = "metrics.jsonl";
-pub const LOSS_PNG: &str = "loss.png";
-
-/// Model, optimizer and position restored from a checkpoint or freshly initialized.
-pub struct Resumed<B: AutodiffBackend> {
-    pub hf_config: HfConfig,
-    pub model: MambaLm<B>,
-    pub optimizer: AdamW<B>,
-    pub state: TrainState,
-    pub metrics_lines: Vec<String>,
-}
-
-/// Write a checkpoint of the current training state and move the cursor to it.
-pub fn save_checkpoint<B: AutodiffBackend>(
-    run_dir: &Path,
-    store: &CursorStore,
-    hf_config: &HfConfig,
-    model: &MambaLm<B>,
-    optimizer: &AdamW<B>,
-    state: &TrainState,
-    metrics_lines: &[String],
-    keep: usize,
-) -> Result<()> {
-    let files: Vec<(&str, Vec<u8>)> = vec![
-        (hf::WEIGHTS_FILE, st::serialize(&model.hf_tensors()?)?),
-        (
-            "optimizer.safetensors",
-            st::serialize(&optimizer.state_tensors()?)?,
-        ),
-        (
-            hf::CONFIG_FILE,
-            (serde_json::to_string_pretty(&hf_config.to_json())? + "\n").into_bytes(),
-        ),
-        ("state.json", serde_json::to_vec_pretty(state)?),
-        (METRICS_FILE, metrics_lines.concat().into_bytes()),
-    ];
-    checkpoint::write_checkpoint(run_dir, state.step, &files)?;
-    store.commit(&Cursor {
-        epoch: state.data.epoch,
-        position: state.data.position,
-        seed: state.seed,
-        data_fingerprint: state.data_fingerprint.clone(),
-        step: state.step,
-        tokens_seen: state.tokens_seen,
-        checkpoint: checkpoint::checkpoint_name(state.step),
-    })?;
-    checkpoint::prune_checkpoints(run_dir, state.step, keep)
-}
-
-/// Load model, optimizer moments, state and metrics snapshot from a checkpoint directory.
-pub fn load_checkpoint<B: AutodiffBackend>(dir: &Path, device: &B::Device) -> Result<Resumed<B>> {
-    let (hf_config, model) = hf::load_pretrained::<B>(dir, device)
-        .with_context(|| format!("loading weights of checkpoint {}", dir.display()))?;
-    let state_path = dir.join("state.json");
-    let state: TrainState = serde_json::from_slice(
-        &fs::read(&state_path).with_context(|| format!("reading {}", state_path.display()))?,
-    )
-    .with_context(|| format!("parsing {}", state_path.display()))?;
-    let metrics = fs::read_to_string(dir.join(METRICS_FILE))
-        .with_context(|| format!("reading {}", dir.join(METRICS_FILE).display()))?;
-    Ok(Resumed {
-        hf_config,
-        model,
-        optimizer: {
-            // Hyper-parameters are filled in by the caller from the config.
-            let mut o = AdamW::new(AdamWParams {
-                beta1: 0.0,
-                beta2: 0.0,
-                eps: 0.0,
-                weight_decay: 0.0,
-                clip: 0.0,
-            });
-            o.load_state(
-                &StFile::open(&dir.join("optimizer.safetensors"))?,
-                state.step,
-                device,
-            )?;
-            o
-        },
-        metrics_lines: metrics.split_inclusive('\n').map(str::to_string).collect(),
-        state,
-    })
-}
-
-/// Forward + backward over the micro-batches, one AdamW update. Returns the new model, the
-/// mean loss over the micro-batches and the gradient norm before clipping.
-pub fn train_step<B: AutodiffBackend>(
-    model: MambaLm<B>,
-    optimizer: &mut AdamW<B>,
-    micro_batches: &[Tensor<B, 2, Int>],
-    lr: f64,
-) -> Result<(MambaLm<B>, f64, f64)> {
-    let accum = micro_batches.len();
-    ensure!(accum > 0, "no micro-batches");
-    let mut acc = GradientsAccumulator::<MambaLm<B>>::new();
-    let mut loss_sum = 0.0f64;
-    for ids in micro_batches {
-        let logits = model.forward(ids.clone());
-        let loss = causal_lm_loss(logits, ids.clone());
-        loss_sum += scalar(loss.clone())?;
-        let grads = loss.mul_scalar(1.0 / accum as f64).backward();
-        acc.accumulate(&model, GradientsParams::from_grads(grads, &model));
+/// The share of one micro-batch in a step's loss: its mean next-token loss / `grad_accum`.
+pub fn lm_loss_share<B: AutodiffBackend + ScanBackend>(
+    grad_accum: usize,
+) -> impl Fn(&MambaLm<B>, &Tensor<B, 2, Int>) -> Tensor<B, 1> {
+    move |model, ids| {
+        causal_lm_loss(model.forward(ids.clone()), ids.clone()).mul_scalar(1.0 / grad_accum as f64)
     }
-    let loss = loss_sum / accum as f64;
-    ensure!(loss.is_finite(), "training loss is {loss}");
-    let (model, stats) = optimizer.step(lr, model, acc.grads())?;
-    Ok((model, loss, stats.grad_norm))
-}
-
-fn scalar<B: Backend>(t: Tensor<B, 1>) -> Result<f64> {
-    t.into_data()
-        .convert::<f64>()
-        .to_vec::<f64>()
-        .map_err(|e| anyhow::anyhow!("reading a scalar: {e:?}"))?
-        .first()
-        .copied()
-        .context("empty scalar tensor")
 }
 
 /// Mean next-token loss over the first `batches × micro_batch` validation sequences.
-pub fn evaluate<B: Backend>(
+pub fn evaluate<B: ScanBackend>(
     model: &MambaLm<B>,
     val: &dyn SequenceSource,
     micro_batch: usize,
@@ -381,15 +251,14 @@ pub struct PretrainSummary {
     pub last_val_loss: Option<f64>,
 }
 
-fn metric_line(v: serde_json::Value) -> String {
-    v.to_string() + "\n"
-}
-
 /// Run (or resume) pretraining as configured.
-pub fn run<B: AutodiffBackend>(
+pub fn run<B: AutodiffBackend + ScanBackend>(
     opts: &PretrainOptions,
     device: &B::Device,
-) -> Result<PretrainSummary> {
+) -> Result<PretrainSummary>
+where
+    B::InnerBackend: ScanBackend,
+{
     let file = TrainConfigFile::load(&opts.config)?;
     let data_dir = opts.data_dir.clone().unwrap_or_else(|| file.data_dir());
     let train = ShardSet::open_dir(&data_dir.join("shards").join("train"))?;
@@ -398,13 +267,16 @@ pub fn run<B: AutodiffBackend>(
 }
 
 /// [`run`] with explicit data sources (the CLI opens the shards of `--data-dir`).
-pub fn run_with_data<B: AutodiffBackend>(
+pub fn run_with_data<B: AutodiffBackend + ScanBackend>(
     opts: &PretrainOptions,
     file: &TrainConfigFile,
     train: &dyn SequenceSource,
     val: &dyn SequenceSource,
     device: &B::Device,
-) -> Result<PretrainSummary> {
+) -> Result<PretrainSummary>
+where
+    B::InnerBackend: ScanBackend,
+{
     let cfg = &file.pretrain;
     for (name, src) in [("training", train), ("validation", val)] {
         ensure!(
@@ -414,259 +286,121 @@ pub fn run_with_data<B: AutodiffBackend>(
             cfg.seq_len
         );
     }
-    let fingerprint = format!("{}+{}", train.fingerprint(), val.fingerprint());
-    let run_dir = &opts.run_dir;
-    fs::create_dir_all(run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
-
     // The recipe must not change under a resumed run, or it would not be the same run.
     let mut model_section = file.model.clone();
     if let Some(init) = &opts.init {
         model_section.init = Some(init.clone());
     }
-    let run_config = serde_json::json!({ "model": model_section, "pretrain": cfg });
-    let run_config_path = run_dir.join(RUN_CONFIG_FILE);
-    let store = CursorStore::open(run_dir)?;
-    let cursor = store.load()?;
-    if cursor.is_some() {
-        if let Ok(text) = fs::read(&run_config_path) {
-            let saved: serde_json::Value = serde_json::from_slice(&text)
-                .with_context(|| format!("parsing {}", run_config_path.display()))?;
-            if saved != run_config {
-                bail!(
-                    "{} was started with a different [model]/[pretrain] configuration ({}); \
-                     resuming with another recipe would not reproduce the run — use a new run directory",
-                    run_dir.display(),
-                    run_config_path.display()
-                );
-            }
-        }
-    } else {
-        schemas::atomic::write_atomic(
-            &run_config_path,
-            (serde_json::to_string_pretty(&run_config)? + "\n").as_bytes(),
-        )?;
-    }
-
-    let threads = rayon::current_num_threads();
-    let mut resumed: Option<Resumed<B>> = None;
-    if let Some(c) = &cursor {
-        if c.data_fingerprint != fingerprint {
-            if !opts.allow_data_change {
-                bail!(
-                    "the shards changed since this run started (fingerprint {} at step {}, now {}); \
-                     resuming on other data would not reproduce the run. Pass --allow-data-change \
-                     to continue anyway from the same position, or start a new run directory",
-                    c.data_fingerprint,
-                    c.step,
-                    fingerprint
-                );
-            }
-            eprintln!(
-                "warning: the shards changed since step {} (--allow-data-change); continuing at the same position",
-                c.step
-            );
-        }
-        let (found, warnings) = checkpoint::newest_valid_checkpoint(run_dir, c.step)?;
-        for w in &warnings {
-            eprintln!("warning: {w}");
-        }
-        match found {
-            Some((step, dir)) => {
-                let mut r = load_checkpoint::<B>(&dir, device)?;
-                r.optimizer.params = cfg.adamw();
-                if r.state.threads != threads {
-                    eprintln!(
-                        "warning: checkpoint made with {} compute threads, resuming with {threads}; \
-                         results may differ in the last bits from an uninterrupted run",
-                        r.state.threads
-                    );
-                }
-                r.state.threads = threads;
-                if opts.allow_data_change {
-                    r.state.data_fingerprint = fingerprint.clone();
-                }
-                eprintln!("resuming {} from checkpoint step {step}", run_dir.display());
-                resumed = Some(r);
-            }
-            None => eprintln!(
-                "warning: no valid checkpoint in {} although the cursor is at step {}; starting over \
-                 (the result is identical, only time is lost)",
-                run_dir.display(),
-                c.step
-            ),
-        }
-    }
-    let resumed_from_checkpoint = resumed.is_some();
-    let Resumed {
-        hf_config,
-        mut model,
-        mut optimizer,
-        mut state,
-        mut metrics_lines,
-    } = match resumed {
-        Some(r) => r,
+    let spec = RunSpec {
+        run_dir: &opts.run_dir,
+        run_config: serde_json::json!({ "model": model_section, "pretrain": cfg }),
+        what: "[model]/[pretrain]",
+        data_fingerprint: format!("{}+{}", train.fingerprint(), val.fingerprint()),
+        data_what: "shards",
+        seed: cfg.seed,
+        adamw: cfg.adamw(),
+        keep_checkpoints: cfg.keep_checkpoints,
+        allow_data_change: opts.allow_data_change,
+    };
+    let init = || match &model_section.init {
+        Some(dir) => hf::load_pretrained::<B>(dir, device)
+            .with_context(|| format!("loading the initial model from {}", dir.display())),
         None => {
-            let (hf_config, model) = match &model_section.init {
-                Some(dir) => hf::load_pretrained::<B>(dir, device)
-                    .with_context(|| format!("loading the initial model from {}", dir.display()))?,
-                None => {
-                    let c = model_section.scratch_config();
-                    let m = c.init_seeded::<B>(device, model_section.init_seed);
-                    (HfConfig::from_config(c), m)
-                }
-            };
-            Resumed {
-                hf_config,
-                model,
-                optimizer: AdamW::new(cfg.adamw()),
-                state: TrainState {
-                    step: 0,
-                    data: DataPosition {
-                        epoch: 0,
-                        position: 0,
-                    },
-                    tokens_seen: 0,
-                    seed: cfg.seed,
-                    data_fingerprint: fingerprint.clone(),
-                    rng: format!("chacha8(seed={}, stream=epoch)", cfg.seed),
-                    threads,
-                },
-                metrics_lines: Vec::new(),
-            }
+            let c = model_section.scratch_config();
+            let m = c.init_seeded::<B>(device, model_section.init_seed);
+            Ok((HfConfig::from_config(c), m))
         }
     };
-    let vocab = hf_config.config.vocab_size;
-
-    // The log restarts from the checkpoint's snapshot: lines of steps after it are recomputed.
-    let metrics_path = run_dir.join(METRICS_FILE);
-    schemas::atomic::write_atomic(&metrics_path, metrics_lines.concat().as_bytes())?;
-    let mut metrics_file: File = OpenOptions::new()
-        .append(true)
-        .open(&metrics_path)
-        .with_context(|| format!("opening {}", metrics_path.display()))?;
-    let mut log = |lines: &mut Vec<String>, line: String| -> Result<()> {
-        metrics_file
-            .write_all(line.as_bytes())
-            .and_then(|_| metrics_file.flush())
-            .with_context(|| format!("appending to {}", metrics_path.display()))?;
-        lines.push(line);
-        Ok(())
-    };
-
-    let mut first_val = None;
-    let mut last_val = None;
-    if !resumed_from_checkpoint {
-        let v = evaluate(
-            &model.valid(),
+    let mut run = Session::<B>::open(spec, init, device)?;
+    let vocab = run.hf_config.config.vocab_size;
+    let validate = |m: &MambaLm<B>| {
+        evaluate(
+            &m.valid(),
             val,
             cfg.micro_batch,
             cfg.eval_batches,
             vocab,
             device,
-        )?;
+        )
+    };
+
+    let (mut first_val, mut last_val) = (None, None);
+    if !run.resumed {
+        let v = validate(&run.model)?;
         eprintln!("step 0: validation loss {v:.4} (perplexity {:.2})", v.exp());
-        log(
-            &mut metrics_lines,
-            metric_line(serde_json::json!({"step": 0, "val_loss": v, "val_ppl": v.exp()})),
-        )?;
+        run.log(serde_json::json!({"step": 0, "val_loss": v, "val_ppl": v.exp()}))?;
         first_val = Some(v);
         // Step 0 is a checkpoint too, so every later resume has something to fall back to.
-        save_checkpoint(
-            run_dir,
-            &store,
-            &hf_config,
-            &model,
-            &optimizer,
-            &state,
-            &metrics_lines,
-            cfg.keep_checkpoints,
-        )?;
+        run.checkpoint()?;
     }
 
     let end = opts.max_steps.unwrap_or(cfg.steps).min(cfg.steps);
-    let start = state.step;
+    let start = run.state.step;
     let progress =
         schemas::progress::Progress::new("pretrain", end, schemas::progress::Unit::Count("steps"));
     progress.set_position(start);
-    let mut loader = Loader::new(train, cfg.seed, state.data)?;
-    let warmup = cfg.warmup();
+    let mut loader = Loader::new(train, cfg.seed, run.state.data)?;
     let t_run = Instant::now();
-    while state.step < end {
+    while run.state.step < end {
         let t0 = Instant::now();
-        let lr = lr_at(state.step, cfg.steps, warmup, cfg.lr, cfg.min_lr);
-        let mut micro = Vec::with_capacity(cfg.grad_accum);
-        for _ in 0..cfg.grad_accum {
-            let seqs = loader.next_sequences(cfg.micro_batch)?;
-            micro.push(data::batch_tensor::<B>(&seqs, vocab, device)?);
-        }
-        let (m, loss, grad_norm) = train_step(model, &mut optimizer, &micro, lr)
-            .with_context(|| format!("step {}", state.step + 1))?;
-        model = m;
-        state.step += 1;
-        state.tokens_seen += cfg.tokens_per_step();
-        state.data = loader.pos;
+        let lr = lr_at(run.state.step, cfg.steps, cfg.warmup(), cfg.lr, cfg.min_lr);
+        let micro = (0..cfg.grad_accum)
+            .map(|_| {
+                data::batch_tensor::<B>(&loader.next_sequences(cfg.micro_batch)?, vocab, device)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let (model, loss, grad_norm) = train_step(
+            run.model,
+            &mut run.optimizer,
+            &micro,
+            lr,
+            lm_loss_share(cfg.grad_accum),
+        )
+        .with_context(|| format!("step {}", run.state.step + 1))?;
+        run.model = model;
+        run.state.step += 1;
+        run.state.tokens_seen += cfg.tokens_per_step();
+        run.state.data = loader.pos();
         let tokens_per_s = cfg.tokens_per_step() as f64 / t0.elapsed().as_secs_f64();
+        let step = run.state.step;
         let mut line = serde_json::json!({
-            "step": state.step, "lr": lr, "loss": loss, "grad_norm": grad_norm,
-            "tokens": state.tokens_seen, "tokens_per_s": tokens_per_s,
+            "step": step, "lr": lr, "loss": loss, "grad_norm": grad_norm,
+            "tokens": run.state.tokens_seen, "tokens_per_s": tokens_per_s,
         });
-        let eval_now = state.step == end
-            || state.step == cfg.steps
-            || (cfg.eval_every > 0 && state.step % cfg.eval_every == 0);
-        if eval_now {
-            let v = evaluate(
-                &model.valid(),
-                val,
-                cfg.micro_batch,
-                cfg.eval_batches,
-                vocab,
-                device,
-            )?;
-            line["val_loss"] = v.into();
-            line["val_ppl"] = v.exp().into();
+        if step == end || step == cfg.steps || (cfg.eval_every > 0 && step % cfg.eval_every == 0) {
+            let v = validate(&run.model)?;
+            (line["val_loss"], line["val_ppl"]) = (v.into(), v.exp().into());
             last_val = Some(v);
         }
-        log(&mut metrics_lines, metric_line(line))?;
-        progress.set_message(format!(
-            "loss {loss:.4} {:.0} tok/s{}",
-            tokens_per_s,
-            last_val.map(|v| format!(" val {v:.4}")).unwrap_or_default()
-        ));
+        run.log(line)?;
+        let val_msg = last_val.map(|v| format!(" val {v:.4}")).unwrap_or_default();
+        progress.set_message(format!("loss {loss:.4} {tokens_per_s:.0} tok/s{val_msg}"));
         progress.inc(1);
-        if state.step % cfg.checkpoint_every == 0 || state.step == end {
-            save_checkpoint(
-                run_dir,
-                &store,
-                &hf_config,
-                &model,
-                &optimizer,
-                &state,
-                &metrics_lines,
-                cfg.keep_checkpoints,
-            )?;
+        if step % cfg.checkpoint_every == 0 || step == end {
+            run.checkpoint()?;
         }
     }
     progress.finish();
-    if state.step > start {
+    if run.state.step > start {
         eprintln!(
             "trained steps {}..{} in {:.1}s; {} tokens seen",
             start + 1,
-            state.step,
+            run.state.step,
             t_run.elapsed().as_secs_f64(),
-            state.tokens_seen
+            run.state.tokens_seen
         );
     }
-    if let Err(e) = crate::plot::write_loss_png(run_dir) {
+    if let Err(e) = crate::plot::write_loss_png(&opts.run_dir) {
         eprintln!("warning: loss plot not written: {e:#}");
     }
     if first_val.is_none() {
-        first_val = crate::plot::read_metrics(&metrics_path)
+        first_val = crate::plot::read_metrics(&opts.run_dir.join(METRICS_FILE))
             .ok()
             .and_then(|m| m.iter().find_map(|r| r.val_loss));
     }
     Ok(PretrainSummary {
         start_step: start,
-        end_step: state.step,
+        end_step: run.state.step,
         first_val_loss: first_val,
         last_val_loss: last_val,
     })
@@ -746,22 +480,9 @@ pub mod cli {
         pub run_dir: PathBuf,
     }
 
-    /// Pin the compute thread pool: results are bit-reproducible for a fixed thread count.
-    fn pin_threads(threads: usize) {
-        let n = if threads == 0 {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
-        } else {
-            threads
-        };
-        // Fails only if the pool was already built (then it is kept).
-        let _ = rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build_global();
-    }
-
     pub fn pretrain(a: PretrainArgs) -> Result<()> {
         let file = TrainConfigFile::load(&a.config)?;
-        pin_threads(file.pretrain.threads);
+        crate::session::pin_threads(file.pretrain.threads);
         let opts = PretrainOptions {
             config: a.config,
             run_dir: a.run_dir,
@@ -825,6 +546,7 @@ pub mod cli {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::optim::AdamW;
     use burn::backend::{Autodiff, NdArray};
     type B = Autodiff<NdArray<f32>>;
 
@@ -845,10 +567,12 @@ mod tests {
             &mut o1,
             &[t(&[a.clone()]), t(&[b.clone()])],
             1e-2,
+            lm_loss_share(2),
         )
         .unwrap();
         let mut o2 = AdamW::<B>::new(p);
-        let (m2, l2, n2) = train_step(model, &mut o2, &[t(&[a, b])], 1e-2).unwrap();
+        let (m2, l2, n2) =
+            train_step(model, &mut o2, &[t(&[a, b])], 1e-2, lm_loss_share(1)).unwrap();
         assert!((l1 - l2).abs() < 1e-5, "{l1} vs {l2}");
         assert!((n1 - n2).abs() < 1e-4 * n2, "{n1} vs {n2}");
         for (x, y) in m1

@@ -36,6 +36,9 @@ pub struct Golden {
     pub exact_answer: Vec<Vec<String>>,
     /// Test batch (e.g. "4B1"); falls back to the source file name when null.
     pub batch: String,
+    /// Whether the row comes from a golden test batch file (`batch` not null), as opposed to a
+    /// training file that repeats a test question.
+    pub in_batch: bool,
 }
 
 fn read_batches(path: &Path) -> Result<Vec<RecordBatch>> {
@@ -139,9 +142,9 @@ pub fn read_golden(path: &Path) -> Result<Vec<Golden>> {
                 let syn = syn.as_string::<i32>();
                 exact_answer.push((0..syn.len()).map(|k| syn.value(k).to_string()).collect());
             }
-            let batch = match utf8_at(batch, i) {
-                Some(b) => b,
-                None => required(src, i, path, "source_file", row)?,
+            let (batch, in_batch) = match utf8_at(batch, i) {
+                Some(b) => (b, true),
+                None => (required(src, i, path, "source_file", row)?, false),
             };
             out.push(Golden {
                 question_id,
@@ -149,6 +152,7 @@ pub fn read_golden(path: &Path) -> Result<Vec<Golden>> {
                 body: required(body, i, path, "body", row)?,
                 exact_answer,
                 batch,
+                in_batch,
             });
         }
     }

@@ -294,7 +294,7 @@ fn finetune_answer_and_score_bioasq_4b_5b_with_a_tiny_model() {
         let log = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
         assert_eq!(log.lines().count(), 3);
         assert!(run.join("model/model.safetensors").is_file());
-        assert!(run.join("cursor.json").is_file());
+        assert!(run.join("state.sled").exists());
 
         let out = run.join("eval").join(task);
         let sub: Value =
@@ -344,7 +344,7 @@ fn finetune_answer_and_score_bioasq_4b_5b_with_a_tiny_model() {
             "--no-eval",
         ],
     );
-    assert!(again.contains("resuming bioasq-4b at step 3"), "{again}");
+    assert!(again.contains("from checkpoint step 3"), "{again}");
     assert_eq!(
         std::fs::read_to_string(run_dirs[0].join("metrics.jsonl"))
             .unwrap()

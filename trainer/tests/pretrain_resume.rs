@@ -4,13 +4,17 @@
 //! Data: the abstracts of `data/sample/expect/*.jsonl` (synthetic, committed), byte-tokenized
 //! (vocabulary 256) and packed into `shard-*.arrow` files with the shards schema.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+mod common;
 
-use trainer::checkpoint::{CHECKPOINTS_DIR, PAUSE_ENV, PAUSE_MARKER, checkpoint_name};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use common::kill::{
+    count_lines, hidden_entries, kill_in_checkpoint_write, random_below, wait_kill,
+};
+use trainer::checkpoint::{CHECKPOINTS_DIR, PAUSE_ENV, checkpoint_name};
 
 const STEPS: u64 = 24;
 const SEQ_LEN: usize = 64;
@@ -179,38 +183,12 @@ fn fixture() -> &'static Fixture {
     })
 }
 
-fn count_lines(path: &Path) -> usize {
-    std::fs::read_to_string(path)
-        .map(|s| s.lines().count())
-        .unwrap_or(0)
-}
-
-fn wait_kill(mut child: Child, until: impl Fn() -> bool, what: &str) {
-    let t = Instant::now();
-    while !until() {
-        if let Some(st) = child.try_wait().unwrap() {
-            panic!("trainer exited ({st}) before {what}");
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(120),
-            "timeout waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
-}
-
 #[test]
 fn sigkill_anywhere_then_resume_is_bit_identical() {
     let f = fixture();
     let run = f.root.join("runs/killed");
     // A "random" kill moment, printed so a failure can be replayed.
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos() as usize;
-    let kill_after_lines = 2 + nanos % (STEPS as usize - 6);
+    let kill_after_lines = 2 + random_below(STEPS as usize - 6);
     eprintln!("kill 1: after {kill_after_lines} metric lines");
 
     // Kill 1: at a random step.
@@ -226,37 +204,11 @@ fn sigkill_anywhere_then_resume_is_bit_identical() {
     );
 
     // Kill 2: inside a checkpoint write (the hook pauses after its first file).
-    let mut c = trainer_cmd(f, &run, &[]);
-    c.env(PAUSE_ENV, "60000").stderr(Stdio::piped());
-    let mut child = c.spawn().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.starts_with(PAUSE_MARKER) {
-                let _ = tx.send(line);
-            }
-        }
-    });
-    let marker = rx
-        .recv_timeout(Duration::from_secs(120))
-        .expect("checkpoint pause marker");
+    let marker = kill_in_checkpoint_write(trainer_cmd(f, &run, &[]));
     eprintln!("kill 2: {marker}");
-    child.kill().unwrap();
-    child.wait().unwrap();
     // The half-written checkpoint is a hidden temporary, never a final checkpoint directory.
-    let temps = std::fs::read_dir(run.join(CHECKPOINTS_DIR))
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .starts_with('.')
-        })
-        .count();
     assert!(
-        temps >= 1,
+        hidden_entries(&run.join(CHECKPOINTS_DIR)) >= 1,
         "expected the interrupted checkpoint's temporary directory"
     );
 

@@ -14,7 +14,7 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Int, Tensor};
 use trainer::data::batch_tensor;
 use trainer::optim::{AdamW, AdamWParams};
-use trainer::pretrain::train_step;
+use trainer::pretrain::{lm_loss_share, train_step};
 use trainer::{AutodiffCpu, MambaConfig, causal_lm_loss};
 
 fn arg(name: &str) -> Option<String> {
@@ -55,7 +55,7 @@ struct Row {
     fwd_bwd_s: f64,
 }
 
-fn bench<B: AutodiffBackend>(
+fn bench<B: AutodiffBackend + trainer::scan::ScanBackend>(
     name: &str,
     cfg: &MambaConfig,
     micro_batch: usize,
@@ -91,7 +91,7 @@ fn bench<B: AutodiffBackend>(
         }
         fb_times.push(t.elapsed().as_secs_f64());
         let t = Instant::now();
-        let (m, loss, _) = train_step(model, &mut opt, &micro, 1e-4)?;
+        let (m, loss, _) = train_step(model, &mut opt, &micro, 1e-4, lm_loss_share(micro.len()))?;
         model = m;
         step_times.push(t.elapsed().as_secs_f64());
         eprintln!("{name}: loss {loss:.4}");

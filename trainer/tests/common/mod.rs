@@ -1,6 +1,8 @@
 //! Shared helpers for the golden-fixture tests.
 #![allow(dead_code)]
 
+pub mod kill;
+
 use std::path::PathBuf;
 
 /// `$BIOMAMBA_GOLDEN/mamba/<name>`, or `<workspace>/../shared/golden/mamba/<name>`;

@@ -1,0 +1,76 @@
+//! Every file in `configs/` parses with the pipeline's config loader and has the sections the `just`
+//! recipes that use it need (trainer/tests/configs.rs checks the trainer's side).
+
+use std::path::PathBuf;
+
+/// Each config and the recipes that read it (`just demo` uses sample.toml; `CONFIG` defaults to
+/// pubmed-130m.toml for the others; bioasq-tasks.toml is the `[bioasq]` snippet).
+const RECIPES: &[(&str, &[&str])] = &[
+    ("bioasq-tasks.toml", &[]),
+    (
+        "pubmed-130m.toml",
+        &["ingest", "pretrain", "finetune", "eval"],
+    ),
+    ("sample.toml", &["demo"]),
+];
+
+/// Sections of the pipeline each recipe runs stages of.
+fn needs(recipe: &str) -> &'static [&'static str] {
+    match recipe {
+        "ingest" => &["download", "parse", "current", "bioasq", "tokenize"],
+        "demo" => &["data", "current", "train_tokenizer", "bioasq", "tokenize"],
+        _ => &[],
+    }
+}
+
+fn configs() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../configs")
+}
+
+#[test]
+fn every_config_parses_and_has_its_recipes_sections() {
+    let mut files: Vec<String> = std::fs::read_dir(configs())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".toml"))
+        .collect();
+    files.sort();
+    let listed: Vec<&str> = RECIPES.iter().map(|r| r.0).collect();
+    assert_eq!(
+        files, listed,
+        "a config in configs/ without its recipes in RECIPES"
+    );
+    let raw = |file: &str| -> toml::Table {
+        toml::from_str(&std::fs::read_to_string(configs().join(file)).unwrap()).unwrap()
+    };
+    for (file, recipes) in RECIPES {
+        let c = pipeline::Config::load(&configs().join(file))
+            .unwrap_or_else(|e| panic!("{file}: {e:#}"));
+        let t = raw(file);
+        for recipe in *recipes {
+            for s in needs(recipe) {
+                assert!(
+                    t.get(*s).is_some_and(|v| v.is_table()),
+                    "{file}: `just {recipe}` needs a [{s}] section"
+                );
+            }
+            if needs(recipe).contains(&"bioasq") {
+                assert!(!c.bioasq.tasks.is_empty(), "{file}: no [bioasq.tasks.*]");
+            }
+        }
+        if *recipes == ["ingest", "pretrain", "finetune", "eval"] {
+            for task in ["bioasq-4b", "bioasq-5b", "bioasq-6b"] {
+                assert!(
+                    c.bioasq.tasks.contains_key(task),
+                    "{file}: no [bioasq.tasks.{task}]"
+                );
+            }
+            // The snippet and the real config describe the same tasks.
+            assert_eq!(
+                t.get("bioasq"),
+                raw("bioasq-tasks.toml").get("bioasq"),
+                "{file}: [bioasq] differs from configs/bioasq-tasks.toml"
+            );
+        }
+    }
+}

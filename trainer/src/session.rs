@@ -1,0 +1,376 @@
+//! The training machinery shared by `trainer pretrain` and `trainer finetune`: one run directory
+//! with its sled cursor and atomic checkpoints ([`crate::checkpoint`]), the metrics log, and the
+//! optimizer step (gradient accumulation, global-norm clipping, AdamW with decay groups,
+//! [`crate::optim`]). Each command keeps only its own loop: what a micro-batch is, its loss, and
+//! when to validate.
+//!
+//! Exact resume: the state after step `s` is fully described by the checkpoint of step `s`
+//! (weights and moments bit-exact, step count, data position, and the metrics log up to `s`);
+//! the data order is a pure function of `(seed, epoch)` ([`crate::data::IndexOrder`]); every
+//! operation is deterministic on the CPU backend for a fixed thread count. So a resumed run
+//! recomputes exactly the steps the killed one would have done.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail, ensure};
+use burn::optim::{GradientsAccumulator, GradientsParams};
+use burn::tensor::Tensor;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::{self, Cursor, CursorStore};
+use crate::data::DataPosition;
+use crate::hf::{self, HfConfig};
+use crate::model::MambaLm;
+use crate::optim::{AdamW, AdamWParams};
+use crate::st::{self, StFile};
+
+pub const RUN_CONFIG_FILE: &str = "run-config.json";
+pub const METRICS_FILE: &str = "metrics.jsonl";
+pub const LOSS_PNG: &str = "loss.png";
+
+/// Saved in every checkpoint: where the run is, besides weights and moments.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    pub step: u64,
+    pub data: DataPosition,
+    pub tokens_seen: u64,
+    pub seed: u64,
+    pub data_fingerprint: String,
+    /// The data order has no RNG state beyond `(seed, epoch)`; nothing else draws random numbers
+    /// during training (no dropout), so this records the full RNG state.
+    pub rng: String,
+    pub threads: usize,
+}
+
+/// What identifies a run; a resume with anything else is refused (or, for the data, warned).
+pub struct RunSpec<'a> {
+    pub run_dir: &'a Path,
+    /// The recipe (config sections, initial model): stored in `run-config.json` and compared on
+    /// resume. `what` names it in the error (e.g. `[model]/[pretrain]`).
+    pub run_config: serde_json::Value,
+    pub what: &'a str,
+    /// Identifies the training data; stored in the cursor. `data_what` names it in messages.
+    pub data_fingerprint: String,
+    pub data_what: &'a str,
+    /// Seed of the data order.
+    pub seed: u64,
+    pub adamw: AdamWParams,
+    pub keep_checkpoints: usize,
+    /// Resume even though the data fingerprint changed (same position).
+    pub allow_data_change: bool,
+}
+
+/// An open run: model, optimizer and position, restored from its newest valid checkpoint or
+/// freshly initialized, and the metrics log (`metrics.jsonl`).
+pub struct Session<B: AutodiffBackend> {
+    pub run_dir: PathBuf,
+    pub hf_config: HfConfig,
+    pub model: MambaLm<B>,
+    pub optimizer: AdamW<B>,
+    pub state: TrainState,
+    /// Whether the state came from a checkpoint.
+    pub resumed: bool,
+    store: CursorStore,
+    keep: usize,
+    metrics_lines: Vec<String>,
+    metrics_file: File,
+}
+
+impl<B: AutodiffBackend> Session<B> {
+    /// Open `spec.run_dir` (created if needed): resume from its cursor's newest valid checkpoint,
+    /// else start from `init()`.
+    pub fn open(
+        spec: RunSpec<'_>,
+        init: impl FnOnce() -> Result<(HfConfig, MambaLm<B>)>,
+        device: &B::Device,
+    ) -> Result<Self> {
+        let run_dir = spec.run_dir;
+        fs::create_dir_all(run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
+        let run_config_path = run_dir.join(RUN_CONFIG_FILE);
+        let store = CursorStore::open(run_dir)?;
+        // Temporaries of a killed run (a half-written final model, run config); checkpoint ones
+        // go with the next checkpoint's pruning.
+        schemas::atomic::remove_stale_temps(run_dir)?;
+        let cursor = store.load()?;
+        if cursor.is_some() {
+            if let Ok(text) = fs::read(&run_config_path) {
+                let saved: serde_json::Value = serde_json::from_slice(&text)
+                    .with_context(|| format!("parsing {}", run_config_path.display()))?;
+                if saved != spec.run_config {
+                    bail!(
+                        "{} was started with a different {} configuration ({}); resuming with another \
+                         recipe would not reproduce the run — use a new run directory",
+                        run_dir.display(),
+                        spec.what,
+                        run_config_path.display()
+                    );
+                }
+            }
+        } else {
+            schemas::atomic::write_atomic(
+                &run_config_path,
+                (serde_json::to_string_pretty(&spec.run_config)? + "\n").as_bytes(),
+            )?;
+        }
+
+        let threads = rayon::current_num_threads();
+        let mut resumed: Option<Resumed<B>> = None;
+        if let Some(c) = &cursor {
+            check_data(c, &spec)?;
+            let (found, warnings) = checkpoint::newest_valid_checkpoint(run_dir, c.step)?;
+            for w in &warnings {
+                eprintln!("warning: {w}");
+            }
+            match found {
+                Some((step, dir)) => {
+                    let mut r = load_checkpoint::<B>(&dir, device)?;
+                    r.optimizer.params = spec.adamw.clone();
+                    if r.state.threads != threads {
+                        eprintln!(
+                            "warning: checkpoint made with {} compute threads, resuming with {threads}; \
+                             results may differ in the last bits from an uninterrupted run",
+                            r.state.threads
+                        );
+                    }
+                    r.state.threads = threads;
+                    r.state.data_fingerprint = spec.data_fingerprint.clone();
+                    eprintln!("resuming {} from checkpoint step {step}", run_dir.display());
+                    resumed = Some(r);
+                }
+                None => eprintln!(
+                    "warning: no valid checkpoint in {} although the cursor is at step {}; starting \
+                     over (the result is identical, only time is lost)",
+                    run_dir.display(),
+                    c.step
+                ),
+            }
+        }
+        let was_resumed = resumed.is_some();
+        let r = match resumed {
+            Some(r) => r,
+            None => {
+                let (hf_config, model) = init()?;
+                Resumed {
+                    hf_config,
+                    model,
+                    optimizer: AdamW::new(spec.adamw.clone()),
+                    state: TrainState {
+                        step: 0,
+                        data: DataPosition {
+                            epoch: 0,
+                            position: 0,
+                        },
+                        tokens_seen: 0,
+                        seed: spec.seed,
+                        data_fingerprint: spec.data_fingerprint.clone(),
+                        rng: format!("chacha8(seed={}, stream=epoch)", spec.seed),
+                        threads,
+                    },
+                    metrics_lines: Vec::new(),
+                }
+            }
+        };
+        // The log restarts from the checkpoint's snapshot: lines of steps after it are recomputed.
+        let metrics_path = run_dir.join(METRICS_FILE);
+        schemas::atomic::write_atomic(&metrics_path, r.metrics_lines.concat().as_bytes())?;
+        let metrics_file = OpenOptions::new()
+            .append(true)
+            .open(&metrics_path)
+            .with_context(|| format!("opening {}", metrics_path.display()))?;
+        Ok(Self {
+            run_dir: run_dir.to_path_buf(),
+            hf_config: r.hf_config,
+            model: r.model,
+            optimizer: r.optimizer,
+            state: r.state,
+            resumed: was_resumed,
+            store,
+            keep: spec.keep_checkpoints,
+            metrics_lines: r.metrics_lines,
+            metrics_file,
+        })
+    }
+
+    /// Append one line to `metrics.jsonl` (flushed; also kept for the next checkpoint).
+    pub fn log(&mut self, v: serde_json::Value) -> Result<()> {
+        let line = v.to_string() + "\n";
+        self.metrics_file
+            .write_all(line.as_bytes())
+            .and_then(|_| self.metrics_file.flush())
+            .with_context(|| {
+                format!("appending to {}", self.run_dir.join(METRICS_FILE).display())
+            })?;
+        self.metrics_lines.push(line);
+        Ok(())
+    }
+
+    /// Write a checkpoint of the current state and move the cursor to it.
+    pub fn checkpoint(&self) -> Result<()> {
+        save_checkpoint(
+            &self.run_dir,
+            &self.store,
+            &self.hf_config,
+            &self.model,
+            &self.optimizer,
+            &self.state,
+            &self.metrics_lines,
+            self.keep,
+        )
+    }
+}
+
+fn check_data(c: &Cursor, spec: &RunSpec<'_>) -> Result<()> {
+    if c.data_fingerprint == spec.data_fingerprint {
+        return Ok(());
+    }
+    if !spec.allow_data_change {
+        bail!(
+            "the {} changed since this run started (fingerprint {} at step {}, now {}); \
+             resuming on other data would not reproduce the run. Pass --allow-data-change to \
+             continue anyway from the same position, or start a new run directory",
+            spec.data_what,
+            c.data_fingerprint,
+            c.step,
+            spec.data_fingerprint
+        );
+    }
+    eprintln!(
+        "warning: the {} changed since step {} (--allow-data-change); continuing at the same position",
+        spec.data_what, c.step
+    );
+    Ok(())
+}
+
+/// Model, optimizer and position restored from a checkpoint or freshly initialized.
+pub struct Resumed<B: AutodiffBackend> {
+    pub hf_config: HfConfig,
+    pub model: MambaLm<B>,
+    pub optimizer: AdamW<B>,
+    pub state: TrainState,
+    pub metrics_lines: Vec<String>,
+}
+
+/// Write a checkpoint of the current training state and move the cursor to it.
+#[allow(clippy::too_many_arguments)]
+pub fn save_checkpoint<B: AutodiffBackend>(
+    run_dir: &Path,
+    store: &CursorStore,
+    hf_config: &HfConfig,
+    model: &MambaLm<B>,
+    optimizer: &AdamW<B>,
+    state: &TrainState,
+    metrics_lines: &[String],
+    keep: usize,
+) -> Result<()> {
+    let files: Vec<(&str, Vec<u8>)> = vec![
+        (hf::WEIGHTS_FILE, st::serialize(&model.hf_tensors()?)?),
+        (
+            "optimizer.safetensors",
+            st::serialize(&optimizer.state_tensors()?)?,
+        ),
+        (
+            hf::CONFIG_FILE,
+            (serde_json::to_string_pretty(&hf_config.to_json())? + "\n").into_bytes(),
+        ),
+        ("state.json", serde_json::to_vec_pretty(state)?),
+        (METRICS_FILE, metrics_lines.concat().into_bytes()),
+    ];
+    checkpoint::write_checkpoint(run_dir, state.step, &files)?;
+    store.commit(&Cursor {
+        epoch: state.data.epoch,
+        position: state.data.position,
+        seed: state.seed,
+        data_fingerprint: state.data_fingerprint.clone(),
+        step: state.step,
+        tokens_seen: state.tokens_seen,
+        checkpoint: checkpoint::checkpoint_name(state.step),
+    })?;
+    checkpoint::prune_checkpoints(run_dir, state.step, keep)
+}
+
+/// Load model, optimizer moments, state and metrics snapshot from a checkpoint directory.
+pub fn load_checkpoint<B: AutodiffBackend>(dir: &Path, device: &B::Device) -> Result<Resumed<B>> {
+    let (hf_config, model) = hf::load_pretrained::<B>(dir, device)
+        .with_context(|| format!("loading weights of checkpoint {}", dir.display()))?;
+    let state_path = dir.join("state.json");
+    let state: TrainState = serde_json::from_slice(
+        &fs::read(&state_path).with_context(|| format!("reading {}", state_path.display()))?,
+    )
+    .with_context(|| format!("parsing {}", state_path.display()))?;
+    let metrics = fs::read_to_string(dir.join(METRICS_FILE))
+        .with_context(|| format!("reading {}", dir.join(METRICS_FILE).display()))?;
+    // Hyper-parameters are filled in by the caller from the config.
+    let mut optimizer = AdamW::new(AdamWParams {
+        beta1: 0.0,
+        beta2: 0.0,
+        eps: 0.0,
+        weight_decay: 0.0,
+        clip: 0.0,
+    });
+    optimizer.load_state(
+        &StFile::open(&dir.join("optimizer.safetensors"))?,
+        state.step,
+        device,
+    )?;
+    Ok(Resumed {
+        hf_config,
+        model,
+        optimizer,
+        metrics_lines: metrics.split_inclusive('\n').map(str::to_string).collect(),
+        state,
+    })
+}
+
+/// One optimizer update with gradient accumulation: for each micro-batch, `loss_share` gives its
+/// share of the step's loss (scaled so the shares sum to the step's mean loss, e.g. its mean
+/// loss / number of micro-batches), which is backpropagated; the gradients are summed, clipped
+/// to the global norm and applied by AdamW. Returns the new model, the step's loss (sum of the
+/// shares) and the gradient norm before clipping.
+pub fn train_step<B: AutodiffBackend, M>(
+    model: MambaLm<B>,
+    optimizer: &mut AdamW<B>,
+    micro_batches: &[M],
+    lr: f64,
+    loss_share: impl Fn(&MambaLm<B>, &M) -> Tensor<B, 1>,
+) -> Result<(MambaLm<B>, f64, f64)> {
+    ensure!(!micro_batches.is_empty(), "no micro-batches");
+    let mut acc = GradientsAccumulator::<MambaLm<B>>::new();
+    let mut loss = 0.0f64;
+    for mb in micro_batches {
+        let share = loss_share(&model, mb);
+        loss += scalar(share.clone())?;
+        let grads = share.backward();
+        acc.accumulate(&model, GradientsParams::from_grads(grads, &model));
+    }
+    ensure!(loss.is_finite(), "training loss is {loss}");
+    let (model, stats) = optimizer.step(lr, model, acc.grads())?;
+    Ok((model, loss, stats.grad_norm))
+}
+
+/// The value of a one-element tensor.
+pub fn scalar<B: Backend>(t: Tensor<B, 1>) -> Result<f64> {
+    t.into_data()
+        .convert::<f64>()
+        .to_vec::<f64>()
+        .map_err(|e| anyhow::anyhow!("reading a scalar: {e:?}"))?
+        .first()
+        .copied()
+        .context("empty scalar tensor")
+}
+
+/// Pin the compute thread pool: results are bit-reproducible for a fixed thread count (0 = all
+/// cores).
+pub fn pin_threads(threads: usize) {
+    let n = if threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        threads
+    };
+    // Fails only if the pool was already built (then it is kept).
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build_global();
+}

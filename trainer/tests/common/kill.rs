@@ -1,0 +1,76 @@
+//! SIGKILL helpers of the resume tests (`pretrain_resume`, `finetune_resume`).
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use trainer::checkpoint::{PAUSE_ENV, PAUSE_MARKER};
+
+/// A "random" number below `n` (from the clock), to be printed so a failure can be replayed.
+pub fn random_below(n: usize) -> usize {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as usize;
+    nanos % n.max(1)
+}
+
+pub fn count_lines(path: &Path) -> usize {
+    std::fs::read_to_string(path)
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
+}
+
+/// Wait until `until()` holds, then SIGKILL the child.
+pub fn wait_kill(mut child: Child, until: impl Fn() -> bool, what: &str) {
+    let t = Instant::now();
+    while !until() {
+        if let Some(st) = child.try_wait().unwrap() {
+            panic!("trainer exited ({st}) before {what}");
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "timeout waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+}
+
+/// Run `c` with the checkpoint pause hook (it sleeps after the first file of a checkpoint)
+/// and SIGKILL it there. Returns the marker line (names the temporary directory).
+pub fn kill_in_checkpoint_write(mut c: Command) -> String {
+    c.env(PAUSE_ENV, "60000").stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.starts_with(PAUSE_MARKER) {
+                let _ = tx.send(line);
+            }
+        }
+    });
+    let marker = rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("checkpoint pause marker");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    marker
+}
+
+/// Hidden temporaries (`.name.tmp-…`) in `dir`.
+pub fn hidden_entries(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with('.')
+        })
+        .count()
+}
