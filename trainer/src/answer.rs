@@ -7,11 +7,11 @@
 //! `details.jsonl` (per question: answers with probabilities, gold, scores),
 //! `results.json` and `results.md` (Table 3 layout).
 
+use crate::scan::ScanBackend;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokenizers::Tokenizer;
@@ -66,7 +66,7 @@ pub fn factoid_questions(golden: &[Golden]) -> Result<Vec<&Golden>> {
 }
 
 /// Answer every factoid question of `golden` from its contexts in `examples`.
-pub fn answer_questions<B: Backend>(
+pub fn answer_questions<B: ScanBackend>(
     model: &MambaLm<B>,
     tokenizer: &Tokenizer,
     eos: u32,

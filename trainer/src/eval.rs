@@ -1,9 +1,9 @@
 //! `trainer eval`: BioASQ factoid answering (`--task`) or perplexity (`--ppl`).
 
+use crate::scan::ScanBackend;
 use std::path::PathBuf;
 
 use anyhow::{Result, bail};
-use burn::tensor::backend::Backend;
 
 use crate::finetune::{self, resolve_model_dir, resolve_tokenizer};
 use crate::ppl::{self, PplSettings};
@@ -44,7 +44,7 @@ pub struct Args {
     pub doc_len: usize,
 }
 
-pub fn run<B: Backend>(args: Args, device: &B::Device) -> Result<()> {
+pub fn run<B: ScanBackend>(args: Args, device: &B::Device) -> Result<()> {
     let loaded = finetune::load_config(args.config.as_deref())?;
     let data_dir = args
         .data_dir

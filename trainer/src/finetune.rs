@@ -18,6 +18,7 @@
 //! meant to be the pretraining ones once `trainer pretrain` lands (see the report of the
 //! `finetune` branch).
 
+use crate::scan::ScanBackend;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -346,7 +347,7 @@ fn lr_at(step: usize, total: usize, cfg: &FinetuneConfig) -> f64 {
 }
 
 /// Fine-tune on the task's training table; returns the final HF model directory.
-pub fn train<B: AutodiffBackend>(
+pub fn train<B: AutodiffBackend + ScanBackend>(
     r: &Resolved,
     init_dir: &Path,
     data_dir: &Path,
@@ -612,7 +613,7 @@ fn prune_checkpoints(dir: &Path, keep: usize) -> Result<()> {
 
 /// Answer the task's test questions with the model in `model_dir`; writes under `out`.
 #[allow(clippy::too_many_arguments)]
-pub fn evaluate<B: burn::tensor::backend::Backend>(
+pub fn evaluate<B: ScanBackend>(
     r: &Resolved,
     model_dir: &Path,
     data_dir: &Path,
@@ -692,7 +693,10 @@ pub fn resolve(
 }
 
 /// `trainer finetune`.
-pub fn run<B: AutodiffBackend>(args: Args, device: &B::Device) -> Result<()> {
+pub fn run<B: AutodiffBackend + ScanBackend>(args: Args, device: &B::Device) -> Result<()>
+where
+    B::InnerBackend: ScanBackend,
+{
     let loaded = load_config(args.config.as_deref())?;
     let r = resolve(
         &loaded,

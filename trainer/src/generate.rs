@@ -3,6 +3,7 @@
 //! The prompt is processed in parallel mode (which also yields the cache), then each new
 //! token costs one O(1) recurrent step per layer.
 
+use crate::scan::ScanBackend;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
@@ -56,7 +57,7 @@ fn ids_1d<B: Backend>(ids: &[u32], device: &B::Device) -> Tensor<B, 1, Int> {
 }
 
 /// Run the prompt in parallel mode; returns last-position logits `[1, V]` and the cache.
-pub fn prefill<B: Backend>(
+pub fn prefill<B: ScanBackend>(
     model: &MambaLm<B>,
     prompt: &[u32],
     device: &B::Device,
@@ -90,7 +91,7 @@ fn argmax(v: &[f32]) -> usize {
 }
 
 /// Greedy decoding: up to `max_new_tokens` new tokens, stopping after a stop token.
-pub fn greedy<B: Backend>(
+pub fn greedy<B: ScanBackend>(
     model: &MambaLm<B>,
     prompt: &[u32],
     cfg: &GenerateConfig,
@@ -122,7 +123,7 @@ pub fn greedy<B: Backend>(
 
 /// Beam search with `cfg.num_beams` beams; returns up to `num_beams` candidates, best
 /// (highest sequence log-probability) first.
-pub fn beam_search<B: Backend>(
+pub fn beam_search<B: ScanBackend>(
     model: &MambaLm<B>,
     prompt: &[u32],
     cfg: &GenerateConfig,

@@ -10,7 +10,6 @@ use burn::tensor::{Tensor, TensorData};
 use serde_json::{Map, Value, json};
 
 use crate::model::{MambaBlock, MambaConfig, MambaLm, MambaMixer, RmsNorm};
-use crate::scan;
 use crate::st::{self, OutTensor, StFile};
 
 pub const CONFIG_FILE: &str = "config.json";
@@ -428,7 +427,6 @@ pub fn load_weights<B: Backend>(
         norm_f,
         lm_head,
         vocab_size: v,
-        scan_chunk: scan::DEFAULT_CHUNK,
     })
 }
 

@@ -12,7 +12,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::scan;
+use crate::scan::{ScanBackend, ScanInputs};
 
 /// Model hyper-parameters; field names follow HF `MambaConfig` / `config.json`.
 #[derive(Config, Debug, PartialEq)]
@@ -213,7 +213,6 @@ impl MambaConfig {
             },
             lm_head,
             vocab_size: self.vocab_size,
-            scan_chunk: scan::DEFAULT_CHUNK,
         }
     }
 }
@@ -326,20 +325,11 @@ impl<B: Backend> MambaCache<B> {
     }
 }
 
-impl<B: Backend> MambaMixer<B> {
-    fn a(&self) -> Tensor<B, 2> {
-        self.a_log.val().exp().neg()
-    }
-
-    fn conv_bias(&self) -> Option<Tensor<B, 1>> {
-        self.conv1d_bias.as_ref().map(|b| b.val())
-    }
-
+impl<B: ScanBackend> MambaMixer<B> {
     /// Parallel forward. `x`: [B, L, d_model] → ([B, L, d_model], final state).
     pub fn forward(
         &self,
         x: Tensor<B, 3>,
-        chunk: usize,
         want_state: bool,
     ) -> (Tensor<B, 3>, Option<LayerState<B>>) {
         let [_bsz, len, _] = x.dims();
@@ -369,8 +359,14 @@ impl<B: Backend> MambaMixer<B> {
         let delta =
             softplus_torch(linear(dt, &self.dt_proj, Some(&self.dt_proj_bias))).swap_dims(1, 2); // [B, Di, L]
 
-        let (y, last) =
-            scan::selective_scan_chunked(u, delta, self.a(), bm, cm, self.d.val(), chunk);
+        let (y, last) = B::selective_scan_forward(ScanInputs {
+            u,
+            delta,
+            a: self.a(),
+            b: bm,
+            c: cm,
+            d: self.d.val(),
+        });
         let y = y * silu(z);
         let out = linear(
             y.swap_dims(1, 2),
@@ -383,6 +379,16 @@ impl<B: Backend> MambaMixer<B> {
             LayerState { conv, ssm: last }
         });
         (out, state)
+    }
+}
+
+impl<B: Backend> MambaMixer<B> {
+    fn a(&self) -> Tensor<B, 2> {
+        self.a_log.val().exp().neg()
+    }
+
+    fn conv_bias(&self) -> Option<Tensor<B, 1>> {
+        self.conv1d_bias.as_ref().map(|b| b.val())
     }
 
     /// One recurrent step. `x`: [B, d_model] → [B, d_model]; updates `state`.
@@ -444,8 +450,6 @@ pub struct MambaLm<B: Backend> {
     /// `None` when tied to the embeddings.
     pub lm_head: Option<Param<Tensor<B, 2>>>,
     pub vocab_size: usize,
-    /// Chunk length of the parallel scan.
-    pub scan_chunk: usize,
 }
 
 /// Output of [`MambaLm::forward_full`].
@@ -467,6 +471,29 @@ impl<B: Backend> MambaLm<B> {
         self.lm_head.as_ref().unwrap_or(&self.embeddings).val()
     }
 
+    /// Empty recurrent cache for `bsz` sequences.
+    pub fn empty_cache(&self, bsz: usize, device: &B::Device) -> MambaCache<B> {
+        MambaCache {
+            layers: self
+                .layers
+                .iter()
+                .map(|l| l.mixer.empty_state(bsz, device))
+                .collect(),
+        }
+    }
+
+    /// One recurrent step: ids `[B]` → logits `[B, V]`, O(1) in the sequence length.
+    pub fn step(&self, ids: Tensor<B, 1, Int>, cache: &mut MambaCache<B>) -> Tensor<B, 2> {
+        let mut x = self.embeddings.val().select(0, ids);
+        for (layer, st) in self.layers.iter().zip(cache.layers.iter_mut()) {
+            x = x.clone() + layer.mixer.step(layer.norm.forward(x), st);
+        }
+        let x = self.norm_f.forward(x);
+        x.matmul(self.head_weight().transpose())
+    }
+}
+
+impl<B: ScanBackend> MambaLm<B> {
     /// Logits `[B, L, V]` for token ids `[B, L]` (parallel mode).
     pub fn forward(&self, ids: Tensor<B, 2, Int>) -> Tensor<B, 3> {
         self.forward_full(ids, false, false).logits
@@ -488,10 +515,9 @@ impl<B: Backend> MambaLm<B> {
         let mut hidden = Vec::new();
         let mut states = Vec::new();
         for layer in &self.layers {
-            let (y, st) =
-                layer
-                    .mixer
-                    .forward(layer.norm.forward(x.clone()), self.scan_chunk, want_cache);
+            let (y, st) = layer
+                .mixer
+                .forward(layer.norm.forward(x.clone()), want_cache);
             x = x + y;
             if want_hidden {
                 hidden.push(x.clone());
@@ -510,27 +536,6 @@ impl<B: Backend> MambaLm<B> {
             hidden_states: hidden,
             cache: want_cache.then_some(MambaCache { layers: states }),
         }
-    }
-
-    /// Empty recurrent cache for `bsz` sequences.
-    pub fn empty_cache(&self, bsz: usize, device: &B::Device) -> MambaCache<B> {
-        MambaCache {
-            layers: self
-                .layers
-                .iter()
-                .map(|l| l.mixer.empty_state(bsz, device))
-                .collect(),
-        }
-    }
-
-    /// One recurrent step: ids `[B]` → logits `[B, V]`, O(1) in the sequence length.
-    pub fn step(&self, ids: Tensor<B, 1, Int>, cache: &mut MambaCache<B>) -> Tensor<B, 2> {
-        let mut x = self.embeddings.val().select(0, ids);
-        for (layer, st) in self.layers.iter().zip(cache.layers.iter_mut()) {
-            x = x.clone() + layer.mixer.step(layer.norm.forward(x), st);
-        }
-        let x = self.norm_f.forward(x);
-        x.matmul(self.head_weight().transpose())
     }
 }
 

@@ -15,6 +15,7 @@
 //! bytes are read from the byte-level BPE vocabulary (`token_bytes`; EOS and other special
 //! tokens count 0 bytes: they are not text). Not defined for the paper protocol.
 
+use crate::scan::ScanBackend;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -22,7 +23,6 @@ use anyhow::{Context, Result, bail};
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, UInt16Type, UInt32Type};
 use arrow::ipc::reader::FileReader;
-use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
@@ -124,7 +124,7 @@ pub struct PplResult {
 }
 
 /// Per-position NLLs `[rows][len-1]` of `ids` (row-major, all rows the same length).
-fn nll_rows<B: Backend>(
+fn nll_rows<B: ScanBackend>(
     model: &MambaLm<B>,
     rows: &[&[u32]],
     device: &B::Device,
@@ -155,7 +155,7 @@ pub struct PplSettings {
 }
 
 /// All three protocols on `rows` (packed sequences).
-pub fn evaluate<B: Backend>(
+pub fn evaluate<B: ScanBackend>(
     model: &MambaLm<B>,
     bytes: &TokenBytes,
     rows: &[Vec<u32>],
@@ -310,7 +310,7 @@ pub fn table4_markdown(model: &str, results: &[PplResult]) -> String {
 }
 
 /// `trainer eval --ppl`: evaluate `model_dir` on `DATA/shards/val`, write `ppl.json`/`ppl.md`.
-pub fn run<B: Backend>(
+pub fn run<B: ScanBackend>(
     model_dir: &Path,
     tokenizer: &tokenizers::Tokenizer,
     shard_dir: &Path,

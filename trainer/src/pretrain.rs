@@ -11,6 +11,7 @@
 //! CPU backend for a fixed thread count (`[pretrain] threads`). So a resumed run recomputes
 //! exactly the steps the killed one would have done.
 
+use crate::scan::ScanBackend;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -315,7 +316,7 @@ pub fn load_checkpoint<B: AutodiffBackend>(dir: &Path, device: &B::Device) -> Re
 
 /// Forward + backward over the micro-batches, one AdamW update. Returns the new model, the
 /// mean loss over the micro-batches and the gradient norm before clipping.
-pub fn train_step<B: AutodiffBackend>(
+pub fn train_step<B: AutodiffBackend + ScanBackend>(
     model: MambaLm<B>,
     optimizer: &mut AdamW<B>,
     micro_batches: &[Tensor<B, 2, Int>],
@@ -349,7 +350,7 @@ fn scalar<B: Backend>(t: Tensor<B, 1>) -> Result<f64> {
 }
 
 /// Mean next-token loss over the first `batches × micro_batch` validation sequences.
-pub fn evaluate<B: Backend>(
+pub fn evaluate<B: ScanBackend>(
     model: &MambaLm<B>,
     val: &dyn SequenceSource,
     micro_batch: usize,
@@ -386,10 +387,13 @@ fn metric_line(v: serde_json::Value) -> String {
 }
 
 /// Run (or resume) pretraining as configured.
-pub fn run<B: AutodiffBackend>(
+pub fn run<B: AutodiffBackend + ScanBackend>(
     opts: &PretrainOptions,
     device: &B::Device,
-) -> Result<PretrainSummary> {
+) -> Result<PretrainSummary>
+where
+    B::InnerBackend: ScanBackend,
+{
     let file = TrainConfigFile::load(&opts.config)?;
     let data_dir = opts.data_dir.clone().unwrap_or_else(|| file.data_dir());
     let train = ShardSet::open_dir(&data_dir.join("shards").join("train"))?;
@@ -398,13 +402,16 @@ pub fn run<B: AutodiffBackend>(
 }
 
 /// [`run`] with explicit data sources (the CLI opens the shards of `--data-dir`).
-pub fn run_with_data<B: AutodiffBackend>(
+pub fn run_with_data<B: AutodiffBackend + ScanBackend>(
     opts: &PretrainOptions,
     file: &TrainConfigFile,
     train: &dyn SequenceSource,
     val: &dyn SequenceSource,
     device: &B::Device,
-) -> Result<PretrainSummary> {
+) -> Result<PretrainSummary>
+where
+    B::InnerBackend: ScanBackend,
+{
     let cfg = &file.pretrain;
     for (name, src) in [("training", train), ("validation", val)] {
         ensure!(

@@ -1,5 +1,6 @@
 //! `trainer score`: logits, loss and (optionally) parameter gradients for given ids.
 
+use crate::scan::ScanBackend;
 use std::path::Path;
 
 use anyhow::{Result, bail};
@@ -22,13 +23,16 @@ pub struct ScoreOutput {
 }
 
 /// Score `input_ids` `[B, L]` with the model in `model_dir`.
-pub fn score<B: AutodiffBackend>(
+pub fn score<B: AutodiffBackend + ScanBackend>(
     model_dir: &Path,
     ids: &[i64],
     shape: [usize; 2],
     with_grads: bool,
     device: &B::Device,
-) -> Result<ScoreOutput> {
+) -> Result<ScoreOutput>
+where
+    B::InnerBackend: ScanBackend,
+{
     let [bsz, len] = shape;
     if bsz == 0 || len < 2 {
         bail!("input_ids must be [B, L] with B >= 1 and L >= 2, found {shape:?}");
@@ -72,13 +76,16 @@ pub fn score<B: AutodiffBackend>(
 }
 
 /// Read `input_ids` from `input`, score, write `logits`, `loss` (+ `grad.*`) to `out`.
-pub fn score_files<B: AutodiffBackend>(
+pub fn score_files<B: AutodiffBackend + ScanBackend>(
     model_dir: &Path,
     input: &Path,
     out: &Path,
     with_grads: bool,
     device: &B::Device,
-) -> Result<ScoreOutput> {
+) -> Result<ScoreOutput>
+where
+    B::InnerBackend: ScanBackend,
+{
     let f = StFile::open(input)?;
     let (shape, ids) = f.i64("input_ids")?;
     if shape.len() != 2 {

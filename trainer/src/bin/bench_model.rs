@@ -58,7 +58,11 @@ fn random_ids(v: usize, len: usize) -> Vec<i64> {
 }
 
 /// Median forward+backward seconds and peak RSS (MiB) during it.
-fn ours_fwd_bwd<B: AutodiffBackend>(cfg: &MambaConfig, len: usize, iters: usize) -> (f64, f64) {
+fn ours_fwd_bwd<B: AutodiffBackend + trainer::scan::ScanBackend>(
+    cfg: &MambaConfig,
+    len: usize,
+    iters: usize,
+) -> (f64, f64) {
     let dev = Default::default();
     let model = cfg.init_seeded::<B>(&dev, 0);
     let ids = random_ids(cfg.vocab_size, len);

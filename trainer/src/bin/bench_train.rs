@@ -55,7 +55,7 @@ struct Row {
     fwd_bwd_s: f64,
 }
 
-fn bench<B: AutodiffBackend>(
+fn bench<B: AutodiffBackend + trainer::scan::ScanBackend>(
     name: &str,
     cfg: &MambaConfig,
     micro_batch: usize,

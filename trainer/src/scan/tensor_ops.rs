@@ -1,23 +1,20 @@
-//! Selective scan (the S6 recurrence of Mamba-1), parallel over the sequence.
+//! Tensor-op selective scan: the default [`ScanBackend`](super::ScanBackend) methods.
 //!
-//! The recurrence per batch `b`, channel `d`, state `n`:
-//!
-//! ```text
-//! h_t = exp(Δ_t A) ⊙ h_{t-1} + Δ_t B_t u_t        (h_{-1} = 0)
-//! y_t = C_t · h_t + D ⊙ u_t
-//! ```
-//!
-//! It is a first-order linear recurrence `h_t = a_t h_{t-1} + b_t`, whose combine
-//! `(a1, b1) ∘ (a2, b2) = (a1 a2, a2 b1 + b2)` is associative, so it can be scanned in
-//! `O(log T)` tensor steps. We use a two-level scan: Hillis–Steele inside chunks of `T`
+//! The recurrence is a first-order linear recurrence `h_t = a_t h_{t-1} + b_t`, whose
+//! combine `(a1, b1) ∘ (a2, b2) = (a1 a2, a2 b1 + b2)` is associative, so it can be scanned
+//! in `O(log T)` tensor steps. We use a two-level scan: Hillis–Steele inside chunks of `T`
 //! steps (all chunks at once), then the same scan over the chunk-end states, then one
 //! fix-up `h = h_local + a_cum_local ⊙ carry_in`. Only products of decays `exp(ΔA) ≤ 1`
 //! appear, so nothing can overflow (unlike `exp(±cumsum(ΔA))` formulations).
 //!
-//! Everything here is plain Burn tensor ops, so autodiff works out of the box; a fused
-//! GPU kernel can replace [`selective_scan`] behind the same signature.
+//! The backward runs the same scan on the reversed sequence for the adjoint state
+//! `g_t = C_t dy_t + exp(Δ_{t+1} A) g_{t+1}`; the input gradients are then elementwise
+//! products and reductions. Everything is plain Burn tensor ops, so it works (and
+//! differentiates) on any backend, at the price of `[B, D, L, N]` temporaries.
 
 use burn::tensor::{Tensor, backend::Backend};
+
+use super::{ScanGrads, ScanInputs};
 
 /// Default chunk length of the inner scan (a power of two).
 pub const DEFAULT_CHUNK: usize = 16;
@@ -55,40 +52,139 @@ pub fn selective_scan_chunked<B: Backend>(
     d: Tensor<B, 1>,
     chunk: usize,
 ) -> (Tensor<B, 3>, Tensor<B, 3>) {
+    forward(
+        ScanInputs {
+            u,
+            delta,
+            a,
+            b,
+            c,
+            d,
+        },
+        chunk,
+    )
+}
+
+/// Discretized `(exp(Δ A), Δ u B)`, both `[B, D, L, N]`.
+fn discretize<B: Backend>(x: &ScanInputs<B>) -> (Tensor<B, 4>, Tensor<B, 4>) {
+    let [_, dim, _] = x.u.dims();
+    let n = x.a.dims()[1];
+    let da = (x.delta.clone().unsqueeze_dim::<4>(3) * x.a.clone().reshape([1, dim, 1, n])).exp();
+    let bt = x.b.clone().swap_dims(1, 2).unsqueeze_dim::<4>(1); // [B, 1, L, N]
+    let dbu = (x.delta.clone() * x.u.clone()).unsqueeze_dim::<4>(3) * bt;
+    (da, dbu)
+}
+
+/// Tensor-op forward: `(y [B, D, L], h_{L-1} [B, D, N])`.
+pub fn forward<B: Backend>(x: ScanInputs<B>, chunk: usize) -> (Tensor<B, 3>, Tensor<B, 3>) {
+    let [bsz, dim, len] = x.u.dims();
+    let n = x.a.dims()[1];
+    let (da, dbu) = discretize(&x);
+    let h = linear_scan(da, dbu, chunk); // [B, D, L, N]
+    let last = h.clone().narrow(2, len - 1, 1).reshape([bsz, dim, n]);
+    // y_t = C_t · h_t + D u_t
+    let ct = x.c.swap_dims(1, 2).unsqueeze_dim::<4>(1); // [B, 1, L, N]
+    let y = (h * ct).sum_dim(3).reshape([bsz, dim, len]);
+    let y = y + x.u * x.d.reshape([1, dim, 1]);
+    (y, last)
+}
+
+/// Tensor-op backward: gradients of `sum(y ⊙ dy)` for every input.
+pub fn backward<B: Backend>(x: ScanInputs<B>, dy: Tensor<B, 3>, chunk: usize) -> ScanGrads<B> {
+    let [bsz, dim, len] = x.u.dims();
+    let n = x.a.dims()[1];
+    let device = x.u.device();
+    let (da, dbu) = discretize(&x);
+    let h = linear_scan(da.clone(), dbu, chunk); // [B, D, L, N]
+
+    // Adjoint state g_t = dL/dh_t = C_t dy_t + exp(Δ_{t+1} A) g_{t+1}, g_L = 0: the same
+    // linear recurrence on the reversed sequence. The decay at t = L-1 multiplies g_L = 0.
+    let bt = x.b.swap_dims(1, 2).unsqueeze_dim::<4>(1); // [B, 1, L, N]
+    let ct = x.c.swap_dims(1, 2).unsqueeze_dim::<4>(1);
+    let dy4 = dy.clone().unsqueeze_dim::<4>(3); // [B, D, L, 1]
+    let src = ct * dy4.clone();
+    let a_next = if len > 1 {
+        Tensor::cat(
+            vec![
+                da.clone().narrow(2, 1, len - 1),
+                Tensor::ones([bsz, dim, 1, n], &device),
+            ],
+            2,
+        )
+    } else {
+        Tensor::ones([bsz, dim, 1, n], &device)
+    };
+    let g = linear_scan(a_next.flip([2]), src.flip([2]), chunk).flip([2]);
+
+    let h_prev = if len > 1 {
+        Tensor::cat(
+            vec![
+                Tensor::zeros([bsz, dim, 1, n], &device),
+                h.clone().narrow(2, 0, len - 1),
+            ],
+            2,
+        )
+    } else {
+        Tensor::zeros([bsz, dim, 1, n], &device)
+    };
+    // d/d(Δ_t A_n) of exp(Δ_t A_n) h_{t-1}: g_t h_{t-1} exp(Δ_t A_n).
+    let dexp = g.clone() * h_prev * da;
+    let a4 = x.a.reshape([1, dim, 1, n]);
+    let gb = (g.clone() * bt).sum_dim(3).reshape([bsz, dim, len]); // Σ_n g B
+    let d_delta =
+        (dexp.clone() * a4).sum_dim(3).reshape([bsz, dim, len]) + gb.clone() * x.u.clone();
+    let d_u = gb * x.delta.clone() + dy.clone() * x.d.reshape([1, dim, 1]);
+    let d_a = (dexp * x.delta.clone().unsqueeze_dim::<4>(3))
+        .sum_dim(2)
+        .sum_dim(0)
+        .reshape([dim, n]);
+    let d_b = (g * (x.delta * x.u.clone()).unsqueeze_dim::<4>(3))
+        .sum_dim(1)
+        .reshape([bsz, len, n])
+        .swap_dims(1, 2);
+    let d_c = (h * dy4).sum_dim(1).reshape([bsz, len, n]).swap_dims(1, 2);
+    let d_d = (dy * x.u).sum_dim(2).sum_dim(0).reshape([dim]);
+    ScanGrads {
+        u: d_u,
+        delta: d_delta,
+        a: d_a,
+        b: d_b,
+        c: d_c,
+        d: d_d,
+    }
+}
+
+/// All states of `h_t = a_t h_{t-1} + b_t` (`h_{-1} = 0`) along axis 2 of `[B, D, L, N]`
+/// tensors, by the two-level chunked scan (`chunk` a power of two).
+pub fn linear_scan<B: Backend>(a: Tensor<B, 4>, b: Tensor<B, 4>, chunk: usize) -> Tensor<B, 4> {
     assert!(chunk.is_power_of_two(), "chunk must be a power of two");
-    let [bsz, dim, len] = u.dims();
-    let n = a.dims()[1];
+    let [bsz, dim, len, n] = a.dims();
     // Chunks longer than the sequence only waste work.
     let t = chunk.min(len.next_power_of_two()).max(1);
     let nchunks = len.div_ceil(t);
     let lp = nchunks * t;
 
-    // Discretize: dA = exp(Δ A) ∈ (0, 1], dBu = Δ u B. [B, D, L, N]
-    let da = (delta.clone().unsqueeze_dim::<4>(3) * a.reshape([1, dim, 1, n])).exp();
-    let bt = b.swap_dims(1, 2).unsqueeze_dim::<4>(1); // [B, 1, L, N]
-    let dbu = (delta * u.clone()).unsqueeze_dim::<4>(3) * bt;
-
     // Pad to a multiple of T with identity elements (a = 1, b = 0).
-    let (da, dbu) = if lp > len {
+    let (a, b) = if lp > len {
         let pad = lp - len;
         (
-            da.pad(
+            a.pad(
                 [(0, pad), (0, 0)],
                 burn::tensor::ops::PadMode::Constant(1.0),
             ),
-            dbu.pad(
+            b.pad(
                 [(0, pad), (0, 0)],
                 burn::tensor::ops::PadMode::Constant(0.0),
             ),
         )
     } else {
-        (da, dbu)
+        (a, b)
     };
-    let da = da.reshape([bsz, dim, nchunks, t, n]);
-    let dbu = dbu.reshape([bsz, dim, nchunks, t, n]);
+    let a = a.reshape([bsz, dim, nchunks, t, n]);
+    let b = b.reshape([bsz, dim, nchunks, t, n]);
 
     // Level 1: inclusive scan inside every chunk.
-    let (acum, h) = hillis_steele(da, dbu, 3);
+    let (acum, h) = hillis_steele(a, b, 3);
 
     // Level 2: scan the chunk-end states across chunks, then shift to get carry-ins.
     let h = if nchunks > 1 {
@@ -108,14 +204,7 @@ pub fn selective_scan_chunked<B: Backend>(
     };
 
     let h = h.reshape([bsz, dim, lp, n]);
-    let h = if lp > len { h.narrow(2, 0, len) } else { h };
-    let last = h.clone().narrow(2, len - 1, 1).reshape([bsz, dim, n]);
-
-    // y_t = C_t · h_t + D u_t
-    let ct = c.swap_dims(1, 2).unsqueeze_dim::<4>(1); // [B, 1, L, N]
-    let y = (h * ct).sum_dim(3).reshape([bsz, dim, len]);
-    let y = y + u * d.reshape([1, dim, 1]);
-    (y, last)
+    if lp > len { h.narrow(2, 0, len) } else { h }
 }
 
 /// Inclusive Hillis–Steele scan of `h_t = a_t h_{t-1} + b_t` along `axis` (log2 steps).
