@@ -12,6 +12,8 @@
 
 pub mod model;
 pub mod scan;
+#[cfg(feature = "cubecl-kernels")]
+pub mod scan_cubecl;
 
 pub use model::{MambaCache, MambaConfig, MambaLm, causal_lm_loss};
 pub mod hf;

@@ -67,10 +67,21 @@ pub trait ScanBackend: Backend {
     }
 }
 
-/// CUDA backend of the trainer (`--features cuda`): the tensor-op defaults until the CubeCL
-/// kernels land.
-#[cfg(feature = "cuda")]
-impl ScanBackend for burn::backend::Cuda<f32> {}
+/// Every CubeCL backend (CUDA with `--features cuda`, wgpu with `--features wgpu`): the fused
+/// CubeCL forward kernel ([`crate::scan_cubecl`]). The backward stays on the tensor-op default
+/// until the fused backward kernel passes its parity test (`tests/scan_kernel.rs`).
+#[cfg(feature = "cubecl-kernels")]
+impl<R, F, I, BT> ScanBackend for burn_cubecl::CubeBackend<R, F, I, BT>
+where
+    R: burn_cubecl::CubeRuntime,
+    F: burn_cubecl::FloatElement,
+    I: burn_cubecl::IntElement,
+    BT: burn_cubecl::BoolElement,
+{
+    fn selective_scan_forward(x: ScanInputs<Self>) -> (Tensor<Self, 3>, Tensor<Self, 3>) {
+        crate::scan_cubecl::forward(x.u, x.delta, x.a, x.b, x.c, x.d)
+    }
+}
 
 #[cfg(test)]
 mod tests;
