@@ -1,9 +1,10 @@
 """Peer timing for bench_model: transformers' MambaForCausalLM forward+backward on CPU.
 
 Usage: peer_mamba.py --config JSON --threads N --len L [--iters K]
-Prints one JSON line {"fwd_bwd_s": median seconds, "torch": version, "transformers": version}.
+Prints one JSON line {"fwd_bwd_s": median seconds, "peak_rss_mib": peak RSS of the process,
+"torch": version, "transformers": version}.
 """
-import argparse, json, statistics, time
+import argparse, json, resource, statistics, time
 
 p = argparse.ArgumentParser()
 p.add_argument("--config", required=True, help="HF config.json path")
@@ -29,5 +30,7 @@ for i in range(a.iters + 1 if a.iters > 0 else 1):
     dt = time.perf_counter() - t0
     if i > 0 or a.iters == 0:  # first iteration is warm-up (unless --iters 0: one cold run)
         times.append(dt)
-print(json.dumps({"fwd_bwd_s": statistics.median(times), "torch": torch.__version__,
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+print(json.dumps({"fwd_bwd_s": statistics.median(times), "peak_rss_mib": peak,
+                  "torch": torch.__version__,
                   "transformers": transformers.__version__}))

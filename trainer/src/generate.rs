@@ -64,10 +64,7 @@ pub fn prefill<B: ScanBackend>(
 ) -> (Tensor<B, 2>, MambaCache<B>) {
     assert!(!prompt.is_empty(), "prompt must not be empty");
     let ids = ids_1d::<B>(prompt, device).reshape([1, prompt.len()]);
-    let out = model.forward_full(ids, false, true);
-    let [_, l, v] = out.logits.dims();
-    let last = out.logits.narrow(1, l - 1, 1).reshape([1, v]);
-    (last, out.cache.expect("cache requested"))
+    model.prefill(ids)
 }
 
 fn to_rows<B: Backend>(t: Tensor<B, 2>) -> Vec<Vec<f32>> {

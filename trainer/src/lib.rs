@@ -4,7 +4,8 @@
 //! - [`MambaConfig`] (`MambaConfig::mamba_130m()`, `.init_seeded(&device, seed)`,
 //!   `.num_params()`), [`MambaLm`] (`forward`, `forward_full`, `step`, `empty_cache`),
 //!   [`causal_lm_loss`].
-//! - [`scan::selective_scan`]: the parallel S6 scan (swap point for a fused GPU kernel).
+//! - [`scan::ScanBackend`]: the S6 selective scan per backend (tensor-op default, fused CPU
+//!   loops for `NdArray<f32>`, one custom autodiff node that recomputes states in backward).
 //! - [`hf`]: `load_pretrained` / `save_pretrained` (HF `config.json` + `model.safetensors`),
 //!   `MambaLm::hf_params` (HF names), `hf_grads`.
 //! - [`generate`]: `greedy`, `beam_search` on the recurrent cache.

@@ -91,11 +91,24 @@ fn main() -> Result<()> {
             let tok = tokenizers::Tokenizer::from_file(&a.tokenizer)
                 .map_err(|e| anyhow::anyhow!("loading tokenizer {}: {e}", a.tokenizer.display()))?;
             let (_, model) = trainer::load_pretrained::<trainer::Cpu>(&a.model, &device)?;
+            let vocab = model.vocab_size;
             let enc = tok
                 .encode(a.prompt.as_str(), false)
                 .map_err(|e| anyhow::anyhow!("tokenizing prompt: {e}"))?;
             let prompt = enc.get_ids().to_vec();
             anyhow::ensure!(!prompt.is_empty(), "the prompt tokenizes to nothing");
+            if let Some((pos, id)) = prompt
+                .iter()
+                .enumerate()
+                .find(|(_, id)| **id as usize >= vocab)
+            {
+                anyhow::bail!(
+                    "prompt token {pos} has id {id}, outside the model's vocabulary of {vocab} \
+                     ({} and {} do not match)",
+                    a.tokenizer.display(),
+                    a.model.display()
+                );
+            }
             let mut stop = Vec::new();
             if a.stop_at_newline {
                 let nl = tok

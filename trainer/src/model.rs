@@ -537,6 +537,29 @@ impl<B: ScanBackend> MambaLm<B> {
             cache: want_cache.then_some(MambaCache { layers: states }),
         }
     }
+
+    /// Prompt processing for generation: parallel mode over `ids` `[B, L]`, but norm_f and
+    /// the (vocabulary-sized) head only on the last position. Returns logits `[B, V]` and
+    /// the recurrent cache after the last position.
+    pub fn prefill(&self, ids: Tensor<B, 2, Int>) -> (Tensor<B, 2>, MambaCache<B>) {
+        let [bsz, len] = ids.dims();
+        let emb = self.embeddings.val();
+        let d = emb.dims()[1];
+        let mut x = emb
+            .select(0, ids.reshape([bsz * len]))
+            .reshape([bsz, len, d]);
+        let mut states = Vec::with_capacity(self.layers.len());
+        for layer in &self.layers {
+            let (y, st) = layer.mixer.forward(layer.norm.forward(x.clone()), true);
+            x = x + y;
+            states.push(st.expect("state requested"));
+        }
+        let x = self
+            .norm_f
+            .forward(x.narrow(1, len - 1, 1).reshape([bsz, d]));
+        let logits = x.matmul(self.head_weight().transpose());
+        (logits, MambaCache { layers: states })
+    }
 }
 
 /// Mean next-token cross-entropy over all `B·(L−1)` targets (labels = ids, shifted).
@@ -648,6 +671,39 @@ mod tests {
                 .map(|(a, b)| (a - b).abs())
                 .fold(0f32, f32::max);
             assert!(err < 1e-5, "split {split}: max abs err {err}");
+        }
+    }
+
+    #[test]
+    fn prefill_equals_last_position_of_the_full_forward() {
+        let dev = Default::default();
+        let m: MambaLm<Be> = tiny().init_seeded(&dev, 4);
+        let ids: Tensor<Be, 2, Int> = Tensor::from_data(
+            TensorData::new(vec![3i64, 14, 15, 9, 2, 6, 5, 35, 8, 9, 7], [1, 11]),
+            &dev,
+        );
+        let full = m.forward_full(ids.clone(), false, true);
+        let (last, cache) = m.prefill(ids);
+        let v = full.logits.dims()[2];
+        let want = full.logits.narrow(1, 10, 1).reshape([1, v]);
+        let got = last.into_data().to_vec::<f32>().unwrap();
+        let want = want.into_data().to_vec::<f32>().unwrap();
+        assert_eq!(got.len(), v);
+        let err = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(err < 1e-6, "max abs err {err}");
+        for (a, b) in cache.layers.iter().zip(&full.cache.unwrap().layers) {
+            assert_eq!(
+                a.ssm.clone().into_data().to_vec::<f32>().unwrap(),
+                b.ssm.clone().into_data().to_vec::<f32>().unwrap()
+            );
+            assert_eq!(
+                a.conv.clone().into_data().to_vec::<f32>().unwrap(),
+                b.conv.clone().into_data().to_vec::<f32>().unwrap()
+            );
         }
     }
 

@@ -1,7 +1,7 @@
 //! Model benchmark (release build; `just bench-model`): forward+backward wall time on CPU
 //! for tiny-b and the mamba-130m shape at B=1, L=512, next to transformers'
 //! `MambaForCausalLM` (same thread count, via `benches/peer_mamba.py`), plus the peak RSS
-//! of a 130m forward at L=2048.
+//! of a 130m forward at L=2048. The peer's Python defaults to `~/.cache/biomamba-peer-venv`.
 //!
 //! Options: `--len N` (512), `--iters N` (3), `--layers N` (override the 130m depth, for
 //! quick looks), `--checkpoint` (Burn's BalancedCheckpointing: recompute memory-bound
@@ -86,13 +86,14 @@ fn ours_fwd_bwd<B: AutodiffBackend + trainer::scan::ScanBackend>(
     (times[times.len() / 2], peak_rss_mib())
 }
 
+/// transformers' median forward+backward seconds and the peer process's peak RSS (MiB).
 fn peer_fwd_bwd(
     python: &str,
     cfg: &MambaConfig,
     threads: usize,
     len: usize,
     iters: usize,
-) -> Result<f64> {
+) -> Result<(f64, f64)> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/peer_mamba.py");
     let tmp = std::env::temp_dir().join(format!("bench_model_cfg_{}.json", std::process::id()));
     HfConfig::from_config(cfg.clone()).save(&tmp)?;
@@ -131,9 +132,10 @@ fn peer_fwd_bwd(
         anyhow::bail!("{last}");
     }
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("peer output")?;
-    v["fwd_bwd_s"]
+    let t = v["fwd_bwd_s"]
         .as_f64()
-        .context("peer output lacks fwd_bwd_s")
+        .context("peer output lacks fwd_bwd_s")?;
+    Ok((t, v["peak_rss_mib"].as_f64().unwrap_or(f64::NAN)))
 }
 
 fn main() -> Result<()> {
@@ -141,6 +143,12 @@ fn main() -> Result<()> {
     let iters: usize = arg("--iters").map(|s| s.parse()).transpose()?.unwrap_or(3);
     let python = arg("--python")
         .or_else(|| std::env::var("BIOMAMBA_PEER_PYTHON").ok())
+        .or_else(|| {
+            // The project's peer venv, where the setup put torch + transformers.
+            let home = std::env::var_os("HOME")?;
+            let p = PathBuf::from(home).join(".cache/biomamba-peer-venv/bin/python");
+            p.exists().then(|| p.display().to_string())
+        })
         .unwrap_or_else(|| "python3".into());
     let threads = rayon::current_num_threads();
     println!(
@@ -163,9 +171,9 @@ fn main() -> Result<()> {
     }
 
     println!(
-        "\n| model | layers | ours fwd+bwd (s) | ours peak RSS (MiB) | transformers fwd+bwd (s) | ours / transformers |"
+        "\n| model | layers | ours fwd+bwd (s) | ours peak RSS (MiB) | transformers fwd+bwd (s) | transformers peak RSS (MiB) | ours / transformers (time) |"
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
     for (name, cfg) in &cases {
         let (ours, rss) = if flag("--checkpoint") {
             ours_fwd_bwd::<burn::backend::Autodiff<Cpu, BalancedCheckpointing>>(cfg, len, iters)
@@ -175,16 +183,24 @@ fn main() -> Result<()> {
         let peer = if flag("--skip-peer") {
             Err(anyhow::anyhow!("skipped"))
         } else {
-            // One cold run for 130m: the peer's reference scan is slow on CPU.
-            let pi = if *name == "mamba-130m" { 0 } else { iters };
+            // 130m: one warm-up and one timed run (the peer's reference scan is slow on CPU).
+            let pi = if *name == "mamba-130m" {
+                iters.min(1)
+            } else {
+                iters
+            };
             peer_fwd_bwd(&python, cfg, threads, len, pi)
         };
-        let (p, ratio) = match &peer {
-            Ok(p) => (format!("{p:.3}"), format!("{:.2}", ours / p)),
-            Err(e) => (format!("peer unavailable: {e}"), "-".into()),
+        let (p, prss, ratio) = match &peer {
+            Ok((p, prss)) => (
+                format!("{p:.3}"),
+                format!("{prss:.0}"),
+                format!("{:.2}", ours / p),
+            ),
+            Err(e) => (format!("peer unavailable: {e}"), "-".into(), "-".into()),
         };
         println!(
-            "| {name} | {} | {ours:.3} | {rss:.0} | {p} | {ratio} |",
+            "| {name} | {} | {ours:.3} | {rss:.0} | {p} | {prss} | {ratio} |",
             cfg.num_hidden_layers
         );
     }
