@@ -20,10 +20,12 @@
 //! (`CHUNK` steps) in an f32 scratch `[B, D, L/CHUNK, N]`; it then walks the chunks in reverse:
 //! recompute the chunk's `CHUNK × N` states from its boundary state into a unit-local array, and
 //! run the reverse recurrence over them. Only decays `exp(Δ A) ≤ 1` are multiplied, so nothing
-//! can overflow. `dB`, `dC` are shared by all channels: each cube sums its `CH` channels through
-//! shared memory (a fixed-order loop) and writes one partial per cube; `dA` and `dD` are written
-//! per (batch, channel). The partials are summed with tensor ops, so the result is deterministic
-//! (no float atomics).
+//! can overflow. `dB`, `dC` are shared by all channels: each unit writes its own contributions
+//! to partial buffers `[B, D, N, L]` (no shared memory and no barriers: WGSL's uniformity analysis
+//! rejects `sync_cube` inside loops whose bounds come from tensor metadata, and the pipeline then
+//! never runs); `dA` and `dD` are written per (batch, channel). The partials are summed over `D`
+//! (and `B`) with tensor ops, so the result is deterministic (no float atomics). The per-channel
+//! partials cost `2·B·D·N·L·4` bytes per layer in the backward.
 
 use burn::tensor::{DType, Shape, Tensor, TensorPrimitive};
 use burn_cubecl::{
@@ -33,7 +35,7 @@ use burn_cubecl::{
 use cubecl::prelude::{CubeCount, CubeDim};
 use kernels::{scan_backward_kernel, scan_forward_kernel};
 
-/// Channels per cube (units of one cube share the `B_t`, `C_t` reads and the `dB`/`dC` reduction).
+/// Channels per cube (units of one cube share the `B_t`, `C_t` reads).
 pub const CHANNELS_PER_CUBE: usize = 32;
 /// Steps between saved boundary states in the backward pass.
 pub const CHUNK: usize = 32;
@@ -108,27 +110,23 @@ mod kernels {
         ddelta: &mut Tensor<F>, // [B, D, L]
         da_part: &mut Tensor<f32>, // [B, D, N]
         dd_part: &mut Tensor<f32>, // [B, D]
-        db_part: &mut Tensor<f32>, // [B, G, N, L]  (G = cubes along D)
-        dc_part: &mut Tensor<f32>, // [B, G, N, L]
+        db_part: &mut Tensor<f32>, // [B, D, N, L] per-channel dB contributions
+        dc_part: &mut Tensor<f32>, // [B, D, N, L] per-channel dC contributions
         bounds: &mut Tensor<f32>,  // [B, D, ceil(L / CHUNK), N] scratch
         #[comptime] n_state: usize,
         #[comptime] chunk: usize,
-        #[comptime] channels: usize,
         #[define(F)] _dtype: StorageType,
     ) {
         let dim = u.shape(1);
         let len = u.shape(2);
         let nchunks = (len + chunk - 1) / chunk;
         let b = CUBE_POS_Y as usize;
-        let g = CUBE_POS_X as usize;
-        let ngroups = CUBE_COUNT_X as usize;
-        let lane = UNIT_POS_X as usize;
-        let d_raw = g * channels + lane;
-        // Units past the last channel still take part in the cube-wide reductions (every unit must
-        // reach every barrier); they read channel D-1 and contribute zeros.
-        let valid = d_raw < dim;
-        let d = if valid { d_raw } else { dim - 1 };
-        let mask = if valid { 1.0f32 } else { 0.0f32 };
+        let d = CUBE_POS_X as usize * CUBE_DIM_X as usize + UNIT_POS_X as usize;
+        // No unit-to-unit communication (no shared memory, no barriers), so units past the last
+        // channel can simply stop.
+        if d >= dim {
+            terminate!();
+        }
 
         let row = (b * dim + d) * len;
         let bc = b * n_state * len;
@@ -167,7 +165,6 @@ mod kernels {
 
         // Pass 2: chunks in reverse. `hs[s * N + n]` = h_{t0 + s - 1} (the state entering step t0+s).
         let mut hs = Array::<f32>::new(chunk * n_state);
-        let mut red = SharedMemory::<f32>::new(channels * 2 * n_state);
         for kr in 0..nchunks {
             let k = nchunks - 1 - kr;
             let t0 = k * chunk;
@@ -194,7 +191,7 @@ mod kernels {
                 let t = t0 + s;
                 let dt = f32::cast_from(delta[row + t]);
                 let ut = f32::cast_from(u[row + t]);
-                let dyt = f32::cast_from(dy[row + t]) * mask;
+                let dyt = f32::cast_from(dy[row + t]);
                 let dtu = dt * ut;
                 let mut du_acc = dd * dyt;
                 let mut ddt_acc = 0.0f32;
@@ -211,40 +208,20 @@ mod kernels {
                     ddt_acc += gn * (av[n] * decay * hp + ut * bn);
                     da_acc[n] += gn * dt * decay * hp;
                     gcarry[n] = decay * gn;
-                    red[lane * 2 * n_state + n] = gn * dtu; // dB contribution
-                    red[lane * 2 * n_state + n_state + n] = dyt * ht; // dC contribution
+                    let out = ((b * dim + d) * n_state + n) * len + t;
+                    db_part[out] = gn * dtu; // this channel's dB contribution
+                    dc_part[out] = dyt * ht; // this channel's dC contribution
                 }
-                if valid {
-                    du[row + t] = F::cast_from(du_acc);
-                    ddelta[row + t] = F::cast_from(ddt_acc);
-                }
-                sync_cube();
-                // Units 0..2N each sum one (B or C, n) column over the cube's channels, in order.
-                if lane < 2 * n_state {
-                    let mut sum = 0.0f32;
-                    for j in 0..channels {
-                        sum += red[j * 2 * n_state + lane];
-                    }
-                    let which = lane / n_state;
-                    let n = lane % n_state;
-                    let out = ((b * ngroups + g) * n_state + n) * len + t;
-                    if which == 0 {
-                        db_part[out] = sum;
-                    } else {
-                        dc_part[out] = sum;
-                    }
-                }
-                sync_cube();
+                du[row + t] = F::cast_from(du_acc);
+                ddelta[row + t] = F::cast_from(ddt_acc);
             }
         }
 
-        if valid {
-            #[unroll]
-            for n in 0..n_state {
-                da_part[(b * dim + d) * n_state + n] = da_acc[n];
-            }
-            dd_part[b * dim + d] = dd_acc;
+        #[unroll]
+        for n in 0..n_state {
+            da_part[(b * dim + d) * n_state + n] = da_acc[n];
         }
+        dd_part[b * dim + d] = dd_acc;
     }
 }
 
@@ -338,8 +315,10 @@ pub fn backward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>
     let ddelta = empty(Shape::new([bsz, dim, len]), dtype);
     let da_part = empty(Shape::new([bsz, dim, n]), DType::F32);
     let dd_part = empty(Shape::new([bsz, dim]), DType::F32);
-    let db_part = empty(Shape::new([bsz, groups, n, len]), DType::F32);
-    let dc_part = empty(Shape::new([bsz, groups, n, len]), DType::F32);
+    // Per-channel partials: 2·B·D·N·L·4 bytes. To be replaced by an in-cube reduction once its
+    // barriers sit in uniform control flow (WGSL rejects `sync_cube` under data-dependent loops).
+    let db_part = empty(Shape::new([bsz, dim, n, len]), DType::F32);
+    let dc_part = empty(Shape::new([bsz, dim, n, len]), DType::F32);
     let bounds = empty(Shape::new([bsz, dim, nchunks.max(1), n]), DType::F32);
     if bsz * dim * len > 0 {
         scan_backward_kernel::launch::<R>(
@@ -362,7 +341,6 @@ pub fn backward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>
             bounds.into_tensor_arg(),
             n,
             CHUNK,
-            CHANNELS_PER_CUBE,
             dtype.into(),
         );
     }

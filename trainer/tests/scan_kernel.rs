@@ -212,14 +212,12 @@ fn fused_scan_forward_matches_tensor_op_scan() {
 
 /// Backward kernel: all six gradients.
 #[test]
-#[ignore = "backward kernel returns zeros on lavapipe (kernel compiles, launch reports no error); not wired into ScanBackend until fixed"]
 fn fused_scan_backward_matches_tensor_op_scan() {
     check(2..8);
 }
 
 /// Same inputs twice give bit-identical gradients (no atomics, fixed reduction order).
 #[test]
-#[ignore = "meaningful only once the backward kernel passes its parity test"]
 fn fused_scan_backward_is_deterministic() {
     let p = Problem::new([2, 70, 65, 16], 7);
     let a = fused(&p);

@@ -68,8 +68,8 @@ pub trait ScanBackend: Backend {
 }
 
 /// Every CubeCL backend (CUDA with `--features cuda`, wgpu with `--features wgpu`): the fused
-/// CubeCL forward kernel ([`crate::scan_cubecl`]). The backward stays on the tensor-op default
-/// until the fused backward kernel passes its parity test (`tests/scan_kernel.rs`).
+/// CubeCL forward and backward kernels ([`crate::scan_cubecl`]), checked against the tensor-op
+/// scan by `tests/scan_kernel.rs`.
 #[cfg(feature = "cubecl-kernels")]
 impl<R, F, I, BT> ScanBackend for burn_cubecl::CubeBackend<R, F, I, BT>
 where
@@ -80,6 +80,12 @@ where
 {
     fn selective_scan_forward(x: ScanInputs<Self>) -> (Tensor<Self, 3>, Tensor<Self, 3>) {
         crate::scan_cubecl::forward(x.u, x.delta, x.a, x.b, x.c, x.d)
+    }
+
+    fn selective_scan_backward(x: ScanInputs<Self>, dy: Tensor<Self, 3>) -> ScanGrads<Self> {
+        let (u, delta, a, b, c, d) =
+            crate::scan_cubecl::backward(x.u, x.delta, x.a, x.b, x.c, x.d, dy);
+        ScanGrads { u, delta, a, b, c, d }
     }
 }
 
