@@ -19,24 +19,12 @@ use pipeline::bioasq::{self, Args, tables};
 use pipeline::{Config, Ctx, Layout};
 use serde_json::Value;
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
 fn fixtures() -> Option<PathBuf> {
-    let dir = std::env::var_os("BIOMAMBA_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("../shared/fixtures"));
-    dir.join("bioasq/golden/4B1_golden.json")
-        .exists()
-        .then_some(dir)
+    schemas::fixtures::fixtures_with(&["bioasq/golden/4B1_golden.json"])
 }
 
 fn sample_dir() -> PathBuf {
-    workspace_root().join("data/sample/bioasq")
+    schemas::fixtures::sample_dir().join("bioasq")
 }
 
 fn ctx(dir: &Path, toml: &str, force: bool) -> Ctx {
@@ -64,22 +52,11 @@ fn read_json(path: &Path) -> Value {
 
 /// Every file under `dir` with its bytes (for byte-identical re-run checks).
 fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.insert(
-                    p.strip_prefix(dir).unwrap().to_path_buf(),
-                    std::fs::read(&p).unwrap(),
-                );
-            }
-        }
-    }
-    out
+    schemas::fixtures::snapshot(dir)
+        .unwrap()
+        .into_iter()
+        .map(|(p, (_, bytes))| (p, bytes))
+        .collect()
 }
 
 /// (question_id, type, exact_answer, year, source_file)
@@ -1033,8 +1010,8 @@ fn sample_join_with_parsed_pubmed() {
     ] {
         std::fs::create_dir_all(raw.join(sub)).unwrap();
         std::fs::copy(
-            workspace_root()
-                .join("data/sample/pubmed")
+            schemas::fixtures::sample_dir()
+                .join("pubmed")
                 .join(sub)
                 .join(name),
             raw.join(sub).join(name),
@@ -1057,7 +1034,7 @@ fn sample_join_with_parsed_pubmed() {
 
     // Expected contexts from the sample's independent (xml.etree) extraction.
     let expect: HashMap<u64, Value> =
-        std::fs::read_to_string(workspace_root().join("data/sample/expect/pubmed26n0001.jsonl"))
+        std::fs::read_to_string(schemas::fixtures::sample_dir().join("expect/pubmed26n0001.jsonl"))
             .unwrap()
             .lines()
             .map(|l| serde_json::from_str::<Value>(l).unwrap())

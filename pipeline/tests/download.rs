@@ -14,12 +14,7 @@ use sha2::Sha256;
 const MB: usize = 1 << 20;
 
 fn fixtures() -> Option<PathBuf> {
-    let dir = std::env::var_os("BIOMAMBA_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"));
-    dir.join("pubmed/pubmed26n1334.xml.gz")
-        .is_file()
-        .then_some(dir)
+    schemas::fixtures::fixtures_with(&["pubmed/pubmed26n1334.xml.gz"])
 }
 
 fn md5_hex(b: &[u8]) -> String {

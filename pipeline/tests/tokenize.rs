@@ -2,7 +2,7 @@
 //! train-tokenizer` → `pipeline tokenize` → shards; and the GPT-NeoX expect ids through parse.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use pipeline::tokenize::pack::split_of;
 use pipeline::tokenize::synthetic::read_expect_jsonl;
@@ -11,15 +11,7 @@ use pipeline::tokenize::{self, LoadedTokenizer, Settings, document_text};
 use pipeline::{Config, Ctx, Layout};
 use schemas::shards::ShardSet;
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn fixtures() -> PathBuf {
-    std::env::var_os("BIOMAMBA_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("../shared/fixtures"))
-}
+use schemas::fixtures::{fixtures_dir as fixtures, sample_dir};
 
 fn ctx(dir: &Path, toml: &str) -> Ctx {
     let config: Config = toml::from_str(toml).expect("test config");
@@ -38,7 +30,7 @@ fn copy_into(dir: &Path, sub: &str, file: &Path) {
 
 #[test]
 fn sample_xml_to_shards() {
-    let sample = workspace().join("data/sample");
+    let sample = sample_dir();
     let baseline = sample.join("pubmed/baseline/pubmed26n0001.xml.gz");
     let update = sample.join("pubmed/updatefiles/pubmed26n0002.xml.gz");
     if !baseline.exists() || !update.exists() {

@@ -8,6 +8,7 @@
 pub mod abstracts;
 pub mod atomic;
 pub mod bioasq;
+pub mod fixtures;
 pub mod manifest;
 pub mod progress;
 pub mod shards;

@@ -47,13 +47,13 @@ mod kernels {
 
     #[cube(launch)]
     pub fn scan_forward_kernel<F: Float>(
-        u: &Tensor<F>,     // [B, D, L]
-        delta: &Tensor<F>, // [B, D, L]
-        a: &Tensor<F>,     // [D, N]
-        bm: &Tensor<F>,    // [B, N, L]
-        cm: &Tensor<F>,    // [B, N, L]
-        dskip: &Tensor<F>, // [D]
-        y: &mut Tensor<F>, // [B, D, L]
+        u: &Tensor<F>,        // [B, D, L]
+        delta: &Tensor<F>,    // [B, D, L]
+        a: &Tensor<F>,        // [D, N]
+        bm: &Tensor<F>,       // [B, N, L]
+        cm: &Tensor<F>,       // [B, N, L]
+        dskip: &Tensor<F>,    // [D]
+        y: &mut Tensor<F>,    // [B, D, L]
         last: &mut Tensor<F>, // [B, D, N]
         #[comptime] n_state: usize,
         #[define(F)] _dtype: StorageType,
@@ -99,15 +99,15 @@ mod kernels {
     #[cube(launch)]
     #[allow(clippy::too_many_arguments)]
     pub fn scan_backward_kernel<F: Float>(
-        u: &Tensor<F>,     // [B, D, L]
-        delta: &Tensor<F>, // [B, D, L]
-        a: &Tensor<F>,     // [D, N]
-        bm: &Tensor<F>,    // [B, N, L]
-        cm: &Tensor<F>,    // [B, N, L]
-        dskip: &Tensor<F>, // [D]
-        dy: &Tensor<F>,    // [B, D, L]
-        du: &mut Tensor<F>,     // [B, D, L]
-        ddelta: &mut Tensor<F>, // [B, D, L]
+        u: &Tensor<F>,             // [B, D, L]
+        delta: &Tensor<F>,         // [B, D, L]
+        a: &Tensor<F>,             // [D, N]
+        bm: &Tensor<F>,            // [B, N, L]
+        cm: &Tensor<F>,            // [B, N, L]
+        dskip: &Tensor<F>,         // [D]
+        dy: &Tensor<F>,            // [B, D, L]
+        du: &mut Tensor<F>,        // [B, D, L]
+        ddelta: &mut Tensor<F>,    // [B, D, L]
         da_part: &mut Tensor<f32>, // [B, D, N]
         dd_part: &mut Tensor<f32>, // [B, D]
         db_part: &mut Tensor<f32>, // [B, D, N, L] per-channel dB contributions
@@ -251,7 +251,12 @@ pub fn forward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
     ];
     let client = u.client.clone();
     let device = u.device.clone();
-    let y = empty_device_dtype(client.clone(), device.clone(), Shape::new([bsz, dim, len]), dtype);
+    let y = empty_device_dtype(
+        client.clone(),
+        device.clone(),
+        Shape::new([bsz, dim, len]),
+        dtype,
+    );
     let last = empty_device_dtype(client.clone(), device, Shape::new([bsz, dim, n]), dtype);
     let groups = dim.div_ceil(CHANNELS_PER_CUBE);
     if bsz * dim * len > 0 {
@@ -294,7 +299,11 @@ pub fn backward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>
     Tensor<CubeBackend<R, F, I, BT>, 1>,
 ) {
     let [bsz, dim, len] = check_shapes(&u, &delta, &a, &b, &c, &d);
-    assert_eq!(dy.dims(), [bsz, dim, len], "selective scan: dy must be [B, D, L]");
+    assert_eq!(
+        dy.dims(),
+        [bsz, dim, len],
+        "selective scan: dy must be [B, D, L]"
+    );
     let n = a.dims()[1];
     let dtype = u.dtype();
     let [u, delta, a, b, c, d, dy] = [
@@ -310,7 +319,8 @@ pub fn backward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>
     let device = u.device.clone();
     let groups = dim.div_ceil(CHANNELS_PER_CUBE);
     let nchunks = len.div_ceil(CHUNK);
-    let empty = |shape: Shape, dt: DType| empty_device_dtype(client.clone(), device.clone(), shape, dt);
+    let empty =
+        |shape: Shape, dt: DType| empty_device_dtype(client.clone(), device.clone(), shape, dt);
     let du = empty(Shape::new([bsz, dim, len]), dtype);
     let ddelta = empty(Shape::new([bsz, dim, len]), dtype);
     let da_part = empty(Shape::new([bsz, dim, n]), DType::F32);
@@ -365,10 +375,22 @@ fn check_shapes<B: burn::tensor::backend::Backend>(
 ) -> [usize; 3] {
     let [bsz, dim, len] = u.dims();
     let [ad, n] = a.dims();
-    assert_eq!(delta.dims(), [bsz, dim, len], "selective scan: delta must be [B, D, L] like u");
+    assert_eq!(
+        delta.dims(),
+        [bsz, dim, len],
+        "selective scan: delta must be [B, D, L] like u"
+    );
     assert_eq!(ad, dim, "selective scan: a must be [D, N]");
-    assert_eq!(b.dims(), [bsz, n, len], "selective scan: b must be [B, N, L]");
-    assert_eq!(c.dims(), [bsz, n, len], "selective scan: c must be [B, N, L]");
+    assert_eq!(
+        b.dims(),
+        [bsz, n, len],
+        "selective scan: b must be [B, N, L]"
+    );
+    assert_eq!(
+        c.dims(),
+        [bsz, n, len],
+        "selective scan: c must be [B, N, L]"
+    );
     assert_eq!(d.dims(), [dim], "selective scan: d must be [D]");
     assert!(
         (1..=MAX_STATE).contains(&n),

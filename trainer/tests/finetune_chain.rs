@@ -18,9 +18,7 @@ use arrow::ipc::writer::FileWriter;
 use serde_json::Value;
 
 fn fixtures() -> Option<PathBuf> {
-    let root = std::env::var_os("BIOMAMBA_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"));
+    let root = schemas::fixtures::fixtures_dir();
     if root.join("bioasq/squad").is_dir()
         && root.join("tokenizer/gpt-neox-20b.tokenizer.json").is_file()
     {

@@ -57,10 +57,13 @@ impl Problem {
             shape,
             u: r.normal(bs * dm * l),
             // Δ as in Mamba: softplus of a projection, here of N(-1, 1) (mostly 0.05..1.5).
-            delta: r.normal(bs * dm * l).into_iter().map(|x| softplus(x - 1.0)).collect(),
+            delta: r
+                .normal(bs * dm * l)
+                .into_iter()
+                .map(|x| softplus(x - 1.0))
+                .collect(),
             // A = -exp(A_log) with A_log around log(1..N), as in Mamba's init.
-            a: r
-                .normal(dm * n)
+            a: r.normal(dm * n)
                 .into_iter()
                 .enumerate()
                 .map(|(i, x)| -((1 + i % n) as f32) * (0.3 * x).exp())
@@ -86,7 +89,8 @@ impl Problem {
         Tensor<B, 3>,
     ) {
         let [bs, dm, l, n] = self.shape;
-        let t3 = |v: &Vec<f32>, s: [usize; 3]| Tensor::from_data(TensorData::new(v.clone(), s), dev);
+        let t3 =
+            |v: &Vec<f32>, s: [usize; 3]| Tensor::from_data(TensorData::new(v.clone(), s), dev);
         (
             t3(&self.u, [bs, dm, l]),
             t3(&self.delta, [bs, dm, l]),
@@ -136,7 +140,10 @@ fn reference(p: &Problem) -> Vec<Vec<f32>> {
         host(u.grad(&grads).unwrap()),
         host(delta.grad(&grads).unwrap()),
         // With L = 1 the decay never multiplies a state: A gets no gradient (zeros).
-        host(a.grad(&grads).unwrap_or_else(|| a.clone().inner().zeros_like())),
+        host(
+            a.grad(&grads)
+                .unwrap_or_else(|| a.clone().inner().zeros_like()),
+        ),
         host(b.grad(&grads).unwrap()),
         host(c.grad(&grads).unwrap()),
         host(d.grad(&grads).unwrap()),
@@ -224,7 +231,9 @@ fn fused_scan_backward_is_deterministic() {
     let b = fused(&p);
     for (k, name) in NAMES.iter().enumerate() {
         assert!(
-            a[k].iter().zip(&b[k]).all(|(x, y)| x.to_bits() == y.to_bits()),
+            a[k].iter()
+                .zip(&b[k])
+                .all(|(x, y)| x.to_bits() == y.to_bits()),
             "{name} differs between two identical runs"
         );
     }

@@ -94,11 +94,7 @@ fn child(input: &Path, write: bool) -> Result<()> {
     Ok(())
 }
 
-fn fixtures_dir() -> PathBuf {
-    std::env::var_os("BIOMAMBA_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"))
-}
+use schemas::fixtures::fixtures_dir;
 
 /// `<PubmedArticle>` elements (text) with their PMIDs, from the real fixtures, else the sample.
 fn source_records() -> Result<Vec<(String, String)>> {

@@ -26,15 +26,7 @@ struct Options {
     python: PathBuf,
 }
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn fixtures() -> PathBuf {
-    std::env::var_os("BIOMAMBA_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("../shared/fixtures"))
-}
+use schemas::fixtures::{fixtures_dir as fixtures, sample_dir};
 
 fn parse_args() -> Result<Options> {
     let home = std::env::var_os("HOME")
@@ -74,7 +66,7 @@ fn source_rows() -> Result<Vec<AbstractRow>> {
     let mut files = Vec::new();
     for dir in [
         fixtures().join("pubmed/expect"),
-        workspace().join("data/sample/expect"),
+        sample_dir().join("expect"),
     ] {
         if let Ok(entries) = std::fs::read_dir(&dir) {
             let mut found: Vec<PathBuf> = entries

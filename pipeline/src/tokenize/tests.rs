@@ -9,18 +9,10 @@ use super::token_file::TokenFileReader;
 use super::*;
 use crate::{Config, Ctx};
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn fixtures() -> PathBuf {
-    std::env::var_os("BIOMAMBA_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("../shared/fixtures"))
-}
+use schemas::fixtures::{fixtures_dir as fixtures, sample_dir};
 
 fn sample_rows() -> Option<Vec<Vec<AbstractRow>>> {
-    let dir = workspace().join("data/sample/expect");
+    let dir = sample_dir().join("expect");
     let files = ["pubmed26n0001.jsonl", "pubmed26n0002.jsonl"];
     if files.iter().any(|f| !dir.join(f).exists()) {
         println!("SKIP: sample expect files absent in {}", dir.display());
@@ -69,8 +61,7 @@ fn sample_ctx(dir: &Path, parts: &[Vec<AbstractRow>]) -> Ctx {
     config.tokenize.shard_sequences = 8;
     config.tokenize.val_fraction = 0.2;
     config.tokenize.batch_rows = 7;
-    config.tokenize.decontaminate =
-        vec![workspace().join("data/sample/bioasq/test-batch1_golden.json")];
+    config.tokenize.decontaminate = vec![sample_dir().join("bioasq/test-batch1_golden.json")];
     Ctx::new(Some(dir.to_path_buf()), config, false)
 }
 
@@ -83,23 +74,7 @@ fn run_all(ctx: &Ctx) -> (TokenizeReport, PackSummary) {
 
 /// Every file under `dir` with its mtime and content.
 fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (std::time::SystemTime, Vec<u8>)> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let meta = std::fs::metadata(&p).unwrap();
-                out.insert(
-                    p.strip_prefix(dir).unwrap().to_path_buf(),
-                    (meta.modified().unwrap(), std::fs::read(&p).unwrap()),
-                );
-            }
-        }
-    }
-    out
+    schemas::fixtures::snapshot(dir).unwrap()
 }
 
 fn shard_bytes(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {

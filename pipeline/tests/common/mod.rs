@@ -8,18 +8,11 @@ use serde_json::{Value, json};
 
 /// The real fixtures (`BIOMAMBA_FIXTURES`, default `<workspace>/../shared/fixtures`), if present.
 pub fn fixtures() -> Option<PathBuf> {
-    let dir = std::env::var_os("BIOMAMBA_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"));
-    dir.join("pubmed").is_dir().then_some(dir)
-}
-
-pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    schemas::fixtures::fixtures_with(&["pubmed"])
 }
 
 pub fn sample() -> PathBuf {
-    workspace().join("data/sample")
+    schemas::fixtures::sample_dir()
 }
 
 /// The expect-file view of a citation.

@@ -155,9 +155,7 @@ fn main() -> Result<()> {
         "bench_model: B=1, L={len}, f32 CPU (burn-ndarray), {threads} threads, median of {iters}"
     );
 
-    let golden = std::env::var_os("BIOMAMBA_GOLDEN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/golden"));
+    let golden = schemas::fixtures::golden_dir();
     let tiny_b = HfConfig::load(&golden.join("mamba/tiny-b/config.json"))
         .map(|c| c.config)
         .unwrap_or_else(|_| MambaConfig::new(256, 64, 3).with_time_step_rank(Some(4)));

@@ -85,7 +85,14 @@ where
     fn selective_scan_backward(x: ScanInputs<Self>, dy: Tensor<Self, 3>) -> ScanGrads<Self> {
         let (u, delta, a, b, c, d) =
             crate::scan_cubecl::backward(x.u, x.delta, x.a, x.b, x.c, x.d, dy);
-        ScanGrads { u, delta, a, b, c, d }
+        ScanGrads {
+            u,
+            delta,
+            a,
+            b,
+            c,
+            d,
+        }
     }
 }
 

@@ -8,10 +8,7 @@ use std::path::PathBuf;
 /// `$BIOMAMBA_GOLDEN/mamba/<name>`, or `<workspace>/../shared/golden/mamba/<name>`;
 /// `None` (the test prints SKIP) when absent.
 pub fn fixture(name: &str) -> Option<PathBuf> {
-    let root = std::env::var_os("BIOMAMBA_GOLDEN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/golden"));
-    let dir = root.join("mamba").join(name);
+    let dir = schemas::fixtures::golden_dir().join("mamba").join(name);
     if dir.join("golden.safetensors").exists() && dir.join("model.safetensors").exists() {
         Some(dir)
     } else {
