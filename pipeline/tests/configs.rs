@@ -1,8 +1,6 @@
 //! Every file in `configs/` parses with the pipeline's config loader and has the sections the `just`
 //! recipes that use it need (trainer/tests/configs.rs checks the trainer's side).
 
-use std::path::PathBuf;
-
 /// Each config and the recipes that read it (`just demo` uses sample.toml; `CONFIG` defaults to
 /// pubmed-130m.toml for the others; bioasq-tasks.toml is the `[bioasq]` snippet).
 const RECIPES: &[(&str, &[&str])] = &[
@@ -23,18 +21,11 @@ fn needs(recipe: &str) -> &'static [&'static str] {
     }
 }
 
-fn configs() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../configs")
-}
+use schemas::fixtures::configs_dir as configs;
 
 #[test]
 fn every_config_parses_and_has_its_recipes_sections() {
-    let mut files: Vec<String> = std::fs::read_dir(configs())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".toml"))
-        .collect();
-    files.sort();
+    let files = schemas::fixtures::config_files().unwrap();
     let listed: Vec<&str> = RECIPES.iter().map(|r| r.0).collect();
     assert_eq!(
         files, listed,

@@ -33,6 +33,24 @@ pub fn sample_dir() -> PathBuf {
     workspace_dir().join("data/sample")
 }
 
+/// `<workspace>/configs`: the run configurations the justfile recipes use.
+pub fn configs_dir() -> PathBuf {
+    workspace_dir().join("configs")
+}
+
+/// The names of the `*.toml` files in [`configs_dir`], sorted.
+pub fn config_files() -> io::Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(configs_dir())? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".toml") {
+            names.push(name);
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
 /// The fixtures directory if every one of `needed` (relative paths) exists in it.
 pub fn fixtures_with(needed: &[&str]) -> Option<PathBuf> {
     let dir = fixtures_dir();

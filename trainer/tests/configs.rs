@@ -2,7 +2,7 @@
 //! `[finetune]`/`[tasks.*]`) and has the sections the `just` recipes that use it need
 //! (pipeline/tests/configs.rs checks the pipeline's side).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use trainer::finetune;
 use trainer::pretrain::TrainConfigFile;
@@ -18,9 +18,7 @@ const RECIPES: &[(&str, &[&str])] = &[
     ("sample.toml", &["demo"]),
 ];
 
-fn configs() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../configs")
-}
+use schemas::fixtures::configs_dir as configs;
 
 fn raw(path: &Path) -> toml::Table {
     toml::from_str(&std::fs::read_to_string(path).unwrap())
@@ -35,12 +33,7 @@ fn section<'a>(t: &'a toml::Table, name: &str, file: &str, recipe: &str) -> &'a 
 
 #[test]
 fn every_config_parses_and_has_its_recipes_sections() {
-    let mut files: Vec<String> = std::fs::read_dir(configs())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".toml"))
-        .collect();
-    files.sort();
+    let files = schemas::fixtures::config_files().unwrap();
     let listed: Vec<&str> = RECIPES.iter().map(|r| r.0).collect();
     assert_eq!(
         files, listed,
