@@ -97,6 +97,7 @@ fn peer_fwd_bwd(
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/peer_mamba.py");
     let tmp = std::env::temp_dir().join(format!("bench_model_cfg_{}.json", std::process::id()));
     HfConfig::from_config(cfg.clone()).save(&tmp)?;
+    let err_path = tmp.with_extension("stderr");
     let mut child = Command::new(python)
         .arg(&script)
         .arg("--config")
@@ -105,7 +106,8 @@ fn peer_fwd_bwd(
         .args(["--iters", &iters.to_string()])
         .env("OMP_NUM_THREADS", threads.to_string())
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+        // A file, not a pipe: nobody reads stderr while we poll, and a full pipe would block the peer.
+        .stderr(std::fs::File::create(&err_path).context("creating the peer's stderr file")?)
         .spawn()
         .with_context(|| format!("running {python}"))?;
     // The transformers CPU fallback can be very slow at 130m: give up after a limit.
@@ -120,14 +122,16 @@ fn peer_fwd_bwd(
             let _ = child.kill();
             let _ = child.wait();
             let _ = std::fs::remove_file(&tmp);
+            let _ = std::fs::remove_file(&err_path);
             anyhow::bail!("timed out after {} s", limit.as_secs());
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
     let out = child.wait_with_output()?;
     let _ = std::fs::remove_file(&tmp);
+    let err = std::fs::read_to_string(&err_path).unwrap_or_default();
+    let _ = std::fs::remove_file(&err_path);
     if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
         let last = err.lines().last().unwrap_or("").to_string();
         anyhow::bail!("{last}");
     }
