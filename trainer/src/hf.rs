@@ -9,7 +9,7 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData};
 use serde_json::{Map, Value, json};
 
-use crate::model::{MambaBlock, MambaConfig, MambaLm, MambaMixer, RmsNorm};
+use crate::model::{MambaBlock, MambaConfig, MambaLm, MambaMixer, Precision, RmsNorm};
 use crate::st::{self, OutTensor, StFile};
 
 pub const CONFIG_FILE: &str = "config.json";
@@ -409,6 +409,7 @@ pub fn load_weights<B: Backend>(
                 d_state: n,
                 dt_rank: r,
                 d_conv: k,
+                precision: Precision::F32,
             },
         });
     }
@@ -427,6 +428,7 @@ pub fn load_weights<B: Backend>(
         norm_f,
         lm_head,
         vocab_size: v,
+        precision: Precision::F32,
     })
 }
 

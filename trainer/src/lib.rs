@@ -16,7 +16,7 @@ pub mod scan;
 #[cfg(feature = "cubecl-kernels")]
 pub mod scan_cubecl;
 
-pub use model::{MambaCache, MambaConfig, MambaLm, causal_lm_loss};
+pub use model::{MambaCache, MambaConfig, MambaLm, Precision, causal_lm_loss};
 pub mod hf;
 pub mod st;
 

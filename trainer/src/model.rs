@@ -8,9 +8,10 @@ use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::tensor::activation::{log_softmax, silu};
 use burn::tensor::backend::Backend;
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{FloatDType, Int, Tensor, TensorData};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
 
 use crate::scan::{ScanBackend, ScanInputs};
 
@@ -193,6 +194,7 @@ impl MambaConfig {
                     d_state: n,
                     dt_rank: r,
                     d_conv: k,
+                    precision: Precision::F32,
                 },
             });
         }
@@ -213,6 +215,7 @@ impl MambaConfig {
             },
             lm_head,
             vocab_size: self.vocab_size,
+            precision: Precision::F32,
         }
     }
 }
@@ -224,31 +227,90 @@ fn normal(rng: &mut StdRng) -> f64 {
     (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
 }
 
+/// The dtype of the model's matrix products (autocast, as PyTorch AMP does it). Parameters
+/// stay in the backend's f32 (they are the optimizer's master weights); with `Bf16` each
+/// projection and the head cast their input and weight to bf16, multiply, and cast the product
+/// straight back, so the residual stream, RMSNorm, conv1d, softplus, the selective scan (with
+/// `A_log`, `D` and its state), the loss and every gradient reaching a parameter stay f32.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// Everything in the backend's float type (f32 here).
+    #[default]
+    F32,
+    /// bf16 matrix products (CUDA; ndarray has no bf16).
+    Bf16,
+    /// f64 matrix products: a higher-precision check of the same mechanism on the CPU.
+    F64,
+}
+
+impl Precision {
+    /// The dtype products are computed in; `None` = the backend's own.
+    pub fn matmul_dtype(self) -> Option<FloatDType> {
+        match self {
+            Precision::F32 => None,
+            Precision::Bf16 => Some(FloatDType::BF16),
+            Precision::F64 => Some(FloatDType::F64),
+        }
+    }
+
+    pub fn is_f32(&self) -> bool {
+        *self == Precision::F32
+    }
+
+    /// An error naming `setting` unless backend `B` computes in this precision on `device`.
+    pub fn check<B: Backend>(self, device: &B::Device, setting: &str) -> anyhow::Result<()> {
+        if let Some(dt) = self.matmul_dtype() {
+            anyhow::ensure!(
+                B::supports_dtype(device, dt.into()),
+                "{setting} = \"{}\" is not supported by this backend ({}); bf16 needs the CUDA \
+                 build (`--features cuda`, `--devices 0`), the CPU backend computes in \"f32\"",
+                serde_json::to_value(self)?.as_str().unwrap_or("?"),
+                B::name(device)
+            );
+        }
+        Ok(())
+    }
+}
+
 /// x @ Wᵀ (+ b) for x [..., in] with W in the PyTorch `[out, in]` layout.
 fn linear<B: Backend, const D: usize>(
     x: Tensor<B, D>,
     w: &Param<Tensor<B, 2>>,
     b: Option<&Param<Tensor<B, 1>>>,
+    p: Precision,
 ) -> Tensor<B, D> {
-    linear_t(x, w.val(), b.map(|b| b.val()))
+    linear_t(x, w.val(), b.map(|b| b.val()), p)
 }
 
 fn linear_t<B: Backend, const D: usize>(
     x: Tensor<B, D>,
     w: Tensor<B, 2>,
     b: Option<Tensor<B, 1>>,
+    p: Precision,
 ) -> Tensor<B, D> {
     let dims = x.dims();
     let inn = dims[D - 1];
     let rows = dims.iter().product::<usize>() / inn;
     let out = w.dims()[0];
-    let mut y = x.reshape([rows, inn]).matmul(w.transpose());
+    let mut y = matmul_t(x.reshape([rows, inn]), w, p);
     if let Some(b) = b {
         y = y + b.reshape([1, out]);
     }
     let mut od = dims;
     od[D - 1] = out;
     y.reshape(od)
+}
+
+/// x @ Wᵀ in the compute dtype of `p`, returned in x's dtype.
+fn matmul_t<B: Backend>(x: Tensor<B, 2>, w: Tensor<B, 2>, p: Precision) -> Tensor<B, 2> {
+    match p.matmul_dtype() {
+        None => x.matmul(w.transpose()),
+        Some(dt) => {
+            let home = FloatDType::from(x.dtype());
+            x.cast(dt).matmul(w.cast(dt).transpose()).cast(home)
+        }
+    }
 }
 
 /// PyTorch `F.softplus` (beta 1, threshold 20): linear above 20. The clamp keeps the
@@ -294,6 +356,8 @@ pub struct MambaMixer<B: Backend> {
     pub d_state: usize,
     pub dt_rank: usize,
     pub d_conv: usize,
+    /// Dtype of the projections (see [`Precision`]); not saved with the weights.
+    pub precision: Precision,
 }
 
 /// Per-layer recurrent state: last `d_conv` conv inputs `[B, D, K]`, SSM state `[B, D, N]`.
@@ -334,7 +398,8 @@ impl<B: ScanBackend> MambaMixer<B> {
     ) -> (Tensor<B, 3>, Option<LayerState<B>>) {
         let [_bsz, len, _] = x.dims();
         let (di, n, r, k) = (self.d_inner, self.d_state, self.dt_rank, self.d_conv);
-        let xz = linear(x, &self.in_proj, self.in_proj_bias.as_ref()); // [B, L, 2Di]
+        let p = self.precision;
+        let xz = linear(x, &self.in_proj, self.in_proj_bias.as_ref(), p); // [B, L, 2Di]
         let xs = xz.clone().narrow(2, 0, di).swap_dims(1, 2); // [B, Di, L]
         let z = xz.narrow(2, di, di).swap_dims(1, 2);
 
@@ -352,12 +417,12 @@ impl<B: ScanBackend> MambaMixer<B> {
         }
         let u = silu(conv); // [B, Di, L]
 
-        let x_dbl = linear(u.clone().swap_dims(1, 2), &self.x_proj, None); // [B, L, R+2N]
+        let x_dbl = linear(u.clone().swap_dims(1, 2), &self.x_proj, None, p); // [B, L, R+2N]
         let dt = x_dbl.clone().narrow(2, 0, r);
         let bm = x_dbl.clone().narrow(2, r, n).swap_dims(1, 2); // [B, N, L]
         let cm = x_dbl.narrow(2, r + n, n).swap_dims(1, 2);
         let delta =
-            softplus_torch(linear(dt, &self.dt_proj, Some(&self.dt_proj_bias))).swap_dims(1, 2); // [B, Di, L]
+            softplus_torch(linear(dt, &self.dt_proj, Some(&self.dt_proj_bias), p)).swap_dims(1, 2); // [B, Di, L]
 
         let (y, last) = B::selective_scan_forward(ScanInputs {
             u,
@@ -372,6 +437,7 @@ impl<B: ScanBackend> MambaMixer<B> {
             y.swap_dims(1, 2),
             &self.out_proj,
             self.out_proj_bias.as_ref(),
+            p,
         );
         let state = want_state.then(|| {
             // The last K conv inputs (zero-padded on the left when L < K): xp[j] = xs[j-K+1].
@@ -395,7 +461,8 @@ impl<B: Backend> MambaMixer<B> {
     pub fn step(&self, x: Tensor<B, 2>, state: &mut LayerState<B>) -> Tensor<B, 2> {
         let [bsz, _] = x.dims();
         let (di, n, r, k) = (self.d_inner, self.d_state, self.dt_rank, self.d_conv);
-        let xz = linear(x, &self.in_proj, self.in_proj_bias.as_ref());
+        let p = self.precision;
+        let xz = linear(x, &self.in_proj, self.in_proj_bias.as_ref(), p);
         let xs = xz.clone().narrow(1, 0, di); // [B, Di]
         let z = xz.narrow(1, di, di);
         let conv_state = Tensor::cat(
@@ -412,18 +479,18 @@ impl<B: Backend> MambaMixer<B> {
         }
         state.conv = conv_state;
         let u = silu(conv);
-        let x_dbl = linear(u.clone(), &self.x_proj, None);
+        let x_dbl = linear(u.clone(), &self.x_proj, None, p);
         let dt = x_dbl.clone().narrow(1, 0, r);
         let bm = x_dbl.clone().narrow(1, r, n).reshape([bsz, 1, n]);
         let cm = x_dbl.narrow(1, r + n, n).reshape([bsz, 1, n]);
-        let delta = softplus_torch(linear(dt, &self.dt_proj, Some(&self.dt_proj_bias)));
+        let delta = softplus_torch(linear(dt, &self.dt_proj, Some(&self.dt_proj_bias), p));
         let da = (delta.clone().reshape([bsz, di, 1]) * self.a().reshape([1, di, n])).exp();
         let dbu = (delta * u.clone()).reshape([bsz, di, 1]) * bm;
         let h = da * state.ssm.clone() + dbu;
         let y = (h.clone() * cm).sum_dim(2).reshape([bsz, di]) + u * self.d.val().reshape([1, di]);
         state.ssm = h;
         let y = y * silu(z);
-        linear(y, &self.out_proj, self.out_proj_bias.as_ref())
+        linear(y, &self.out_proj, self.out_proj_bias.as_ref(), p)
     }
 
     fn empty_state(&self, bsz: usize, device: &B::Device) -> LayerState<B> {
@@ -450,6 +517,8 @@ pub struct MambaLm<B: Backend> {
     /// `None` when tied to the embeddings.
     pub lm_head: Option<Param<Tensor<B, 2>>>,
     pub vocab_size: usize,
+    /// Dtype of the head's product (the mixers carry their own copy).
+    pub precision: Precision,
 }
 
 /// Output of [`MambaLm::forward_full`].
@@ -471,6 +540,20 @@ impl<B: Backend> MambaLm<B> {
         self.lm_head.as_ref().unwrap_or(&self.embeddings).val()
     }
 
+    /// Logits `[rows, V]` of final hidden states `[rows, d_model]`.
+    fn head(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+        matmul_t(x, self.head_weight(), self.precision)
+    }
+
+    /// The same model computing its products in `precision` (weights unchanged).
+    pub fn with_precision(mut self, precision: Precision) -> Self {
+        self.precision = precision;
+        for layer in &mut self.layers {
+            layer.mixer.precision = precision;
+        }
+        self
+    }
+
     /// Empty recurrent cache for `bsz` sequences.
     pub fn empty_cache(&self, bsz: usize, device: &B::Device) -> MambaCache<B> {
         MambaCache {
@@ -488,8 +571,7 @@ impl<B: Backend> MambaLm<B> {
         for (layer, st) in self.layers.iter().zip(cache.layers.iter_mut()) {
             x = x.clone() + layer.mixer.step(layer.norm.forward(x), st);
         }
-        let x = self.norm_f.forward(x);
-        x.matmul(self.head_weight().transpose())
+        self.head(self.norm_f.forward(x))
     }
 }
 
@@ -530,7 +612,7 @@ impl<B: ScanBackend> MambaLm<B> {
         if want_hidden {
             hidden.push(x.clone());
         }
-        let logits = linear_t(x, self.head_weight(), None);
+        let logits = linear_t(x, self.head_weight(), None, self.precision);
         ForwardOutput {
             logits,
             hidden_states: hidden,
@@ -557,8 +639,7 @@ impl<B: ScanBackend> MambaLm<B> {
         let x = self
             .norm_f
             .forward(x.narrow(1, len - 1, 1).reshape([bsz, d]));
-        let logits = x.matmul(self.head_weight().transpose());
-        (logits, MambaCache { layers: states })
+        (self.head(x), MambaCache { layers: states })
     }
 }
 
@@ -646,6 +727,81 @@ mod tests {
         let e = |m: &MambaLm<Be>| m.embeddings.val().into_data().to_vec::<f32>().unwrap();
         assert_eq!(e(&m), e(&m2));
         assert_ne!(e(&m), e(&m3));
+    }
+
+    /// Autocast changes only the products: with f64 products (the CPU stand-in for bf16) the
+    /// logits, loss and parameter gradients stay f32, differ from the f32 run in the last bits
+    /// only, and the setting survives `valid()`; bf16 is refused on ndarray with a clear error.
+    #[test]
+    fn precision_casts_only_the_matrix_products() {
+        use burn::backend::Autodiff;
+        use burn::module::AutodiffModule;
+        use burn::tensor::DType;
+        type Ad = Autodiff<Be>;
+        let dev = Default::default();
+        let base: MambaLm<Ad> = tiny().with_tie_word_embeddings(false).init_seeded(&dev, 9);
+        let ids: Tensor<Ad, 2, Int> = Tensor::from_data(
+            TensorData::new((0..18).map(|i| (i * 7 % 64) as i64).collect(), [2, 9]),
+            &dev,
+        );
+        let run = |m: &MambaLm<Ad>| {
+            let logits = m.forward(ids.clone());
+            assert_eq!(logits.dtype(), DType::F32);
+            let loss = causal_lm_loss(logits.clone(), ids.clone());
+            let grads = loss.backward();
+            for g in [
+                m.embeddings.grad(&grads).unwrap(),
+                m.lm_head.as_ref().unwrap().grad(&grads).unwrap(),
+                m.layers[0].mixer.in_proj.grad(&grads).unwrap(),
+            ] {
+                assert_eq!(g.dtype(), DType::F32, "master-weight gradients stay f32");
+            }
+            let flat = |t: Tensor<Ad, 3>| t.into_data().to_vec::<f32>().unwrap();
+            let g = crate::hf::hf_grads(m, &grads).unwrap();
+            (flat(logits), g)
+        };
+        let (want, want_g) = run(&base);
+        let wide = base.clone().with_precision(Precision::F64);
+        assert_eq!(wide.valid().layers[1].mixer.precision, Precision::F64);
+        let (got, got_g) = run(&wide);
+        let rel = |a: &[f32], b: &[f32]| {
+            let num: f64 = a
+                .iter()
+                .zip(b)
+                .map(|(x, y)| (*x as f64 - *y as f64).powi(2))
+                .sum();
+            let den: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
+            (num / den.max(1e-30)).sqrt()
+        };
+        assert_ne!(got, want, "the f64 products were not used");
+        assert!(
+            rel(&got, &want) < 1e-5,
+            "logits rel err {}",
+            rel(&got, &want)
+        );
+        for (a, b) in got_g.iter().zip(&want_g) {
+            let f = |t: &crate::st::OutTensor| -> Vec<f32> {
+                t.bytes
+                    .chunks(4)
+                    .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                    .collect()
+            };
+            let e = rel(&f(a), &f(b));
+            assert!(e < 1e-4, "{}: rel err {e}", a.name);
+        }
+        assert!(
+            Precision::F64
+                .check::<Be>(&dev, "[pretrain] precision")
+                .is_ok()
+        );
+        let err = Precision::Bf16
+            .check::<Be>(&dev, "[pretrain] precision")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("[pretrain] precision = \"bf16\"") && err.contains("--features cuda"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::checkpoint::{self, CursorStore};
 use crate::data::{self, Loader, SequenceSource, ShardSet};
 use crate::hf::{self, HfConfig};
-use crate::model::{MambaConfig, MambaLm, causal_lm_loss};
+use crate::model::{MambaConfig, MambaLm, Precision, causal_lm_loss};
 use crate::optim::{AdamWParams, lr_at};
 use crate::scan::ScanBackend;
 pub use crate::session::{LOSS_PNG, METRICS_FILE, TrainState, train_step};
@@ -98,6 +98,10 @@ pub struct PretrainConfig {
     pub keep_checkpoints: usize,
     /// Compute threads (0 = all cores). Results are bit-reproducible for a fixed value.
     pub threads: usize,
+    /// Dtype of the matrix products: "f32", or "bf16" with f32 master weights (CUDA only;
+    /// [`Precision`]). Left out of the recorded recipe when f32, so older runs still resume.
+    #[serde(skip_serializing_if = "Precision::is_f32")]
+    pub precision: Precision,
 }
 
 impl Default for PretrainConfig {
@@ -122,6 +126,7 @@ impl Default for PretrainConfig {
             checkpoint_every: 100,
             keep_checkpoints: 3,
             threads: 0,
+            precision: Precision::F32,
         }
     }
 }
@@ -278,6 +283,7 @@ where
     B::InnerBackend: ScanBackend,
 {
     let cfg = &file.pretrain;
+    cfg.precision.check::<B>(device, "[pretrain] precision")?;
     for (name, src) in [("training", train), ("validation", val)] {
         ensure!(
             src.seq_len() == cfg.seq_len,
@@ -312,6 +318,7 @@ where
         }
     };
     let mut run = Session::<B>::open(spec, init, device)?;
+    run.model = run.model.with_precision(cfg.precision);
     let vocab = run.hf_config.config.vocab_size;
     let validate = |m: &MambaLm<B>| {
         evaluate(
@@ -549,6 +556,26 @@ mod tests {
     use crate::optim::AdamW;
     use burn::backend::{Autodiff, NdArray};
     type B = Autodiff<NdArray<f32>>;
+
+    /// `precision` is read from `[pretrain]`, an unknown value names the allowed ones, and f32
+    /// (the default) stays out of the recorded recipe so runs started before the key resume.
+    #[test]
+    fn precision_setting_parses_and_is_recorded_only_when_not_f32() {
+        let parse = |v: &str| {
+            toml::from_str::<TrainConfigFile>(&format!("[pretrain]\nprecision = \"{v}\"\n"))
+                .map(|f| f.pretrain)
+        };
+        assert_eq!(parse("bf16").unwrap().precision, Precision::Bf16);
+        let err = parse("fp8").unwrap_err().to_string();
+        assert!(err.contains("`f32`, `bf16`"), "{err}");
+        let recorded = |c: &PretrainConfig| serde_json::to_value(c).unwrap();
+        assert!(
+            recorded(&PretrainConfig::default())
+                .get("precision")
+                .is_none()
+        );
+        assert_eq!(recorded(&parse("bf16").unwrap())["precision"], "bf16");
+    }
 
     /// Two accumulated micro-batches of one sequence = one batch of both sequences.
     #[test]
