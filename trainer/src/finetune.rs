@@ -412,14 +412,13 @@ impl FinetuneData {
 /// the answer tokens of the whole step (`targets`).
 pub fn answer_loss_share<B: AutodiffBackend + ScanBackend>(
     targets: usize,
-    device: &B::Device,
-) -> impl Fn(&MambaLm<B>, &PaddedBatch) -> Tensor<B, 1> + '_ {
-    move |model, pb| {
+) -> impl Fn(&MambaLm<B>, &PaddedBatch, &B::Device) -> Result<Tensor<B, 1>> + Sync {
+    move |model, pb, device| {
         let ids: Tensor<B, 2, Int> =
             Tensor::from_data(TensorData::new(pb.ids.clone(), [pb.rows, pb.len]), device);
         let mask: Tensor<B, 2> =
             Tensor::from_data(TensorData::new(pb.mask.clone(), [pb.rows, pb.len]), device);
-        masked_nll_sum(model.forward(ids.clone()), ids, mask).div_scalar(targets as f64)
+        Ok(masked_nll_sum(model.forward(ids.clone()), ids, mask).div_scalar(targets as f64))
     }
 }
 
@@ -508,9 +507,11 @@ pub fn train<B: AutodiffBackend + ScanBackend>(
             .chunks(cfg.micro_batch)
             .map(|c| qa::pad_batch(c, cfg.eos))
             .collect();
-        let share = answer_loss_share::<B>(targets, device);
-        let (model, loss, grad_norm) = train_step(run.model, &mut run.optimizer, &micro, lr, share)
-            .with_context(|| format!("finetune {} step {}", r.task, run.state.step + 1))?;
+        let share = answer_loss_share::<B>(targets);
+        let devices = std::slice::from_ref(device);
+        let (model, loss, grad_norm) =
+            train_step(run.model, &mut run.optimizer, devices, &micro, lr, share)
+                .with_context(|| format!("finetune {} step {}", r.task, run.state.step + 1))?;
         run.model = model;
         run.state.step += 1;
         run.state.data = order.pos;
@@ -708,18 +709,20 @@ mod tests {
         let (m1, l1, n1) = train_step(
             model.clone(),
             &mut o1,
+            &[dev],
             &micro,
             1e-2,
-            answer_loss_share::<B>(targets, &dev),
+            answer_loss_share::<B>(targets),
         )
         .unwrap();
         let full = [qa::pad_batch(&[&a, &b], 0)];
         let (m2, l2, n2) = train_step(
             model,
             &mut o2,
+            &[dev],
             &full,
             1e-2,
-            answer_loss_share::<B>(targets, &dev),
+            answer_loss_share::<B>(targets),
         )
         .unwrap();
         assert!((l1 - l2).abs() < 1e-5 * l2, "{l1} vs {l2}");

@@ -72,26 +72,30 @@ fn bench<B: AutodiffBackend + trainer::scan::ScanBackend>(
         weight_decay: 0.1,
         clip: 1.0,
     });
-    let micro: Vec<Tensor<B, 2, Int>> = (0..grad_accum)
-        .map(|k| {
-            batch_tensor::<B>(
-                &ids(cfg.vocab_size, micro_batch, len, k as u64),
-                cfg.vocab_size,
-                &device,
-            )
-        })
-        .collect::<Result<_>>()?;
+    let micro: Vec<Vec<Vec<u32>>> = (0..grad_accum)
+        .map(|k| ids(cfg.vocab_size, micro_batch, len, k as u64))
+        .collect();
     let mut step_times = Vec::new();
     let mut fb_times = Vec::new();
     for _ in 0..iters {
+        // The peer: the same tensors built and run forward + backward, nothing else.
         let t = Instant::now();
-        for ids in &micro {
-            let loss = causal_lm_loss(model.forward(ids.clone()), ids.clone());
+        for seqs in &micro {
+            let ids: Tensor<B, 2, Int> = batch_tensor::<B>(seqs, cfg.vocab_size, &device)?;
+            let loss = causal_lm_loss(model.forward(ids.clone()), ids);
             let _ = loss.backward();
         }
         fb_times.push(t.elapsed().as_secs_f64());
         let t = Instant::now();
-        let (m, loss, _) = train_step(model, &mut opt, &micro, 1e-4, lm_loss_share(micro.len()))?;
+        let share = lm_loss_share(micro.len(), cfg.vocab_size);
+        let (m, loss, _) = train_step(
+            model,
+            &mut opt,
+            std::slice::from_ref(&device),
+            &micro,
+            1e-4,
+            share,
+        )?;
         model = m;
         step_times.push(t.elapsed().as_secs_f64());
         eprintln!("{name}: loss {loss:.4}");
