@@ -5,7 +5,10 @@
 //! optimizer and accumulation cost on top.
 //!
 //! Options: `--iters N` (3), `--len N` (2048, 130m only), `--layers N` (override the 130m depth
-//! for a quick look), `--skip-130m`, `--threads N` (all cores).
+//! for a quick look), `--skip-130m`, `--threads N` (all cores). GPU build (`--features cuda`):
+//! `--cuda` adds the 130m rows on CUDA device 0 in f32 and in bf16 autocast
+//! (`[pretrain] precision`), with `--micro-batch B` sequences per step (1); timings synchronize
+//! the device before reading the clock.
 
 use std::time::Instant;
 
@@ -15,7 +18,7 @@ use burn::tensor::{Int, Tensor};
 use trainer::data::batch_tensor;
 use trainer::optim::{AdamW, AdamWParams};
 use trainer::pretrain::{lm_loss_share, train_step};
-use trainer::{AutodiffCpu, MambaConfig, causal_lm_loss};
+use trainer::{AutodiffCpu, MambaConfig, Precision, causal_lm_loss};
 
 fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
@@ -55,16 +58,20 @@ struct Row {
     fwd_bwd_s: f64,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn bench<B: AutodiffBackend + trainer::scan::ScanBackend>(
     name: &str,
+    device: &B::Device,
+    precision: Precision,
     cfg: &MambaConfig,
     micro_batch: usize,
     grad_accum: usize,
     len: usize,
     iters: usize,
 ) -> Result<Row> {
-    let device = B::Device::default();
-    let mut model = cfg.init_seeded::<B>(&device, 0);
+    let device = device.clone();
+    let sync = || B::sync(&device).map_err(|e| anyhow::anyhow!("device sync: {e:?}"));
+    let mut model = cfg.init_seeded::<B>(&device, 0).with_precision(precision);
     let mut opt = AdamW::<B>::new(AdamWParams {
         beta1: 0.9,
         beta2: 0.95,
@@ -85,6 +92,7 @@ fn bench<B: AutodiffBackend + trainer::scan::ScanBackend>(
             let loss = causal_lm_loss(model.forward(ids.clone()), ids);
             let _ = loss.backward();
         }
+        sync()?;
         fb_times.push(t.elapsed().as_secs_f64());
         let t = Instant::now();
         let share = lm_loss_share(micro.len(), cfg.vocab_size);
@@ -97,6 +105,7 @@ fn bench<B: AutodiffBackend + trainer::scan::ScanBackend>(
             share,
         )?;
         model = m;
+        sync()?;
         step_times.push(t.elapsed().as_secs_f64());
         eprintln!("{name}: loss {loss:.4}");
     }
@@ -124,8 +133,11 @@ fn main() -> Result<()> {
     // configs/sample.toml: d_model 64, 2 layers, d_state 16, vocab 4096, 8 × 2 × 128 tokens.
     let mut tiny = MambaConfig::new(4096, 64, 2);
     tiny.state_size = 16;
+    let cpu = Default::default();
     rows.push(bench::<AutodiffCpu>(
         "tiny (sample.toml) 8x2x128",
+        &cpu,
+        Precision::F32,
         &tiny,
         8,
         2,
@@ -140,7 +152,29 @@ fn main() -> Result<()> {
             c.num_hidden_layers = l;
         }
         let name = format!("mamba-130m ({} layers) 1x1x{len}", c.num_hidden_layers);
-        rows.push(bench::<AutodiffCpu>(&name, &c, 1, 1, len, iters)?);
+        rows.push(bench::<AutodiffCpu>(
+            &name,
+            &cpu,
+            Precision::F32,
+            &c,
+            1,
+            1,
+            len,
+            iters,
+        )?);
+        #[cfg(feature = "cuda")]
+        if flag("--cuda") {
+            // The GPU rows: one CUDA device, f32 and bf16 autocast, B = --micro-batch (1).
+            type CudaTrain = burn::backend::Autodiff<burn::backend::Cuda<f32>>;
+            let gpu = burn::backend::cuda::CudaDevice::new(0);
+            let mb: usize = arg("--micro-batch")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(1);
+            for p in [Precision::F32, Precision::Bf16] {
+                let name = format!("CUDA {p:?}: {name} x{mb}");
+                rows.push(bench::<CudaTrain>(&name, &gpu, p, &c, mb, 1, len, iters)?);
+            }
+        }
     }
 
     println!(
@@ -159,7 +193,7 @@ fn main() -> Result<()> {
         );
     }
     println!(
-        "\nthreads: {}; CPU backend (NdArray f32, autodiff), release build",
+        "\nthreads: {}; CPU rows: NdArray f32 with autodiff; release build",
         rayon::current_num_threads()
     );
     Ok(())
