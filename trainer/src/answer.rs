@@ -248,7 +248,7 @@ pub fn write_outputs(out: &Path, result: &TaskResult, answers: &[QuestionAnswers
     let ids: Vec<String> = answers.iter().map(|q| q.question_id.clone()).collect();
     validate_submission(&sub, &ids)?;
     let w = |name: &str, bytes: Vec<u8>| -> Result<()> {
-        schemas::atomic::write_atomic(&out.join(name), &bytes)
+        schemas::atomic::write_atomic(out.join(name), &bytes)
             .with_context(|| format!("writing {}", out.join(name).display()))
     };
     w("predictions.json", pretty(&sub)?)?;

@@ -31,7 +31,7 @@ use crate::answer::{self, AnswerSettings, TaskResult};
 use crate::data::IndexOrder;
 use crate::hf::{load_pretrained, save_pretrained};
 use crate::loss::masked_nll_sum;
-use crate::model::MambaLm;
+use crate::model::{MambaLm, Precision};
 use crate::optim::{AdamWParams, lr_at};
 use crate::qa::{self, Encoded, PaddedBatch, QaEncoder};
 use crate::scan::ScanBackend;
@@ -68,6 +68,10 @@ pub struct FinetuneConfig {
     pub seed: u64,
     /// Compute threads (0 = all cores); bit-exact resume needs the same value.
     pub threads: usize,
+    /// Dtype of the matrix products while training: "f32", or "bf16" with f32 master weights
+    /// (CUDA only; [`Precision`]). Answering runs in f32.
+    #[serde(skip_serializing_if = "Precision::is_f32")]
+    pub precision: Precision,
     /// Stop after this many optimizer steps (demo, tests).
     pub max_steps: Option<usize>,
     /// Use only the first N training examples (demo, tests).
@@ -103,6 +107,7 @@ impl Default for FinetuneConfig {
             micro_batch: 4,
             seed: 42,
             threads: 0,
+            precision: Precision::F32,
             max_steps: None,
             train_limit: None,
             checkpoint_every: 100,
@@ -295,6 +300,9 @@ pub struct Args {
     /// the schedule is unchanged and a later run resumes.
     #[arg(long)]
     pub stop_after: Option<usize>,
+    /// Train on these CUDA devices, data parallel (GPU build; as `trainer pretrain --devices`).
+    #[arg(long, value_delimiter = ',')]
+    pub devices: Vec<usize>,
 }
 
 /// An HF model directory inside `p` (itself, `model/` or `export/`).
@@ -445,10 +453,12 @@ pub fn train<B: AutodiffBackend + ScanBackend>(
     tokenizer: &tokenizers::Tokenizer,
     run_dir: &Path,
     stop_after: Option<usize>,
-    device: &B::Device,
+    devices: &[B::Device],
 ) -> Result<Option<PathBuf>> {
+    let device = devices.first().context("no device to train on")?;
     let cfg = &r.cfg;
     cfg.validate()?;
+    cfg.precision.check::<B>(device, "[finetune] precision")?;
     let train_path = data_dir.join(&r.tables.train);
     let mut rows = qa::read_examples(&train_path)?;
     rows.truncate(cfg.train_limit.unwrap_or(usize::MAX));
@@ -483,6 +493,8 @@ pub fn train<B: AutodiffBackend + ScanBackend>(
         allow_data_change: false,
     };
     let mut run = Session::<B>::open(spec, || load_pretrained::<B>(init_dir, device), device)?;
+    run.model = run.model.with_precision(cfg.precision);
+    run.note_devices(devices.len());
     let end = stop_after.map_or(total, |s| (s as u64).min(total));
     let bar = schemas::progress::Progress::new(
         &format!("finetune {}", r.task),
@@ -508,7 +520,6 @@ pub fn train<B: AutodiffBackend + ScanBackend>(
             .map(|c| qa::pad_batch(c, cfg.eos))
             .collect();
         let share = answer_loss_share::<B>(targets);
-        let devices = std::slice::from_ref(device);
         let (model, loss, grad_norm) =
             train_step(run.model, &mut run.optimizer, devices, &micro, lr, share)
                 .with_context(|| format!("finetune {} step {}", r.task, run.state.step + 1))?;
@@ -628,11 +639,26 @@ pub fn resolve(
     })
 }
 
-/// `trainer finetune`.
-pub fn run<B: AutodiffBackend + ScanBackend>(args: Args, device: &B::Device) -> Result<()>
+/// `trainer finetune`: on the CPU, or with `--devices` on CUDA (GPU build).
+pub fn run_cli(args: Args) -> Result<()> {
+    if args.devices.is_empty() {
+        return run::<crate::AutodiffCpu>(args, &[Default::default()]);
+    }
+    #[cfg(feature = "cuda")]
+    {
+        let devices = crate::session::cuda_devices(&args.devices);
+        run::<crate::session::CudaTrain>(args, &devices)
+    }
+    #[cfg(not(feature = "cuda"))]
+    Err(crate::session::needs_gpu_build(&args.devices))
+}
+
+/// `trainer finetune` on `devices` (the first one also answers the test questions).
+pub fn run<B: AutodiffBackend + ScanBackend>(args: Args, devices: &[B::Device]) -> Result<()>
 where
     B::InnerBackend: ScanBackend,
 {
+    let device = devices.first().context("no device to train on")?;
     let loaded = load_config(args.config.as_deref())?;
     crate::session::pin_threads(loaded.finetune.threads);
     let r = resolve(
@@ -663,7 +689,7 @@ where
         &tokenizer,
         &run_dir,
         args.stop_after,
-        device,
+        devices,
     )?
     else {
         return Ok(());

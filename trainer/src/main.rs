@@ -137,7 +137,7 @@ fn main() -> Result<()> {
         Command::Pretrain(a) => trainer::pretrain::cli::pretrain(a).context("trainer pretrain")?,
         Command::Export(a) => trainer::pretrain::cli::export(a).context("trainer export")?,
         Command::Plot(a) => trainer::pretrain::cli::plot(a).context("trainer plot")?,
-        Command::Finetune(a) => trainer::finetune::run::<trainer::AutodiffCpu>(a, &device)?,
+        Command::Finetune(a) => trainer::finetune::run_cli(a)?,
         Command::Eval(a) => trainer::eval::run::<trainer::Cpu>(a, &device)?,
         Command::Report(a) => trainer::report::run(a)?,
     }

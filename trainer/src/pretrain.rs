@@ -527,19 +527,13 @@ pub mod cli {
 
     #[cfg(feature = "cuda")]
     fn run_on_devices(opts: &PretrainOptions, devices: &[usize]) -> Result<PretrainSummary> {
-        type CudaTrain = burn::backend::Autodiff<burn::backend::Cuda<f32>>;
-        let devices: Vec<_> = devices
-            .iter()
-            .map(|&i| burn::backend::cuda::CudaDevice::new(i))
-            .collect();
-        run::<CudaTrain>(opts, &devices)
+        let devices = crate::session::cuda_devices(devices);
+        run::<crate::session::CudaTrain>(opts, &devices)
     }
 
     #[cfg(not(feature = "cuda"))]
     fn run_on_devices(_opts: &PretrainOptions, devices: &[usize]) -> Result<PretrainSummary> {
-        anyhow::bail!(
-            "--devices {devices:?} needs a GPU build: cargo build -p trainer --release --features cuda"
-        )
+        Err(crate::session::needs_gpu_build(devices))
     }
 
     pub fn export(a: ExportArgs) -> Result<()> {

@@ -103,11 +103,11 @@ pub fn run(args: Args) -> Result<()> {
         if let Some(dir) = prefix.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
-        schemas::atomic::write_atomic(&with_ext(".md"), md.as_bytes())?;
+        schemas::atomic::write_atomic(with_ext(".md"), md.as_bytes())?;
         let mut j =
             serde_json::to_vec_pretty(&json!({ "table": "bioasq-factoid", "tasks": results }))?;
         j.push(b'\n');
-        schemas::atomic::write_atomic(&with_ext(".json"), &j)?;
+        schemas::atomic::write_atomic(with_ext(".json"), &j)?;
     }
     Ok(())
 }

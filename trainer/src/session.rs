@@ -451,6 +451,27 @@ fn block_gradients<B: AutodiffBackend, M>(
     Ok((acc.grads(), losses))
 }
 
+/// The training backend on CUDA (`--features cuda`): f32 parameters with autodiff; bf16 products
+/// come from `precision`.
+#[cfg(feature = "cuda")]
+pub type CudaTrain = burn::backend::Autodiff<burn::backend::Cuda<f32>>;
+
+/// The CUDA devices of `--devices` ordinals.
+#[cfg(feature = "cuda")]
+pub fn cuda_devices(ordinals: &[usize]) -> Vec<burn::backend::cuda::CudaDevice> {
+    ordinals
+        .iter()
+        .map(|&i| burn::backend::cuda::CudaDevice::new(i))
+        .collect()
+}
+
+/// The error for `--devices` in a CPU-only build.
+pub fn needs_gpu_build(ordinals: &[usize]) -> anyhow::Error {
+    anyhow::anyhow!(
+        "--devices {ordinals:?} needs a GPU build: cargo build -p trainer --release --features cuda"
+    )
+}
+
 /// The value of a one-element tensor.
 pub fn scalar<B: Backend>(t: Tensor<B, 1>) -> Result<f64> {
     t.into_data()

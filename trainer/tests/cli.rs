@@ -1,4 +1,5 @@
-//! `trainer score` through the built binary reproduces the golden fixtures.
+//! The built `trainer` binary: `trainer score` reproduces the golden fixtures; `--devices` needs the
+//! GPU build.
 
 mod common;
 
@@ -85,4 +86,42 @@ fn cli_score_bad_input_is_an_error_not_a_panic() {
         "{err}"
     );
     assert!(!err.contains("panicked"), "{err}");
+}
+
+/// `--devices` in a CPU-only build is a clear error for both training commands, before any work.
+#[cfg(not(feature = "cuda"))]
+#[test]
+fn devices_need_the_gpu_build() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/sample.toml");
+    for args in [
+        vec!["pretrain", "--run-dir", "r", "--devices", "0,1", "--config"],
+        vec![
+            "finetune",
+            "--init",
+            "m",
+            "--task",
+            "t",
+            "--devices",
+            "0",
+            "--config",
+        ],
+    ] {
+        let o = Command::new(env!("CARGO_BIN_EXE_trainer"))
+            .current_dir(tmp.path())
+            .args(&args)
+            .arg(&config)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{args:?} succeeded");
+        assert!(
+            err.contains("needs a GPU build") && err.contains("--features cuda"),
+            "{err}"
+        );
+        assert!(
+            !tmp.path().join("r").exists(),
+            "nothing is created before the error"
+        );
+    }
 }
