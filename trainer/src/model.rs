@@ -764,15 +764,7 @@ mod tests {
         let wide = base.clone().with_precision(Precision::F64);
         assert_eq!(wide.valid().layers[1].mixer.precision, Precision::F64);
         let (got, got_g) = run(&wide);
-        let rel = |a: &[f32], b: &[f32]| {
-            let num: f64 = a
-                .iter()
-                .zip(b)
-                .map(|(x, y)| (*x as f64 - *y as f64).powi(2))
-                .sum();
-            let den: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
-            (num / den.max(1e-30)).sqrt()
-        };
+        let rel = crate::scan::tests::rel;
         assert_ne!(got, want, "the f64 products were not used");
         assert!(
             rel(&got, &want) < 1e-5,

@@ -97,4 +97,4 @@ where
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
