@@ -14,7 +14,8 @@ use std::sync::{Arc, OnceLock};
 
 use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray, UInt64Array};
 use common::kill::{
-    count_lines, hidden_entries, kill_in_checkpoint_write, random_below, wait_kill,
+    count_lines, deterministic_metrics, hidden_entries, kill_in_checkpoint_write, random_below,
+    run_ok, wait_kill,
 };
 use trainer::checkpoint::{CHECKPOINTS_DIR, PAUSE_ENV};
 
@@ -141,26 +142,6 @@ fn finetune_cmd_with(f: &Fixture, run: &Path, config: &Path) -> Command {
     c
 }
 
-fn run_ok(mut c: Command) -> String {
-    let out = c.output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "trainer failed:\n{err}");
-    err
-}
-
-/// metrics.jsonl without the wall-clock field (`secs`).
-fn deterministic_metrics(run: &Path) -> Vec<String> {
-    std::fs::read_to_string(run.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
-            v.as_object_mut().unwrap().remove("secs");
-            v.to_string()
-        })
-        .collect()
-}
-
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
@@ -206,7 +187,7 @@ fn fixture() -> &'static Fixture {
         run_ok(finetune_cmd(&f, &run));
         eprintln!("reference run: {STEPS} steps in {:.1}s", t.elapsed().as_secs_f64());
         f.weights = std::fs::read(run.join("model/model.safetensors")).unwrap();
-        f.metrics = deterministic_metrics(&run);
+        f.metrics = deterministic_metrics(&run, "secs");
         assert_eq!(f.metrics.len(), STEPS);
         f
     })
@@ -243,7 +224,11 @@ fn finetune_sigkill_anywhere_then_resume_is_bit_identical() {
         err.contains("resuming"),
         "did not resume from a checkpoint:\n{err}"
     );
-    assert_eq!(deterministic_metrics(&run), f.metrics, "loss log differs");
+    assert_eq!(
+        deterministic_metrics(&run, "secs"),
+        f.metrics,
+        "loss log differs"
+    );
     let weights = std::fs::read(run.join("model/model.safetensors")).unwrap();
     assert!(
         weights == f.weights,

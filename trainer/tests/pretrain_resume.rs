@@ -12,7 +12,8 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use common::kill::{
-    count_lines, hidden_entries, kill_in_checkpoint_write, random_below, wait_kill,
+    count_lines, deterministic_metrics, hidden_entries, kill_in_checkpoint_write, random_below,
+    run_ok, wait_kill,
 };
 use trainer::checkpoint::{CHECKPOINTS_DIR, PAUSE_ENV, checkpoint_name};
 
@@ -113,17 +114,6 @@ fn trainer_cmd_on(f: &Fixture, data: &Path, run: &Path, extra: &[&str]) -> Comma
     c
 }
 
-fn run_ok(mut c: Command) -> String {
-    let out = c.output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        out.status.success(),
-        "trainer failed:\n{err}\n{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    err
-}
-
 fn export(exe: &Path, run: &Path, out: &Path) -> Vec<u8> {
     let st = Command::new(exe)
         .arg("export")
@@ -134,19 +124,6 @@ fn export(exe: &Path, run: &Path, out: &Path) -> Vec<u8> {
         .unwrap();
     assert!(st.success());
     std::fs::read(out.join("model.safetensors")).unwrap()
-}
-
-/// metrics.jsonl without the wall-clock field (`tokens_per_s`).
-fn deterministic_metrics(run: &Path) -> Vec<String> {
-    std::fs::read_to_string(run.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
-            v.as_object_mut().unwrap().remove("tokens_per_s");
-            v.to_string()
-        })
-        .collect()
 }
 
 fn fixture() -> &'static Fixture {
@@ -177,7 +154,7 @@ fn fixture() -> &'static Fixture {
             t.elapsed().as_secs_f64()
         );
         f.weights = export(&f.exe, &run, &root.join("export/reference"));
-        f.metrics = deterministic_metrics(&run);
+        f.metrics = deterministic_metrics(&run, "tokens_per_s");
         assert!(run.join("loss.png").exists());
         f
     })
@@ -215,7 +192,11 @@ fn sigkill_anywhere_then_resume_is_bit_identical() {
     // Resume to the end.
     run_ok(trainer_cmd(f, &run, &[]));
     let weights = export(&f.exe, &run, &f.root.join("export/killed"));
-    assert_eq!(deterministic_metrics(&run), f.metrics, "loss log differs");
+    assert_eq!(
+        deterministic_metrics(&run, "tokens_per_s"),
+        f.metrics,
+        "loss log differs"
+    );
     assert!(
         weights == f.weights,
         "exported weights differ from the uninterrupted run"
@@ -240,7 +221,7 @@ fn corrupt_newest_checkpoint_falls_back_and_completes() {
         "did not fall back to step 8:\n{err}"
     );
     let weights = export(&f.exe, &run, &f.root.join("export/corrupt"));
-    assert_eq!(deterministic_metrics(&run), f.metrics);
+    assert_eq!(deterministic_metrics(&run, "tokens_per_s"), f.metrics);
     assert!(weights == f.weights);
 }
 

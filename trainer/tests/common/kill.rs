@@ -74,3 +74,29 @@ pub fn hidden_entries(dir: &Path) -> usize {
         })
         .count()
 }
+
+/// Run the trainer to completion; its stderr (panics with both streams on failure).
+pub fn run_ok(mut c: Command) -> String {
+    let out = c.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "trainer failed:\n{err}\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    err
+}
+
+/// `run/metrics.jsonl` without its wall-clock field `clock_key`: the part a resumed run must
+/// reproduce exactly.
+pub fn deterministic_metrics(run: &Path, clock_key: &str) -> Vec<String> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v.as_object_mut().unwrap().remove(clock_key);
+            v.to_string()
+        })
+        .collect()
+}
