@@ -659,6 +659,31 @@ mod tests {
         assert!(w4 == w1);
     }
 
+    /// A bad micro-batch on the second device is an error naming that device, not a panic, and
+    /// the step is not applied.
+    #[test]
+    fn data_parallel_worker_error_names_its_device() {
+        let dev = Default::default();
+        let mut o = AdamW::<B>::new(PretrainConfig::default().adamw());
+        let micro = vec![vec![seq(8, 1, 0)], vec![vec![3, 99, 4]]]; // 99 is outside vocab 32
+        let err = train_step(
+            tiny_model(1),
+            &mut o,
+            &[dev, dev],
+            &micro,
+            1e-2,
+            lm_loss_share(2, 32),
+        )
+        .err()
+        .expect("the bad micro-batch must fail the step");
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains("data-parallel device 1") && msg.contains("99"),
+            "{msg}"
+        );
+        assert_eq!(o.updates, 0, "no update on error");
+    }
+
     #[test]
     fn micro_batches_split_into_contiguous_blocks() {
         let b = |n, parts| crate::session::contiguous_blocks(n, parts);
