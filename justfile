@@ -89,6 +89,13 @@ test:
     rm -f "$log"
     exit $status
 
+# (trainer/README.md "GPU benchmark": build here into the git-ignored .gpu/, run device.sh on a lent GPU)
+# GPU benchmark: builds the CUDA bench binary into .gpu/; then run trainer/benches/gpu/device.sh on a GPU.
+bench-gpu:
+    CUDARC_CUDA_VERSION=13000 cargo build --release -p trainer --features cuda --bin bench_gpu
+    mkdir -p .gpu && cp "${CARGO_TARGET_DIR:-target}/release/bench_gpu" .gpu/
+    @echo 'now: device run, command "bash trainer/benches/gpu/device.sh", carry [".gpu"]'
+
 # Parser benchmark: ours vs pubmed_parser (Python) vs zcat on a ≥30,000-citation gzipped file.
 bench-parse *ARGS:
     cargo run --release -p pipeline --bin bench_parse -- {{ARGS}}

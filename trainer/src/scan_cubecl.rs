@@ -27,6 +27,8 @@
 //! (and `B`) with tensor ops, so the result is deterministic (no float atomics). The per-channel
 //! partials cost `2·B·D·N·L·4` bytes per layer in the backward.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use burn::tensor::{DType, Shape, Tensor, TensorPrimitive};
 use burn_cubecl::{
     BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement, kernel::into_contiguous,
@@ -41,6 +43,19 @@ pub const CHANNELS_PER_CUBE: usize = 32;
 pub const CHUNK: usize = 32;
 /// Largest supported state size `N` (the unit keeps `N` states in registers).
 pub const MAX_STATE: usize = 64;
+
+static FUSED: AtomicBool = AtomicBool::new(true);
+
+/// Whether CubeCL backends run these kernels (default) or the tensor-op scan of
+/// [`crate::scan::tensor_ops`]; the switch lets `bench_gpu` time both on the same backend.
+pub fn fused_scan() -> bool {
+    FUSED.load(Ordering::Relaxed)
+}
+
+/// Choose the fused kernels (`true`) or the tensor-op scan for every CubeCL backend.
+pub fn set_fused_scan(fused: bool) {
+    FUSED.store(fused, Ordering::Relaxed);
+}
 
 mod kernels {
     use cubecl::prelude::*;

@@ -79,10 +79,16 @@ where
     BT: burn_cubecl::BoolElement,
 {
     fn selective_scan_forward(x: ScanInputs<Self>) -> (Tensor<Self, 3>, Tensor<Self, 3>) {
+        if !crate::scan_cubecl::fused_scan() {
+            return tensor_ops::forward(x, DEFAULT_CHUNK);
+        }
         crate::scan_cubecl::forward(x.u, x.delta, x.a, x.b, x.c, x.d)
     }
 
     fn selective_scan_backward(x: ScanInputs<Self>, dy: Tensor<Self, 3>) -> ScanGrads<Self> {
+        if !crate::scan_cubecl::fused_scan() {
+            return tensor_ops::backward(x, dy, DEFAULT_CHUNK);
+        }
         let (u, delta, a, b, c, d) =
             crate::scan_cubecl::backward(x.u, x.delta, x.a, x.b, x.c, x.d, dy);
         ScanGrads {

@@ -1,0 +1,144 @@
+//! GPU benchmark (`just bench-gpu`; built with `--features cuda`, or `--features wgpu` for a smoke
+//! run on lavapipe): forward + backward tokens/s of the Mamba model at `--batch` × `--len`
+//! (8 × 2048) with (a) the fused CubeCL scan and (b) the tensor-op scan on the same backend, in f32
+//! and in bf16 autocast where the device has bf16. The peer (transformers' `MambaForCausalLM` on
+//! the same GPU) is `benches/peer_mamba_gpu.py`, run beside it by `benches/gpu/device.sh`.
+//!
+//! Timing: `--warmup` untimed iterations (kernel compilation, autotune, allocator), then
+//! `--iters` timed ones, each ending with a device sync; the median is reported.
+//! MFU counts the matrix products only: per token 2 × (in/x/dt/out_proj weights per layer + head)
+//! FLOPs forward, ×3 for forward + backward, over the dense bf16 peak `--peak-tflops` (989, H100
+//! SXM); the scan's O(D·N) per token is left out (under 2% at 130m).
+//!
+//! Options: `--layers N` (24), `--hidden N` (768), `--vocab N` (50280), `--batch B` (8), `--len L`
+//! (2048), `--iters K` (5), `--warmup K` (2), `--peak-tflops X` (989), `--only fused|tensor-ops`.
+
+use std::time::Instant;
+
+use anyhow::{Result, anyhow};
+use burn::tensor::backend::Backend;
+use burn::tensor::{DType, Int, Tensor, TensorData};
+use trainer::scan_cubecl::set_fused_scan;
+use trainer::{MambaConfig, Precision, causal_lm_loss};
+
+#[cfg(feature = "cuda")]
+type Gpu = burn::backend::Cuda<f32>;
+#[cfg(not(feature = "cuda"))]
+type Gpu = burn::backend::Wgpu<f32>;
+type GpuTrain = burn::backend::Autodiff<Gpu>;
+
+fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Matrix-product FLOPs per token of one forward pass (weights of the projections and the head).
+fn matmul_flops_per_token(c: &MambaConfig) -> f64 {
+    let (d, di, n, r) = (c.hidden_size, c.d_inner(), c.state_size, c.dt_rank());
+    let per_layer = d * 2 * di + di * (r + 2 * n) + r * di + di * d;
+    2.0 * (c.num_hidden_layers * per_layer + d * c.vocab_size) as f64
+}
+
+fn main() -> Result<()> {
+    let mut cfg = MambaConfig::mamba_130m();
+    cfg.num_hidden_layers = arg("--layers", cfg.num_hidden_layers);
+    cfg.hidden_size = arg("--hidden", cfg.hidden_size);
+    cfg.vocab_size = arg("--vocab", cfg.vocab_size);
+    let (bsz, len) = (arg("--batch", 8usize), arg("--len", 2048usize));
+    let (iters, warmup) = (arg("--iters", 5usize).max(1), arg("--warmup", 2usize));
+    let peak = arg("--peak-tflops", 989.0f64) * 1e12;
+    let only: String = arg("--only", String::new());
+    let device = Default::default();
+    let sync = || Gpu::sync(&device).map_err(|e| anyhow!("device sync: {e:?}"));
+    println!(
+        "bench_gpu: {} ({} layers, d {}, vocab {}, {:.2}M params), B={bsz} L={len}, {} on {:?}",
+        if cfg.num_hidden_layers == 24 && cfg.hidden_size == 768 {
+            "mamba-130m"
+        } else {
+            "mamba"
+        },
+        cfg.num_hidden_layers,
+        cfg.hidden_size,
+        cfg.vocab_size,
+        cfg.num_params() as f64 / 1e6,
+        Gpu::name(&device),
+        device
+    );
+
+    // Token ids: a fixed xorshift stream (never zeros, see the device docs).
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let ids: Vec<i64> = (0..bsz * len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % cfg.vocab_size as u64) as i64
+        })
+        .collect();
+    let ids: Tensor<GpuTrain, 2, Int> =
+        Tensor::from_data(TensorData::new(ids, [bsz, len]), &device);
+    let flops = 3.0 * matmul_flops_per_token(&cfg) * (bsz * len) as f64;
+
+    // Rows are printed as they are measured: an out-of-memory abort keeps the rows before it.
+    println!(
+        "\n| scan | precision | fwd+bwd ms (median) | tokens/s | MFU % (bf16 peak) | first loss |"
+    );
+    println!("|---|---|---:|---:|---:|---:|");
+    for (scan, fused) in [("fused CubeCL", true), ("tensor-op", false)] {
+        if (only == "fused" && !fused) || (only == "tensor-ops" && fused) {
+            continue;
+        }
+        for precision in [Precision::F32, Precision::Bf16] {
+            if let Some(dt) = precision.matmul_dtype()
+                && !Gpu::supports_dtype(&device, DType::from(dt))
+            {
+                println!("| {scan} | {precision:?} | not supported by this device | | | |");
+                continue;
+            }
+            set_fused_scan(fused);
+            let model = cfg
+                .init_seeded::<GpuTrain>(&device, 0)
+                .with_precision(precision);
+            let mut times = Vec::new();
+            let mut loss_value = f32::NAN;
+            for i in 0..warmup + iters {
+                let t = Instant::now();
+                let loss = causal_lm_loss(model.forward(ids.clone()), ids.clone());
+                let _grads = loss.backward();
+                sync()?;
+                let dt = t.elapsed().as_secs_f64();
+                if i >= warmup {
+                    times.push(dt);
+                }
+                if i == 0 {
+                    loss_value = loss.into_scalar();
+                    anyhow::ensure!(
+                        loss_value.is_finite(),
+                        "{scan} {precision:?}: loss {loss_value}"
+                    );
+                }
+            }
+            times.sort_by(f64::total_cmp);
+            let med = times[times.len() / 2];
+            eprintln!("{scan} {precision:?}: loss {loss_value:.4}, times {times:?}");
+            println!(
+                "| {scan} | {precision:?} | {:.1} | {:.0} | {:.1} | {:.4} |",
+                med * 1e3,
+                (bsz * len) as f64 / med,
+                100.0 * flops / med / peak,
+                loss_value
+            );
+        }
+    }
+    set_fused_scan(true);
+    println!(
+        "\nwarm-up {warmup}, timed {iters}; MFU = 3 x {:.2} GFLOP/token (matmuls) / peak {:.0} TFLOP/s",
+        matmul_flops_per_token(&cfg) / 1e9,
+        peak / 1e12
+    );
+    Ok(())
+}
