@@ -70,11 +70,11 @@ bench:
 
 # Loopback download throughput of a 200 MB file, ours vs curl.
 bench-download *ARGS:
-    cargo run --release -p pipeline --bin bench_download -- {{ARGS}}
+    cargo run --release -p pipeline --example bench_download -- {{ARGS}}
 
 # Mamba forward+backward on CPU vs transformers (tiny-b, 130m at B=1, L=512), peak memory.
 bench-model *ARGS:
-    cargo run --release -p trainer --bin bench_model -- {{ARGS}}
+    cargo run --release -p trainer --example bench_model -- {{ARGS}}
 
 # Run every test of the workspace and print one summary line.
 test:
@@ -92,13 +92,13 @@ test:
 # (trainer/README.md "GPU benchmark": build here into the git-ignored .gpu/, run device.sh on a lent GPU)
 # GPU benchmark: builds the CUDA bench binary into .gpu/; then run trainer/benches/gpu/device.sh on a GPU.
 bench-gpu:
-    CUDARC_CUDA_VERSION=13000 cargo build --release -p trainer --features cuda --bin bench_gpu
-    mkdir -p .gpu && cp "${CARGO_TARGET_DIR:-target}/release/bench_gpu" .gpu/
+    CUDARC_CUDA_VERSION=13000 cargo build --release -p trainer --features cuda --example bench_gpu
+    mkdir -p .gpu && cp "${CARGO_TARGET_DIR:-target}/release/examples/bench_gpu" .gpu/
     @echo 'now: device run, command "bash trainer/benches/gpu/device.sh", carry [".gpu"]'
 
 # Parser benchmark: ours vs pubmed_parser (Python) vs zcat on a ≥30,000-citation gzipped file.
 bench-parse *ARGS:
-    cargo run --release -p pipeline --bin bench_parse -- {{ARGS}}
+    cargo run --release -p pipeline --example bench_parse -- {{ARGS}}
 
 # Fuzz the PubMed record parser (cargo-fuzz, libFuzzer) for SECS seconds, seeded with records of the fixture/sample XML.
 fuzz-parse SECS="600" *ARGS:
@@ -116,8 +116,8 @@ fuzz-parse SECS="600" *ARGS:
 
 # Training-step throughput (tokens/s) of the sample model and mamba-130m (B=1, L=2048) on CPU.
 bench-train *ARGS:
-    cargo run --release -p trainer --bin bench_train -- {{ARGS}}
+    cargo run --release -p trainer --example bench_train -- {{ARGS}}
 
 # Tokenize stage (Parquet → shards, GPT-NeoX) vs Python tokenizers encode_batch, same docs and threads (≥ 50 MB).
 bench-tokenize *ARGS:
-    cargo run --release -p pipeline --bin bench_tokenize -- {{ARGS}}
+    cargo run --release -p pipeline --example bench_tokenize -- {{ARGS}}

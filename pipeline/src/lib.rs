@@ -6,7 +6,6 @@ pub mod config;
 pub mod current;
 pub mod download;
 pub mod inspect;
-pub mod layout;
 pub mod parse;
 pub mod stage;
 pub mod status;
@@ -16,7 +15,7 @@ pub mod train_tokenizer;
 use std::path::PathBuf;
 
 pub use config::Config;
-pub use layout::Layout;
+pub use schemas::Layout;
 
 /// What every command gets: the data layout, the loaded config and the global flags.
 #[derive(Clone, Debug)]

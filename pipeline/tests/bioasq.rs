@@ -14,17 +14,18 @@ use arrow::array::{
 };
 use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::DataType;
-use pipeline::bioasq::convert::{self, Example, Split};
-use pipeline::bioasq::{self, Args, tables};
+use pipeline::bioasq::convert;
+use schemas::bioasq::{Example, Split};
+use pipeline::bioasq::{self, Args};
 use pipeline::{Config, Ctx, Layout};
 use serde_json::Value;
 
 fn fixtures() -> Option<PathBuf> {
-    schemas::fixtures::fixtures_with(&["bioasq/golden/4B1_golden.json"])
+    testkit::fixtures::fixtures_with(&["bioasq/golden/4B1_golden.json"])
 }
 
 fn sample_dir() -> PathBuf {
-    schemas::fixtures::sample_dir().join("bioasq")
+    testkit::fixtures::sample_dir().join("bioasq")
 }
 
 fn ctx(dir: &Path, toml: &str, force: bool) -> Ctx {
@@ -52,7 +53,7 @@ fn read_json(path: &Path) -> Value {
 
 /// Every file under `dir` with its bytes (for byte-identical re-run checks).
 fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    schemas::fixtures::snapshot(dir)
+    testkit::fixtures::snapshot(dir)
         .unwrap()
         .into_iter()
         .map(|(p, (_, bytes))| (p, bytes))
@@ -143,7 +144,7 @@ fn sample_offline_conversion_leaks_and_rerun() {
 
     // Official training conversion reproduces the sample's SQuAD training file (same ids, contexts,
     // answers, offsets).
-    let examples = tables::read_examples(&out.join("examples.arrow")).unwrap();
+    let examples = schemas::bioasq::read_examples(&out.join("examples.arrow")).unwrap();
     let converted: Vec<Example> = examples
         .iter()
         .filter(|e| e.source_file == "training-sample.json")
@@ -161,8 +162,8 @@ fn sample_offline_conversion_leaks_and_rerun() {
     );
 
     // Leaks: training question 1 (same id) is in test batch 1, question 2 (same text) in batch 2.
-    let b1_train = tables::read_examples(&out.join("sample-b1/train.arrow")).unwrap();
-    let b2_train = tables::read_examples(&out.join("sample-b2/train.arrow")).unwrap();
+    let b1_train = schemas::bioasq::read_examples(&out.join("sample-b1/train.arrow")).unwrap();
+    let b2_train = schemas::bioasq::read_examples(&out.join("sample-b2/train.arrow")).unwrap();
     let qids = |v: &[Example]| {
         v.iter()
             .map(|e| e.question_id.clone())
@@ -198,16 +199,16 @@ fn sample_offline_conversion_leaks_and_rerun() {
 
     // Offline: nothing in parquet/current, so every test context is the snippet fallback; the missing
     // PMID 99999901 without snippets (question 2) is dropped, the one with a snippet (question 5) kept.
-    let test = tables::read_examples(&out.join("sample-b1/test.arrow")).unwrap();
+    let test = schemas::bioasq::read_examples(&out.join("sample-b1/test.arrow")).unwrap();
     assert!(
         test.iter()
-            .all(|e| e.context_source == convert::source::SNIPPET_FALLBACK)
+            .all(|e| e.context_source == schemas::bioasq::source::SNIPPET_FALLBACK)
     );
     assert!(test.iter().any(|e| e.pmid == Some(99999901)));
     assert_eq!(summary["test"]["documents_not_found"], 2);
 
     // SQuAD carried over exactly.
-    let squad_task = tables::read_examples(&out.join("sample-squad/test.arrow")).unwrap();
+    let squad_task = schemas::bioasq::read_examples(&out.join("sample-squad/test.arrow")).unwrap();
     let squad_test = read_json(&sample_dir().join("squad-test-sample.json"));
     assert_eq!(
         convert::to_squad_json(&squad_task, "x")["data"][0]["paragraphs"],
@@ -285,7 +286,7 @@ fn bad_inputs_are_named_and_nothing_is_written() {
         summary["files"]["broken.json"]["unknown_types_skipped"]["puzzle"],
         1
     );
-    let ex = tables::read_examples(&tmp.path().join("bioasq/examples.arrow")).unwrap();
+    let ex = schemas::bioasq::read_examples(&tmp.path().join("bioasq/examples.arrow")).unwrap();
     assert_eq!(
         (ex[0].answer_text.as_deref(), ex[0].answer_start),
         (Some("TFEB"), Some(2))
@@ -538,7 +539,7 @@ fn efetch_join_batching_rate_limit_cache_and_offline_fallback() {
         log.windows(2).map(|w| w[1].0 - w[0].0).collect::<Vec<_>>()
     );
 
-    let test = tables::read_examples(&tmp.path().join("bioasq/examples.arrow")).unwrap();
+    let test = schemas::bioasq::read_examples(&tmp.path().join("bioasq/examples.arrow")).unwrap();
     let by_pmid: HashMap<u64, &Example> = test.iter().map(|e| (e.pmid.unwrap(), e)).collect();
     assert_eq!(
         by_pmid[&1000].context,
@@ -594,7 +595,7 @@ fn efetch_join_batching_rate_limit_cache_and_offline_fallback() {
     // Offline: no request at all; the missing documents fall back to their snippets.
     let summary = bioasq::run(&forced, args(vec![], true, Some(&server.url))).unwrap();
     assert_eq!(server.log.lock().unwrap().len(), log.len() + again.len());
-    let test = tables::read_examples(&tmp.path().join("bioasq/examples.arrow")).unwrap();
+    let test = schemas::bioasq::read_examples(&tmp.path().join("bioasq/examples.arrow")).unwrap();
     let e1001 = test.iter().find(|e| e.pmid == Some(1001)).unwrap();
     assert_eq!(
         (e1001.context.as_str(), e1001.context_source),
@@ -657,7 +658,7 @@ fn fixtures_both_formats_round_trip_golden_leaks_offsets_rerun() {
     let inputs = fixture_inputs(&fx);
     let summary = bioasq::run(&c, args(inputs.clone(), true, None)).unwrap();
     let out = tmp.path().join("bioasq");
-    let examples = tables::read_examples(&out.join("examples.arrow")).unwrap();
+    let examples = schemas::bioasq::read_examples(&out.join("examples.arrow")).unwrap();
 
     // Offsets valid on every row of every table.
     for table in [
@@ -667,7 +668,7 @@ fn fixtures_both_formats_round_trip_golden_leaks_offsets_rerun() {
         "bioasq-5b/train",
         "bioasq-6b/train",
     ] {
-        for e in tables::read_examples(&out.join(format!("{table}.arrow"))).unwrap() {
+        for e in schemas::bioasq::read_examples(&out.join(format!("{table}.arrow"))).unwrap() {
             convert::validate(&e).unwrap();
         }
     }
@@ -772,7 +773,7 @@ fn fixtures_both_formats_round_trip_golden_leaks_offsets_rerun() {
         ("bioasq-6b", 6),
         ("bioasq-7b", 7),
     ] {
-        let train = tables::read_examples(&out.join(format!("{task}/train.arrow"))).unwrap();
+        let train = schemas::bioasq::read_examples(&out.join(format!("{task}/train.arrow"))).unwrap();
         let train_ids: BTreeSet<&str> = train.iter().map(|e| e.question_id.as_str()).collect();
         let train_texts: BTreeSet<String> = train
             .iter()
@@ -925,7 +926,7 @@ fn fixtures_biobert_4b_contexts_reproduced_from_pubmed_xml() {
     let tmp = tempfile::tempdir().unwrap();
     let c = ctx(tmp.path(), "", false);
     bioasq::run(&c, args(inputs, false, Some(&server.url))).unwrap();
-    let ours = tables::read_examples(&tmp.path().join("bioasq/examples.arrow")).unwrap();
+    let ours = schemas::bioasq::read_examples(&tmp.path().join("bioasq/examples.arrow")).unwrap();
     let (mut exact, mut whitespace_only, mut compared) = (0, 0, 0);
     for e in ours.iter().filter(|e| e.split == Split::Test) {
         let Some(want) = usable.get(&e.pmid.unwrap()) else {
@@ -1010,7 +1011,7 @@ fn sample_join_with_parsed_pubmed() {
     ] {
         std::fs::create_dir_all(raw.join(sub)).unwrap();
         std::fs::copy(
-            schemas::fixtures::sample_dir()
+            testkit::fixtures::sample_dir()
                 .join("pubmed")
                 .join(sub)
                 .join(name),
@@ -1034,7 +1035,7 @@ fn sample_join_with_parsed_pubmed() {
 
     // Expected contexts from the sample's independent (xml.etree) extraction.
     let expect: HashMap<u64, Value> =
-        std::fs::read_to_string(schemas::fixtures::sample_dir().join("expect/pubmed26n0001.jsonl"))
+        std::fs::read_to_string(testkit::fixtures::sample_dir().join("expect/pubmed26n0001.jsonl"))
             .unwrap()
             .lines()
             .map(|l| serde_json::from_str::<Value>(l).unwrap())
@@ -1052,7 +1053,7 @@ fn sample_join_with_parsed_pubmed() {
                 )
             })
             .collect();
-    let ours = tables::read_examples(&tmp.path().join("bioasq/examples.arrow")).unwrap();
+    let ours = schemas::bioasq::read_examples(&tmp.path().join("bioasq/examples.arrow")).unwrap();
     let mut joined = 0;
     for e in ours.iter().filter(|e| e.context_source == "pubmed") {
         let x = &expect[&e.pmid.unwrap()];

@@ -21,11 +21,11 @@ fn needs(recipe: &str) -> &'static [&'static str] {
     }
 }
 
-use schemas::fixtures::configs_dir as configs;
+use testkit::fixtures::configs_dir as configs;
 
 #[test]
 fn every_config_parses_and_has_its_recipes_sections() {
-    let files = schemas::fixtures::config_files().unwrap();
+    let files = testkit::fixtures::config_files().unwrap();
     let listed: Vec<&str> = RECIPES.iter().map(|r| r.0).collect();
     assert_eq!(
         files, listed,

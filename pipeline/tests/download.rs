@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use md5::{Digest, Md5};
 use pipeline::download::hub::{self, HubArgs, Source};
-use pipeline::download::test_server::{Fault, TestServer, html_index, random_bytes};
+use testkit::test_server::{Fault, TestServer, html_index, random_bytes};
 use pipeline::download::{self, Args};
 use pipeline::{Config, Ctx};
 use sha2::Sha256;
@@ -14,7 +14,7 @@ use sha2::Sha256;
 const MB: usize = 1 << 20;
 
 fn fixtures() -> Option<PathBuf> {
-    schemas::fixtures::fixtures_with(&["pubmed/pubmed26n1334.xml.gz"])
+    testkit::fixtures::fixtures_with(&["pubmed/pubmed26n1334.xml.gz"])
 }
 
 fn md5_hex(b: &[u8]) -> String {

@@ -5,13 +5,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use pipeline::tokenize::pack::split_of;
-use pipeline::tokenize::synthetic::read_expect_jsonl;
+use testkit::synthetic::read_expect_jsonl;
 use pipeline::tokenize::token_file::TokenFileReader;
 use pipeline::tokenize::{self, LoadedTokenizer, Settings, document_text};
 use pipeline::{Config, Ctx, Layout};
 use schemas::shards::ShardSet;
 
-use schemas::fixtures::{fixtures_dir as fixtures, sample_dir};
+use testkit::fixtures::{fixtures_dir as fixtures, sample_dir};
 
 fn ctx(dir: &Path, toml: &str) -> Ctx {
     let config: Config = toml::from_str(toml).expect("test config");

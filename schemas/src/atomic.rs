@@ -92,8 +92,7 @@ impl AtomicFile {
                 .expect("writer present until commit")
                 .flush()
                 .with_context(|| format!("flushing {}", self.temp_path.display()))?;
-            let new = crate::manifest::hash_file(&self.temp_path)?;
-            if new == crate::manifest::hash_file(&self.final_path)? {
+            if same_contents(&self.temp_path, &self.final_path)? {
                 return Ok(false); // Drop removes the temporary.
             }
         }
@@ -127,6 +126,37 @@ impl Drop for AtomicFile {
     fn drop(&mut self) {
         if self.writer.take().is_some() {
             let _ = fs::remove_file(&self.temp_path);
+        }
+    }
+}
+
+/// Whether two files hold the same bytes (compared block by block, so a large file is never held
+/// in memory whole).
+fn same_contents(a: &Path, b: &Path) -> Result<bool> {
+    use std::io::Read;
+    let open = |p: &Path| File::open(p).with_context(|| format!("opening {}", p.display()));
+    let (fa, fb) = (open(a)?, open(b)?);
+    let len = |f: &File, p: &Path| {
+        f.metadata()
+            .map(|m| m.len())
+            .with_context(|| format!("reading metadata of {}", p.display()))
+    };
+    if len(&fa, a)? != len(&fb, b)? {
+        return Ok(false);
+    }
+    let (mut ra, mut rb) = (io::BufReader::new(fa), io::BufReader::new(fb));
+    let (mut ba, mut bb) = (vec![0u8; 1 << 16], vec![0u8; 1 << 16]);
+    loop {
+        let n = ra
+            .read(&mut ba)
+            .with_context(|| format!("reading {}", a.display()))?;
+        if n == 0 {
+            return Ok(true);
+        }
+        rb.read_exact(&mut bb[..n])
+            .with_context(|| format!("reading {}", b.display()))?;
+        if ba[..n] != bb[..n] {
+            return Ok(false);
         }
     }
 }

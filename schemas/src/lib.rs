@@ -1,19 +1,22 @@
 //! Arrow schemas of every table biomamba writes, and the stage manifest that records how each was made.
 //!
-//! Every column is documented in `schemas/README.md`; the functions here are the single source of truth
-//! that the pipeline writes with and the trainer reads with. The small runtime pieces that the stage
-//! contract needs on both sides (atomic file replacement, manifests, progress reporting) live here too,
-//! so that `pipeline` and `trainer` never depend on each other.
+//! This crate is the contract between `pipeline` and `trainer`: every column is documented in
+//! `schemas/README.md`; the functions here are the single source of truth that the pipeline writes
+//! with and the trainer reads with — table schemas, the shard reader and writer ([`shards`]), the
+//! BioASQ row types ([`bioasq`]) and the data-directory layout ([`layout`]). The small runtime
+//! pieces the stage contract needs on both sides (atomic file replacement, manifests, progress
+//! reporting) live here too, so that `pipeline` and `trainer` never depend on each other.
 
 pub mod abstracts;
 pub mod atomic;
 pub mod bioasq;
-pub mod fixtures;
+pub mod layout;
 pub mod manifest;
 pub mod progress;
 pub mod shards;
 
 pub use atomic::AtomicFile;
+pub use layout::Layout;
 pub use manifest::{FileRecord, Fingerprint, StageManifest, UnitRecord};
 
 /// Metadata key under which every table stores its schema version.

@@ -181,6 +181,8 @@ struct Block {
 /// (the arrays point into the map, nothing is copied); [`ShardReader::sequence`] is O(1).
 pub struct ShardReader {
     path: PathBuf,
+    /// The whole mapped file.
+    file: Buffer,
     seq_len: usize,
     token_type: DataType,
     rows: usize,
@@ -290,6 +292,7 @@ impl ShardReader {
         }
         Ok(Self {
             path: path.to_path_buf(),
+            file: buffer,
             seq_len,
             token_type,
             rows,
@@ -299,6 +302,10 @@ impl ShardReader {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+    /// The file's bytes (the memory map), e.g. to fingerprint the data.
+    pub fn bytes(&self) -> &[u8] {
+        self.file.as_slice()
     }
     /// Number of sequences (rows).
     pub fn len(&self) -> usize {
@@ -398,20 +405,10 @@ pub struct ShardSet {
 }
 
 impl ShardSet {
+    /// Every `shard-*.arrow` of `dir`, in name order (none when `dir` does not exist).
     pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
-        let dir = dir.as_ref();
-        let mut paths = Vec::new();
-        for entry in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
-            let path = entry?.path();
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-            if let Some(name) = name
-                && name.starts_with("shard-")
-                && name.ends_with(".arrow")
-            {
-                paths.push(path);
-            }
-        }
-        paths.sort();
+        let mut paths = crate::layout::files_with_suffix(dir.as_ref(), ".arrow")?;
+        paths.retain(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("shard-")));
         Self::from_paths(&paths)
     }
 

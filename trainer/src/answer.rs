@@ -19,7 +19,8 @@ use tokenizers::Tokenizer;
 use crate::generate::{GenerateConfig, beam_search};
 use crate::metrics::{self, QuestionScore, TaskMetrics};
 use crate::model::MambaLm;
-use crate::qa::{Example, Golden, QaEncoder};
+use crate::qa::QaEncoder;
+use schemas::bioasq::{Example, GoldenRow};
 use crate::token_bytes::TokenBytes;
 
 /// Decoding settings of the answering step.
@@ -50,7 +51,7 @@ pub struct QuestionAnswers {
 
 /// The factoid questions of `golden`, each once, in table order (a repeated id is an
 /// error: the submission must list every id exactly once).
-pub fn factoid_questions(golden: &[Golden]) -> Result<Vec<&Golden>> {
+pub fn factoid_questions(golden: &[GoldenRow]) -> Result<Vec<&GoldenRow>> {
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     for g in golden.iter().filter(|g| g.qtype == "factoid") {
@@ -71,7 +72,7 @@ pub fn answer_questions<B: ScanBackend>(
     tokenizer: &Tokenizer,
     eos: u32,
     examples: &[Example],
-    golden: &[Golden],
+    golden: &[GoldenRow],
     settings: &AnswerSettings,
     device: &B::Device,
 ) -> Result<Vec<QuestionAnswers>> {
@@ -130,7 +131,7 @@ pub fn answer_questions<B: ScanBackend>(
         let score = metrics::score_question(&top, &q.exact_answer);
         out.push(QuestionAnswers {
             question_id: q.question_id.clone(),
-            batch: q.batch.clone(),
+            batch: q.batch_label().to_string(),
             answers: ranked
                 .iter()
                 .take(metrics::MAX_ANSWERS)
@@ -306,13 +307,15 @@ mod tests {
 
     #[test]
     fn repeated_golden_factoid_is_an_error() {
-        let g = |id: &str, t: &str| Golden {
+        let g = |id: &str, t: &str| GoldenRow {
             question_id: id.into(),
             qtype: t.into(),
             body: String::new(),
             exact_answer: vec![],
-            batch: "B1".into(),
-            in_batch: true,
+            documents: vec![],
+            batch: Some("B1".into()),
+            year: None,
+            source_file: "B1_golden.json".into(),
         };
         let golden = vec![g("a", "factoid"), g("y", "yesno"), g("b", "factoid")];
         let f = factoid_questions(&golden).unwrap();

@@ -35,6 +35,7 @@ use crate::model::{MambaLm, Precision};
 use crate::optim::{AdamWParams, lr_at};
 use crate::qa::{self, Encoded, PaddedBatch, QaEncoder};
 use crate::scan::ScanBackend;
+use schemas::bioasq::{Example, GoldenRow};
 use crate::session::{RunSpec, Session, train_step};
 
 /// `[finetune]`: settings shared by every task (a task may override some).
@@ -162,18 +163,17 @@ impl TaskConfig {
     /// test table. An id found in two batches is an error (name the batches).
     pub fn select_golden(
         &self,
-        golden: Vec<qa::Golden>,
-        test: &[qa::Example],
-    ) -> Result<Vec<qa::Golden>> {
+        golden: Vec<GoldenRow>,
+        test: &[Example],
+    ) -> Result<Vec<GoldenRow>> {
         let path = self.golden.display();
         let test_ids: std::collections::HashSet<&str> =
             test.iter().map(|e| e.question_id.as_str()).collect();
         for b in &self.batches {
-            if !golden.iter().any(|g| g.in_batch && &g.batch == b) {
+            if !golden.iter().any(|g| g.batch.as_ref() == Some(b)) {
                 let mut have: Vec<&str> = golden
                     .iter()
-                    .filter(|g| g.in_batch)
-                    .map(|g| g.batch.as_str())
+                    .filter_map(|g| g.batch.as_deref())
                     .collect();
                 have.sort();
                 have.dedup();
@@ -183,25 +183,25 @@ impl TaskConfig {
                 );
             }
         }
-        let out: Vec<qa::Golden> = golden
+        let out: Vec<GoldenRow> = golden
             .into_iter()
-            .filter(|g| g.in_batch)
+            .filter(|g| g.in_batch())
             .filter(|g| {
                 if self.batches.is_empty() {
                     test_ids.contains(g.question_id.as_str())
                 } else {
-                    self.batches.contains(&g.batch)
+                    self.batches.iter().any(|b| Some(b) == g.batch.as_ref())
                 }
             })
             .collect();
         let mut batch_of: BTreeMap<&str, &str> = BTreeMap::new();
         for g in &out {
-            if let Some(other) = batch_of.insert(&g.question_id, &g.batch) {
+            if let Some(other) = batch_of.insert(&g.question_id, g.batch_label()) {
                 bail!(
                     "{path}: question {} is in golden batches {other} and {}; list the task's \
                      batches in [tasks.*] batches",
                     g.question_id,
-                    g.batch
+                    g.batch_label()
                 );
             }
         }
@@ -394,7 +394,7 @@ pub struct FinetuneData {
 
 impl FinetuneData {
     /// Encode the rows of a training table (prompt + `" " + answer + EOS`, at most `max_len`).
-    pub fn encode(rows: &[qa::Example], enc: &QaEncoder<'_>, max_len: usize) -> Result<Self> {
+    pub fn encode(rows: &[Example], enc: &QaEncoder<'_>, max_len: usize) -> Result<Self> {
         let mut data = FinetuneData {
             examples: Vec::new(),
             skipped: 0,
@@ -460,7 +460,7 @@ pub fn train<B: AutodiffBackend + ScanBackend>(
     cfg.validate()?;
     cfg.precision.check::<B>(device, "[finetune] precision")?;
     let train_path = data_dir.join(&r.tables.train);
-    let mut rows = qa::read_examples(&train_path)?;
+    let mut rows = schemas::bioasq::read_examples(&train_path)?;
     rows.truncate(cfg.train_limit.unwrap_or(usize::MAX));
     let enc = QaEncoder {
         tokenizer,
@@ -569,9 +569,9 @@ pub fn evaluate<B: ScanBackend>(
     device: &B::Device,
 ) -> Result<TaskResult> {
     let (_, model) = load_pretrained::<B>(model_dir, device)?;
-    let examples = qa::read_examples(&data_dir.join(&r.tables.test))?;
+    let examples = schemas::bioasq::read_examples(&data_dir.join(&r.tables.test))?;
     let golden = r.tables.select_golden(
-        qa::read_golden(&data_dir.join(&r.tables.golden))?,
+        schemas::bioasq::read_golden(&data_dir.join(&r.tables.golden))?,
         &examples,
     )?;
     let settings = AnswerSettings {
@@ -769,13 +769,19 @@ mod tests {
     /// (same id, no batch): the task scores exactly the golden test batches' questions.
     #[test]
     fn golden_selection_is_exactly_the_test_batches_questions() {
-        let g = |id: &str, batch: &str, in_batch: bool| qa::Golden {
+        let g = |id: &str, batch: &str, in_batch: bool| GoldenRow {
             question_id: id.into(),
             qtype: "factoid".into(),
             body: format!("question {id}"),
             exact_answer: vec![vec![format!("answer {id}")]],
-            batch: batch.into(),
-            in_batch,
+            documents: vec![],
+            batch: in_batch.then(|| batch.to_string()),
+            year: None,
+            source_file: if in_batch {
+                format!("{batch}_golden.json")
+            } else {
+                batch.to_string()
+            },
         };
         let golden = || {
             vec![
@@ -787,18 +793,22 @@ mod tests {
                 g("other", "C1", true),
             ]
         };
-        let ex = |qid: &str| qa::Example {
+        let ex = |qid: &str| Example {
             id: format!("{qid}_001"),
             question_id: qid.into(),
             question: String::new(),
             context: String::new(),
             answer_text: None,
-            context_source: "snippet".into(),
+            answer_start: None,
+            pmid: None,
+            context_source: schemas::bioasq::source::SNIPPET,
+            split: schemas::bioasq::Split::Test,
+            source_file: "test.json".into(),
         };
         let test = [ex("leaked"), ex("q2"), ex("q3"), ex("q3")];
-        let ids = |v: &[qa::Golden]| {
+        let ids = |v: &[GoldenRow]| {
             v.iter()
-                .map(|g| format!("{}@{}", g.question_id, g.batch))
+                .map(|g| format!("{}@{}", g.question_id, g.batch_label()))
                 .collect::<Vec<_>>()
         };
         let want = ["leaked@B1", "q2@B1", "q3@B2"];

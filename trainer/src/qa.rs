@@ -1,163 +1,14 @@
-//! BioASQ factoid QA data for the trainer: reading the `bioasq` Arrow tables
-//! (`schemas::bioasq`) and turning examples into prompt/target token ids.
+//! BioASQ factoid QA data for the trainer: examples of the `bioasq` tables (read with
+//! `schemas::bioasq`) turned into prompt/target token ids.
 //!
 //! Prompt `"{context}\nQuestion: {question}\nAnswer:"`, target `" " + answer` + EOS. The
 //! context and the rest of the prompt are tokenized separately, so the context can be cut
 //! from the left at token level (keeping the question and "Answer:") when the prompt does
 //! not fit.
 
-use std::fs::File;
-use std::path::Path;
-
-use anyhow::{Context, Result, bail};
-use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::{DataType, Int64Type, UInt64Type};
-use arrow::ipc::reader::FileReader;
+use anyhow::{Result, bail};
+use schemas::bioasq::Example;
 use tokenizers::Tokenizer;
-
-/// One row of an examples table (`schemas::bioasq::examples_schema`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Example {
-    pub id: String,
-    pub question_id: String,
-    pub question: String,
-    pub context: String,
-    pub answer_text: Option<String>,
-    pub context_source: String,
-}
-
-/// One row of a golden table (`schemas::bioasq::golden_schema`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Golden {
-    pub question_id: String,
-    pub qtype: String,
-    pub body: String,
-    /// Synonym lists.
-    pub exact_answer: Vec<Vec<String>>,
-    /// Test batch (e.g. "4B1"); falls back to the source file name when null.
-    pub batch: String,
-    /// Whether the row comes from a golden test batch file (`batch` not null), as opposed to a
-    /// training file that repeats a test question.
-    pub in_batch: bool,
-}
-
-fn read_batches(path: &Path) -> Result<Vec<RecordBatch>> {
-    let f = File::open(path).with_context(|| format!("opening table {}", path.display()))?;
-    let reader = FileReader::try_new(f, None)
-        .with_context(|| format!("{}: not an Arrow IPC file", path.display()))?;
-    reader
-        .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("reading record batches of {}", path.display()))
-}
-
-fn column<'a>(b: &'a RecordBatch, path: &Path, name: &str, ty: &DataType) -> Result<&'a dyn Array> {
-    let c = b
-        .column_by_name(name)
-        .with_context(|| format!("{}: missing column `{name}`", path.display()))?;
-    if c.data_type() != ty {
-        bail!(
-            "{}: column `{name}` has type {}, expected {ty}",
-            path.display(),
-            c.data_type()
-        );
-    }
-    Ok(c.as_ref())
-}
-
-fn utf8_at(a: &dyn Array, i: usize) -> Option<String> {
-    let s = a.as_string::<i32>();
-    (!s.is_null(i)).then(|| s.value(i).to_string())
-}
-
-fn required(a: &dyn Array, i: usize, path: &Path, name: &str, row: usize) -> Result<String> {
-    utf8_at(a, i).with_context(|| format!("{}: row {row}: `{name}` is null", path.display()))
-}
-
-/// Read every row of an examples table.
-pub fn read_examples(path: &Path) -> Result<Vec<Example>> {
-    let mut out = Vec::new();
-    for b in read_batches(path)? {
-        let col = |n: &str| column(&b, path, n, &DataType::Utf8);
-        let (id, qid, q, ctx, ans, src) = (
-            col("id")?,
-            col("question_id")?,
-            col("question")?,
-            col("context")?,
-            col("answer_text")?,
-            col("context_source")?,
-        );
-        // answer_start is not needed here, but a table without it is not an examples table.
-        column(&b, path, "answer_start", &DataType::Int64)?.as_primitive::<Int64Type>();
-        for i in 0..b.num_rows() {
-            let row = out.len();
-            out.push(Example {
-                id: required(id, i, path, "id", row)?,
-                question_id: required(qid, i, path, "question_id", row)?,
-                question: required(q, i, path, "question", row)?,
-                context: required(ctx, i, path, "context", row)?,
-                answer_text: utf8_at(ans, i),
-                context_source: required(src, i, path, "context_source", row)?,
-            });
-        }
-    }
-    Ok(out)
-}
-
-/// Read every row of a golden table.
-pub fn read_golden(path: &Path) -> Result<Vec<Golden>> {
-    let golden_ty = schemas::bioasq::golden_schema();
-    let exact_ty = golden_ty
-        .field_with_name("exact_answer")
-        .expect("schema has exact_answer")
-        .data_type()
-        .clone();
-    let docs_ty = golden_ty
-        .field_with_name("documents")
-        .expect("schema has documents")
-        .data_type()
-        .clone();
-    let mut out = Vec::new();
-    for b in read_batches(path)? {
-        let col = |n: &str| column(&b, path, n, &DataType::Utf8);
-        let (qid, ty, body, batch, src) = (
-            col("question_id")?,
-            col("type")?,
-            col("body")?,
-            col("batch")?,
-            col("source_file")?,
-        );
-        column(&b, path, "documents", &docs_ty)?
-            .as_list::<i32>()
-            .values()
-            .as_primitive::<UInt64Type>();
-        let exact = column(&b, path, "exact_answer", &exact_ty)?.as_list::<i32>();
-        for i in 0..b.num_rows() {
-            let row = out.len();
-            let question_id = required(qid, i, path, "question_id", row)?;
-            let lists = exact.value(i);
-            let lists = lists.as_list::<i32>();
-            let mut exact_answer = Vec::with_capacity(lists.len());
-            for j in 0..lists.len() {
-                let syn = lists.value(j);
-                let syn = syn.as_string::<i32>();
-                exact_answer.push((0..syn.len()).map(|k| syn.value(k).to_string()).collect());
-            }
-            let (batch, in_batch) = match utf8_at(batch, i) {
-                Some(b) => (b, true),
-                None => (required(src, i, path, "source_file", row)?, false),
-            };
-            out.push(Golden {
-                question_id,
-                qtype: required(ty, i, path, "type", row)?,
-                body: required(body, i, path, "body", row)?,
-                exact_answer,
-                batch,
-                in_batch,
-            });
-        }
-    }
-    Ok(out)
-}
 
 /// A tokenized training example: `ids = prompt ++ target`, loss on the target only.
 #[derive(Debug, Clone, PartialEq)]
@@ -314,7 +165,11 @@ mod tests {
             question: "what ?".into(),
             context: context.into(),
             answer_text: answer.map(String::from),
-            context_source: "snippet".into(),
+            answer_start: None,
+            pmid: None,
+            context_source: schemas::bioasq::source::SNIPPET,
+            split: schemas::bioasq::Split::Train,
+            source_file: "train.json".into(),
         }
     }
 

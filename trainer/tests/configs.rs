@@ -18,7 +18,7 @@ const RECIPES: &[(&str, &[&str])] = &[
     ("sample.toml", &["demo"]),
 ];
 
-use schemas::fixtures::configs_dir as configs;
+use testkit::fixtures::configs_dir as configs;
 
 fn raw(path: &Path) -> toml::Table {
     toml::from_str(&std::fs::read_to_string(path).unwrap())
@@ -33,7 +33,7 @@ fn section<'a>(t: &'a toml::Table, name: &str, file: &str, recipe: &str) -> &'a 
 
 #[test]
 fn every_config_parses_and_has_its_recipes_sections() {
-    let files = schemas::fixtures::config_files().unwrap();
+    let files = testkit::fixtures::config_files().unwrap();
     let listed: Vec<&str> = RECIPES.iter().map(|r| r.0).collect();
     assert_eq!(
         files, listed,

@@ -18,7 +18,7 @@ use arrow::ipc::writer::FileWriter;
 use serde_json::Value;
 
 fn fixtures() -> Option<PathBuf> {
-    let root = schemas::fixtures::fixtures_dir();
+    let root = testkit::fixtures::fixtures_dir();
     if root.join("bioasq/squad").is_dir()
         && root.join("tokenizer/gpt-neox-20b.tokenizer.json").is_file()
     {
@@ -406,7 +406,7 @@ fn finetune_answer_and_score_bioasq_4b_5b_with_a_tiny_model() {
     // Perplexity on a validation shard of real text (questions of the test table, EOS-separated).
     let tok = tokenizers::Tokenizer::from_file(init.join("tokenizer.json")).unwrap();
     let mut stream: Vec<u16> = Vec::new();
-    for q in trainer::qa::read_examples(&data.join("bioasq/4b/test.arrow"))
+    for q in schemas::bioasq::read_examples(&data.join("bioasq/4b/test.arrow"))
         .unwrap()
         .iter()
         .take(40)

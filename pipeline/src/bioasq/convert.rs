@@ -9,53 +9,9 @@ use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use schemas::bioasq::{Example, Split, source};
+
 use super::formats::{OfficialQuestion, SquadFile, pmid_of_url, question_id_of};
-
-/// Which split an example belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Split {
-    Train,
-    Test,
-}
-
-impl Split {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Split::Train => "train",
-            Split::Test => "test",
-        }
-    }
-}
-
-/// Where an example's context came from (the `context_source` column).
-pub mod source {
-    /// Carried over from a SQuAD-format input.
-    pub const SQUAD: &str = "squad";
-    /// A training snippet.
-    pub const SNIPPET: &str = "snippet";
-    /// `title + " " + abstract` from our `parquet/current`.
-    pub const PUBMED: &str = "pubmed";
-    /// The same, from a record fetched with efetch (cached under `raw/pubmed/efetch/`).
-    pub const EFETCH: &str = "efetch";
-    /// `--offline` and the document is nowhere: the question's snippets of that document.
-    pub const SNIPPET_FALLBACK: &str = "snippet-fallback";
-}
-
-/// One row of the examples tables.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Example {
-    pub id: String,
-    pub question_id: String,
-    pub question: String,
-    pub context: String,
-    pub answer_text: Option<String>,
-    pub answer_start: Option<i64>,
-    pub pmid: Option<u64>,
-    pub context_source: &'static str,
-    pub split: Split,
-    pub source_file: String,
-}
 
 /// Normalized question text for leak matching: lowercase, whitespace runs collapsed to one space,
 /// anything that is not a letter or digit stripped from both ends (punctuation, quotes, spaces).

@@ -18,7 +18,7 @@ use super::convert::Document;
 
 /// `*.parquet` files of a directory, sorted by name (none when it does not exist).
 pub fn parquet_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    crate::layout::files_with_suffix(dir, ".parquet")
+    schemas::layout::files_with_suffix(dir, ".parquet")
 }
 
 /// The documents of `wanted` found in `files`.

@@ -24,9 +24,9 @@ use serde_json::{Value, json};
 
 use crate::Ctx;
 use crate::stage::{Plan, Stage, StageStatus};
-use convert::{Example, Split, TestDocuments, source};
+use convert::TestDocuments;
+use schemas::bioasq::{Example, GoldenRow, Split, source};
 use formats::{InputFile, OfficialQuestion, exact_answer_lists, pmid_of_url};
-use tables::GoldenRow;
 use tasks::{TaskConfig, TestQuestion};
 
 pub const STAGE: &str = "bioasq";
@@ -84,12 +84,12 @@ struct Fingerprinted<'a> {
 
 /// `*.json` files of `raw/bioasq/`, sorted.
 fn default_inputs(dir: &Path) -> Result<Vec<PathBuf>> {
-    crate::layout::files_with_suffix(dir, ".json")
+    schemas::layout::files_with_suffix(dir, ".json")
 }
 
 /// `<pmid>.xml` files of the efetch cache, sorted.
 fn efetch_cache_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    crate::layout::files_with_suffix(dir, ".xml")
+    schemas::layout::files_with_suffix(dir, ".xml")
 }
 
 fn file_name(path: &Path) -> Result<String> {
@@ -472,11 +472,11 @@ fn build(ctx: &Ctx, args: &Args, names: &BTreeMap<String, PathBuf>) -> Result<Bu
     let mut outputs = Vec::new();
     let all: Vec<Example> = conversions.values().flatten().cloned().collect();
     outputs.extend(tables::write_table(
-        &tables::examples_batch(&all)?,
+        &schemas::bioasq::examples_batch(&all)?,
         &dir.join("examples"),
     )?);
     outputs.extend(tables::write_table(
-        &tables::golden_batch(&golden)?,
+        &schemas::bioasq::golden_batch(&golden)?,
         &dir.join("golden"),
     )?);
 
@@ -491,11 +491,11 @@ fn build(ctx: &Ctx, args: &Args, names: &BTreeMap<String, PathBuf>) -> Result<Bu
             .collect();
         let task_dir = dir.join(task);
         outputs.extend(tables::write_table(
-            &tables::examples_batch(&train)?,
+            &schemas::bioasq::examples_batch(&train)?,
             &task_dir.join("train"),
         )?);
         outputs.extend(tables::write_table(
-            &tables::examples_batch(&test)?,
+            &schemas::bioasq::examples_batch(&test)?,
             &task_dir.join("test"),
         )?);
         let test_questions: BTreeSet<&str> = test.iter().map(|e| e.question_id.as_str()).collect();

@@ -8,7 +8,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::convert::{Example, normalize_question};
+use schemas::bioasq::Example;
+
+use super::convert::normalize_question;
 
 /// `[bioasq.tasks.<name>]`: one fine-tuning/evaluation task.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -125,7 +127,7 @@ pub fn leak_free(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bioasq::convert::{Split, source};
+    use schemas::bioasq::{Split, source};
 
     fn ex(qid: &str, q: &str) -> Example {
         Example {

@@ -10,7 +10,6 @@
 pub mod fetch;
 pub mod hub;
 pub mod listing;
-pub mod test_server;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -20,7 +20,6 @@
 pub mod decontaminate;
 pub mod inspect;
 pub mod pack;
-pub mod synthetic;
 #[cfg(test)]
 mod tests;
 pub mod token_file;

@@ -4,12 +4,12 @@ use std::path::{Path, PathBuf};
 use schemas::shards::ShardSet;
 
 use super::pack::{PackSummary, Split, split_of};
-use super::synthetic::{AbstractRow, read_expect_jsonl, write_abstracts_part};
+use testkit::synthetic::{AbstractRow, read_expect_jsonl, write_abstracts_part};
 use super::token_file::TokenFileReader;
 use super::*;
 use crate::{Config, Ctx};
 
-use schemas::fixtures::{fixtures_dir as fixtures, sample_dir};
+use testkit::fixtures::{fixtures_dir as fixtures, sample_dir};
 
 fn sample_rows() -> Option<Vec<Vec<AbstractRow>>> {
     let dir = sample_dir().join("expect");
@@ -74,7 +74,7 @@ fn run_all(ctx: &Ctx) -> (TokenizeReport, PackSummary) {
 
 /// Every file under `dir` with its mtime and content.
 fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (std::time::SystemTime, Vec<u8>)> {
-    schemas::fixtures::snapshot(dir).unwrap()
+    testkit::fixtures::snapshot(dir).unwrap()
 }
 
 fn shard_bytes(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {

@@ -8,11 +8,11 @@ use serde_json::{Value, json};
 
 /// The real fixtures (`BIOMAMBA_FIXTURES`, default `<workspace>/../shared/fixtures`), if present.
 pub fn fixtures() -> Option<PathBuf> {
-    schemas::fixtures::fixtures_with(&["pubmed"])
+    testkit::fixtures::fixtures_with(&["pubmed"])
 }
 
 pub fn sample() -> PathBuf {
-    schemas::fixtures::sample_dir()
+    testkit::fixtures::sample_dir()
 }
 
 /// The expect-file view of a citation.

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 /// `$BIOMAMBA_GOLDEN/mamba/<name>`, or `<workspace>/../shared/golden/mamba/<name>`;
 /// `None` (the test prints SKIP) when absent.
 pub fn fixture(name: &str) -> Option<PathBuf> {
-    let dir = schemas::fixtures::golden_dir().join("mamba").join(name);
+    let dir = testkit::fixtures::golden_dir().join("mamba").join(name);
     if dir.join("golden.safetensors").exists() && dir.join("model.safetensors").exists() {
         Some(dir)
     } else {

@@ -1,22 +1,8 @@
-//! Helpers for biomamba's cross-crate end-to-end tests: locating the workspace, sample data and the
-//! built binaries.
+//! The built `pipeline` binary, for end-to-end tests that run it as a user would.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
-
-/// The workspace root.
-pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_path_buf()
-}
-
-/// `data/sample/` of the workspace.
-pub fn sample() -> PathBuf {
-    workspace().join("data/sample")
-}
 
 /// The `pipeline` binary of the profile these tests were built with.
 ///
@@ -30,7 +16,7 @@ pub fn pipeline_binary() -> PathBuf {
             .ok()
             .and_then(|exe| Some(exe.parent()?.parent()?.join("pipeline")));
         match beside {
-            Some(bin) if is_fresh(&bin, &workspace().join("pipeline")) => bin,
+            Some(bin) if is_fresh(&bin, &crate::fixtures::workspace_dir().join("pipeline")) => bin,
             _ => build_binary("pipeline", "pipeline"),
         }
     })
@@ -68,7 +54,7 @@ fn is_fresh(bin: &Path, crate_dir: &Path) -> bool {
 fn build_binary(package: &str, bin: &str) -> PathBuf {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let out = Command::new(cargo)
-        .current_dir(workspace())
+        .current_dir(crate::fixtures::workspace_dir())
         .args([
             "build",
             "-p",

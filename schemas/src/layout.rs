@@ -1,8 +1,21 @@
-//! The fixed layout under the data directory (`--data-dir`, default `data`).
+//! The data directory (`--data-dir`, default `data`): where every stage reads and writes.
+//!
+//! Both crates ask [`Layout`] for every path under the data directory, so a folder is named in
+//! exactly one place. A layout over an empty root gives the paths relative to the data directory
+//! (what configs store, e.g. `Layout::relative().bioasq_table("bioasq-4b", "train")`).
 
 use std::path::{Path, PathBuf};
 
-/// Paths of every folder the stages read and write, relative to one data directory.
+use anyhow::{Context, Result};
+
+/// The training split of the shards and of the BioASQ task tables.
+pub const TRAIN: &str = "train";
+/// The validation split of the shards.
+pub const VAL: &str = "val";
+/// The test split of the BioASQ task tables.
+pub const TEST: &str = "test";
+
+/// Paths of every folder and table the stages read and write, under one data directory.
 #[derive(Clone, Debug)]
 pub struct Layout {
     pub root: PathBuf,
@@ -11,6 +24,10 @@ pub struct Layout {
 impl Layout {
     pub fn new(root: impl Into<PathBuf>) -> Self {
         Self { root: root.into() }
+    }
+    /// Paths relative to the data directory.
+    pub fn relative() -> Self {
+        Self::new("")
     }
     pub fn root(&self) -> &Path {
         &self.root
@@ -45,9 +62,9 @@ impl Layout {
     pub fn parquet_current(&self) -> PathBuf {
         self.root.join("parquet/current")
     }
-    /// `shards/{train,val}/`: packed token sequences.
+    /// `shards/{train,val}/`: packed token sequences ([`TRAIN`], [`VAL`]).
     pub fn shards(&self, split: &str) -> PathBuf {
-        self.root.join("shards").join(split)
+        self.shards_root().join(split)
     }
     pub fn shards_root(&self) -> PathBuf {
         self.root.join("shards")
@@ -59,6 +76,18 @@ impl Layout {
     /// `bioasq/`: SQuAD-style examples and golden answers.
     pub fn bioasq(&self) -> PathBuf {
         self.root.join("bioasq")
+    }
+    /// `bioasq/<task>/<split>.arrow`: the examples of one task's split ([`TRAIN`], [`TEST`]).
+    pub fn bioasq_table(&self, task: &str, split: &str) -> PathBuf {
+        self.bioasq().join(task).join(format!("{split}.arrow"))
+    }
+    /// `bioasq/examples.arrow`: every converted example of every input file.
+    pub fn bioasq_examples(&self) -> PathBuf {
+        self.bioasq().join("examples.arrow")
+    }
+    /// `bioasq/golden.arrow`: the golden answers of every official file.
+    pub fn bioasq_golden(&self) -> PathBuf {
+        self.bioasq().join("golden.arrow")
     }
     /// `models/`: Hugging Face model and tokenizer files.
     pub fn models(&self) -> PathBuf {
@@ -79,12 +108,15 @@ impl Layout {
     pub fn runs(&self) -> PathBuf {
         self.root.join("runs")
     }
+    /// `runs/finetune-<task>/`: the default run directory of fine-tuning on `task`.
+    pub fn finetune_run(&self, task: &str) -> PathBuf {
+        self.runs().join(format!("finetune-{task}"))
+    }
 }
 
-/// Files of `dir` whose name ends with `suffix` (hidden files and temporaries skipped), sorted by name;
-/// none when `dir` does not exist.
-pub fn files_with_suffix(dir: &Path, suffix: &str) -> anyhow::Result<Vec<PathBuf>> {
-    use anyhow::Context;
+/// Files of `dir` whose name ends with `suffix` (hidden files and temporaries skipped), sorted by
+/// name; none when `dir` does not exist. The one directory listing of both crates.
+pub fn files_with_suffix(dir: &Path, suffix: &str) -> Result<Vec<PathBuf>> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -102,4 +134,37 @@ pub fn files_with_suffix(dir: &Path, suffix: &str) -> anyhow::Result<Vec<PathBuf
     }
     out.sort();
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_layout_gives_paths_inside_the_data_directory() {
+        let l = Layout::relative();
+        assert_eq!(
+            l.bioasq_table("bioasq-4b", TRAIN),
+            Path::new("bioasq/bioasq-4b/train.arrow")
+        );
+        assert_eq!(l.bioasq_golden(), Path::new("bioasq/golden.arrow"));
+        assert_eq!(Layout::new("d").shards(VAL), Path::new("d/shards/val"));
+    }
+
+    #[test]
+    fn listing_skips_hidden_files_and_sorts() {
+        let dir = std::env::temp_dir().join(format!("layout-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for name in ["b.arrow", "a.arrow", ".a.arrow.tmp-1", "c.txt"] {
+            std::fs::write(dir.join(name), b"x").unwrap();
+        }
+        let names: Vec<String> = files_with_suffix(&dir, ".arrow")
+            .unwrap()
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["a.arrow", "b.arrow"]);
+        assert!(files_with_suffix(&dir.join("absent"), ".arrow").unwrap().is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -7,7 +7,7 @@
 //! thread. zcat and ours run `--runs` times, interleaved, and the table shows medians: on a shared
 //! machine wall time is noisy, CPU time much less so, and the ratio to zcat is given for both.
 //!
-//! `cargo run --release -p pipeline --bin bench_parse -- [--citations N] [--runs N] [--work DIR] [--skip-python]`
+//! `cargo run --release -p pipeline --example bench_parse -- [--citations N] [--runs N] [--work DIR] [--skip-python]`
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -94,7 +94,7 @@ fn child(input: &Path, write: bool) -> Result<()> {
     Ok(())
 }
 
-use schemas::fixtures::fixtures_dir;
+use testkit::fixtures::fixtures_dir;
 
 /// `<PubmedArticle>` elements (text) with their PMIDs, from the real fixtures, else the sample.
 fn source_records() -> Result<Vec<(String, String)>> {

@@ -159,7 +159,7 @@ fn main() -> Result<()> {
         "bench_model: B=1, L={len}, f32 CPU (burn-ndarray), {threads} threads, median of {iters}"
     );
 
-    let golden = schemas::fixtures::golden_dir();
+    let golden = testkit::fixtures::golden_dir();
     let tiny_b = HfConfig::load(&golden.join("mamba/tiny-b/config.json"))
         .map(|c| c.config)
         .unwrap_or_else(|_| MambaConfig::new(256, 64, 3).with_time_step_rank(Some(4)));

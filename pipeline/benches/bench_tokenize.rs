@@ -15,7 +15,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use pipeline::tokenize::synthetic::{AbstractRow, read_expect_jsonl, write_abstracts_part};
+use testkit::synthetic::{AbstractRow, read_expect_jsonl, write_abstracts_part};
 use pipeline::tokenize::{self, Settings, document_text};
 use pipeline::{Config, Ctx};
 
@@ -26,7 +26,7 @@ struct Options {
     python: PathBuf,
 }
 
-use schemas::fixtures::{fixtures_dir as fixtures, sample_dir};
+use testkit::fixtures::{fixtures_dir as fixtures, sample_dir};
 
 fn parse_args() -> Result<Options> {
     let home = std::env::var_os("HOME")

@@ -2,7 +2,7 @@
 //! fetch it with `pipeline download` (GET + MD5 + write + fsync + manifest), next to `curl` on the
 //! same URL (to /dev/null and to a file) when curl is installed.
 //!
-//! `cargo run --release -p pipeline --bin bench_download [-- SIZE_MB [RUNS]]`
+//! `cargo run --release -p pipeline --example bench_download [-- SIZE_MB [RUNS]]`
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use md5::{Digest, Md5};
-use pipeline::download::test_server::{TestServer, html_index, random_bytes};
+use testkit::test_server::{TestServer, html_index, random_bytes};
 use pipeline::download::{self, Args};
 use pipeline::{Config, Ctx};
 

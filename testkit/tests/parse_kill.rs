@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use biomamba_tests::{pipeline_binary, sample};
+use testkit::{pipeline_binary, sample_dir as sample};
 
 const FILES: usize = 4;
 const RECORDS_PER_FILE: usize = 6000;

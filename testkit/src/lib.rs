@@ -1,0 +1,13 @@
+//! Test support for biomamba, never compiled into a release binary (a dev-dependency of the
+//! pipeline and the trainer): where the fixtures, golden models and sample data are
+//! ([`fixtures`]), the built `pipeline` binary ([`binaries`]), a faulty HTTP server for the
+//! download tests and benchmark ([`test_server`]), and synthetic abstracts parts for the tokenize
+//! tests and benchmark ([`synthetic`]). Its own `tests/` are the cross-crate end-to-end tests.
+
+pub mod binaries;
+pub mod fixtures;
+pub mod synthetic;
+pub mod test_server;
+
+pub use binaries::pipeline_binary;
+pub use fixtures::{fixtures_dir, golden_dir, sample_dir, workspace_dir};
