@@ -11,6 +11,7 @@ pub mod abstracts;
 pub mod atomic;
 pub mod bioasq;
 pub mod layout;
+pub mod logging;
 pub mod manifest;
 pub mod progress;
 pub mod shards;
