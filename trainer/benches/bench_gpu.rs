@@ -18,7 +18,7 @@ use std::time::Instant;
 use anyhow::{Result, anyhow};
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Int, Tensor, TensorData};
-use trainer::scan_cubecl::set_fused_scan;
+use trainer::model::scan::cubecl::set_fused_scan;
 use trainer::{MambaConfig, Precision, causal_lm_loss};
 
 #[cfg(feature = "cuda")]

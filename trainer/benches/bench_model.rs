@@ -17,7 +17,7 @@ use burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing;
 use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Int, Tensor, TensorData};
-use trainer::hf::HfConfig;
+use trainer::model::hf::HfConfig;
 use trainer::{AutodiffCpu, Cpu, MambaConfig, causal_lm_loss};
 
 fn arg(name: &str) -> Option<String> {
@@ -58,7 +58,7 @@ fn random_ids(v: usize, len: usize) -> Vec<i64> {
 }
 
 /// Median forward+backward seconds and peak RSS (MiB) during it.
-fn ours_fwd_bwd<B: AutodiffBackend + trainer::scan::ScanBackend>(
+fn ours_fwd_bwd<B: AutodiffBackend + trainer::model::scan::ScanBackend>(
     cfg: &MambaConfig,
     len: usize,
     iters: usize,

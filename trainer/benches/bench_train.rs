@@ -15,9 +15,10 @@ use std::time::Instant;
 use anyhow::Result;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Int, Tensor};
-use trainer::data::batch_tensor;
-use trainer::optim::{AdamW, AdamWParams};
-use trainer::pretrain::{lm_loss_share, train_step};
+use trainer::train::data::batch_tensor;
+use trainer::train::optim::{AdamW, AdamWParams};
+use trainer::train::pretrain::lm_loss_share;
+use trainer::train::step::train_step;
 use trainer::{AutodiffCpu, MambaConfig, Precision, causal_lm_loss};
 
 fn arg(name: &str) -> Option<String> {
@@ -59,7 +60,7 @@ struct Row {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn bench<B: AutodiffBackend + trainer::scan::ScanBackend>(
+fn bench<B: AutodiffBackend + trainer::model::scan::ScanBackend>(
     name: &str,
     device: &B::Device,
     precision: Precision,

@@ -1,49 +1,32 @@
-//! biomamba trainer: the Mamba-1 model in Burn (HF-compatible), generation, scoring.
+//! biomamba trainer: Mamba-1 in Burn, HF-compatible, with pretraining, BioASQ fine-tuning and
+//! evaluation. `ARCHITECTURE.md` at the workspace root is the map; in short:
 //!
-//! Entry points:
-//! - [`MambaConfig`] (`MambaConfig::mamba_130m()`, `.init_seeded(&device, seed)`,
-//!   `.num_params()`), [`MambaLm`] (`forward`, `forward_full`, `step`, `empty_cache`),
-//!   [`causal_lm_loss`].
-//! - [`scan::ScanBackend`]: the S6 selective scan per backend (tensor-op default, fused CPU
-//!   loops for `NdArray<f32>`, one custom autodiff node that recomputes states in backward).
-//! - [`hf`]: `load_pretrained` / `save_pretrained` (HF `config.json` + `model.safetensors`),
-//!   `MambaLm::hf_params` (HF names), `hf_grads`.
-//! - [`generate`]: `greedy`, `beam_search` on the recurrent cache.
-//! - [`score`]: logits / loss / gradients for the `trainer score` command.
+//! - [`model`]: the model (config, mixer, autocast), the selective scan per backend
+//!   ([`model::scan`]: reference tensor ops, fused CPU loops, CubeCL kernels, one autodiff node),
+//!   HF weights in and out ([`model::hf`]) and generation ([`model::generate`]).
+//! - [`train`]: the shared training machinery — run directory and exact resume
+//!   ([`train::session`], [`train::checkpoint`]), the optimizer step ([`train::step`],
+//!   [`train::optim`]), data order ([`train::data`]), losses ([`train::loss`]) — and the
+//!   commands built on it: [`train::pretrain`], [`train::finetune`], [`train::export`],
+//!   [`train::plot`].
+//! - [`eval`]: BioASQ answering and its measures ([`eval::answer`], [`eval::metrics`],
+//!   [`eval::results`], [`eval::report`]), perplexity ([`eval::perplexity`]) and HF parity
+//!   scoring ([`eval::parity`]).
+//! - [`config`]: the one TOML config, loaded once per command; [`backend`]: the backends;
+//!   [`cli`]: the `trainer` command line (clap arguments and dispatch only).
+//!
+//! Commands are siblings over this machinery: none imports another.
 
-pub mod model;
-pub mod scan;
-#[cfg(feature = "cubecl-kernels")]
-pub mod scan_cubecl;
-
-pub use model::{MambaCache, MambaConfig, MambaLm, Precision, causal_lm_loss};
-pub mod hf;
-pub mod st;
-
-pub use hf::{HfConfig, hf_grads, load_pretrained, save_pretrained};
-pub mod generate;
-
-pub use generate::{Candidate, GenerateConfig, beam_search, greedy};
-pub mod score;
-
-/// CPU backend used by the CLI (f32 ndarray); a GPU backend comes with the `cuda` issue.
-pub type Cpu = burn::backend::NdArray<f32>;
-/// CPU backend with autodiff.
-pub type AutodiffCpu = burn::backend::Autodiff<Cpu>;
-pub mod checkpoint;
-pub mod data;
-pub mod optim;
-pub mod plot;
-pub mod pretrain;
-pub mod session;
-
-// BioASQ fine-tuning and evaluation.
-pub mod answer;
+pub mod backend;
+pub mod cli;
+pub mod config;
 pub mod eval;
-pub mod finetune;
-pub mod loss;
-pub mod metrics;
-pub mod ppl;
-pub mod qa;
-pub mod report;
-pub mod token_bytes;
+pub mod model;
+pub mod train;
+
+pub use backend::{AutodiffCpu, Cpu};
+pub use model::hf::{HfConfig, hf_grads, load_pretrained, save_pretrained};
+pub use model::{
+    Candidate, GenerateConfig, MambaCache, MambaConfig, MambaLm, Precision, beam_search, greedy,
+};
+pub use train::loss::causal_lm_loss;

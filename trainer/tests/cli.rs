@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 use common::{fixture, rel_err};
-use trainer::st::{self, OutTensor, StFile};
+use trainer::model::hf::safetensors::{self as st, OutTensor, StFile};
 
 fn run_score(dir: &Path) {
     let tmp = tempfile::tempdir().unwrap();

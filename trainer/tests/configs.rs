@@ -1,11 +1,10 @@
-//! Every file in `configs/` parses with the trainer's config loaders (`[model]`/`[pretrain]` and
-//! `[finetune]`/`[tasks.*]`) and has the sections the `just` recipes that use it need
+//! Every file in `configs/` parses with the trainer's config loader (`[model]`, `[pretrain]`,
+//! `[finetune]`, `[tasks.*]`) and has the sections the `just` recipes that use it need
 //! (pipeline/tests/configs.rs checks the pipeline's side).
 
 use std::path::Path;
 
-use trainer::finetune;
-use trainer::pretrain::TrainConfigFile;
+use trainer::config::{Config, Section};
 
 /// Each config and the recipes that read it (`just demo` uses sample.toml; `CONFIG` defaults to
 /// pubmed-130m.toml for the others; bioasq-tasks.toml is the `[bioasq]` snippet).
@@ -43,9 +42,8 @@ fn every_config_parses_and_has_its_recipes_sections() {
     for (file, recipes) in RECIPES {
         let path = configs().join(file);
         let t = raw(&path);
-        // Both trainer loaders accept every file (unknown keys in their sections are errors).
-        let train = TrainConfigFile::load(&path).unwrap_or_else(|e| panic!("{file}: {e:#}"));
-        let ft = finetune::load_config(Some(&path)).unwrap_or_else(|e| panic!("{file}: {e:#}"));
+        // The trainer's loader accepts every file (unknown keys in its sections are errors).
+        let train = Config::load(Some(&path), Section::ALL).unwrap_or_else(|e| panic!("{file}: {e:#}"));
         for recipe in *recipes {
             let trains = matches!(*recipe, "demo" | "pretrain");
             let finetunes = matches!(*recipe, "demo" | "finetune");
@@ -82,7 +80,7 @@ fn every_config_parses_and_has_its_recipes_sections() {
                         tasks.contains_key(task),
                         "{file}: `just {recipe}` needs [tasks.{task}]"
                     );
-                    let r = finetune::resolve(&ft, task, None, None, None, None).unwrap();
+                    let r = train.resolve_task(task, None, None, None, None).unwrap();
                     assert!(!r.tables.label.is_empty(), "{file}: [tasks.{task}] label");
                     assert!(
                         !r.tables.batches.is_empty(),

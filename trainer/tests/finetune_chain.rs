@@ -227,7 +227,7 @@ fn finetune_answer_and_score_bioasq_4b_5b_with_a_tiny_model() {
         squad_to_examples(
             &tests,
             &data.join(format!("bioasq/{y}/test.arrow")),
-            "document",
+            "squad",
             None,
         );
         let goldens: Vec<PathBuf> = (1..=5)
@@ -297,7 +297,7 @@ fn finetune_answer_and_score_bioasq_4b_5b_with_a_tiny_model() {
         let out = run.join("eval").join(task);
         let sub: Value =
             serde_json::from_slice(&std::fs::read(out.join("predictions.json")).unwrap()).unwrap();
-        trainer::answer::validate_submission(&sub, &factoid_ids[y]).unwrap();
+        trainer::eval::answer::validate_submission(&sub, &factoid_ids[y]).unwrap();
         let qs = sub["questions"].as_array().unwrap();
         assert_eq!(qs.len(), factoid_ids[y].len());
         let unique: BTreeSet<&str> = qs.iter().map(|q| q["id"].as_str().unwrap()).collect();
@@ -423,25 +423,12 @@ fn finetune_answer_and_score_bioasq_4b_5b_with_a_tiny_model() {
     let seq = 64;
     let rows = 4;
     assert!(stream.len() >= rows * seq);
-    let values = arrow::array::UInt16Array::from(stream[..rows * seq].to_vec());
-    let item = Arc::new(arrow::datatypes::Field::new(
-        "item",
-        arrow::datatypes::DataType::UInt16,
-        false,
-    ));
-    let ids = arrow::array::FixedSizeListArray::new(item, seq as i32, Arc::new(values), None);
-    let mut starts = ListBuilder::new(arrow::array::UInt32Builder::new()).with_field(Arc::new(
-        arrow::datatypes::Field::new("item", arrow::datatypes::DataType::UInt32, false),
-    ));
-    for _ in 0..rows {
-        starts.append(true); // not read by the evaluation
-    }
-    let shard = RecordBatch::try_new(
-        schemas::shards::schema(seq, 50280),
-        vec![Arc::new(ids), Arc::new(starts.finish())],
-    )
-    .unwrap();
-    write_table(&data.join("shards/val/shard-00000.arrow"), shard);
+    let packed: Vec<Vec<u32>> = stream[..rows * seq]
+        .chunks(seq)
+        .map(|c| c.iter().map(|&t| t as u32).collect())
+        .collect();
+    let shard = data.join("shards/val/shard-00000.arrow");
+    testkit::shards::write_sequences(&shard, &packed, seq, 50280, 0).unwrap();
     let ppl_out = tmp.path().join("ppl");
     let table4 = trainer(
         &bin,

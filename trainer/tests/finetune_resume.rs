@@ -17,7 +17,7 @@ use common::kill::{
     count_lines, deterministic_metrics, hidden_entries, kill_in_checkpoint_write, random_below,
     run_ok, wait_kill,
 };
-use trainer::checkpoint::{CHECKPOINTS_DIR, PAUSE_ENV};
+use trainer::train::checkpoint::{CHECKPOINTS_DIR, PAUSE_ENV};
 
 const STEPS: usize = 12;
 

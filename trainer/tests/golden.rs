@@ -8,7 +8,7 @@ use burn::backend::{Autodiff, NdArray};
 use burn::module::AutodiffModule;
 use burn::tensor::{Int, Tensor, TensorData};
 use common::{fixture, rel_err};
-use trainer::st::StFile;
+use trainer::model::hf::safetensors::StFile;
 use trainer::{GenerateConfig, causal_lm_loss, greedy, hf_grads, load_pretrained};
 
 type Be = Autodiff<NdArray<f32>>;

@@ -15,7 +15,7 @@ use common::kill::{
     count_lines, deterministic_metrics, hidden_entries, kill_in_checkpoint_write, random_below,
     run_ok, wait_kill,
 };
-use trainer::checkpoint::{CHECKPOINTS_DIR, PAUSE_ENV, checkpoint_name};
+use trainer::train::checkpoint::{CHECKPOINTS_DIR, PAUSE_ENV, checkpoint_name};
 
 const STEPS: u64 = 24;
 const SEQ_LEN: usize = 64;
@@ -49,9 +49,9 @@ fn make_data(dir: &Path) {
     let (train, val) = seqs.split_at(seqs.len() - n_val);
     let half = train.len() / 2;
     let t = dir.join("shards/train");
-    trainer::data::write_shard(&t.join("shard-00000.arrow"), &train[..half], SEQ_LEN, 256).unwrap();
-    trainer::data::write_shard(&t.join("shard-00001.arrow"), &train[half..], SEQ_LEN, 256).unwrap();
-    trainer::data::write_shard(&dir.join("shards/val/shard-00000.arrow"), val, SEQ_LEN, 256)
+    testkit::shards::write_sequences(&t.join("shard-00000.arrow"), &train[..half], SEQ_LEN, 256, 0).unwrap();
+    testkit::shards::write_sequences(&t.join("shard-00001.arrow"), &train[half..], SEQ_LEN, 256, 0).unwrap();
+    testkit::shards::write_sequences(&dir.join("shards/val/shard-00000.arrow"), val, SEQ_LEN, 256, 0)
         .unwrap();
 }
 
@@ -234,11 +234,12 @@ fn changed_data_is_refused_unless_allowed() {
     make_data(&other);
     // Same shapes, one token changed.
     let seqs: Vec<Vec<u32>> = vec![vec![7; SEQ_LEN]; 3];
-    trainer::data::write_shard(
+    testkit::shards::write_sequences(
         &other.join("shards/train/shard-00001.arrow"),
         &seqs,
         SEQ_LEN,
         256,
+        0,
     )
     .unwrap();
     let out = trainer_cmd_on(f, &other, &run, &["--max-steps", "8"])

@@ -9,8 +9,8 @@ use burn::backend::wgpu::{Wgpu, WgpuDevice};
 use burn::backend::{Autodiff, NdArray};
 use burn::tensor::{Tensor, TensorData, backend::Backend};
 use common::rel_err;
-use trainer::scan::selective_scan_chunked;
-use trainer::scan_cubecl;
+use trainer::model::scan::selective_scan_chunked;
+use trainer::model::scan::cubecl;
 
 type Gpu = Wgpu<f32, i32, u32>;
 type Cpu = NdArray<f32>;

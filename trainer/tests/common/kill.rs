@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use trainer::checkpoint::{PAUSE_ENV, PAUSE_MARKER};
+use trainer::train::checkpoint::{PAUSE_ENV, PAUSE_MARKER};
 
 /// A "random" number below `n` (from the clock), to be printed so a failure can be replayed.
 pub fn random_below(n: usize) -> usize {

@@ -1,216 +1,47 @@
 //! `trainer pretrain`: continued pretraining of Mamba on the packed shards, resumable exactly.
 //!
 //! One optimizer step = `micro_batch × grad_accum` sequences from the global order
-//! ([`crate::data::Loader`]); each micro-batch's mean loss is scaled by `1/grad_accum` before
+//! ([`crate::train::data::Loader`]); each micro-batch's mean loss is scaled by `1/grad_accum` before
 //! backward and the gradients are summed, then one AdamW update. The run directory, cursor,
-//! checkpoints, metrics log and the step itself are [`crate::session`]'s, shared with
+//! checkpoints, metrics log and the step itself are [`crate::train::session`]'s, shared with
 //! `trainer finetune`; exact resume is explained there.
 
-use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result, ensure};
 use burn::module::AutodiffModule;
 use burn::tensor::Tensor;
-use burn::tensor::backend::{AutodiffBackend, Backend};
-use serde::{Deserialize, Serialize};
+use burn::tensor::backend::AutodiffBackend;
+use schemas::{Layout, layout};
 
-use crate::checkpoint::{self, CursorStore};
-use crate::data::{self, Loader, SequenceSource, ShardSet};
-use crate::hf::{self, HfConfig};
-use crate::model::{MambaConfig, MambaLm, Precision, causal_lm_loss};
-use crate::optim::{AdamWParams, lr_at};
-use crate::scan::ScanBackend;
-pub use crate::session::{LOSS_PNG, METRICS_FILE, TrainState, train_step};
-use crate::session::{RunSpec, Session, scalar};
+use crate::config::Config;
+use crate::model::hf::{self, HfConfig};
+use crate::model::scan::ScanBackend;
+use crate::model::MambaLm;
+use crate::train::data::{self, Loader, SequenceSource, Shards};
+use crate::train::loss::causal_lm_loss;
+use crate::train::optim::lr_at;
+use crate::train::session::{METRICS_FILE, RunSpec, Session};
+use crate::train::step::{scalar, train_step};
 
-/// `[model]`: initialize from an HF directory (`init`) or from scratch with these dimensions.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ModelSection {
-    /// HF directory (config.json + model.safetensors); `--init` overrides it.
-    pub init: Option<PathBuf>,
-    pub vocab_size: usize,
-    pub hidden_size: usize,
-    pub num_hidden_layers: usize,
-    pub state_size: usize,
-    pub expand: usize,
-    pub conv_kernel: usize,
-    /// Seed of the from-scratch (mamba_ssm) initialization.
-    pub init_seed: u64,
-}
-
-impl Default for ModelSection {
-    fn default() -> Self {
-        let c = MambaConfig::mamba_130m();
-        Self {
-            init: None,
-            vocab_size: c.vocab_size,
-            hidden_size: c.hidden_size,
-            num_hidden_layers: c.num_hidden_layers,
-            state_size: c.state_size,
-            expand: c.expand,
-            conv_kernel: c.conv_kernel,
-            init_seed: 0,
-        }
-    }
-}
-
-impl ModelSection {
-    pub fn scratch_config(&self) -> MambaConfig {
-        let mut c = MambaConfig::new(self.vocab_size, self.hidden_size, self.num_hidden_layers);
-        c.state_size = self.state_size;
-        c.expand = self.expand;
-        c.conv_kernel = self.conv_kernel;
-        c
-    }
-}
-
-/// `[pretrain]`: the optimization recipe (defaults: the BioMamba paper).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct PretrainConfig {
-    pub seq_len: usize,
-    pub micro_batch: usize,
-    pub grad_accum: usize,
-    /// Total optimizer steps (the schedule's length).
-    pub steps: u64,
-    /// Peak learning rate.
-    pub lr: f64,
-    pub min_lr: f64,
-    /// Warmup as a fraction of `steps`, unless `warmup_steps` is given.
-    pub warmup_fraction: f64,
-    pub warmup_steps: Option<u64>,
-    pub beta1: f64,
-    pub beta2: f64,
-    pub eps: f64,
-    pub weight_decay: f64,
-    /// Max global gradient norm (0 = no clipping).
-    pub clip: f64,
-    /// Seed of the data order.
-    pub seed: u64,
-    /// Validation every N steps (0 = only at the start and the end).
-    pub eval_every: u64,
-    /// Validation micro-batches (a fixed prefix of the validation shards).
-    pub eval_batches: usize,
-    pub checkpoint_every: u64,
-    pub keep_checkpoints: usize,
-    /// Compute threads (0 = all cores). Results are bit-reproducible for a fixed value.
-    pub threads: usize,
-    /// Dtype of the matrix products: "f32", or "bf16" with f32 master weights (CUDA only;
-    /// [`Precision`]). Left out of the recorded recipe when f32, so older runs still resume.
-    #[serde(skip_serializing_if = "Precision::is_f32")]
-    pub precision: Precision,
-}
-
-impl Default for PretrainConfig {
-    fn default() -> Self {
-        Self {
-            seq_len: 2048,
-            micro_batch: 4,
-            grad_accum: 61,
-            steps: 4800,
-            lr: 6e-4,
-            min_lr: 1e-5,
-            warmup_fraction: 0.1,
-            warmup_steps: None,
-            beta1: 0.9,
-            beta2: 0.95,
-            eps: 1e-8,
-            weight_decay: 0.1,
-            clip: 1.0,
-            seed: 0,
-            eval_every: 100,
-            eval_batches: 16,
-            checkpoint_every: 100,
-            keep_checkpoints: 3,
-            threads: 0,
-            precision: Precision::F32,
-        }
-    }
-}
-
-impl PretrainConfig {
-    pub fn warmup(&self) -> u64 {
-        self.warmup_steps
-            .unwrap_or_else(|| (self.steps as f64 * self.warmup_fraction).round() as u64)
-    }
-    pub fn adamw(&self) -> AdamWParams {
-        AdamWParams {
-            beta1: self.beta1,
-            beta2: self.beta2,
-            eps: self.eps,
-            weight_decay: self.weight_decay,
-            clip: self.clip,
-        }
-    }
-    pub fn tokens_per_step(&self) -> u64 {
-        (self.micro_batch * self.grad_accum * self.seq_len) as u64
-    }
-    fn validate(&self) -> Result<()> {
-        ensure!(self.seq_len >= 2, "[pretrain] seq_len must be at least 2");
-        ensure!(
-            self.micro_batch >= 1 && self.grad_accum >= 1,
-            "[pretrain] micro_batch and grad_accum must be at least 1"
-        );
-        ensure!(self.steps >= 1, "[pretrain] steps must be at least 1");
-        ensure!(
-            self.checkpoint_every >= 1,
-            "[pretrain] checkpoint_every must be at least 1"
-        );
-        ensure!(
-            self.lr > 0.0 && self.min_lr >= 0.0 && self.min_lr <= self.lr,
-            "[pretrain] needs 0 <= min_lr <= lr, lr > 0"
-        );
-        Ok(())
-    }
-}
-
-#[derive(Clone, Debug, Default, Deserialize)]
-struct DataSection {
-    dir: Option<PathBuf>,
-}
-
-/// The sections of a `configs/*.toml` the trainer reads (the others belong to the pipeline).
-#[derive(Clone, Debug, Default, Deserialize)]
-pub struct TrainConfigFile {
-    #[serde(default)]
-    data: DataSection,
-    #[serde(default)]
-    pub model: ModelSection,
-    #[serde(default)]
-    pub pretrain: PretrainConfig,
-}
-
-impl TrainConfigFile {
-    pub fn load(path: &Path) -> Result<Self> {
-        let text = fs::read_to_string(path)
-            .with_context(|| format!("reading config {}", path.display()))?;
-        let c: Self =
-            toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))?;
-        c.pretrain
-            .validate()
-            .with_context(|| format!("in {}", path.display()))?;
-        Ok(c)
-    }
-    pub fn data_dir(&self) -> PathBuf {
-        self.data
-            .dir
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("data"))
-    }
-}
-
-/// Options of one `trainer pretrain` invocation.
-#[derive(Clone, Debug)]
+/// Options of one `trainer pretrain` run (its command-line flags; the recipe is the config's).
+#[derive(clap::Args, Clone, Debug, Default)]
 pub struct PretrainOptions {
-    pub config: PathBuf,
+    /// Run directory (created; an existing one is resumed from its cursor).
+    #[arg(long)]
     pub run_dir: PathBuf,
+    /// Initialize from this HF directory instead of [model] init / from scratch.
+    #[arg(long)]
     pub init: Option<PathBuf>,
+    /// Data directory holding shards/{train,val} (default: [data] dir of the config, or `data`).
+    #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Resume even though the shards changed since the run started.
+    #[arg(long)]
     pub allow_data_change: bool,
-    /// Stop (with a checkpoint) after this many total steps; the schedule still spans `steps`.
+    /// Stop after this many total steps (with a checkpoint); the schedule still spans [pretrain] steps.
+    #[arg(long)]
     pub max_steps: Option<u64>,
 }
 
@@ -266,22 +97,22 @@ pub struct PretrainSummary {
 /// the model and the optimizer; see [`train_step`]).
 pub fn run<B: AutodiffBackend + ScanBackend>(
     opts: &PretrainOptions,
+    config: &Config,
     devices: &[B::Device],
 ) -> Result<PretrainSummary>
 where
     B::InnerBackend: ScanBackend,
 {
-    let file = TrainConfigFile::load(&opts.config)?;
-    let data_dir = opts.data_dir.clone().unwrap_or_else(|| file.data_dir());
-    let train = ShardSet::open_dir(&data_dir.join("shards").join("train"))?;
-    let val = ShardSet::open_dir(&data_dir.join("shards").join("val"))?;
-    run_with_data::<B>(opts, &file, &train, &val, devices)
+    let data = Layout::new(config.data_dir(opts.data_dir.as_deref()));
+    let train = Shards::open_dir(&data.shards(layout::TRAIN))?;
+    let val = Shards::open_dir(&data.shards(layout::VAL))?;
+    run_with_data::<B>(opts, config, &train, &val, devices)
 }
 
 /// [`run`] with explicit data sources (the CLI opens the shards of `--data-dir`).
 pub fn run_with_data<B: AutodiffBackend + ScanBackend>(
     opts: &PretrainOptions,
-    file: &TrainConfigFile,
+    file: &Config,
     train: &dyn SequenceSource,
     val: &dyn SequenceSource,
     devices: &[B::Device],
@@ -343,7 +174,7 @@ where
     let (mut first_val, mut last_val) = (None, None);
     if !run.resumed {
         let v = validate(&run.model)?;
-        eprintln!("step 0: validation loss {v:.4} (perplexity {:.2})", v.exp());
+        tracing::info!("step 0: validation loss {v:.4} (perplexity {:.2})", v.exp());
         run.log(serde_json::json!({"step": 0, "val_loss": v, "val_ppl": v.exp()}))?;
         first_val = Some(v);
         // Step 0 is a checkpoint too, so every later resume has something to fall back to.
@@ -397,7 +228,7 @@ where
     }
     progress.finish();
     if run.state.step > start {
-        eprintln!(
+        tracing::info!(
             "trained steps {}..{} in {:.1}s; {} tokens seen",
             start + 1,
             run.state.step,
@@ -405,11 +236,11 @@ where
             run.state.tokens_seen
         );
     }
-    if let Err(e) = crate::plot::write_loss_png(&opts.run_dir) {
-        eprintln!("warning: loss plot not written: {e:#}");
+    if let Err(e) = crate::train::plot::write_loss_png(&opts.run_dir) {
+        tracing::warn!("loss plot not written: {e:#}");
     }
     if first_val.is_none() {
-        first_val = crate::plot::read_metrics(&opts.run_dir.join(METRICS_FILE))
+        first_val = crate::train::plot::read_metrics(&opts.run_dir.join(METRICS_FILE))
             .ok()
             .and_then(|m| m.iter().find_map(|r| r.val_loss));
     }
@@ -421,163 +252,17 @@ where
     })
 }
 
-/// The newest valid checkpoint of a run (following the cursor, falling back past corrupt ones).
-pub fn latest_checkpoint(run_dir: &Path) -> Result<PathBuf> {
-    ensure!(
-        run_dir.join(checkpoint::CURSOR_DB).exists(),
-        "{} is not a run directory (no {})",
-        run_dir.display(),
-        checkpoint::CURSOR_DB
-    );
-    let store = CursorStore::open(run_dir)?;
-    let cursor = store
-        .load()?
-        .with_context(|| format!("{} has no cursor yet", run_dir.display()))?;
-    let (found, warnings) = checkpoint::newest_valid_checkpoint(run_dir, cursor.step)?;
-    for w in warnings {
-        eprintln!("warning: {w}");
-    }
-    found
-        .map(|(_, p)| p)
-        .with_context(|| format!("{} has no valid checkpoint", run_dir.display()))
-}
-
-/// `trainer export RUN_DIR --out DIR`: the latest checkpoint's model in the HF layout.
-pub fn export<B: Backend>(run_dir: &Path, out: &Path, device: &B::Device) -> Result<PathBuf> {
-    let ckpt = latest_checkpoint(run_dir)?;
-    let (cfg, model) = hf::load_pretrained::<B>(&ckpt, device)?;
-    hf::save_pretrained(out, &cfg, &model)?;
-    Ok(ckpt)
-}
-
-/// Clap arguments and entry points of `trainer pretrain | export | plot`.
-pub mod cli {
-    use super::*;
-
-    /// CPU training backend (f32 ndarray with autodiff).
-    pub type CpuTrain = burn::backend::Autodiff<burn::backend::NdArray<f32>>;
-
-    #[derive(clap::Args, Debug)]
-    pub struct PretrainArgs {
-        /// Config TOML with [model] and [pretrain] sections (configs/*.toml).
-        #[arg(long)]
-        pub config: PathBuf,
-        /// Run directory (created; an existing one is resumed from its cursor).
-        #[arg(long)]
-        pub run_dir: PathBuf,
-        /// Initialize from this HF directory instead of [model] init / from scratch.
-        #[arg(long)]
-        pub init: Option<PathBuf>,
-        /// Data directory holding shards/{train,val} (default: [data] dir of the config, or `data`).
-        #[arg(long)]
-        pub data_dir: Option<PathBuf>,
-        /// Resume even though the shards changed since the run started.
-        #[arg(long)]
-        pub allow_data_change: bool,
-        /// Stop after this many total steps (with a checkpoint); the schedule still spans [pretrain] steps.
-        #[arg(long)]
-        pub max_steps: Option<u64>,
-        /// Devices for data parallelism (CUDA ordinals, e.g. `0,1`); see trainer/README.md.
-        #[arg(long, value_delimiter = ',')]
-        pub devices: Vec<usize>,
-    }
-
-    #[derive(clap::Args, Debug)]
-    pub struct ExportArgs {
-        pub run_dir: PathBuf,
-        /// Output directory (config.json + model.safetensors).
-        #[arg(long)]
-        pub out: PathBuf,
-    }
-
-    #[derive(clap::Args, Debug)]
-    pub struct PlotArgs {
-        pub run_dir: PathBuf,
-    }
-
-    pub fn pretrain(a: PretrainArgs) -> Result<()> {
-        let file = TrainConfigFile::load(&a.config)?;
-        crate::session::pin_threads(file.pretrain.threads);
-        let opts = PretrainOptions {
-            config: a.config,
-            run_dir: a.run_dir,
-            init: a.init,
-            data_dir: a.data_dir,
-            allow_data_change: a.allow_data_change,
-            max_steps: a.max_steps,
-        };
-        let summary = if a.devices.is_empty() {
-            run::<CpuTrain>(&opts, &[Default::default()])?
-        } else {
-            run_on_devices(&opts, &a.devices)?
-        };
-        println!(
-            "steps {}..{} done; validation loss {} -> {}",
-            summary.start_step,
-            summary.end_step,
-            summary
-                .first_val_loss
-                .map_or("-".into(), |v| format!("{v:.4}")),
-            summary
-                .last_val_loss
-                .map_or("-".into(), |v| format!("{v:.4}")),
-        );
-        Ok(())
-    }
-
-    #[cfg(feature = "cuda")]
-    fn run_on_devices(opts: &PretrainOptions, devices: &[usize]) -> Result<PretrainSummary> {
-        let devices = crate::session::cuda_devices(devices);
-        run::<crate::session::CudaTrain>(opts, &devices)
-    }
-
-    #[cfg(not(feature = "cuda"))]
-    fn run_on_devices(_opts: &PretrainOptions, devices: &[usize]) -> Result<PretrainSummary> {
-        Err(crate::session::needs_gpu_build(devices))
-    }
-
-    pub fn export(a: ExportArgs) -> Result<()> {
-        let ckpt =
-            super::export::<burn::backend::NdArray<f32>>(&a.run_dir, &a.out, &Default::default())?;
-        println!("exported {} to {}", ckpt.display(), a.out.display());
-        Ok(())
-    }
-
-    pub fn plot(a: PlotArgs) -> Result<()> {
-        let p = crate::plot::write_loss_png(&a.run_dir)?;
-        println!("wrote {}", p.display());
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::InMemorySource;
-    use crate::optim::AdamW;
+    use crate::config::{ModelSection, PretrainConfig};
+    use crate::model::MambaConfig;
+    use crate::train::checkpoint::latest_checkpoint;
+    use crate::train::data::InMemorySource;
+    use crate::train::optim::AdamW;
     use burn::backend::ndarray::NdArrayDevice;
     use burn::backend::{Autodiff, NdArray};
     type B = Autodiff<NdArray<f32>>;
-
-    /// `precision` is read from `[pretrain]`, an unknown value names the allowed ones, and f32
-    /// (the default) stays out of the recorded recipe so runs started before the key resume.
-    #[test]
-    fn precision_setting_parses_and_is_recorded_only_when_not_f32() {
-        let parse = |v: &str| {
-            toml::from_str::<TrainConfigFile>(&format!("[pretrain]\nprecision = \"{v}\"\n"))
-                .map(|f| f.pretrain)
-        };
-        assert_eq!(parse("bf16").unwrap().precision, Precision::Bf16);
-        let err = parse("fp8").unwrap_err().to_string();
-        assert!(err.contains("`f32`, `bf16`"), "{err}");
-        let recorded = |c: &PretrainConfig| serde_json::to_value(c).unwrap();
-        assert!(
-            recorded(&PretrainConfig::default())
-                .get("precision")
-                .is_none()
-        );
-        assert_eq!(recorded(&parse("bf16").unwrap())["precision"], "bf16");
-    }
 
     /// Two accumulated micro-batches of one sequence = one batch of both sequences.
     #[test]
@@ -686,7 +371,7 @@ mod tests {
 
     #[test]
     fn micro_batches_split_into_contiguous_blocks() {
-        let b = |n, parts| crate::session::contiguous_blocks(n, parts);
+        let b = |n, parts| crate::train::step::contiguous_blocks(n, parts);
         assert_eq!(b(4, 3), vec![0..2, 2..3, 3..4]);
         assert_eq!(b(2, 4), vec![0..1, 1..2]);
         assert_eq!(b(5, 1), vec![0..5]);
@@ -698,7 +383,7 @@ mod tests {
     #[test]
     fn data_parallel_run_resumes_exactly() {
         let dev = Default::default();
-        let file = TrainConfigFile {
+        let file = Config {
             model: ModelSection {
                 vocab_size: 32,
                 hidden_size: 16,
@@ -717,14 +402,13 @@ mod tests {
                 checkpoint_every: 2,
                 ..PretrainConfig::default()
             },
-            ..TrainConfigFile::default()
+            ..Config::default()
         };
         let train = InMemorySource::new((0..10).map(|k| seq(16, 3, k)).collect(), 16).unwrap();
         let val = InMemorySource::new((0..2).map(|k| seq(16, 5, 50 + k)).collect(), 16).unwrap();
         let tmp = tempfile::tempdir().unwrap();
         let go = |dir: &str, max_steps| {
             let opts = PretrainOptions {
-                config: PathBuf::new(),
                 run_dir: tmp.path().join(dir),
                 init: None,
                 data_dir: None,

@@ -16,7 +16,7 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use serde::{Deserialize, Serialize};
 
 use crate::model::MambaLm;
-use crate::st::{OutTensor, StFile};
+use crate::model::hf::safetensors::{OutTensor, StFile};
 
 /// Hyper-parameters of the update.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -292,12 +292,12 @@ impl<B: AutodiffBackend> ModuleMapper<B> for UpdateMapper<'_, B> {
 trait ParamIdOf {
     fn id(&self) -> ParamId;
 }
-impl<B: Backend> ParamIdOf for crate::hf::ParamRef<'_, B> {
+impl<B: Backend> ParamIdOf for crate::model::hf::ParamRef<'_, B> {
     fn id(&self) -> ParamId {
         match self {
-            crate::hf::ParamRef::R1(p) => p.id,
-            crate::hf::ParamRef::R2(p) => p.id,
-            crate::hf::ParamRef::R3(p) => p.id,
+            crate::model::hf::ParamRef::R1(p) => p.id,
+            crate::model::hf::ParamRef::R2(p) => p.id,
+            crate::model::hf::ParamRef::R3(p) => p.id,
         }
     }
 }
@@ -327,7 +327,7 @@ mod tests {
         cfg.state_size = 4;
         let model = cfg.init_seeded::<B>(&dev, 3);
         let ids =
-            crate::data::batch_tensor::<B>(&[(0..12).map(|i| (i * 5) % 16).collect()], 16, &dev)
+            crate::train::data::batch_tensor::<B>(&[(0..12).map(|i| (i * 5) % 16).collect()], 16, &dev)
                 .unwrap();
         let before: BTreeMap<String, Vec<f32>> = model
             .hf_tensors()
@@ -402,7 +402,7 @@ mod tests {
         }
         assert_eq!(checked, cfg.num_params());
         // The moments round-trip exactly through safetensors.
-        let bytes = crate::st::serialize(&opt.state_tensors().unwrap()).unwrap();
+        let bytes = crate::model::hf::safetensors::serialize(&opt.state_tensors().unwrap()).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("opt.safetensors");
         std::fs::write(&path, &bytes).unwrap();
@@ -410,7 +410,7 @@ mod tests {
         back.load_state(&StFile::open(&path).unwrap(), 1, &dev)
             .unwrap();
         assert_eq!(
-            crate::st::serialize(&back.state_tensors().unwrap()).unwrap(),
+            crate::model::hf::safetensors::serialize(&back.state_tensors().unwrap()).unwrap(),
             bytes
         );
     }

@@ -1,6 +1,6 @@
 //! `trainer score`: logits, loss and (optionally) parameter gradients for given ids.
 
-use crate::scan::ScanBackend;
+use crate::model::scan::ScanBackend;
 use std::path::Path;
 
 use anyhow::{Result, bail};
@@ -8,9 +8,9 @@ use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Int, Tensor, TensorData};
 
-use crate::hf::{hf_grads, load_pretrained};
-use crate::model::causal_lm_loss;
-use crate::st::{self, OutTensor, StFile};
+use crate::model::hf::{hf_grads, load_pretrained};
+use crate::train::loss::causal_lm_loss;
+use crate::model::hf::safetensors::{self as st, OutTensor, StFile};
 
 /// Results of scoring a batch.
 pub struct ScoreOutput {

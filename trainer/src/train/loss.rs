@@ -1,5 +1,5 @@
-//! Per-token negative log-likelihoods and masked sums, shared by fine-tuning (loss on the
-//! answer tokens only) and perplexity evaluation (padding masked or scored).
+//! The language-model losses: per-token next-token NLLs, their mean (pretraining, parity
+//! scoring) and masked sums (fine-tuning on the answer tokens; perplexity with padding masked).
 
 use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::Backend;
@@ -15,6 +15,11 @@ pub fn next_token_nll<B: Backend>(logits: Tensor<B, 3>, ids: Tensor<B, 2, Int>) 
     );
     let tgt = ids.narrow(1, 1, len - 1).reshape([bsz * (len - 1), 1]);
     lp.gather(1, tgt).neg().reshape([bsz, len - 1])
+}
+
+/// Mean next-token cross-entropy over all `B·(L−1)` targets (labels = ids, shifted).
+pub fn causal_lm_loss<B: Backend>(logits: Tensor<B, 3>, ids: Tensor<B, 2, Int>) -> Tensor<B, 1> {
+    next_token_nll(logits, ids).mean()
 }
 
 /// Sum of the NLLs of the target positions `t` with `mask[b, t] = 1`, where `mask` is `[B, L]`

@@ -496,7 +496,7 @@ fn row_backward(
 
 #[cfg(test)]
 mod tests {
-    use super::super::tensor_ops;
+    use super::super::reference;
     use super::super::tests::{NAMES, grads_vec, inputs, rel, to_vec};
     use super::*;
 
@@ -561,7 +561,7 @@ mod tests {
             let x = inputs::<Be>(bs, d, n, len, 100 + i as u64, &dev);
             let dy = inputs::<Be>(bs, d, n, len, 200 + i as u64, &dev).u;
             let (y, last) = Be::selective_scan_forward(x.clone());
-            let (y0, last0) = tensor_ops::forward(x.clone(), 4);
+            let (y0, last0) = reference::forward(x.clone(), 4);
             let ry = rel(&to_vec(y), &to_vec(y0));
             let rl = rel(&to_vec(last), &to_vec(last0));
             assert!(
@@ -569,7 +569,7 @@ mod tests {
                 "{bs}x{d}x{n}x{len}: y {ry}, last {rl}"
             );
             let ours = grads_vec(Be::selective_scan_backward(x.clone(), dy.clone()));
-            let reference = grads_vec(tensor_ops::backward(x, dy, 4));
+            let reference = grads_vec(reference::backward(x, dy, 4));
             for k in 0..6 {
                 let r = rel(&ours[k], &reference[k]);
                 assert!(r < 1e-5, "{bs}x{d}x{n}x{len} d{}: rel {r}", NAMES[k]);

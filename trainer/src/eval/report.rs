@@ -6,48 +6,17 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 
-use crate::answer::TaskResult;
+use crate::eval::results::{TaskResult, table3_markdown};
 
-/// Command-line arguments of `trainer report`.
+/// Options of `trainer report`.
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub struct ReportOptions {
     /// `results.json` files, or directories searched (recursively) for them.
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,
     /// Output prefix: writes `PREFIX.md` and `PREFIX.json`.
     #[arg(long)]
     pub out: Option<PathBuf>,
-}
-
-/// Markdown Table 3: one row per task and measure, mean over test batches (the BioASQ
-/// convention) and over all questions side by side.
-pub fn table3_markdown(results: &[TaskResult]) -> String {
-    let mut s = String::from(
-        "BioASQ factoid QA (Table 3 layout). Mean over test batches = BioASQ convention; \
-         all questions = micro-average.\n\n\
-         | Task | Measure | Mean over batches | All questions | Questions | Batches | Model |\n\
-         |---|---|---:|---:|---:|---:|---|\n",
-    );
-    for r in results {
-        let (mb, all) = (&r.metrics.mean_over_batches, &r.metrics.all_questions);
-        let rows = [
-            ("ACC (strict)", mb.strict_acc, all.strict_acc),
-            ("ACC (lenient)", mb.lenient_acc, all.lenient_acc),
-            ("MRR", mb.mrr, all.mrr),
-        ];
-        for (name, a, b) in rows {
-            s.push_str(&format!(
-                "| {} | {name} | {:.4} | {:.4} | {} | {} | {} |\n",
-                r.label,
-                a,
-                b,
-                all.questions,
-                r.metrics.batches.len(),
-                r.model
-            ));
-        }
-    }
-    s
 }
 
 fn collect(p: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
@@ -90,7 +59,8 @@ pub fn load_results(inputs: &[PathBuf]) -> Result<Vec<TaskResult>> {
     Ok(results)
 }
 
-pub fn run(args: Args) -> Result<()> {
+/// Read the task results, print Table 3 and write it (Markdown and JSON) when asked.
+pub fn run(args: ReportOptions) -> Result<()> {
     let results = load_results(&args.inputs)?;
     let md = table3_markdown(&results);
     print!("{md}");

@@ -10,7 +10,9 @@ use burn::tensor::{Tensor, TensorData};
 use serde_json::{Map, Value, json};
 
 use crate::model::{MambaBlock, MambaConfig, MambaLm, MambaMixer, Precision, RmsNorm};
-use crate::st::{self, OutTensor, StFile};
+pub mod safetensors;
+
+use safetensors::{self as st, OutTensor, StFile};
 
 pub const CONFIG_FILE: &str = "config.json";
 pub const WEIGHTS_FILE: &str = "model.safetensors";
@@ -205,7 +207,7 @@ impl HfConfig {
 
     pub fn save(&self, path: &Path) -> Result<()> {
         let s = serde_json::to_string_pretty(&self.to_json())? + "\n";
-        st::write_atomic(path, s.as_bytes())
+        schemas::atomic::write_atomic(path, s.as_bytes())
     }
 }
 
@@ -441,6 +443,25 @@ pub fn load_pretrained<B: Backend>(
     let f = StFile::open(&dir.join(WEIGHTS_FILE))?;
     let model = load_weights(&cfg.config, &f, device)?;
     Ok((cfg, model))
+}
+
+/// The tokenizer of a model: `explicit` when given, else `tokenizer.json` next to the model.
+pub fn load_tokenizer(
+    explicit: Option<&Path>,
+    model_dir: &Path,
+) -> Result<tokenizers::Tokenizer> {
+    let path = match explicit {
+        Some(p) => p.to_path_buf(),
+        None => model_dir.join("tokenizer.json"),
+    };
+    if !path.is_file() {
+        anyhow::bail!(
+            "tokenizer {} not found (give --tokenizer or [finetune] tokenizer)",
+            path.display()
+        );
+    }
+    tokenizers::Tokenizer::from_file(&path)
+        .map_err(|e| anyhow::anyhow!("loading tokenizer {}: {e}", path.display()))
 }
 
 /// Write `DIR/config.json` + `DIR/model.safetensors` (f32) like `save_pretrained`,

@@ -299,6 +299,45 @@ pub fn prune_checkpoints(run_dir: &Path, current: u64, keep: usize) -> Result<()
     Ok(())
 }
 
+/// The newest valid checkpoint of a run (following the cursor, falling back past corrupt ones).
+pub fn latest_checkpoint(run_dir: &Path) -> Result<PathBuf> {
+    ensure!(
+        run_dir.join(CURSOR_DB).exists(),
+        "{} is not a run directory (no {})",
+        run_dir.display(),
+        CURSOR_DB
+    );
+    let store = CursorStore::open(run_dir)?;
+    let cursor = store
+        .load()?
+        .with_context(|| format!("{} has no cursor yet", run_dir.display()))?;
+    let (found, warnings) = newest_valid_checkpoint(run_dir, cursor.step)?;
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    found
+        .map(|(_, p)| p)
+        .with_context(|| format!("{} has no valid checkpoint", run_dir.display()))
+}
+
+/// The HF model directory (`config.json` + `model.safetensors`) that `p` names: `p` itself,
+/// its `model/` or `export/`, or — for a `trainer pretrain` run directory — its newest valid
+/// checkpoint.
+pub fn model_dir(p: &Path) -> Result<PathBuf> {
+    for c in [p.to_path_buf(), p.join("model"), p.join("export")] {
+        if c.join("config.json").is_file() && c.join("model.safetensors").is_file() {
+            return Ok(c);
+        }
+    }
+    latest_checkpoint(p).with_context(|| {
+        format!(
+            "{}: no HF model (config.json + model.safetensors) here, in model/ or export/, \
+             and not a pretraining run directory",
+            p.display()
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,7 +2,6 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
@@ -161,42 +160,7 @@ pub fn serialize(tensors: &[OutTensor]) -> Result<Vec<u8>> {
     Ok(safetensors::serialize(views, Some(meta))?)
 }
 
-/// Write `bytes` to `path` atomically: temp file in the same directory, fsync, rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let fname = path
-        .file_name()
-        .with_context(|| format!("{} has no file name", path.display()))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp{}",
-        fname.to_string_lossy(),
-        std::process::id()
-    ));
-    let res = (|| -> Result<()> {
-        let mut f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        f.write_all(bytes)
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        f.sync_all()
-            .with_context(|| format!("syncing {}", tmp.display()))?;
-        std::fs::rename(&tmp, path)
-            .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
-        Ok(())
-    })();
-    if res.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    res?;
-    // Persist the rename itself (best effort: not every platform can open directories).
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
-}
-
 /// Serialize and write atomically.
 pub fn save(path: &Path, tensors: &[OutTensor]) -> Result<()> {
-    write_atomic(path, &serialize(tensors)?)
+    schemas::atomic::write_atomic(path, &serialize(tensors)?)
 }

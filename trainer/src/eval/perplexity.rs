@@ -3,8 +3,8 @@
 //!
 //! - **Honest, packed**: every row of `shards/val/*.arrow` (packed 2048-token sequences, no
 //!   padding); CE = sum of next-token NLLs / number of predicted tokens (L−1 per row).
-//! - **Honest, one document per row**: the same token stream split at EOS into documents
-//!   (EOS not included), each truncated to 512 tokens and right-padded with id 0; padded
+//! - **Honest, one document per row**: the same token stream cut into its documents where the
+//!   shards' `doc_starts` say (closing EOS not included), each truncated to 512 tokens and right-padded with id 0; padded
 //!   targets are masked; CE = sum NLL / number of real predicted tokens.
 //! - **Paper protocol** (BioMamba's evaluation code): the same 512-token document rows, but
 //!   padding targets are scored like real tokens and CE = mean over batches of the per-batch
@@ -15,97 +15,63 @@
 //! bytes are read from the byte-level BPE vocabulary (`token_bytes`; EOS and other special
 //! tokens count 0 bytes: they are not text). Not defined for the paper protocol.
 
-use crate::scan::ScanBackend;
-use std::fs::File;
-use std::path::{Path, PathBuf};
+use crate::model::scan::ScanBackend;
+use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use arrow::array::{Array, AsArray};
-use arrow::datatypes::{DataType, UInt16Type, UInt32Type};
-use arrow::ipc::reader::FileReader;
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use crate::hf::load_pretrained;
-use crate::loss::next_token_nll;
+use crate::model::hf::load_pretrained;
+use crate::train::data::{SequenceSource, Shards};
+use crate::train::loss::next_token_nll;
 use crate::model::MambaLm;
-use crate::token_bytes::TokenBytes;
+use crate::eval::token_bytes::TokenBytes;
 
-/// Read the `input_ids` rows of the shards in `dir` (sorted by file name), at most
-/// `max_rows` rows.
-pub fn read_shard_rows(dir: &Path, max_rows: Option<usize>) -> Result<Vec<Vec<u32>>> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("reading shard directory {}", dir.display()))?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<Result<_, _>>()?;
-    files.retain(|p| p.extension().is_some_and(|e| e == "arrow"));
-    files.sort();
-    if files.is_empty() {
-        bail!("{}: no *.arrow shards", dir.display());
-    }
-    let cap = max_rows.unwrap_or(usize::MAX);
-    let mut rows = Vec::new();
-    'files: for f in files {
-        let reader = FileReader::try_new(
-            File::open(&f).with_context(|| format!("opening {}", f.display()))?,
-            None,
-        )
-        .with_context(|| format!("{}: not an Arrow IPC file", f.display()))?;
-        for b in reader {
-            let b = b.with_context(|| format!("reading {}", f.display()))?;
-            let col = b
-                .column_by_name("input_ids")
-                .with_context(|| format!("{}: no `input_ids` column", f.display()))?;
-            let DataType::FixedSizeList(_, len) = col.data_type() else {
-                bail!(
-                    "{}: `input_ids` is {}, expected FixedSizeList<UInt16|UInt32>",
-                    f.display(),
-                    col.data_type()
-                );
-            };
-            let len = *len as usize;
-            let list = col.as_fixed_size_list();
-            let values: Vec<u32> = match list.values().data_type() {
-                DataType::UInt16 => list
-                    .values()
-                    .as_primitive::<UInt16Type>()
-                    .values()
-                    .iter()
-                    .map(|&v| v as u32)
-                    .collect(),
-                DataType::UInt32 => list.values().as_primitive::<UInt32Type>().values().to_vec(),
-                t => bail!(
-                    "{}: `input_ids` items are {t}, expected UInt16 or UInt32",
-                    f.display()
-                ),
-            };
-            let offset = list.offset() * len;
-            for r in 0..list.len() {
-                if rows.len() >= cap {
-                    break 'files;
-                }
-                rows.push(values[offset + r * len..offset + (r + 1) * len].to_vec());
-            }
-        }
-    }
-    Ok(rows)
+/// What is evaluated: packed validation rows, and the documents they hold.
+pub struct Validation {
+    pub rows: Vec<Vec<u32>>,
+    pub docs: Vec<Vec<u32>>,
 }
 
-/// Split a token stream at `eos` into documents (EOS dropped, empty documents skipped). A
-/// trailing document without its EOS (cut by the end of the evaluated rows) is dropped.
-pub fn split_documents(rows: &[Vec<u32>], eos: u32) -> Vec<Vec<u32>> {
-    let mut docs = Vec::new();
-    let mut cur = Vec::new();
-    for &t in rows.iter().flatten() {
-        if t == eos {
-            if !cur.is_empty() {
-                docs.push(std::mem::take(&mut cur));
-            }
-        } else {
-            cur.push(t);
-        }
+impl Validation {
+    /// The first `max_rows` rows of the shards in `dir` (name order) and their documents
+    /// ([`documents`], cut where the shards' `doc_starts` say).
+    pub fn read(dir: &Path, max_rows: Option<usize>, eos: u32) -> Result<Self> {
+        let shards = Shards::open_dir(dir)?;
+        let n = shards.len().min(max_rows.unwrap_or(usize::MAX));
+        let rows = (0..n)
+            .map(|i| shards.sequence(i))
+            .collect::<Result<Vec<_>>>()?;
+        let starts: Vec<Vec<u32>> = (0..n).map(|i| shards.set().doc_starts(i).to_vec()).collect();
+        Ok(Self {
+            docs: documents(&rows, &starts, eos),
+            rows,
+        })
     }
-    docs
+}
+
+/// The documents of packed `rows` whose document starts are `starts[r]` (positions in row `r`):
+/// the token stream cut at every start, each document's closing `eos` dropped. Empty documents
+/// are skipped, and so is one still open at the end of the rows (its EOS not among them).
+pub fn documents(rows: &[Vec<u32>], starts: &[Vec<u32>], eos: u32) -> Vec<Vec<u32>> {
+    let stream: Vec<u32> = rows.iter().flatten().copied().collect();
+    let mut cuts: Vec<usize> = Vec::new();
+    let mut offset = 0;
+    for (row, row_starts) in rows.iter().zip(starts) {
+        cuts.extend(row_starts.iter().map(|&p| offset + p as usize));
+        offset += row.len();
+    }
+    if cuts.first() != Some(&0) {
+        cuts.insert(0, 0);
+    }
+    cuts.push(stream.len());
+    cuts.windows(2)
+        .filter_map(|w| match stream[w[0]..w[1]].split_last() {
+            Some((&last, doc)) if last == eos && !doc.is_empty() => Some(doc.to_vec()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// One protocol's numbers.
@@ -154,21 +120,21 @@ pub struct PplSettings {
     pub max_rows: Option<usize>,
 }
 
-/// All three protocols on `rows` (packed sequences).
+/// All three protocols on the validation rows and their documents.
 pub fn evaluate<B: ScanBackend>(
     model: &MambaLm<B>,
     bytes: &TokenBytes,
-    rows: &[Vec<u32>],
+    data: &Validation,
     s: &PplSettings,
     device: &B::Device,
 ) -> Result<Vec<PplResult>> {
+    let (rows, docs) = (&data.rows, &data.docs);
     if rows.is_empty() {
         bail!("no validation rows to evaluate");
     }
     if s.batch_size == 0 || s.doc_len < 2 {
         bail!("batch size must be ≥ 1 and document length ≥ 2");
     }
-    let docs = split_documents(rows, s.eos);
     let n_batches = rows.len().div_ceil(s.batch_size) + docs.len().div_ceil(s.batch_size);
     let bar = schemas::progress::Progress::new(
         "perplexity",
@@ -320,8 +286,8 @@ pub fn run<B: ScanBackend>(
 ) -> Result<Vec<PplResult>> {
     let (_, model) = load_pretrained::<B>(model_dir, device)?;
     let bytes = TokenBytes::from_tokenizer(tokenizer)?;
-    let rows = read_shard_rows(shard_dir, s.max_rows)?;
-    let results = evaluate(&model, &bytes, &rows, s, device)?;
+    let data = Validation::read(shard_dir, s.max_rows, s.eos)?;
+    let results = evaluate(&model, &bytes, &data, s, device)?;
     let name = model_dir.display().to_string();
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let md = table4_markdown(&name, &results);
@@ -343,7 +309,9 @@ mod tests {
     #[test]
     fn documents_split_at_eos_and_the_open_tail_is_dropped() {
         let rows = vec![vec![5, 6, 0, 7], vec![8, 0, 0, 9]];
-        assert_eq!(split_documents(&rows, 0), vec![vec![5, 6], vec![7, 8]]);
+        let starts = testkit::shards::doc_starts(&rows, 0);
+        assert_eq!(starts, vec![vec![0, 3], vec![2, 3]]);
+        assert_eq!(documents(&rows, &starts, 0), vec![vec![5, 6], vec![7, 8]]);
     }
 
     /// A model whose every NLL is known: all weights zero → uniform logits → NLL = ln V.
@@ -364,7 +332,11 @@ mod tests {
             eos: 0,
             max_rows: None,
         };
-        let r = evaluate(&model, &bytes, &rows, &s, &dev).unwrap();
+        let data = Validation {
+            docs: documents(&rows, &testkit::shards::doc_starts(&rows, 0), 0),
+            rows,
+        };
+        let r = evaluate(&model, &bytes, &data, &s, &dev).unwrap();
         let ln_v = (v as f64).ln();
         assert_eq!(r.len(), 3);
         // Packed: 3 rows × 3 targets.

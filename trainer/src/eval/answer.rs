@@ -7,7 +7,7 @@
 //! `details.jsonl` (per question: answers with probabilities, gold, scores),
 //! `results.json` and `results.md` (Table 3 layout).
 
-use crate::scan::ScanBackend;
+use crate::model::scan::ScanBackend;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
@@ -16,26 +16,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokenizers::Tokenizer;
 
-use crate::generate::{GenerateConfig, beam_search};
-use crate::metrics::{self, QuestionScore, TaskMetrics};
+use crate::model::generate::{GenerateConfig, beam_search};
+use crate::eval::metrics::{self, QuestionScore, TaskMetrics};
+use crate::eval::results::{AnswerSettings, TaskResult};
 use crate::model::MambaLm;
-use crate::qa::QaEncoder;
 use schemas::bioasq::{Example, GoldenRow};
-use crate::token_bytes::TokenBytes;
 
-/// Decoding settings of the answering step.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct AnswerSettings {
-    pub beams: usize,
-    pub max_new_tokens: usize,
-    /// Prompt + answer budget in tokens; contexts are cut from the left to fit.
-    pub max_len: usize,
-    /// Answer only the first N factoid questions (tests, demos); `None` = all.
-    pub limit: Option<usize>,
-    /// Use at most K contexts per question (tests, demos); `None` = all.
-    #[serde(default)]
-    pub max_contexts: Option<usize>,
-}
+use crate::config::{Resolved, TaskConfig};
+use crate::eval::qa::QaEncoder;
+use crate::model::hf::load_pretrained;
+use crate::eval::token_bytes::TokenBytes;
 
 /// The answers to one question.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -64,6 +54,106 @@ pub fn factoid_questions(golden: &[GoldenRow]) -> Result<Vec<&GoldenRow>> {
         out.push(g);
     }
     Ok(out)
+}
+
+/// The golden rows of this task's questions: exactly the rows of the golden test batches
+/// (rows from a `*_golden.json` file, never a training file's copy of a test question) —
+/// those of [`TaskConfig::batches`], or, when empty, those whose id is a question of the
+/// test table. An id found in two batches is an error (name the batches).
+pub fn select_golden(
+    task: &TaskConfig,
+    golden: Vec<GoldenRow>,
+    test: &[Example],
+) -> Result<Vec<GoldenRow>> {
+    let path = task.golden.display();
+    let test_ids: std::collections::HashSet<&str> =
+        test.iter().map(|e| e.question_id.as_str()).collect();
+    for b in &task.batches {
+        if !golden.iter().any(|g| g.batch.as_ref() == Some(b)) {
+            let mut have: Vec<&str> = golden
+                .iter()
+                .filter_map(|g| g.batch.as_deref())
+                .collect();
+            have.sort();
+            have.dedup();
+            bail!(
+                "{path}: no golden batch {b:?} (batches: {})",
+                have.join(", ")
+            );
+        }
+    }
+    let out: Vec<GoldenRow> = golden
+        .into_iter()
+        .filter(|g| g.in_batch())
+        .filter(|g| {
+            if task.batches.is_empty() {
+                test_ids.contains(g.question_id.as_str())
+            } else {
+                task.batches.iter().any(|b| Some(b) == g.batch.as_ref())
+            }
+        })
+        .collect();
+    let mut batch_of: BTreeMap<&str, &str> = BTreeMap::new();
+    for g in &out {
+        if let Some(other) = batch_of.insert(&g.question_id, g.batch_label()) {
+            bail!(
+                "{path}: question {} is in golden batches {other} and {}; list the task's \
+                 batches in [tasks.*] batches",
+                g.question_id,
+                g.batch_label()
+            );
+        }
+    }
+    if !out.iter().any(|g| g.qtype == "factoid") {
+        bail!(
+            "{path}: no factoid question of the task in a golden test batch (batches {:?})",
+            task.batches
+        );
+    }
+    Ok(out)
+}
+
+/// Answer the task's test questions with the model in `model_dir` and score them; writes
+/// `predictions.json`, `details.jsonl`, `results.json` and `results.md` under `out`.
+pub fn answer_task<B: ScanBackend>(
+    r: &Resolved,
+    model_dir: &Path,
+    data_dir: &Path,
+    tokenizer: &tokenizers::Tokenizer,
+    out: &Path,
+    device: &B::Device,
+) -> Result<TaskResult> {
+    let (_, model) = load_pretrained::<B>(model_dir, device)?;
+    let examples = schemas::bioasq::read_examples(&data_dir.join(&r.tables.test))?;
+    let golden = select_golden(
+        &r.tables,
+        schemas::bioasq::read_golden(&data_dir.join(&r.tables.golden))?,
+        &examples,
+    )?;
+    let settings = AnswerSettings {
+        beams: r.cfg.beams,
+        max_new_tokens: r.cfg.max_new_tokens,
+        max_len: r.cfg.max_len,
+        limit: r.cfg.limit,
+        max_contexts: r.cfg.max_contexts,
+    };
+    let answers = answer_questions(
+        &model, tokenizer, r.cfg.eos, &examples, &golden, &settings, device,
+    )?;
+    let result = TaskResult {
+        task: r.task.clone(),
+        label: if r.tables.label.is_empty() {
+            r.task.clone()
+        } else {
+            r.tables.label.clone()
+        },
+        model: model_dir.display().to_string(),
+        settings,
+        questions_without_context: answers.iter().filter(|q| q.contexts == 0).count(),
+        metrics: task_metrics(&answers),
+    };
+    write_outputs(out, &result, &answers)?;
+    Ok(result)
 }
 
 /// Answer every factoid question of `golden` from its contexts in `examples`.
@@ -221,20 +311,6 @@ pub fn validate_submission(sub: &Value, golden_ids: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Results of one task, as written to `results.json`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TaskResult {
-    /// Config task name, e.g. `bioasq-4b`.
-    pub task: String,
-    /// Row label of Table 3, e.g. `4b`.
-    pub label: String,
-    pub model: String,
-    pub settings: AnswerSettings,
-    /// Factoid questions with no context in the test table (answered with nothing).
-    pub questions_without_context: usize,
-    pub metrics: TaskMetrics,
-}
-
 /// Aggregate answered questions into the task's metrics.
 pub fn task_metrics(answers: &[QuestionAnswers]) -> TaskMetrics {
     let scored: Vec<(String, QuestionScore)> =
@@ -262,7 +338,7 @@ pub fn write_outputs(out: &Path, result: &TaskResult, answers: &[QuestionAnswers
     w("results.json", pretty(&serde_json::to_value(result)?)?)?;
     w(
         "results.md",
-        crate::report::table3_markdown(std::slice::from_ref(result)).into_bytes(),
+        crate::eval::results::table3_markdown(std::slice::from_ref(result)).into_bytes(),
     )?;
     Ok(())
 }
@@ -324,5 +400,79 @@ mod tests {
             ["a", "b"]
         );
         assert!(factoid_questions(&[g("a", "factoid"), g("a", "factoid")]).is_err());
+    }
+
+    /// The shared golden table also holds the training file's copy of a leaked test question
+    /// (same id, no batch): the task scores exactly the golden test batches' questions.
+    #[test]
+    fn golden_selection_is_exactly_the_test_batches_questions() {
+        let g = |id: &str, batch: &str, in_batch: bool| GoldenRow {
+            question_id: id.into(),
+            qtype: "factoid".into(),
+            body: format!("question {id}"),
+            exact_answer: vec![vec![format!("answer {id}")]],
+            documents: vec![],
+            batch: in_batch.then(|| batch.to_string()),
+            year: None,
+            source_file: if in_batch {
+                format!("{batch}_golden.json")
+            } else {
+                batch.to_string()
+            },
+        };
+        let golden = || {
+            vec![
+                g("leaked", "training-sample.json", false),
+                g("t1", "training-sample.json", false),
+                g("leaked", "B1", true),
+                g("q2", "B1", true),
+                g("q3", "B2", true),
+                g("other", "C1", true),
+            ]
+        };
+        let ex = |qid: &str| Example {
+            id: format!("{qid}_001"),
+            question_id: qid.into(),
+            question: String::new(),
+            context: String::new(),
+            answer_text: None,
+            answer_start: None,
+            pmid: None,
+            context_source: schemas::bioasq::source::SNIPPET,
+            split: schemas::bioasq::Split::Test,
+            source_file: "test.json".into(),
+        };
+        let test = [ex("leaked"), ex("q2"), ex("q3"), ex("q3")];
+        let ids = |v: &[GoldenRow]| {
+            v.iter()
+                .map(|g| format!("{}@{}", g.question_id, g.batch_label()))
+                .collect::<Vec<_>>()
+        };
+        let want = ["leaked@B1", "q2@B1", "q3@B2"];
+        // By the test table's ids.
+        let t = TaskConfig::default();
+        assert_eq!(ids(&select_golden(&t, golden(), &test).unwrap()), want);
+        // By batches.
+        let t = TaskConfig {
+            batches: vec!["B1".into(), "B2".into()],
+            ..Default::default()
+        };
+        let sel = select_golden(&t, golden(), &test).unwrap();
+        assert_eq!(ids(&sel), want);
+        assert_eq!(factoid_questions(&sel).unwrap().len(), 3);
+        // A batch that is not there, and an id in two batches, are errors.
+        let t = TaskConfig {
+            batches: vec!["B9".into()],
+            ..Default::default()
+        };
+        let e = format!("{:#}", select_golden(&t, golden(), &test).unwrap_err());
+        assert!(e.contains("B9") && e.contains("B1, B2, C1"), "{e}");
+        let mut twice = golden();
+        twice.push(g("q2", "B2", true));
+        let e = format!(
+            "{:#}",
+            select_golden(&TaskConfig::default(), twice, &test).unwrap_err()
+        );
+        assert!(e.contains("q2") && e.contains("B1 and B2"), "{e}");
     }
 }

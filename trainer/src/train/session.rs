@@ -1,12 +1,12 @@
-//! The training machinery shared by `trainer pretrain` and `trainer finetune`: one run directory
-//! with its sled cursor and atomic checkpoints ([`crate::checkpoint`]), the metrics log, and the
-//! optimizer step (gradient accumulation, global-norm clipping, AdamW with decay groups,
-//! [`crate::optim`]). Each command keeps only its own loop: what a micro-batch is, its loss, and
-//! when to validate.
+//! A training run's directory, shared by `trainer pretrain` and `trainer finetune`: opening or
+//! resuming it (recipe and data checks, newest valid checkpoint), the metrics log, and saving and
+//! loading the full training state (weights, AdamW moments, position) as checkpoints
+//! ([`crate::train::checkpoint`]). The optimizer step is [`crate::train::step`]'s; each command
+//! keeps only its own loop: what a micro-batch is, its loss, and when to validate.
 //!
 //! Exact resume: the state after step `s` is fully described by the checkpoint of step `s`
 //! (weights and moments bit-exact, step count, data position, and the metrics log up to `s`);
-//! the data order is a pure function of `(seed, epoch)` ([`crate::data::IndexOrder`]); every
+//! the data order is a pure function of `(seed, epoch)` ([`crate::train::data::IndexOrder`]); every
 //! operation is deterministic on the CPU backend for a fixed thread count. So a resumed run
 //! recomputes exactly the steps the killed one would have done.
 
@@ -14,19 +14,16 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail, ensure};
-use burn::module::Module;
-use burn::optim::{GradientsAccumulator, GradientsParams};
-use burn::tensor::Tensor;
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use anyhow::{Context, Result, bail};
+use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{self, Cursor, CursorStore};
-use crate::data::DataPosition;
-use crate::hf::{self, HfConfig};
+use crate::train::checkpoint::{self, Cursor, CursorStore};
+use crate::train::data::DataPosition;
+use crate::model::hf::{self, HfConfig};
 use crate::model::MambaLm;
-use crate::optim::{AdamW, AdamWParams};
-use crate::st::{self, StFile};
+use crate::train::optim::{AdamW, AdamWParams};
+use crate::model::hf::safetensors::{self as st, StFile};
 
 pub const RUN_CONFIG_FILE: &str = "run-config.json";
 pub const METRICS_FILE: &str = "metrics.jsonl";
@@ -130,26 +127,26 @@ impl<B: AutodiffBackend> Session<B> {
             check_data(c, &spec)?;
             let (found, warnings) = checkpoint::newest_valid_checkpoint(run_dir, c.step)?;
             for w in &warnings {
-                eprintln!("warning: {w}");
+                tracing::warn!("{w}");
             }
             match found {
                 Some((step, dir)) => {
                     let mut r = load_checkpoint::<B>(&dir, device)?;
                     r.optimizer.params = spec.adamw.clone();
                     if r.state.threads != threads {
-                        eprintln!(
-                            "warning: checkpoint made with {} compute threads, resuming with {threads}; \
+                        tracing::warn!(
+                            "checkpoint made with {} compute threads, resuming with {threads}; \
                              results may differ in the last bits from an uninterrupted run",
                             r.state.threads
                         );
                     }
                     r.state.threads = threads;
                     r.state.data_fingerprint = spec.data_fingerprint.clone();
-                    eprintln!("resuming {} from checkpoint step {step}", run_dir.display());
+                    tracing::info!("resuming {} from checkpoint step {step}", run_dir.display());
                     resumed = Some(r);
                 }
-                None => eprintln!(
-                    "warning: no valid checkpoint in {} although the cursor is at step {}; starting \
+                None => tracing::warn!(
+                    "no valid checkpoint in {} although the cursor is at step {}; starting \
                      over (the result is identical, only time is lost)",
                     run_dir.display(),
                     c.step
@@ -207,8 +204,8 @@ impl<B: AutodiffBackend> Session<B> {
     /// the step's gradient sum is grouped differently, so the last bits may differ.
     pub fn note_devices(&mut self, devices: usize) {
         if self.resumed && self.state.devices != devices {
-            eprintln!(
-                "warning: checkpoint made with {} data-parallel device(s), resuming with {devices}; \
+            tracing::warn!(
+                "checkpoint made with {} data-parallel device(s), resuming with {devices}; \
                  results may differ in the last bits from an uninterrupted run",
                 self.state.devices
             );
@@ -259,8 +256,8 @@ fn check_data(c: &Cursor, spec: &RunSpec<'_>) -> Result<()> {
             spec.data_fingerprint
         );
     }
-    eprintln!(
-        "warning: the {} changed since step {} (--allow-data-change); continuing at the same position",
+    tracing::warn!(
+        "the {} changed since step {} (--allow-data-change); continuing at the same position",
         spec.data_what, c.step
     );
     Ok(())
@@ -344,155 +341,4 @@ pub fn load_checkpoint<B: AutodiffBackend>(dir: &Path, device: &B::Device) -> Re
         metrics_lines: metrics.split_inclusive('\n').map(str::to_string).collect(),
         state,
     })
-}
-
-/// One optimizer update with gradient accumulation, data parallel over `devices`. For each
-/// micro-batch, `loss_share` gives its share of the step's loss on a device (scaled so the shares
-/// sum to the step's mean loss, e.g. its mean loss / number of micro-batches), which is
-/// backpropagated. The micro-batches are split into contiguous blocks, one per device; each
-/// device sums its block's gradients in its own thread on a replica of the model (one device:
-/// no thread, no copy). The block sums are moved to `devices[0]`, where the model and the
-/// optimizer live, and added in device order; then the sum is clipped to the global norm and
-/// applied by AdamW. Returns the new model, the step's loss (the shares summed in micro-batch
-/// order, so it does not depend on the device count) and the gradient norm before clipping.
-///
-/// Determinism: for a fixed device count the result is bit-identical run to run; with one
-/// micro-batch per device the additions happen in the same order as on one device, so the
-/// result equals the one-device step bit for bit (other splits differ in the last bits).
-pub fn train_step<B: AutodiffBackend, M: Sync>(
-    model: MambaLm<B>,
-    optimizer: &mut AdamW<B>,
-    devices: &[B::Device],
-    micro_batches: &[M],
-    lr: f64,
-    loss_share: impl Fn(&MambaLm<B>, &M, &B::Device) -> Result<Tensor<B, 1>> + Sync,
-) -> Result<(MambaLm<B>, f64, f64)> {
-    ensure!(!micro_batches.is_empty(), "no micro-batches");
-    ensure!(!devices.is_empty(), "no devices");
-    let blocks = contiguous_blocks(micro_batches.len(), devices.len());
-    let sums: Vec<(GradientsParams, Vec<f64>)> = if blocks.len() == 1 {
-        vec![block_gradients(
-            &model,
-            &devices[0],
-            micro_batches,
-            &loss_share,
-        )?]
-    } else {
-        let share = &loss_share;
-        std::thread::scope(|scope| {
-            let workers: Vec<_> = blocks
-                .iter()
-                .zip(devices)
-                .enumerate()
-                .map(|(k, (range, device))| {
-                    let replica = if k == 0 {
-                        model.clone()
-                    } else {
-                        model.clone().fork(device)
-                    };
-                    let block = &micro_batches[range.clone()];
-                    scope.spawn(move || block_gradients(&replica, device, block, share))
-                })
-                .collect();
-            workers
-                .into_iter()
-                .enumerate()
-                .map(|(k, worker)| {
-                    worker
-                        .join()
-                        .unwrap_or_else(|_| Err(anyhow::anyhow!("the worker thread panicked")))
-                        .with_context(|| format!("data-parallel device {k} ({:?})", devices[k]))
-                })
-                .collect::<Result<Vec<_>>>()
-        })?
-    };
-    let mut acc = GradientsAccumulator::<MambaLm<B>>::new();
-    let mut loss = 0.0f64;
-    for (grads, losses) in sums {
-        for l in losses {
-            loss += l;
-        }
-        acc.accumulate(&model, grads.to_device(&devices[0], &model));
-    }
-    ensure!(loss.is_finite(), "training loss is {loss}");
-    let (model, stats) = optimizer.step(lr, model, acc.grads())?;
-    Ok((model, loss, stats.grad_norm))
-}
-
-/// `n` items in at most `parts` contiguous, non-empty ranges whose sizes differ by at most one
-/// (the first ones larger).
-pub(crate) fn contiguous_blocks(n: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
-    let parts = parts.clamp(1, n.max(1));
-    let (base, extra) = (n / parts, n % parts);
-    let mut start = 0;
-    (0..parts)
-        .map(|k| {
-            let len = base + usize::from(k < extra);
-            start += len;
-            start - len..start
-        })
-        .collect()
-}
-
-/// The summed gradients of a block of micro-batches on one device, and each one's loss share.
-fn block_gradients<B: AutodiffBackend, M>(
-    model: &MambaLm<B>,
-    device: &B::Device,
-    micro_batches: &[M],
-    loss_share: &impl Fn(&MambaLm<B>, &M, &B::Device) -> Result<Tensor<B, 1>>,
-) -> Result<(GradientsParams, Vec<f64>)> {
-    let mut acc = GradientsAccumulator::<MambaLm<B>>::new();
-    let mut losses = Vec::with_capacity(micro_batches.len());
-    for mb in micro_batches {
-        let share = loss_share(model, mb, device)?;
-        losses.push(scalar(share.clone())?);
-        acc.accumulate(model, GradientsParams::from_grads(share.backward(), model));
-    }
-    Ok((acc.grads(), losses))
-}
-
-/// The training backend on CUDA (`--features cuda`): f32 parameters with autodiff; bf16 products
-/// come from `precision`.
-#[cfg(feature = "cuda")]
-pub type CudaTrain = burn::backend::Autodiff<burn::backend::Cuda<f32>>;
-
-/// The CUDA devices of `--devices` ordinals.
-#[cfg(feature = "cuda")]
-pub fn cuda_devices(ordinals: &[usize]) -> Vec<burn::backend::cuda::CudaDevice> {
-    ordinals
-        .iter()
-        .map(|&i| burn::backend::cuda::CudaDevice::new(i))
-        .collect()
-}
-
-/// The error for `--devices` in a CPU-only build.
-pub fn needs_gpu_build(ordinals: &[usize]) -> anyhow::Error {
-    anyhow::anyhow!(
-        "--devices {ordinals:?} needs a GPU build: cargo build -p trainer --release --features cuda"
-    )
-}
-
-/// The value of a one-element tensor.
-pub fn scalar<B: Backend>(t: Tensor<B, 1>) -> Result<f64> {
-    t.into_data()
-        .convert::<f64>()
-        .to_vec::<f64>()
-        .map_err(|e| anyhow::anyhow!("reading a scalar: {e:?}"))?
-        .first()
-        .copied()
-        .context("empty scalar tensor")
-}
-
-/// Pin the compute thread pool: results are bit-reproducible for a fixed thread count (0 = all
-/// cores).
-pub fn pin_threads(threads: usize) {
-    let n = if threads == 0 {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    } else {
-        threads
-    };
-    // Fails only if the pool was already built (then it is kept).
-    let _ = rayon::ThreadPoolBuilder::new()
-        .num_threads(n)
-        .build_global();
 }

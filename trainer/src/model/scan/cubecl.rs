@@ -47,7 +47,7 @@ pub const MAX_STATE: usize = 64;
 static FUSED: AtomicBool = AtomicBool::new(true);
 
 /// Whether CubeCL backends run these kernels (default) or the tensor-op scan of
-/// [`crate::scan::tensor_ops`]; the switch lets `bench_gpu` time both on the same backend.
+/// [`crate::model::scan::reference`]; the switch lets `bench_gpu` time both on the same backend.
 pub fn fused_scan() -> bool {
     FUSED.load(Ordering::Relaxed)
 }
@@ -240,7 +240,7 @@ mod kernels {
     }
 }
 
-/// Fused selective-scan forward on a CubeCL backend. Shapes as in [`crate::scan`]; returns
+/// Fused selective-scan forward on a CubeCL backend. Shapes as in [`crate::model::scan`]; returns
 /// `y [B, D, L]` and the final state `[B, D, N]`, both in the element type of `u`.
 pub fn forward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
     u: Tensor<CubeBackend<R, F, I, BT>, 3>,

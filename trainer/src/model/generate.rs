@@ -3,7 +3,7 @@
 //! The prompt is processed in parallel mode (which also yields the cache), then each new
 //! token costs one O(1) recurrent step per layer.
 
-use crate::scan::ScanBackend;
+use crate::model::scan::ScanBackend;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};

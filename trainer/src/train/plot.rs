@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use anyhow::{Context, Result, ensure};
 use plotters::prelude::*;
 
-use crate::session::{LOSS_PNG, METRICS_FILE};
+use crate::train::session::{LOSS_PNG, METRICS_FILE};
 
 /// One parsed `metrics.jsonl` line.
 #[derive(Clone, Debug, Default)]

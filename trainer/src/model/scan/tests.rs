@@ -4,7 +4,7 @@ use burn::backend::{Autodiff, NdArray};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Tensor, TensorData};
 
-use super::{ScanBackend, ScanGrads, ScanInputs, tensor_ops};
+use super::{ScanBackend, ScanGrads, ScanInputs, reference};
 
 type Be = NdArray<f32>;
 type Ad = Autodiff<Be>;
@@ -115,8 +115,8 @@ fn tensor_op_backward_matches_burn_autodiff() {
     for &(bs, d, n, len) in &[(2, 3, 4, 1), (1, 5, 3, 7), (2, 4, 5, 37), (1, 3, 16, 18)] {
         let x = inputs::<Be>(bs, d, n, len, len as u64 + 11, &dev);
         let dy = Tensor::<Be, 3>::random([bs, d, len], Distribution::Normal(0.0, 1.0), &dev);
-        let ours = grads_vec(tensor_ops::backward(x.clone(), dy.clone(), 4));
-        let burn = autodiff_grads(&x, &dy, |x| tensor_ops::forward(x, 4).0);
+        let ours = grads_vec(reference::backward(x.clone(), dy.clone(), 4));
+        let burn = autodiff_grads(&x, &dy, |x| reference::forward(x, 4).0);
         for k in 0..6 {
             let r = rel(&ours[k], &burn[k]);
             assert!(r < 1e-5, "{bs}x{d}x{n}x{len} d{}: rel {r}", NAMES[k]);

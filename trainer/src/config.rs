@@ -1,0 +1,542 @@
+//! The one TOML config (`configs/*.toml`) as the trainer reads it, loaded once per command:
+//! `[data] dir`, `[model]`, `[pretrain]`, `[finetune]` and `[tasks.NAME]`. Each command reads the
+//! sections it uses ([`Section`]) and ignores the others — the pipeline's (`[parse]`,
+//! `[tokenize]`, `[bioasq]`, …) and the other commands' — while an unknown key inside a section it
+//! reads is an error. Without a config every section has its defaults (the paper's recipe) and
+//! the three paper tasks `bioasq-4b`, `bioasq-5b`, `bioasq-6b` are defined.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail, ensure};
+use schemas::Layout;
+use schemas::layout;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::model::{MambaConfig, Precision};
+use crate::train::optim::AdamWParams;
+
+/// The trainer's sections of one config file; those a command did not ask for keep their
+/// defaults.
+#[derive(Clone, Debug, Default)]
+pub struct Config {
+    /// `[data] dir`; `--data-dir` overrides it, `data` when neither is given.
+    pub data_dir: Option<PathBuf>,
+    pub model: ModelSection,
+    pub pretrain: PretrainConfig,
+    pub finetune: FinetuneConfig,
+    pub tasks: BTreeMap<String, TaskConfig>,
+}
+
+/// A section of the trainer's (`[data]` is always read).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Section {
+    Model,
+    Pretrain,
+    Finetune,
+    Tasks,
+}
+
+impl Section {
+    /// What `trainer pretrain` reads.
+    pub const PRETRAIN: &[Section] = &[Section::Model, Section::Pretrain];
+    /// What `trainer finetune` and `trainer eval` read.
+    pub const FINETUNE: &[Section] = &[Section::Finetune, Section::Tasks];
+    pub const ALL: &[Section] = &[
+        Section::Model,
+        Section::Pretrain,
+        Section::Finetune,
+        Section::Tasks,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Section::Model => "model",
+            Section::Pretrain => "pretrain",
+            Section::Finetune => "finetune",
+            Section::Tasks => "tasks",
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct DataSection {
+    dir: Option<PathBuf>,
+}
+
+impl Config {
+    /// Read `path` (or take the defaults when `None`) and check `sections`.
+    pub fn load(path: Option<&Path>, sections: &[Section]) -> Result<Self> {
+        let name = path.map_or("the default config".to_string(), |p| p.display().to_string());
+        let table: toml::Table = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("reading config {}", p.display()))?;
+                toml::from_str(&text).with_context(|| format!("parsing config {}", p.display()))?
+            }
+            None => toml::Table::new(),
+        };
+        let wanted = |s: Section| sections.contains(&s);
+        let mut c = Config {
+            data_dir: section::<DataSection>(&table, "data", &name)?.dir,
+            ..Config::default()
+        };
+        if wanted(Section::Model) {
+            c.model = section(&table, Section::Model.name(), &name)?;
+        }
+        if wanted(Section::Pretrain) {
+            c.pretrain = section(&table, Section::Pretrain.name(), &name)?;
+            c.pretrain.validate().with_context(|| format!("in {name}"))?;
+        }
+        if wanted(Section::Finetune) {
+            c.finetune = section(&table, Section::Finetune.name(), &name)?;
+            c.finetune.validate().with_context(|| format!("in {name}"))?;
+        }
+        if wanted(Section::Tasks) {
+            c.tasks = section(&table, Section::Tasks.name(), &name)?;
+            if c.tasks.is_empty() {
+                for y in ["4b", "5b", "6b"] {
+                    c.tasks
+                        .insert(format!("bioasq-{y}"), TaskConfig::for_year(y));
+                }
+            }
+        }
+        Ok(c)
+    }
+
+    /// The data directory: `flag`, else `[data] dir`, else `data`.
+    pub fn data_dir(&self, flag: Option<&Path>) -> PathBuf {
+        flag.map(Path::to_path_buf)
+            .or_else(|| self.data_dir.clone())
+            .unwrap_or_else(|| PathBuf::from("data"))
+    }
+
+    /// Resolve the task's settings: `[finetune]`, task overrides, then flags.
+    pub fn resolve_task(
+        &self,
+        task: &str,
+        max_steps: Option<usize>,
+        train_limit: Option<usize>,
+        limit: Option<usize>,
+        max_len: Option<usize>,
+    ) -> Result<Resolved> {
+        let Some(t) = self.tasks.get(task) else {
+            bail!(
+                "unknown task {task:?}; the config defines: {}",
+                self.tasks.keys().cloned().collect::<Vec<_>>().join(", ")
+            );
+        };
+        let mut cfg = self.finetune.clone();
+        if let Some(v) = t.epochs {
+            cfg.epochs = v;
+        }
+        if let Some(v) = t.lr {
+            cfg.lr = v;
+        }
+        if let Some(v) = t.batch_size {
+            cfg.batch_size = v;
+        }
+        if let Some(v) = t.seed {
+            cfg.seed = v;
+        }
+        cfg.max_steps = max_steps.or(cfg.max_steps);
+        cfg.train_limit = train_limit.or(cfg.train_limit);
+        cfg.limit = limit.or(cfg.limit);
+        cfg.max_len = max_len.unwrap_or(cfg.max_len);
+        Ok(Resolved {
+            task: task.to_string(),
+            cfg,
+            tables: t.clone(),
+        })
+    }
+}
+
+/// Section `name` of `table` (its defaults when absent).
+fn section<T: DeserializeOwned + Default>(table: &toml::Table, name: &str, file: &str) -> Result<T> {
+    match table.get(name) {
+        None => Ok(T::default()),
+        Some(v) => v
+            .clone()
+            .try_into()
+            .with_context(|| format!("parsing [{name}] of {file}")),
+    }
+}
+
+/// `[model]`: initialize from an HF directory (`init`) or from scratch with these dimensions.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelSection {
+    /// HF directory (config.json + model.safetensors); `--init` overrides it.
+    pub init: Option<PathBuf>,
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub state_size: usize,
+    pub expand: usize,
+    pub conv_kernel: usize,
+    /// Seed of the from-scratch (mamba_ssm) initialization.
+    pub init_seed: u64,
+}
+
+impl Default for ModelSection {
+    fn default() -> Self {
+        let c = MambaConfig::mamba_130m();
+        Self {
+            init: None,
+            vocab_size: c.vocab_size,
+            hidden_size: c.hidden_size,
+            num_hidden_layers: c.num_hidden_layers,
+            state_size: c.state_size,
+            expand: c.expand,
+            conv_kernel: c.conv_kernel,
+            init_seed: 0,
+        }
+    }
+}
+
+impl ModelSection {
+    pub fn scratch_config(&self) -> MambaConfig {
+        let mut c = MambaConfig::new(self.vocab_size, self.hidden_size, self.num_hidden_layers);
+        c.state_size = self.state_size;
+        c.expand = self.expand;
+        c.conv_kernel = self.conv_kernel;
+        c
+    }
+}
+
+/// `[pretrain]`: the optimization recipe (defaults: the BioMamba paper).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PretrainConfig {
+    pub seq_len: usize,
+    pub micro_batch: usize,
+    pub grad_accum: usize,
+    /// Total optimizer steps (the schedule's length).
+    pub steps: u64,
+    /// Peak learning rate.
+    pub lr: f64,
+    pub min_lr: f64,
+    /// Warmup as a fraction of `steps`, unless `warmup_steps` is given.
+    pub warmup_fraction: f64,
+    pub warmup_steps: Option<u64>,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
+    /// Max global gradient norm (0 = no clipping).
+    pub clip: f64,
+    /// Seed of the data order.
+    pub seed: u64,
+    /// Validation every N steps (0 = only at the start and the end).
+    pub eval_every: u64,
+    /// Validation micro-batches (a fixed prefix of the validation shards).
+    pub eval_batches: usize,
+    pub checkpoint_every: u64,
+    pub keep_checkpoints: usize,
+    /// Compute threads (0 = all cores). Results are bit-reproducible for a fixed value.
+    pub threads: usize,
+    /// Dtype of the matrix products: "f32", or "bf16" with f32 master weights (CUDA only;
+    /// [`Precision`]). Left out of the recorded recipe when f32, so older runs still resume.
+    #[serde(skip_serializing_if = "Precision::is_f32")]
+    pub precision: Precision,
+}
+
+impl Default for PretrainConfig {
+    fn default() -> Self {
+        Self {
+            seq_len: 2048,
+            micro_batch: 4,
+            grad_accum: 61,
+            steps: 4800,
+            lr: 6e-4,
+            min_lr: 1e-5,
+            warmup_fraction: 0.1,
+            warmup_steps: None,
+            beta1: 0.9,
+            beta2: 0.95,
+            eps: 1e-8,
+            weight_decay: 0.1,
+            clip: 1.0,
+            seed: 0,
+            eval_every: 100,
+            eval_batches: 16,
+            checkpoint_every: 100,
+            keep_checkpoints: 3,
+            threads: 0,
+            precision: Precision::F32,
+        }
+    }
+}
+
+impl PretrainConfig {
+    pub fn warmup(&self) -> u64 {
+        self.warmup_steps
+            .unwrap_or_else(|| (self.steps as f64 * self.warmup_fraction).round() as u64)
+    }
+    pub fn adamw(&self) -> AdamWParams {
+        AdamWParams {
+            beta1: self.beta1,
+            beta2: self.beta2,
+            eps: self.eps,
+            weight_decay: self.weight_decay,
+            clip: self.clip,
+        }
+    }
+    pub fn tokens_per_step(&self) -> u64 {
+        (self.micro_batch * self.grad_accum * self.seq_len) as u64
+    }
+    pub fn validate(&self) -> Result<()> {
+        ensure!(self.seq_len >= 2, "[pretrain] seq_len must be at least 2");
+        ensure!(
+            self.micro_batch >= 1 && self.grad_accum >= 1,
+            "[pretrain] micro_batch and grad_accum must be at least 1"
+        );
+        ensure!(self.steps >= 1, "[pretrain] steps must be at least 1");
+        ensure!(
+            self.checkpoint_every >= 1,
+            "[pretrain] checkpoint_every must be at least 1"
+        );
+        ensure!(
+            self.lr > 0.0 && self.min_lr >= 0.0 && self.min_lr <= self.lr,
+            "[pretrain] needs 0 <= min_lr <= lr, lr > 0"
+        );
+        Ok(())
+    }
+}
+
+/// `[finetune]`: settings shared by every task (a task may override some).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct FinetuneConfig {
+    /// tokenizer.json; default: `tokenizer.json` next to the initial model.
+    pub tokenizer: Option<PathBuf>,
+    /// Prompt + answer length in tokens; longer contexts are cut from the left.
+    pub max_len: usize,
+    pub epochs: usize,
+    /// Peak learning rate: linear warmup over `warmup_ratio` of the steps, then cosine decay
+    /// to `min_lr` (the schedule of `trainer pretrain`, [`crate::train::optim::lr_at`]).
+    pub lr: f64,
+    pub min_lr: f64,
+    pub warmup_ratio: f64,
+    /// AdamW ([`crate::train::optim::AdamW`], PyTorch's update) moments and epsilon.
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    /// Decoupled weight decay of the projection and embedding weights only
+    /// ([`crate::train::optim::decays`]: not `A_log`, `D`, norms, biases, conv1d).
+    pub weight_decay: f64,
+    /// Max global L2 norm of the step's gradient (0 = no clipping).
+    pub clip: f64,
+    /// Examples per optimizer step.
+    pub batch_size: usize,
+    /// Examples per forward/backward (gradient accumulation inside a step).
+    pub micro_batch: usize,
+    /// Seed of the example order.
+    pub seed: u64,
+    /// Compute threads (0 = all cores); bit-exact resume needs the same value.
+    pub threads: usize,
+    /// Dtype of the matrix products while training: "f32", or "bf16" with f32 master weights
+    /// (CUDA only; [`Precision`]). Answering runs in f32.
+    #[serde(skip_serializing_if = "Precision::is_f32")]
+    pub precision: Precision,
+    /// Stop after this many optimizer steps (demo, tests).
+    pub max_steps: Option<usize>,
+    /// Use only the first N training examples (demo, tests).
+    pub train_limit: Option<usize>,
+    pub checkpoint_every: usize,
+    /// Checkpoints kept (the newest K).
+    pub keep_checkpoints: usize,
+    /// Beam search answering.
+    pub beams: usize,
+    pub max_new_tokens: usize,
+    /// Answer only the first N factoid test questions (demo, tests).
+    pub limit: Option<usize>,
+    /// Use at most K contexts per test question (demo, tests).
+    pub max_contexts: Option<usize>,
+    pub eos: u32,
+}
+
+impl Default for FinetuneConfig {
+    fn default() -> Self {
+        FinetuneConfig {
+            tokenizer: None,
+            max_len: 2048,
+            epochs: 3,
+            lr: 5e-5,
+            min_lr: 0.0,
+            warmup_ratio: 0.1,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.01,
+            clip: 1.0,
+            batch_size: 16,
+            micro_batch: 4,
+            seed: 42,
+            threads: 0,
+            precision: Precision::F32,
+            max_steps: None,
+            train_limit: None,
+            checkpoint_every: 100,
+            keep_checkpoints: 2,
+            beams: 5,
+            max_new_tokens: 16,
+            limit: None,
+            max_contexts: None,
+            eos: 0,
+        }
+    }
+}
+
+/// `[tasks.NAME]`: one BioASQ task (tables relative to the data dir) and its overrides.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct TaskConfig {
+    /// Row label in the results table, e.g. `4b`.
+    pub label: String,
+    pub train: PathBuf,
+    pub test: PathBuf,
+    pub golden: PathBuf,
+    /// Golden test batches of the task (e.g. `4B1`…`4B5`): each of their factoid questions
+    /// is answered and scored (no context → no answer, scored 0). Empty: the golden test
+    /// batches' questions that have a row in the test table ([`Self::select_golden`]).
+    pub batches: Vec<String>,
+    pub epochs: Option<usize>,
+    pub lr: Option<f64>,
+    pub batch_size: Option<usize>,
+    pub seed: Option<u64>,
+}
+
+impl TaskConfig {
+    /// The defaults of task `bioasq-{y}` (e.g. `4b`), as `pipeline bioasq` writes them
+    /// ([`schemas::Layout::bioasq_table`]): `bioasq/bioasq-{y}/{train,test}.arrow`,
+    /// `bioasq/golden.arrow`, batches `{Y}1`…`{Y}5`.
+    pub fn for_year(y: &str) -> Self {
+        let tables = Layout::relative();
+        let task = format!("bioasq-{y}");
+        TaskConfig {
+            label: y.to_string(),
+            train: tables.bioasq_table(&task, layout::TRAIN),
+            test: tables.bioasq_table(&task, layout::TEST),
+            golden: tables.bioasq_golden(),
+            batches: (1..=5)
+                .map(|i| format!("{}{i}", y.to_uppercase()))
+                .collect(),
+            ..Default::default()
+        }
+    }
+}
+
+/// Settings of one task after overrides.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Resolved {
+    pub task: String,
+    pub cfg: FinetuneConfig,
+    pub tables: TaskConfig,
+}
+
+impl FinetuneConfig {
+    pub fn adamw(&self) -> AdamWParams {
+        AdamWParams {
+            beta1: self.beta1,
+            beta2: self.beta2,
+            eps: self.eps,
+            weight_decay: self.weight_decay,
+            clip: self.clip,
+        }
+    }
+
+    /// Optimizer steps of a run over `examples` training examples: `epochs` passes in batches
+    /// of `batch_size` (the order crosses epoch boundaries), at most `max_steps`.
+    pub fn total_steps(&self, examples: usize) -> u64 {
+        let steps = (self.epochs * examples).div_ceil(self.batch_size.max(1));
+        steps.min(self.max_steps.unwrap_or(usize::MAX)) as u64
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        ensure!(
+            self.batch_size >= 1 && self.micro_batch >= 1,
+            "[finetune] batch_size and micro_batch must be at least 1"
+        );
+        ensure!(self.epochs >= 1, "[finetune] epochs must be at least 1");
+        ensure!(
+            self.checkpoint_every >= 1,
+            "[finetune] checkpoint_every must be at least 1"
+        );
+        ensure!(
+            self.lr > 0.0 && self.min_lr >= 0.0 && self.min_lr <= self.lr,
+            "[finetune] needs 0 <= min_lr <= lr, lr > 0"
+        );
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `precision` is read from `[pretrain]`, an unknown value names the allowed ones, and f32
+    /// (the default) stays out of the recorded recipe so runs started before the key resume.
+    #[test]
+    fn precision_setting_parses_and_is_recorded_only_when_not_f32() {
+        let parse = |v: &str| {
+            let table: toml::Table = toml::from_str(&format!("[pretrain]\nprecision = \"{v}\"\n"))?;
+            section::<PretrainConfig>(&table, "pretrain", "test")
+        };
+        assert_eq!(parse("bf16").unwrap().precision, Precision::Bf16);
+        let err = format!("{:#}", parse("fp8").unwrap_err());
+        assert!(err.contains("`f32`, `bf16`"), "{err}");
+        let recorded = |c: &PretrainConfig| serde_json::to_value(c).unwrap();
+        assert!(
+            recorded(&PretrainConfig::default())
+                .get("precision")
+                .is_none()
+        );
+        assert_eq!(recorded(&parse("bf16").unwrap())["precision"], "bf16");
+    }
+
+    #[test]
+    fn steps_cover_the_epochs_and_respect_max_steps() {
+        let mut c = FinetuneConfig {
+            epochs: 3,
+            batch_size: 4,
+            ..Default::default()
+        };
+        assert_eq!(c.total_steps(10), 8); // 30 examples in batches of 4
+        c.max_steps = Some(5);
+        assert_eq!(c.total_steps(10), 5);
+        c.batch_size = 0;
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn config_sections_and_overrides() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(
+            &p,
+            "[pretrain]\nanything = 1\n[finetune]\nepochs = 2\nlr = 1e-4\n\
+             [tasks.bioasq-4b]\nlabel = \"4b\"\ntrain = \"t.arrow\"\ntest = \"x.arrow\"\n\
+             golden = \"g.arrow\"\nlr = 3e-5\n",
+        )
+        .unwrap();
+        let l = Config::load(Some(&p), Section::FINETUNE).unwrap();
+        let r = l.resolve_task("bioasq-4b", Some(5), None, Some(2), None).unwrap();
+        assert_eq!(
+            (r.cfg.epochs, r.cfg.lr, r.cfg.max_steps, r.cfg.limit),
+            (2, 3e-5, Some(5), Some(2))
+        );
+        assert!(l.resolve_task("bioasq-5b", None, None, None, None).is_err());
+        std::fs::write(&p, "[finetune]\nepoch = 2\n").unwrap();
+        assert!(format!("{:#}", Config::load(Some(&p), Section::FINETUNE).unwrap_err()).contains("epoch"));
+        let d = Config::load(None, Section::FINETUNE).unwrap();
+        assert_eq!(d.tasks.len(), 3);
+        assert_eq!(
+            d.tasks["bioasq-6b"].train,
+            PathBuf::from("bioasq/bioasq-6b/train.arrow")
+        );
+        assert_eq!(d.tasks["bioasq-6b"].batches[4], "6B5");
+    }
+}

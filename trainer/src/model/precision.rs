@@ -1,0 +1,92 @@
+//! Autocast: the dtype of the model's matrix products, and the projections that honour it.
+
+use burn::module::Param;
+use burn::tensor::backend::Backend;
+use burn::tensor::{FloatDType, Tensor};
+use serde::{Deserialize, Serialize};
+
+/// The dtype of the model's matrix products (autocast, as PyTorch AMP does it). Parameters
+/// stay in the backend's f32 (they are the optimizer's master weights); with `Bf16` each
+/// projection and the head cast their input and weight to bf16, multiply, and cast the product
+/// straight back, so the residual stream, RMSNorm, conv1d, softplus, the selective scan (with
+/// `A_log`, `D` and its state), the loss and every gradient reaching a parameter stay f32.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// Everything in the backend's float type (f32 here).
+    #[default]
+    F32,
+    /// bf16 matrix products (CUDA; ndarray has no bf16).
+    Bf16,
+    /// f64 matrix products: a higher-precision check of the same mechanism on the CPU.
+    F64,
+}
+
+impl Precision {
+    /// The dtype products are computed in; `None` = the backend's own.
+    pub fn matmul_dtype(self) -> Option<FloatDType> {
+        match self {
+            Precision::F32 => None,
+            Precision::Bf16 => Some(FloatDType::BF16),
+            Precision::F64 => Some(FloatDType::F64),
+        }
+    }
+
+    pub fn is_f32(&self) -> bool {
+        *self == Precision::F32
+    }
+
+    /// An error naming `setting` unless backend `B` computes in this precision on `device`.
+    pub fn check<B: Backend>(self, device: &B::Device, setting: &str) -> anyhow::Result<()> {
+        if let Some(dt) = self.matmul_dtype() {
+            anyhow::ensure!(
+                B::supports_dtype(device, dt.into()),
+                "{setting} = \"{}\" is not supported by this backend ({}); bf16 needs the CUDA \
+                 build (`--features cuda`, `--devices 0`), the CPU backend computes in \"f32\"",
+                serde_json::to_value(self)?.as_str().unwrap_or("?"),
+                B::name(device)
+            );
+        }
+        Ok(())
+    }
+}
+
+/// x @ Wᵀ (+ b) for x [..., in] with W in the PyTorch `[out, in]` layout.
+pub(super) fn linear<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    w: &Param<Tensor<B, 2>>,
+    b: Option<&Param<Tensor<B, 1>>>,
+    p: Precision,
+) -> Tensor<B, D> {
+    linear_t(x, w.val(), b.map(|b| b.val()), p)
+}
+
+pub(super) fn linear_t<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    w: Tensor<B, 2>,
+    b: Option<Tensor<B, 1>>,
+    p: Precision,
+) -> Tensor<B, D> {
+    let dims = x.dims();
+    let inn = dims[D - 1];
+    let rows = dims.iter().product::<usize>() / inn;
+    let out = w.dims()[0];
+    let mut y = matmul_t(x.reshape([rows, inn]), w, p);
+    if let Some(b) = b {
+        y = y + b.reshape([1, out]);
+    }
+    let mut od = dims;
+    od[D - 1] = out;
+    y.reshape(od)
+}
+
+/// x @ Wᵀ in the compute dtype of `p`, returned in x's dtype.
+pub(super) fn matmul_t<B: Backend>(x: Tensor<B, 2>, w: Tensor<B, 2>, p: Precision) -> Tensor<B, 2> {
+    match p.matmul_dtype() {
+        None => x.matmul(w.transpose()),
+        Some(dt) => {
+            let home = FloatDType::from(x.dtype());
+            x.cast(dt).matmul(w.cast(dt).transpose()).cast(home)
+        }
+    }
+}
