@@ -61,7 +61,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Download(args) => pipeline::download::run(&ctx, args),
         Command::FetchModel(args) => pipeline::download::hub::run_model(&ctx, args),
         Command::FetchTokenizer(args) => pipeline::download::hub::run_tokenizer(&ctx, args),
-        Command::Parse(args) => pipeline::parse::run(&ctx, args).map(|_| ()),
+        Command::Parse(args) => parse_then_current(&ctx, args),
         Command::Current(args) => pipeline::current::run(&ctx, args).map(|_| ()),
         Command::Inspect(args) => pipeline::inspect::run(&ctx, args),
         Command::Bioasq(args) => pipeline::bioasq::run(&ctx, args).map(|_| ()),
@@ -69,6 +69,22 @@ fn run(cli: Cli) -> Result<()> {
         Command::TrainTokenizer(args) => pipeline::train_tokenizer::run(&ctx, args),
         Command::InspectShards(args) => pipeline::tokenize::inspect::run(&ctx, args),
     }
+}
+
+/// `pipeline parse`: the parse stage, then the current view from all parsed parts (unless sharded
+/// or `--no-current`). The stages do not start each other; the command chains them.
+fn parse_then_current(ctx: &Ctx, args: pipeline::parse::Args) -> Result<()> {
+    let builds_current = args.builds_current();
+    let sharded = args.shard.is_some();
+    pipeline::parse::run(ctx, args)?;
+    if builds_current {
+        pipeline::current::run(ctx, pipeline::current::Args::default())?;
+    } else if sharded {
+        tracing::info!(
+            "parse: sharded run; build the current view with `pipeline current` after all shards"
+        );
+    }
+    Ok(())
 }
 
 fn main() -> ExitCode {

@@ -1,6 +1,8 @@
 //! `pipeline bioasq` end to end: the synthetic sample, the real fixtures (SKIP when absent), a local
 //! efetch server, and BioBERT's own 4b test contexts rebuilt from PubMed XML.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -1024,7 +1026,7 @@ fn sample_join_with_parsed_pubmed() {
         "[bioasq]\ntest_documents = \"documents\"\n",
         false,
     );
-    pipeline::parse::run(&c, pipeline::parse::Args::default()).unwrap();
+    common::parse_command(&c, pipeline::parse::Args::default()).unwrap();
     let batch1 = sample_dir().join("test-batch1_golden.json");
     let summary = bioasq::run(&c, args(vec![batch1], true, None)).unwrap();
     assert_eq!(summary["test"]["sources"]["pubmed"], 14);

@@ -1,6 +1,8 @@
 //! End to end: sample PubMed XML → `pipeline parse` (abstracts + current view) → `pipeline
 //! train-tokenizer` → `pipeline tokenize` → shards; and the GPT-NeoX expect ids through parse.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
@@ -48,7 +50,7 @@ fn sample_xml_to_shards() {
             golden.display().to_string()
         ),
     );
-    pipeline::parse::run(&c, pipeline::parse::Args::default()).unwrap();
+    common::parse_command(&c, pipeline::parse::Args::default()).unwrap();
     pipeline::train_tokenizer::run(&c, Default::default()).unwrap();
     pipeline::tokenize::run(&c, Default::default()).unwrap();
 
@@ -164,7 +166,7 @@ fn gpt_neox_ids_through_parse() {
             tok_path.display().to_string()
         ),
     );
-    pipeline::parse::run(&c, pipeline::parse::Args::default()).unwrap();
+    common::parse_command(&c, pipeline::parse::Args::default()).unwrap();
     let s = Settings::resolve(&c, &Default::default()).unwrap();
     let report = tokenize::tokenize_stage(&c, &s).unwrap();
     assert_eq!(report.token_files.len(), 1);

@@ -106,6 +106,14 @@ pub struct Args {
     pub jobs: Option<usize>,
 }
 
+impl Args {
+    /// Whether `pipeline parse` goes on to build the current view: not for one shard of the inputs
+    /// (run `pipeline current` after all shards), not with `--no-current`.
+    pub fn builds_current(&self) -> bool {
+        self.shard.is_none() && !self.no_current
+    }
+}
+
 /// What a parse run did.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct ParseSummary {
@@ -362,7 +370,8 @@ pub fn write_parts(
     Ok((outcome, skipped))
 }
 
-/// Run the parse stage, then (unless sharded or `--no-current`) the current view.
+/// Run the parse stage (the `pipeline parse` command then builds the current view, see
+/// [`Args::builds_current`]).
 pub fn run(ctx: &Ctx, args: Args) -> Result<ParseSummary> {
     let config = stage_config(ctx, &args);
     let all = discover_inputs(ctx, &args.input)?;
@@ -474,13 +483,6 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<ParseSummary> {
             summary.files,
             errors.join("\n  ")
         );
-    }
-    if args.shard.is_some() {
-        eprintln!(
-            "parse: sharded run; build the current view with `pipeline current` after all shards"
-        );
-    } else if !args.no_current {
-        crate::current::run(ctx, crate::current::Args::default())?;
     }
     Ok(summary)
 }
