@@ -68,14 +68,7 @@ fn source_rows() -> Result<Vec<AbstractRow>> {
         fixtures().join("pubmed/expect"),
         sample_dir().join("expect"),
     ] {
-        if let Ok(entries) = std::fs::read_dir(&dir) {
-            let mut found: Vec<PathBuf> = entries
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
-                .collect();
-            found.sort();
-            files.extend(found);
-        }
+        files.extend(schemas::layout::files_with_suffix(&dir, ".jsonl")?);
     }
     let mut rows = Vec::new();
     for f in files {

@@ -24,6 +24,7 @@ use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use rayon::prelude::*;
 use schemas::AtomicFile;
+use schemas::layout::files_with_suffix;
 use schemas::manifest::stat;
 use schemas::progress::{Progress, Unit};
 use serde::{Deserialize, Serialize};
@@ -75,21 +76,12 @@ pub struct CurrentSummary {
 
 /// Parsed parts in canonical order: (abstracts part, deletions part if present).
 pub fn sources(ctx: &Ctx) -> Result<Vec<(PathBuf, Option<PathBuf>)>> {
-    let dir = ctx.layout.parquet_abstracts();
     let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return Ok(out);
-    };
-    for entry in entries {
-        let path = entry?.path();
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if name.starts_with('.') || !name.ends_with(".parquet") {
-            continue;
-        }
-        let deletions = ctx.layout.parquet_deletions().join(&name);
+    for path in files_with_suffix(&ctx.layout.parquet_abstracts(), ".parquet")? {
+        let deletions = match path.file_name() {
+            Some(name) => ctx.layout.parquet_deletions().join(name),
+            None => continue,
+        };
         out.push((path, deletions.is_file().then_some(deletions)));
     }
     out.sort_by_key(|(p, _)| {

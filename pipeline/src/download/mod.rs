@@ -468,12 +468,5 @@ pub fn status(ctx: &Ctx) -> Result<StageStatus> {
 }
 
 fn count_parts(dir: &Path) -> usize {
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .filter_map(|e| e.ok())
-                .filter(|e| e.file_name().to_string_lossy().ends_with(".part"))
-                .count()
-        })
-        .unwrap_or(0)
+    schemas::layout::files_with_suffix(dir, ".part").map_or(0, |files| files.len())
 }

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, anyhow, bail};
 use rayon::prelude::*;
 use schemas::AtomicFile;
+use schemas::layout::{files_with_suffix, subdirectories};
 use schemas::progress::{Progress, Unit};
 use serde::{Deserialize, Serialize};
 
@@ -158,25 +159,14 @@ pub fn file_stem(path: &Path) -> String {
     name
 }
 
-fn is_xml_input(path: &Path) -> bool {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
-    (name.ends_with(".xml") || name.ends_with(".xml.gz")) && !name.starts_with('.')
-}
-
+/// The `*.xml` and `*.xml.gz` files under `dir`, recursively, except under `skip`.
 fn collect_xml(dir: &Path, skip: Option<&Path>, out: &mut Vec<PathBuf>) -> Result<()> {
-    let entries = std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))?;
-    for entry in entries {
-        let path = entry?.path();
-        if Some(path.as_path()) == skip {
-            continue;
-        }
-        if path.is_dir() {
-            collect_xml(&path, skip, out)?;
-        } else if is_xml_input(&path) {
-            out.push(path);
+    for suffix in [".xml", ".xml.gz"] {
+        out.extend(files_with_suffix(dir, suffix)?);
+    }
+    for sub in subdirectories(dir)? {
+        if Some(sub.as_path()) != skip {
+            collect_xml(&sub, skip, out)?;
         }
     }
     Ok(())

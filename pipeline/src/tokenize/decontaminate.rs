@@ -49,17 +49,7 @@ pub fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for path in paths {
         if path.is_dir() {
-            let mut inside = Vec::new();
-            for entry in
-                std::fs::read_dir(path).with_context(|| format!("listing {}", path.display()))?
-            {
-                let p = entry?.path();
-                if p.extension().is_some_and(|e| e == "json") && p.is_file() {
-                    inside.push(p);
-                }
-            }
-            inside.sort();
-            files.extend(inside);
+            files.extend(schemas::layout::files_with_suffix(path, ".json")?);
         } else if path.is_file() {
             files.push(path.clone());
         } else {

@@ -235,26 +235,14 @@ impl LoadedTokenizer {
 }
 
 /// The input Parquet parts of `dir` in canonical order (file name order).
+/// The directory must exist (an empty one gives no parts).
 pub fn list_parts(dir: &Path) -> Result<Vec<PathBuf>> {
-    let entries = std::fs::read_dir(dir).with_context(|| {
-        format!(
-            "listing input parts in {} (run `pipeline parse` first, or set [tokenize] input)",
-            dir.display()
-        )
-    })?;
-    let mut parts = Vec::new();
-    for entry in entries {
-        let path = entry?.path();
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if name.ends_with(".parquet") && !name.starts_with('.') && path.is_file() {
-            parts.push(path);
-        }
-    }
-    parts.sort();
-    Ok(parts)
+    ensure!(
+        dir.is_dir(),
+        "listing input parts in {}: no such directory (run `pipeline parse` first, or set [tokenize] input)",
+        dir.display()
+    );
+    schemas::layout::files_with_suffix(dir, ".parquet")
 }
 
 /// One citation's fields that tokenizing needs.

@@ -245,16 +245,11 @@ impl SplitPacker {
 
 /// Remove `shard-*.arrow` files of `dir` not in `keep` (left by a run with more shards).
 fn remove_other_shards(dir: &Path, keep: &[PathBuf]) -> Result<()> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Ok(());
-    };
-    for entry in entries {
-        let path = entry?.path();
-        let name = path
+    for path in schemas::layout::files_with_suffix(dir, ".arrow")? {
+        let is_shard = path
             .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if name.starts_with("shard-") && name.ends_with(".arrow") && !keep.contains(&path) {
+            .is_some_and(|n| n.to_string_lossy().starts_with("shard-"));
+        if is_shard && !keep.contains(&path) {
             std::fs::remove_file(&path)
                 .with_context(|| format!("removing stale shard {}", path.display()))?;
         }
