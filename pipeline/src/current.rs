@@ -23,7 +23,7 @@ use arrow::datatypes::UInt64Type;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use rayon::prelude::*;
-use schemas::AtomicFile;
+use schemas::{AtomicFile, Layout};
 use schemas::layout::files_with_suffix;
 use schemas::manifest::stat;
 use schemas::progress::{Progress, Unit};
@@ -360,14 +360,15 @@ fn incremental_start(
         return None;
     }
     // Count whole sources: the prefix must end at a source boundary (an abstracts part path).
+    let is_abstracts_part = |f: &schemas::FileRecord| {
+        Path::new(&f.path).starts_with(Layout::relative().parquet_abstracts())
+    };
     let n_sources = inputs[..unit.inputs.len()]
         .iter()
-        .filter(|f| f.path.starts_with("parquet/abstracts/"))
+        .filter(|f| is_abstracts_part(f))
         .count();
     let next = inputs.get(unit.inputs.len())?;
-    next.path
-        .starts_with("parquet/abstracts/")
-        .then_some(n_sources)
+    is_abstracts_part(next).then_some(n_sources)
 }
 
 /// `pipeline status` line of this stage.
@@ -385,6 +386,9 @@ pub fn status(ctx: &Ctx) -> Result<StageStatus> {
         .values()
         .filter_map(|u| u.stats.get("rows").and_then(|v| v.as_u64()))
         .sum();
-    status.note = format!("{rows} PMIDs in parquet/current");
+    status.note = format!(
+        "{rows} PMIDs in {}",
+        Layout::relative().parquet_current().display()
+    );
     Ok(status)
 }

@@ -50,7 +50,7 @@ impl Stage {
         config: &impl Serialize,
         force: bool,
     ) -> Result<Self> {
-        let manifest_path = data_dir.join("manifests").join(format!("{name}.json"));
+        let manifest_path = schemas::Layout::new(data_dir).manifest(name);
         let config = serde_json::to_value(config).context("serializing stage config")?;
         let config_fingerprint = Fingerprint::new()
             .str(name)

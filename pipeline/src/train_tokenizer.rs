@@ -19,7 +19,7 @@ use tokenizers::normalizers::unicode::NFC;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::{AddedToken, Tokenizer, TokenizerBuilder};
 
-use crate::Ctx;
+use crate::{Ctx, Layout};
 use crate::stage::{Plan, Stage, StageStatus};
 use crate::tokenize::{EOS_TOKEN, PartReader, list_parts};
 
@@ -48,8 +48,8 @@ impl Default for TrainTokenizerConfig {
         Self {
             vocab_size: 32_768,
             min_frequency: 2,
-            input: PathBuf::from("parquet/current"),
-            output: PathBuf::from("tokenizer/tokenizer.json"),
+            input: Layout::relative().parquet_current(),
+            output: Layout::relative().tokenizer_file(),
             include_title_only: false,
         }
     }

@@ -97,6 +97,11 @@ impl Layout {
     pub fn tokenizer(&self) -> PathBuf {
         self.root.join("tokenizer")
     }
+    /// `tokenizer/tokenizer.json`: what `pipeline train-tokenizer` writes and `pipeline tokenize`
+    /// encodes with, unless configured otherwise.
+    pub fn tokenizer_file(&self) -> PathBuf {
+        self.tokenizer().join("tokenizer.json")
+    }
     /// `manifests/STAGE.json`: what each stage last produced and from what.
     pub fn manifests(&self) -> PathBuf {
         self.root.join("manifests")

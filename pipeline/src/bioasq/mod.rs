@@ -468,16 +468,16 @@ fn build(ctx: &Ctx, args: &Args, names: &BTreeMap<String, PathBuf>) -> Result<Bu
     }
 
     // Write the tables.
-    let dir = ctx.layout.bioasq();
+    let layout = &ctx.layout;
     let mut outputs = Vec::new();
     let all: Vec<Example> = conversions.values().flatten().cloned().collect();
     outputs.extend(tables::write_table(
         &schemas::bioasq::examples_batch(&all)?,
-        &dir.join("examples"),
+        &layout.bioasq_examples(),
     )?);
     outputs.extend(tables::write_table(
         &schemas::bioasq::golden_batch(&golden)?,
-        &dir.join("golden"),
+        &layout.bioasq_golden(),
     )?);
 
     let mut task_stats = serde_json::Map::new();
@@ -489,14 +489,13 @@ fn build(ctx: &Ctx, args: &Args, names: &BTreeMap<String, PathBuf>) -> Result<Bu
             .iter()
             .flat_map(|f| conversions[&(f.clone(), Split::Test)].iter().cloned())
             .collect();
-        let task_dir = dir.join(task);
         outputs.extend(tables::write_table(
             &schemas::bioasq::examples_batch(&train)?,
-            &task_dir.join("train"),
+            &layout.bioasq_table(task, schemas::layout::TRAIN),
         )?);
         outputs.extend(tables::write_table(
             &schemas::bioasq::examples_batch(&test)?,
-            &task_dir.join("test"),
+            &layout.bioasq_table(task, schemas::layout::TEST),
         )?);
         let test_questions: BTreeSet<&str> = test.iter().map(|e| e.question_id.as_str()).collect();
         task_stats.insert(

@@ -499,6 +499,9 @@ pub fn status(ctx: &Ctx) -> Result<StageStatus> {
         .values()
         .filter_map(|u| u.stats.get("citations").and_then(|v| v.as_u64()))
         .sum();
-    status.note = format!("{citations} citations in parquet/abstracts");
+    status.note = format!(
+        "{citations} citations in {}",
+        schemas::Layout::relative().parquet_abstracts().display()
+    );
     Ok(status)
 }

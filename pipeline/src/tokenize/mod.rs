@@ -39,7 +39,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokenizers::Tokenizer;
 
-use crate::Ctx;
+use crate::{Ctx, Layout};
 use crate::stage::{Plan, Stage, StageStatus};
 
 pub const STAGE: &str = "tokenize";
@@ -75,8 +75,8 @@ pub struct TokenizeConfig {
 impl Default for TokenizeConfig {
     fn default() -> Self {
         Self {
-            tokenizer: PathBuf::from("tokenizer/tokenizer.json"),
-            input: PathBuf::from("parquet/current"),
+            tokenizer: Layout::relative().tokenizer_file(),
+            input: Layout::relative().parquet_current(),
             include_title_only: false,
             val_fraction: 0.005,
             split_salt: "biomamba-split-v1".into(),

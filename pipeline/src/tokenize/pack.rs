@@ -35,8 +35,8 @@ pub enum Split {
 impl Split {
     pub fn name(self) -> &'static str {
         match self {
-            Split::Train => "train",
-            Split::Val => "val",
+            Split::Train => schemas::layout::TRAIN,
+            Split::Val => schemas::layout::VAL,
         }
     }
 }
@@ -280,8 +280,8 @@ pub fn pack_stage(ctx: &Ctx, s: &Settings, token_files: &[PathBuf]) -> Result<Pa
         summary.cached = true;
         return Ok(summary);
     }
-    let train_dir = ctx.layout.shards("train");
-    let val_dir = ctx.layout.shards("val");
+    let train_dir = ctx.layout.shards(Split::Train.name());
+    let val_dir = ctx.layout.shards(Split::Val.name());
     for dir in [&train_dir, &val_dir] {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         schemas::atomic::remove_stale_temps(dir)?;
