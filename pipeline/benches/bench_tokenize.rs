@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use testkit::synthetic::{AbstractRow, read_expect_jsonl, write_abstracts_part};
-use pipeline::tokenize::{self, Settings, document_text};
+use pipeline::tokenize::{self, TokenizeConfig, document_text};
 use pipeline::{Config, Ctx};
 
 struct Options {
@@ -148,7 +148,7 @@ fn run_stage(data: &Path, tokenizer: &Path, threads: usize) -> Result<Row> {
         .build()?;
     let start = Instant::now();
     let (report, packed) = pool.install(|| -> Result<_> {
-        let s = Settings::resolve(&ctx, &tokenize::Args::default())?;
+        let s = TokenizeConfig::resolve(&ctx, &tokenize::Args::default())?;
         let t = Instant::now();
         let report = tokenize::tokenize_stage(&ctx, &s)?;
         let tokenize_s = t.elapsed().as_secs_f64();

@@ -9,7 +9,7 @@ use std::path::Path;
 use pipeline::tokenize::pack::split_of;
 use testkit::synthetic::read_expect_jsonl;
 use pipeline::tokenize::token_file::TokenFileReader;
-use pipeline::tokenize::{self, LoadedTokenizer, Settings, document_text};
+use pipeline::tokenize::{self, LoadedTokenizer, TokenizeConfig, document_text};
 use pipeline::{Config, Ctx, Layout};
 use schemas::shards::ShardSet;
 
@@ -126,7 +126,7 @@ fn sample_xml_to_shards() {
         .modified()
         .unwrap();
     let manifest_before = std::fs::read(tmp.path().join("manifests/tokenize.json")).unwrap();
-    let s = Settings::resolve(&c, &Default::default()).unwrap();
+    let s = TokenizeConfig::resolve(&c, &Default::default()).unwrap();
     let report = tokenize::tokenize_stage(&c, &s).unwrap();
     assert_eq!(report.parts_run, 0);
     assert!(
@@ -167,7 +167,7 @@ fn gpt_neox_ids_through_parse() {
         ),
     );
     common::parse_command(&c, pipeline::parse::Args::default()).unwrap();
-    let s = Settings::resolve(&c, &Default::default()).unwrap();
+    let s = TokenizeConfig::resolve(&c, &Default::default()).unwrap();
     let report = tokenize::tokenize_stage(&c, &s).unwrap();
     assert_eq!(report.token_files.len(), 1);
     let mut reader = TokenFileReader::open(&report.token_files[0]).unwrap();

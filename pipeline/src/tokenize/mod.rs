@@ -114,23 +114,11 @@ pub struct Args {
     pub decontaminate: Vec<PathBuf>,
 }
 
-/// Everything the tokenize and pack stages need, with flags applied and paths resolved.
-#[derive(Clone, Debug)]
-pub struct Settings {
-    pub tokenizer: PathBuf,
-    pub input: PathBuf,
-    pub include_title_only: bool,
-    pub val_fraction: f64,
-    pub split_salt: String,
-    pub seq_len: usize,
-    pub shard_sequences: usize,
-    pub decontaminate: Vec<PathBuf>,
-    pub batch_rows: usize,
-}
-
-impl Settings {
+impl TokenizeConfig {
+    /// What the tokenize and pack stages run with: this section of the config with `pipeline
+    /// tokenize`'s flags applied and relative paths resolved in the data directory (paths given as
+    /// flags are taken as given).
     pub fn resolve(ctx: &Ctx, args: &Args) -> Result<Self> {
-        let c = &ctx.config.tokenize;
         let root = ctx.layout.root();
         let in_data = |p: &Path| {
             if p.is_absolute() {
@@ -139,22 +127,20 @@ impl Settings {
                 root.join(p)
             }
         };
-        let mut decontaminate: Vec<PathBuf> = c.decontaminate.iter().map(|p| in_data(p)).collect();
-        decontaminate.extend(args.decontaminate.iter().cloned());
-        let s = Self {
-            tokenizer: args
-                .tokenizer
-                .clone()
-                .unwrap_or_else(|| in_data(&c.tokenizer)),
-            input: args.input.clone().unwrap_or_else(|| in_data(&c.input)),
-            include_title_only: args.include_title_only || c.include_title_only,
-            val_fraction: args.val_fraction.unwrap_or(c.val_fraction),
-            split_salt: c.split_salt.clone(),
-            seq_len: args.seq_len.unwrap_or(c.seq_len),
-            shard_sequences: args.shard_sequences.unwrap_or(c.shard_sequences),
-            decontaminate,
-            batch_rows: c.batch_rows.max(1),
-        };
+        let mut s = ctx.config.tokenize.clone();
+        s.tokenizer = args
+            .tokenizer
+            .clone()
+            .unwrap_or_else(|| in_data(&s.tokenizer));
+        s.input = args.input.clone().unwrap_or_else(|| in_data(&s.input));
+        s.include_title_only |= args.include_title_only;
+        s.val_fraction = args.val_fraction.unwrap_or(s.val_fraction);
+        s.seq_len = args.seq_len.unwrap_or(s.seq_len);
+        s.shard_sequences = args.shard_sequences.unwrap_or(s.shard_sequences);
+        s.decontaminate = (s.decontaminate.iter().map(|p| in_data(p)))
+            .chain(args.decontaminate.iter().cloned())
+            .collect();
+        s.batch_rows = s.batch_rows.max(1);
         ensure!(
             (0.0..=1.0).contains(&s.val_fraction),
             "val_fraction {} is not within 0..=1",
@@ -415,7 +401,7 @@ struct TokenizeStageConfig {
     eos: &'static str,
 }
 
-fn stage_config(s: &Settings) -> TokenizeStageConfig {
+fn stage_config(s: &TokenizeConfig) -> TokenizeStageConfig {
     TokenizeStageConfig {
         include_title_only: s.include_title_only,
         document_text: "title\\nabstract",
@@ -437,7 +423,7 @@ pub struct TokenizeReport {
 }
 
 /// Stage 1: tokenize every part (cached per part). Returns the token files in canonical order.
-pub fn tokenize_stage(ctx: &Ctx, s: &Settings) -> Result<TokenizeReport> {
+pub fn tokenize_stage(ctx: &Ctx, s: &TokenizeConfig) -> Result<TokenizeReport> {
     let root = ctx.layout.root();
     let parts = list_parts(&s.input)?;
     let tok = LoadedTokenizer::load(&s.tokenizer)?;
@@ -537,7 +523,7 @@ pub fn tokenize_stage(ctx: &Ctx, s: &Settings) -> Result<TokenizeReport> {
 
 /// `pipeline tokenize`: both stages.
 pub fn run(ctx: &Ctx, args: Args) -> Result<()> {
-    let s = Settings::resolve(ctx, &args)?;
+    let s = TokenizeConfig::resolve(ctx, &args)?;
     let report = tokenize_stage(ctx, &s)?;
     println!(
         "tokenize: {} parts ({} tokenized, {} cached), {} documents, {} tokens, {} citations without abstract left out",
@@ -555,7 +541,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<()> {
 
 /// `pipeline status` row of the tokenize stage.
 pub fn status(ctx: &Ctx) -> Result<StageStatus> {
-    let s = Settings::resolve(ctx, &Args::default())?;
+    let s = TokenizeConfig::resolve(ctx, &Args::default())?;
     let stage = Stage::open(
         ctx.layout.root(),
         STAGE,

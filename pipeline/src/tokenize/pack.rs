@@ -15,7 +15,7 @@ use anyhow::{Context, Result, ensure};
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::Settings;
+use super::TokenizeConfig;
 use super::decontaminate::{self, SourceCount};
 use super::token_file::TokenFileReader;
 use crate::Ctx;
@@ -144,7 +144,7 @@ struct PackStageConfig {
     split_salt: String,
 }
 
-fn stage_config(s: &Settings) -> PackStageConfig {
+fn stage_config(s: &TokenizeConfig) -> PackStageConfig {
     PackStageConfig {
         seq_len: s.seq_len,
         shard_sequences: s.shard_sequences,
@@ -170,7 +170,7 @@ struct SplitPacker {
 }
 
 impl SplitPacker {
-    fn new(dir: PathBuf, s: &Settings, vocab_size: usize) -> Self {
+    fn new(dir: PathBuf, s: &TokenizeConfig, vocab_size: usize) -> Self {
         Self {
             dir,
             seq_len: s.seq_len,
@@ -258,7 +258,7 @@ fn remove_other_shards(dir: &Path, keep: &[PathBuf]) -> Result<()> {
 }
 
 /// Stage 2: pack the token files (canonical order) into shards; cached as one unit.
-pub fn pack_stage(ctx: &Ctx, s: &Settings, token_files: &[PathBuf]) -> Result<PackSummary> {
+pub fn pack_stage(ctx: &Ctx, s: &TokenizeConfig, token_files: &[PathBuf]) -> Result<PackSummary> {
     let root = ctx.layout.root();
     let decon = decontaminate::load(&s.decontaminate, root)?;
     let stage = Stage::open(
@@ -398,7 +398,7 @@ pub fn pack_stage(ctx: &Ctx, s: &Settings, token_files: &[PathBuf]) -> Result<Pa
 
 /// `pipeline status` row of the pack stage.
 pub fn status(ctx: &Ctx) -> Result<StageStatus> {
-    let s = Settings::resolve(ctx, &super::Args::default())?;
+    let s = TokenizeConfig::resolve(ctx, &super::Args::default())?;
     let stage = Stage::open(
         ctx.layout.root(),
         STAGE,
