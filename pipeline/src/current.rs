@@ -323,7 +323,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<CurrentSummary> {
     let parts = config.partitions;
     stage.retain_units(&|key| (0..parts).any(|k| part_key(k) == key))?;
     stage.finish(serde_json::to_value(&summary)?)?;
-    eprintln!(
+    println!(
         "current: {} parts ({} cached, {} incremental, {} rebuilt), {} PMIDs",
         summary.parts, summary.cached, summary.incremental, summary.rebuilt, summary.rows
     );

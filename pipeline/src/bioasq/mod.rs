@@ -186,7 +186,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Value> {
             println!("bioasq: cached ({} inputs)", inputs.len());
             return Ok(stage.manifest().summary);
         }
-        Plan::Run(reason) => println!("bioasq: building ({reason})"),
+        Plan::Run(reason) => tracing::info!("bioasq: building ({reason})"),
     }
     let previous_outputs: Vec<String> = stage
         .recorded(UNIT)
@@ -594,7 +594,7 @@ fn convert_tests(
     let mut fetch = efetch::FetchReport::default();
     if !missing.is_empty() && !args.offline {
         let opts = efetch::EfetchOptions::new(Some(&args.base_url), args.ncbi_api_key.as_deref());
-        println!(
+        tracing::info!(
             "bioasq: fetching {} PMIDs from {} ({} requests/s at most)",
             missing.len(),
             opts.base_url,

@@ -235,7 +235,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<()> {
     println!("{}", summary.line());
     if !summary.failed.is_empty() {
         for f in &summary.failed {
-            eprintln!("failed: {}: {}", f.file, f.error);
+            tracing::warn!("failed: {}: {}", f.file, f.error);
         }
         let names: Vec<&str> = summary.failed.iter().map(|f| f.file.as_str()).collect();
         bail!(
@@ -327,7 +327,7 @@ async fn download_async(ctx: &Ctx, args: &Args) -> Result<DownloadSummary> {
         }
     }
     if !summary.cached.is_empty() {
-        eprintln!(
+        tracing::info!(
             "download: {} of {} files already verified (cached)",
             summary.cached.len(),
             summary.selected

@@ -456,7 +456,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<ParseSummary> {
         }
     }
     stage.finish(serde_json::to_value(&summary)?)?;
-    eprintln!(
+    println!(
         "parse: {} files ({} parsed, {} cached, {} failed), {} citations, {} deletions, {} bad records skipped",
         summary.files,
         summary.parsed,
