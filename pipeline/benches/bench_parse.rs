@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
-use pipeline::parse::{Item, ParseConfig, ParseOptions, open_input, parse_reader};
+use pipeline::config::ParseConfig;
+use pipeline::parse::{Item, ParseOptions, open_input, parse_reader};
 use schemas::layout::files_with_suffix;
 use schemas::progress::{Progress, Unit};
 

@@ -16,7 +16,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use testkit::synthetic::{AbstractRow, read_expect_jsonl, write_abstracts_part};
-use pipeline::tokenize::{self, TokenizeConfig, document_text};
+use pipeline::config::TokenizeConfig;
+use pipeline::tokenize::{self, document_text};
 use pipeline::{Config, Ctx};
 
 struct Options {

@@ -27,36 +27,15 @@ use schemas::{AtomicFile, Layout};
 use schemas::layout::files_with_suffix;
 use schemas::manifest::stat;
 use schemas::progress::{Progress, Unit};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::Ctx;
+use crate::config::CurrentConfig;
 use crate::parse::writer::{BatchWriter, writer_properties};
 use crate::stage::{Plan, Stage, StageStatus};
 
 pub const NAME: &str = "current";
 pub const CODE_VERSION: u32 = 1;
-
-/// `[current]` section of the config.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct CurrentConfig {
-    /// Number of output parts (PMIDs split by `pmid % partitions`). Memory while building one part is
-    /// about (all parsed rows) / partitions; use ~256 for the full baseline.
-    pub partitions: u32,
-    /// Rows per Parquet row group.
-    pub batch_rows: usize,
-    pub zstd_level: i32,
-}
-
-impl Default for CurrentConfig {
-    fn default() -> Self {
-        Self {
-            partitions: 8,
-            batch_rows: 8192,
-            zstd_level: 3,
-        }
-    }
-}
 
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct Args {

@@ -5,6 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use pipeline::config::TokenizeConfig;
+use pipeline::tokenize;
 use pipeline::{Config, Ctx};
 
 #[derive(Parser)]
@@ -46,11 +48,11 @@ enum Command {
     /// BioASQ JSON (official or SQuAD) to SQuAD-style Arrow tables, joined with PubMed, leak-free.
     Bioasq(pipeline::bioasq::Args),
     /// Tokenize the abstracts and pack them into train/val Arrow shards.
-    Tokenize(pipeline::tokenize::Args),
+    Tokenize(tokenize::Args),
     /// Train a byte-level BPE tokenizer (GPT-NeoX style) on the abstracts.
     TrainTokenizer(pipeline::train_tokenizer::Args),
     /// Counts, token histogram and decoded sequences of shard files.
-    InspectShards(pipeline::tokenize::inspect::Args),
+    InspectShards(tokenize::inspect::Args),
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -65,9 +67,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Current(args) => pipeline::current::run(&ctx, args).map(|_| ()),
         Command::Inspect(args) => pipeline::inspect::run(&ctx, args),
         Command::Bioasq(args) => pipeline::bioasq::run(&ctx, args).map(|_| ()),
-        Command::Tokenize(args) => pipeline::tokenize::run(&ctx, args),
+        Command::Tokenize(args) => tokenize_then_pack(&ctx, &args),
         Command::TrainTokenizer(args) => pipeline::train_tokenizer::run(&ctx, args),
-        Command::InspectShards(args) => pipeline::tokenize::inspect::run(&ctx, args),
+        Command::InspectShards(args) => tokenize::inspect::run(&ctx, args),
     }
 }
 
@@ -84,6 +86,15 @@ fn parse_then_current(ctx: &Ctx, args: pipeline::parse::Args) -> Result<()> {
             "parse: sharded run; build the current view with `pipeline current` after all shards"
         );
     }
+    Ok(())
+}
+
+/// `pipeline tokenize`: the tokenize stage (a token file per input part), then the pack stage
+/// (train/val shards from the token files), under one resolved `[tokenize]` config.
+fn tokenize_then_pack(ctx: &Ctx, args: &tokenize::Args) -> Result<()> {
+    let config = TokenizeConfig::resolve(ctx, args)?;
+    let report = tokenize::run(ctx, &config)?;
+    tokenize::pack::run(ctx, &config, &report.token_files)?;
     Ok(())
 }
 

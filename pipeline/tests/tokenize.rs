@@ -9,7 +9,8 @@ use std::path::Path;
 use pipeline::tokenize::pack::split_of;
 use testkit::synthetic::read_expect_jsonl;
 use pipeline::tokenize::token_file::TokenFileReader;
-use pipeline::tokenize::{self, LoadedTokenizer, TokenizeConfig, document_text};
+use pipeline::config::TokenizeConfig;
+use pipeline::tokenize::{self, LoadedTokenizer, document_text};
 use pipeline::{Config, Ctx, Layout};
 use schemas::shards::ShardSet;
 
@@ -52,7 +53,7 @@ fn sample_xml_to_shards() {
     );
     common::parse_command(&c, pipeline::parse::Args::default()).unwrap();
     pipeline::train_tokenizer::run(&c, Default::default()).unwrap();
-    pipeline::tokenize::run(&c, Default::default()).unwrap();
+    common::tokenize_command(&c, Default::default()).unwrap();
 
     // The current view, computed independently from the expect files: later file wins, deletions
     // applied; parts are pmid % partitions, each sorted by PMID.

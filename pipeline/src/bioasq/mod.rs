@@ -19,15 +19,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::Ctx;
+use crate::config::{TaskConfig, TestDocuments};
 use crate::stage::{Plan, Stage, StageStatus};
-use convert::TestDocuments;
 use schemas::bioasq::{Example, GoldenRow, Split, source};
 use formats::{InputFile, OfficialQuestion, exact_answer_lists, pmid_of_url};
-use tasks::{TaskConfig, TestQuestion};
+use tasks::TestQuestion;
 
 pub const STAGE: &str = "bioasq";
 /// Bumped whenever the conversion changes its output.
@@ -36,17 +36,6 @@ const UNIT: &str = "bioasq";
 
 /// Question types of BioASQ Task B; others are skipped and counted.
 const KNOWN_TYPES: [&str; 4] = ["factoid", "list", "yesno", "summary"];
-
-/// `[bioasq]` section of the config.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct BioasqConfig {
-    /// Test examples per snippet document (`snippets`, BioBERT's choice) or per listed document
-    /// (`documents`).
-    pub test_documents: TestDocuments,
-    /// `[bioasq.tasks.<name>]`: the task tables to build.
-    pub tasks: BTreeMap<String, TaskConfig>,
-}
 
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct Args {

@@ -24,9 +24,10 @@ use rayon::prelude::*;
 use schemas::AtomicFile;
 use schemas::layout::{files_with_suffix, subdirectories};
 use schemas::progress::{Progress, Unit};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::Ctx;
+use crate::config::ParseConfig;
 use crate::stage::{Plan, Stage, StageStatus};
 pub use record::{
     Citation, Deletion, Item, ParseError, ParseOptions, RecordParser, open_input, open_reader,
@@ -36,28 +37,6 @@ pub use record::{
 pub const NAME: &str = "parse";
 /// Bumped whenever the parser's output for the same input can change.
 pub const CODE_VERSION: u32 = 1;
-
-/// `[parse]` section of the config.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ParseConfig {
-    /// Rows per Parquet row group (and per Arrow batch held in memory).
-    pub batch_rows: usize,
-    /// zstd level of the Parquet parts.
-    pub zstd_level: i32,
-    /// Skip a broken citation (when the XML stream can recover) instead of failing its file.
-    pub skip_bad_records: bool,
-}
-
-impl Default for ParseConfig {
-    fn default() -> Self {
-        Self {
-            batch_rows: 8192,
-            zstd_level: 3,
-            skip_bad_records: false,
-        }
-    }
-}
 
 /// `--shard i/n`: every n-th input file starting at the i-th (0-based).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

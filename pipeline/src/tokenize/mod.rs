@@ -39,7 +39,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokenizers::Tokenizer;
 
-use crate::{Ctx, Layout};
+use crate::Ctx;
+use crate::config::TokenizeConfig;
 use crate::stage::{Plan, Stage, StageStatus};
 
 pub const STAGE: &str = "tokenize";
@@ -47,46 +48,6 @@ pub const STAGE: &str = "tokenize";
 pub const CODE_VERSION: u32 = 1;
 /// The end-of-text token: appended after every document; id 0 in GPT-NeoX and our trained tokenizers.
 pub const EOS_TOKEN: &str = "<|endoftext|>";
-
-/// `[tokenize]` section. Relative paths are relative to the data directory.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct TokenizeConfig {
-    /// `tokenizer.json` to encode with (`--tokenizer` overrides; the flag's path is taken as given).
-    pub tokenizer: PathBuf,
-    /// Directory of input Parquet parts: `parquet/current` (the current view) or `parquet/abstracts`.
-    pub input: PathBuf,
-    /// Keep citations that have a title but no abstract (as the title alone).
-    pub include_title_only: bool,
-    /// Fraction of PMIDs in the validation split.
-    pub val_fraction: f64,
-    /// Salt of the PMID hash that decides the split; changing it reshuffles the split.
-    pub split_salt: String,
-    /// Tokens per packed sequence.
-    pub seq_len: usize,
-    /// Sequences per shard file.
-    pub shard_sequences: usize,
-    /// BioASQ test sets (golden JSON files or directories of them) whose PMIDs are excluded.
-    pub decontaminate: Vec<PathBuf>,
-    /// Parquet rows read (and encoded in parallel) at a time.
-    pub batch_rows: usize,
-}
-
-impl Default for TokenizeConfig {
-    fn default() -> Self {
-        Self {
-            tokenizer: Layout::relative().tokenizer_file(),
-            input: Layout::relative().parquet_current(),
-            include_title_only: false,
-            val_fraction: 0.005,
-            split_salt: "biomamba-split-v1".into(),
-            seq_len: 2048,
-            shard_sequences: 8192,
-            decontaminate: Vec::new(),
-            batch_rows: 4096,
-        }
-    }
-}
 
 /// `pipeline tokenize` flags; each overrides its `[tokenize]` config value.
 #[derive(Clone, Debug, Default, clap::Args)]
@@ -521,10 +482,9 @@ pub fn tokenize_stage(ctx: &Ctx, s: &TokenizeConfig) -> Result<TokenizeReport> {
     })
 }
 
-/// `pipeline tokenize`: both stages.
-pub fn run(ctx: &Ctx, args: Args) -> Result<()> {
-    let s = TokenizeConfig::resolve(ctx, &args)?;
-    let report = tokenize_stage(ctx, &s)?;
+/// The tokenize stage with its summary line (`pipeline tokenize` then packs, see [`pack::run`]).
+pub fn run(ctx: &Ctx, s: &TokenizeConfig) -> Result<TokenizeReport> {
+    let report = tokenize_stage(ctx, s)?;
     println!(
         "tokenize: {} parts ({} tokenized, {} cached), {} documents, {} tokens, {} citations without abstract left out",
         report.parts,
@@ -534,9 +494,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<()> {
         report.totals.tokens,
         report.totals.skipped_no_text
     );
-    let packed = pack::pack_stage(ctx, &s, &report.token_files)?;
-    println!("{}", packed.describe());
-    Ok(())
+    Ok(report)
 }
 
 /// `pipeline status` row of the tokenize stage.

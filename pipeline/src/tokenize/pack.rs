@@ -15,7 +15,7 @@ use anyhow::{Context, Result, ensure};
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::TokenizeConfig;
+use crate::config::TokenizeConfig;
 use super::decontaminate::{self, SourceCount};
 use super::token_file::TokenFileReader;
 use crate::Ctx;
@@ -394,6 +394,13 @@ pub fn pack_stage(ctx: &Ctx, s: &TokenizeConfig, token_files: &[PathBuf]) -> Res
     summary.val = val_summary;
     stage.finish(serde_json::to_value(&summary)?)?;
     Ok(summary)
+}
+
+/// The pack stage with its summary lines.
+pub fn run(ctx: &Ctx, s: &TokenizeConfig, token_files: &[PathBuf]) -> Result<PackSummary> {
+    let packed = pack_stage(ctx, s, token_files)?;
+    println!("{}", packed.describe());
+    Ok(packed)
 }
 
 /// `pipeline status` row of the pack stage.

@@ -18,6 +18,14 @@ pub fn parse_command(ctx: &Ctx, args: pipeline::parse::Args) -> anyhow::Result<P
     Ok(summary)
 }
 
+/// What the `pipeline tokenize` command does: the tokenize stage, then the pack stage.
+pub fn tokenize_command(ctx: &Ctx, args: pipeline::tokenize::Args) -> anyhow::Result<()> {
+    let config = pipeline::config::TokenizeConfig::resolve(ctx, &args)?;
+    let report = pipeline::tokenize::run(ctx, &config)?;
+    pipeline::tokenize::pack::run(ctx, &config, &report.token_files)?;
+    Ok(())
+}
+
 /// The real fixtures (`BIOMAMBA_FIXTURES`, default `<workspace>/../shared/fixtures`), if present.
 pub fn fixtures() -> Option<PathBuf> {
     testkit::fixtures::fixtures_with(&["pubmed"])
