@@ -359,14 +359,9 @@ pub fn status(ctx: &Ctx) -> Result<StageStatus> {
         .map(|k| (part_key(k), paths.clone()))
         .collect();
     let mut status = stage.status(&units)?;
-    let rows: u64 = stage
-        .manifest()
-        .units
-        .values()
-        .filter_map(|u| u.stats.get("rows").and_then(|v| v.as_u64()))
-        .sum();
     status.note = format!(
-        "{rows} PMIDs in {}",
+        "{} PMIDs in {}",
+        stage.stat_total("rows"),
         Layout::relative().parquet_current().display()
     );
     Ok(status)

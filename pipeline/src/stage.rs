@@ -207,6 +207,15 @@ impl Stage {
     pub fn manifest(&self) -> StageManifest {
         self.manifest.lock().expect("manifest lock").clone()
     }
+
+    /// The sum of the numeric stat `key` over the recorded units (for status notes).
+    pub fn stat_total(&self, key: &str) -> u64 {
+        let m = self.manifest.lock().expect("manifest lock");
+        m.units
+            .values()
+            .filter_map(|u| u.stats.get(key).and_then(|v| v.as_u64()))
+            .sum()
+    }
 }
 
 /// How many units of a stage are cached, stale (built, but inputs/config/outputs changed) or missing.

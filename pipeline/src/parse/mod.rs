@@ -186,6 +186,17 @@ fn stage_config(ctx: &Ctx, args: &Args) -> ParseConfig {
     config
 }
 
+fn open_stage(ctx: &Ctx, config: &ParseConfig, force: bool) -> Result<Stage> {
+    Stage::open(
+        ctx.layout.root(),
+        NAME,
+        CODE_VERSION,
+        schemas::abstracts::VERSION,
+        config,
+        force,
+    )
+}
+
 /// Outputs of one input file.
 pub fn output_paths(ctx: &Ctx, input: &Path) -> (PathBuf, PathBuf) {
     let stem = file_stem(input);
@@ -373,14 +384,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<ParseSummary> {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         schemas::atomic::remove_stale_temps(&dir)?;
     }
-    let stage = Stage::open(
-        ctx.layout.root(),
-        NAME,
-        CODE_VERSION,
-        schemas::abstracts::VERSION,
-        &config,
-        ctx.force,
-    )?;
+    let stage = open_stage(ctx, &config, ctx.force)?;
     let total: u64 = inputs
         .iter()
         .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
@@ -459,27 +463,15 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<ParseSummary> {
 /// `pipeline status` line of this stage.
 pub fn status(ctx: &Ctx) -> Result<StageStatus> {
     let inputs = discover_inputs(ctx, &[])?;
-    let stage = Stage::open(
-        ctx.layout.root(),
-        NAME,
-        CODE_VERSION,
-        schemas::abstracts::VERSION,
-        &ctx.config.parse,
-        false,
-    )?;
+    let stage = open_stage(ctx, &ctx.config.parse, false)?;
     let units: Vec<(String, Vec<PathBuf>)> = inputs
         .iter()
         .map(|p| (unit_key(ctx, p), vec![p.clone()]))
         .collect();
     let mut status = stage.status(&units)?;
-    let citations: u64 = stage
-        .manifest()
-        .units
-        .values()
-        .filter_map(|u| u.stats.get("citations").and_then(|v| v.as_u64()))
-        .sum();
     status.note = format!(
-        "{citations} citations in {}",
+        "{} citations in {}",
+        stage.stat_total("citations"),
         schemas::Layout::relative().parquet_abstracts().display()
     );
     Ok(status)
