@@ -15,10 +15,10 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use testkit::synthetic::{AbstractRow, read_expect_jsonl, write_abstracts_part};
 use pipeline::config::TokenizeConfig;
 use pipeline::tokenize::{self, document_text};
 use pipeline::{Config, Ctx};
+use testkit::synthetic::{AbstractRow, read_expect_jsonl, write_abstracts_part};
 
 struct Options {
     mb: usize,

@@ -23,10 +23,10 @@ use arrow::datatypes::UInt64Type;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use rayon::prelude::*;
-use schemas::{AtomicFile, Layout};
 use schemas::layout::files_with_suffix;
 use schemas::manifest::stat;
 use schemas::progress::{Progress, Unit};
+use schemas::{AtomicFile, Layout};
 use serde::Serialize;
 
 use crate::Ctx;

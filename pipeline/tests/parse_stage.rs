@@ -49,8 +49,11 @@ fn count_rows(path: &Path) -> usize {
     read_batches(path).iter().map(|b| b.num_rows()).sum()
 }
 
-/// (pmid, version, title, source_file) of every row of the current view, part by part.
-fn current_rows(data: &Path) -> Vec<Vec<(u64, u32, Option<String>, String)>> {
+/// (pmid, version, title, source_file) of one row.
+type Row = (u64, u32, Option<String>, String);
+
+/// Every row of the current view, part by part.
+fn current_rows(data: &Path) -> Vec<Vec<Row>> {
     let mut parts: Vec<PathBuf> = std::fs::read_dir(data.join("parquet/current"))
         .unwrap()
         .map(|e| e.unwrap().path())

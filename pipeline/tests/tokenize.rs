@@ -6,13 +6,13 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use pipeline::tokenize::pack::split_of;
-use testkit::synthetic::read_expect_jsonl;
-use pipeline::tokenize::token_file::TokenFileReader;
 use pipeline::config::TokenizeConfig;
+use pipeline::tokenize::pack::split_of;
+use pipeline::tokenize::token_file::TokenFileReader;
 use pipeline::tokenize::{self, LoadedTokenizer, document_text};
 use pipeline::{Config, Ctx, Layout};
 use schemas::shards::ShardSet;
+use testkit::synthetic::read_expect_jsonl;
 
 use testkit::fixtures::{fixtures_dir as fixtures, sample_dir};
 

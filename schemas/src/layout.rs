@@ -179,11 +179,18 @@ mod tests {
             .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names, ["a.arrow", "b.arrow"]);
-        assert!(files_with_suffix(&dir.join("absent"), ".arrow").unwrap().is_empty());
+        assert!(
+            files_with_suffix(&dir.join("absent"), ".arrow")
+                .unwrap()
+                .is_empty()
+        );
         for sub in ["z", "y", ".hidden"] {
             std::fs::create_dir_all(dir.join(sub)).unwrap();
         }
-        assert_eq!(subdirectories(&dir).unwrap(), [dir.join("y"), dir.join("z")]);
+        assert_eq!(
+            subdirectories(&dir).unwrap(),
+            [dir.join("y"), dir.join("z")]
+        );
         assert!(subdirectories(&dir.join("absent")).unwrap().is_empty());
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -25,8 +25,8 @@ use serde_json::{Value, json};
 use crate::Ctx;
 use crate::config::{TaskConfig, TestDocuments};
 use crate::stage::{Plan, Stage, StageStatus};
-use schemas::bioasq::{Example, GoldenRow, Split, source};
 use formats::{InputFile, OfficialQuestion, exact_answer_lists, pmid_of_url};
+use schemas::bioasq::{Example, GoldenRow, Split, source};
 use tasks::TestQuestion;
 
 pub const STAGE: &str = "bioasq";

@@ -80,11 +80,19 @@ pub fn run_model(ctx: &Ctx, args: HubArgs) -> Result<()> {
 
 /// `pipeline fetch-tokenizer`: the tokenizer from `--repo`, else `download.tokenizer_repo`.
 pub fn run_tokenizer(ctx: &Ctx, args: HubArgs) -> Result<()> {
-    run(ctx, args, &ctx.config.download.tokenizer_repo, TOKENIZER_FILES)
+    run(
+        ctx,
+        args,
+        &ctx.config.download.tokenizer_repo,
+        TOKENIZER_FILES,
+    )
 }
 
 fn run(ctx: &Ctx, args: HubArgs, default_repo: &str, files: &[&str]) -> Result<()> {
-    let repo = args.repo.clone().unwrap_or_else(|| default_repo.to_string());
+    let repo = args
+        .repo
+        .clone()
+        .unwrap_or_else(|| default_repo.to_string());
     print_summary(&fetch_repo(ctx, &args, &repo, files)?);
     Ok(())
 }

@@ -143,10 +143,7 @@ mod tests {
         let json: Value = serde_json::from_slice(&std::fs::read(&golden).unwrap()).unwrap();
         for q in json["questions"].as_array().unwrap() {
             for u in q["documents"].as_array().unwrap() {
-                assert!(
-                    d.pmids
-                        .contains(&pmid_of_url(u.as_str().unwrap()).unwrap())
-                );
+                assert!(d.pmids.contains(&pmid_of_url(u.as_str().unwrap()).unwrap()));
             }
         }
         let dir = tempfile::tempdir().unwrap();

@@ -15,10 +15,10 @@ use anyhow::{Context, Result, ensure};
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::config::TokenizeConfig;
 use super::decontaminate::{self, SourceCount};
 use super::token_file::TokenFileReader;
 use crate::Ctx;
+use crate::config::TokenizeConfig;
 use crate::stage::{Plan, Stage, StageStatus};
 
 pub const STAGE: &str = "pack";

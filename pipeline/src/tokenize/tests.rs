@@ -4,10 +4,10 @@ use std::path::{Path, PathBuf};
 use schemas::shards::ShardSet;
 
 use super::pack::{PackSummary, Split, split_of};
-use testkit::synthetic::{AbstractRow, read_expect_jsonl, write_abstracts_part};
 use super::token_file::TokenFileReader;
 use super::*;
 use crate::{Config, Ctx};
+use testkit::synthetic::{AbstractRow, read_expect_jsonl, write_abstracts_part};
 
 use testkit::fixtures::{fixtures_dir as fixtures, sample_dir};
 

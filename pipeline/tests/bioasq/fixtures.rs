@@ -164,7 +164,8 @@ fn fixtures_both_formats_round_trip_golden_leaks_offsets_rerun() {
         ("bioasq-6b", 6),
         ("bioasq-7b", 7),
     ] {
-        let train = schemas::bioasq::read_examples(&out.join(format!("{task}/train.arrow"))).unwrap();
+        let train =
+            schemas::bioasq::read_examples(&out.join(format!("{task}/train.arrow"))).unwrap();
         let train_ids: BTreeSet<&str> = train.iter().map(|e| e.question_id.as_str()).collect();
         let train_texts: BTreeSet<String> = train
             .iter()

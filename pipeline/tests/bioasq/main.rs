@@ -26,9 +26,9 @@ use arrow::array::{
 use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::DataType;
 use pipeline::bioasq::convert;
-use schemas::bioasq::{Example, Split};
 use pipeline::bioasq::{self, Args};
 use pipeline::{Config, Ctx, Layout};
+use schemas::bioasq::{Example, Split};
 use serde_json::Value;
 
 fn fixtures() -> Option<PathBuf> {

@@ -191,7 +191,6 @@ fn bad_inputs_are_named_and_nothing_is_written() {
     );
 }
 
-
 /// The real join: sample PubMed → `pipeline parse` (+ current view) → `pipeline bioasq` on test batch 1.
 #[test]
 fn sample_join_with_parsed_pubmed() {

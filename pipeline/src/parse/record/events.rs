@@ -254,11 +254,7 @@ impl<R: Read> RecordParser<R> {
                     }
                 }
                 State::Delete => {}
-                State::Abstract => {
-                    if !self.draft.abstract_closed {
-                        self.draft.has_abstract = true;
-                    }
-                }
+                State::Abstract if !self.draft.abstract_closed => self.draft.has_abstract = true,
                 State::PubDate => self.draft.pub_date_seen = true,
                 State::IdList => self.draft.id_list_seen = true,
                 State::OtherAbstract => {
