@@ -20,8 +20,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, Int32Array, ListArray, RecordBatch, StringArray, UInt32Array,
-    UInt64Array, new_empty_array, new_null_array,
+    ArrayRef, Int32Array, ListArray, RecordBatch, StringArray, UInt32Array, UInt64Array,
+    new_empty_array, new_null_array,
 };
 use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::DataType;
@@ -75,41 +75,17 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
 type GoldenTuple = (String, String, Vec<Vec<String>>, Option<i32>, String);
 
 fn golden_rows(path: &Path) -> Vec<GoldenTuple> {
-    let file = std::fs::File::open(path).unwrap();
-    let reader = arrow::ipc::reader::FileReader::try_new(file, None).unwrap();
-    let mut out = Vec::new();
-    for batch in reader {
-        let b = batch.unwrap();
-        let s = |n: &str| b.column_by_name(n).unwrap().as_string::<i32>().clone();
-        let (qid, qtype, sf) = (s("question_id"), s("type"), s("source_file"));
-        let exact = b
-            .column_by_name("exact_answer")
-            .unwrap()
-            .as_list::<i32>()
-            .clone();
-        let year = b
-            .column_by_name("year")
-            .unwrap()
-            .as_primitive::<arrow::datatypes::Int32Type>()
-            .clone();
-        for i in 0..b.num_rows() {
-            let groups = exact.value(i);
-            let groups = groups.as_list::<i32>();
-            let lists = (0..groups.len())
-                .map(|g| {
-                    let syn = groups.value(g);
-                    let syn = syn.as_string::<i32>();
-                    (0..syn.len()).map(|k| syn.value(k).to_string()).collect()
-                })
-                .collect();
-            out.push((
-                qid.value(i).to_string(),
-                qtype.value(i).to_string(),
-                lists,
-                (!year.is_null(i)).then(|| year.value(i)),
-                sf.value(i).to_string(),
-            ));
-        }
-    }
-    out
+    schemas::bioasq::read_golden(path)
+        .unwrap()
+        .into_iter()
+        .map(|r| {
+            (
+                r.question_id,
+                r.qtype,
+                r.exact_answer,
+                r.year,
+                r.source_file,
+            )
+        })
+        .collect()
 }
