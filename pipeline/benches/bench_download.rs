@@ -10,9 +10,9 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use md5::{Digest, Md5};
-use testkit::test_server::{TestServer, html_index, random_bytes};
 use pipeline::download::{self, Args};
 use pipeline::{Config, Ctx};
+use testkit::test_server::{TestServer, html_index, random_bytes};
 
 const NAME: &str = "pubmed26n0001.xml.gz";
 

@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
-use pipeline::parse::{Item, ParseConfig, ParseOptions, open_input, parse_reader};
+use pipeline::config::ParseConfig;
+use pipeline::parse::{Item, ParseOptions, open_input, parse_reader};
+use schemas::layout::files_with_suffix;
 use schemas::progress::{Progress, Unit};
 
 struct Opts {
@@ -100,12 +102,9 @@ use testkit::fixtures::fixtures_dir;
 fn source_records() -> Result<Vec<(String, String)>> {
     let fx = fixtures_dir().join("pubmed");
     let mut files: Vec<PathBuf> = if fx.is_dir() {
-        std::fs::read_dir(&fx)?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.to_string_lossy().ends_with(".xml.gz") || p.to_string_lossy().ends_with(".xml")
-            })
-            .collect()
+        let mut files = files_with_suffix(&fx, ".xml.gz")?;
+        files.extend(files_with_suffix(&fx, ".xml")?);
+        files
     } else {
         let s = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/sample/pubmed");
         vec![

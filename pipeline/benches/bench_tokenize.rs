@@ -15,9 +15,10 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use testkit::synthetic::{AbstractRow, read_expect_jsonl, write_abstracts_part};
-use pipeline::tokenize::{self, Settings, document_text};
+use pipeline::config::TokenizeConfig;
+use pipeline::tokenize::{self, document_text};
 use pipeline::{Config, Ctx};
+use testkit::synthetic::{AbstractRow, read_expect_jsonl, write_abstracts_part};
 
 struct Options {
     mb: usize,
@@ -68,14 +69,7 @@ fn source_rows() -> Result<Vec<AbstractRow>> {
         fixtures().join("pubmed/expect"),
         sample_dir().join("expect"),
     ] {
-        if let Ok(entries) = std::fs::read_dir(&dir) {
-            let mut found: Vec<PathBuf> = entries
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
-                .collect();
-            found.sort();
-            files.extend(found);
-        }
+        files.extend(schemas::layout::files_with_suffix(&dir, ".jsonl")?);
     }
     let mut rows = Vec::new();
     for f in files {
@@ -155,7 +149,7 @@ fn run_stage(data: &Path, tokenizer: &Path, threads: usize) -> Result<Row> {
         .build()?;
     let start = Instant::now();
     let (report, packed) = pool.install(|| -> Result<_> {
-        let s = Settings::resolve(&ctx, &tokenize::Args::default())?;
+        let s = TokenizeConfig::resolve(&ctx, &tokenize::Args::default())?;
         let t = Instant::now();
         let report = tokenize::tokenize_stage(&ctx, &s)?;
         let tokenize_s = t.elapsed().as_secs_f64();

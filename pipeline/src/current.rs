@@ -23,39 +23,19 @@ use arrow::datatypes::UInt64Type;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use rayon::prelude::*;
-use schemas::AtomicFile;
+use schemas::layout::files_with_suffix;
 use schemas::manifest::stat;
 use schemas::progress::{Progress, Unit};
-use serde::{Deserialize, Serialize};
+use schemas::{AtomicFile, Layout};
+use serde::Serialize;
 
 use crate::Ctx;
+use crate::config::CurrentConfig;
 use crate::parse::writer::{BatchWriter, writer_properties};
 use crate::stage::{Plan, Stage, StageStatus};
 
 pub const NAME: &str = "current";
 pub const CODE_VERSION: u32 = 1;
-
-/// `[current]` section of the config.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct CurrentConfig {
-    /// Number of output parts (PMIDs split by `pmid % partitions`). Memory while building one part is
-    /// about (all parsed rows) / partitions; use ~256 for the full baseline.
-    pub partitions: u32,
-    /// Rows per Parquet row group.
-    pub batch_rows: usize,
-    pub zstd_level: i32,
-}
-
-impl Default for CurrentConfig {
-    fn default() -> Self {
-        Self {
-            partitions: 8,
-            batch_rows: 8192,
-            zstd_level: 3,
-        }
-    }
-}
 
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct Args {
@@ -75,21 +55,12 @@ pub struct CurrentSummary {
 
 /// Parsed parts in canonical order: (abstracts part, deletions part if present).
 pub fn sources(ctx: &Ctx) -> Result<Vec<(PathBuf, Option<PathBuf>)>> {
-    let dir = ctx.layout.parquet_abstracts();
     let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return Ok(out);
-    };
-    for entry in entries {
-        let path = entry?.path();
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if name.starts_with('.') || !name.ends_with(".parquet") {
-            continue;
-        }
-        let deletions = ctx.layout.parquet_deletions().join(&name);
+    for path in files_with_suffix(&ctx.layout.parquet_abstracts(), ".parquet")? {
+        let deletions = match path.file_name() {
+            Some(name) => ctx.layout.parquet_deletions().join(name),
+            None => continue,
+        };
         out.push((path, deletions.is_file().then_some(deletions)));
     }
     out.sort_by_key(|(p, _)| {
@@ -331,7 +302,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<CurrentSummary> {
     let parts = config.partitions;
     stage.retain_units(&|key| (0..parts).any(|k| part_key(k) == key))?;
     stage.finish(serde_json::to_value(&summary)?)?;
-    eprintln!(
+    println!(
         "current: {} parts ({} cached, {} incremental, {} rebuilt), {} PMIDs",
         summary.parts, summary.cached, summary.incremental, summary.rebuilt, summary.rows
     );
@@ -368,14 +339,15 @@ fn incremental_start(
         return None;
     }
     // Count whole sources: the prefix must end at a source boundary (an abstracts part path).
+    let is_abstracts_part = |f: &schemas::FileRecord| {
+        Path::new(&f.path).starts_with(Layout::relative().parquet_abstracts())
+    };
     let n_sources = inputs[..unit.inputs.len()]
         .iter()
-        .filter(|f| f.path.starts_with("parquet/abstracts/"))
+        .filter(|f| is_abstracts_part(f))
         .count();
     let next = inputs.get(unit.inputs.len())?;
-    next.path
-        .starts_with("parquet/abstracts/")
-        .then_some(n_sources)
+    is_abstracts_part(next).then_some(n_sources)
 }
 
 /// `pipeline status` line of this stage.
@@ -387,12 +359,10 @@ pub fn status(ctx: &Ctx) -> Result<StageStatus> {
         .map(|k| (part_key(k), paths.clone()))
         .collect();
     let mut status = stage.status(&units)?;
-    let rows: u64 = stage
-        .manifest()
-        .units
-        .values()
-        .filter_map(|u| u.stats.get("rows").and_then(|v| v.as_u64()))
-        .sum();
-    status.note = format!("{rows} PMIDs in parquet/current");
+    status.note = format!(
+        "{} PMIDs in {}",
+        stage.stat_total("rows"),
+        Layout::relative().parquet_current().display()
+    );
     Ok(status)
 }

@@ -43,18 +43,10 @@ fn parquet_files(path: &Path) -> Result<Vec<PathBuf>> {
     if path.is_file() {
         return Ok(vec![path.to_path_buf()]);
     }
-    let mut files: Vec<PathBuf> = std::fs::read_dir(path)
-        .with_context(|| format!("listing {}", path.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            let name = p
-                .file_name()
-                .map(|n| n.to_string_lossy())
-                .unwrap_or_default();
-            name.ends_with(".parquet") && !name.starts_with('.')
-        })
-        .collect();
-    files.sort();
+    if !path.is_dir() {
+        bail!("{}: no such file or directory", path.display());
+    }
+    let files = schemas::layout::files_with_suffix(path, ".parquet")?;
     if files.is_empty() {
         bail!("{}: no .parquet files", path.display());
     }

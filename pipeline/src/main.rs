@@ -5,6 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use pipeline::config::TokenizeConfig;
+use pipeline::tokenize;
 use pipeline::{Config, Ctx};
 
 #[derive(Parser)]
@@ -46,11 +48,11 @@ enum Command {
     /// BioASQ JSON (official or SQuAD) to SQuAD-style Arrow tables, joined with PubMed, leak-free.
     Bioasq(pipeline::bioasq::Args),
     /// Tokenize the abstracts and pack them into train/val Arrow shards.
-    Tokenize(pipeline::tokenize::Args),
+    Tokenize(tokenize::Args),
     /// Train a byte-level BPE tokenizer (GPT-NeoX style) on the abstracts.
     TrainTokenizer(pipeline::train_tokenizer::Args),
     /// Counts, token histogram and decoded sequences of shard files.
-    InspectShards(pipeline::tokenize::inspect::Args),
+    InspectShards(tokenize::inspect::Args),
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -61,14 +63,39 @@ fn run(cli: Cli) -> Result<()> {
         Command::Download(args) => pipeline::download::run(&ctx, args),
         Command::FetchModel(args) => pipeline::download::hub::run_model(&ctx, args),
         Command::FetchTokenizer(args) => pipeline::download::hub::run_tokenizer(&ctx, args),
-        Command::Parse(args) => pipeline::parse::run(&ctx, args).map(|_| ()),
+        Command::Parse(args) => parse_then_current(&ctx, args),
         Command::Current(args) => pipeline::current::run(&ctx, args).map(|_| ()),
         Command::Inspect(args) => pipeline::inspect::run(&ctx, args),
         Command::Bioasq(args) => pipeline::bioasq::run(&ctx, args).map(|_| ()),
-        Command::Tokenize(args) => pipeline::tokenize::run(&ctx, args),
+        Command::Tokenize(args) => tokenize_then_pack(&ctx, &args),
         Command::TrainTokenizer(args) => pipeline::train_tokenizer::run(&ctx, args),
-        Command::InspectShards(args) => pipeline::tokenize::inspect::run(&ctx, args),
+        Command::InspectShards(args) => tokenize::inspect::run(&ctx, args),
     }
+}
+
+/// `pipeline parse`: the parse stage, then the current view from all parsed parts (unless sharded
+/// or `--no-current`). The stages do not start each other; the command chains them.
+fn parse_then_current(ctx: &Ctx, args: pipeline::parse::Args) -> Result<()> {
+    let builds_current = args.builds_current();
+    let sharded = args.shard.is_some();
+    pipeline::parse::run(ctx, args)?;
+    if builds_current {
+        pipeline::current::run(ctx, pipeline::current::Args::default())?;
+    } else if sharded {
+        tracing::info!(
+            "parse: sharded run; build the current view with `pipeline current` after all shards"
+        );
+    }
+    Ok(())
+}
+
+/// `pipeline tokenize`: the tokenize stage (a token file per input part), then the pack stage
+/// (train/val shards from the token files), under one resolved `[tokenize]` config.
+fn tokenize_then_pack(ctx: &Ctx, args: &tokenize::Args) -> Result<()> {
+    let config = TokenizeConfig::resolve(ctx, args)?;
+    let report = tokenize::run(ctx, &config)?;
+    tokenize::pack::run(ctx, &config, &report.token_files)?;
+    Ok(())
 }
 
 fn main() -> ExitCode {

@@ -50,7 +50,7 @@ impl Stage {
         config: &impl Serialize,
         force: bool,
     ) -> Result<Self> {
-        let manifest_path = data_dir.join("manifests").join(format!("{name}.json"));
+        let manifest_path = schemas::Layout::new(data_dir).manifest(name);
         let config = serde_json::to_value(config).context("serializing stage config")?;
         let config_fingerprint = Fingerprint::new()
             .str(name)
@@ -206,6 +206,15 @@ impl Stage {
 
     pub fn manifest(&self) -> StageManifest {
         self.manifest.lock().expect("manifest lock").clone()
+    }
+
+    /// The sum of the numeric stat `key` over the recorded units (for status notes).
+    pub fn stat_total(&self, key: &str) -> u64 {
+        let m = self.manifest.lock().expect("manifest lock");
+        m.units
+            .values()
+            .filter_map(|u| u.stats.get(key).and_then(|v| v.as_u64()))
+            .sum()
     }
 }
 

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, anyhow, ensure};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 use tokenizers::models::bpe::{BPE, BpeTrainerBuilder};
 use tokenizers::normalizers::unicode::NFC;
@@ -26,34 +26,6 @@ use crate::tokenize::{EOS_TOKEN, PartReader, list_parts};
 pub const STAGE: &str = "train-tokenizer";
 pub const CODE_VERSION: u32 = 1;
 const UNIT: &str = "tokenizer";
-
-/// `[train_tokenizer]` section. Relative paths are relative to the data directory.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct TrainTokenizerConfig {
-    /// Vocabulary size, special token and byte alphabet included.
-    pub vocab_size: usize,
-    /// A merge needs at least this many occurrences.
-    pub min_frequency: u64,
-    /// Directory of abstracts Parquet parts to train on.
-    pub input: PathBuf,
-    /// Where the tokenizer.json goes.
-    pub output: PathBuf,
-    /// Train on title-only citations too.
-    pub include_title_only: bool,
-}
-
-impl Default for TrainTokenizerConfig {
-    fn default() -> Self {
-        Self {
-            vocab_size: 32_768,
-            min_frequency: 2,
-            input: PathBuf::from("parquet/current"),
-            output: PathBuf::from("tokenizer/tokenizer.json"),
-            include_title_only: false,
-        }
-    }
-}
 
 /// `pipeline train-tokenizer` flags (override `[train_tokenizer]`).
 #[derive(Clone, Debug, Default, clap::Args)]

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use md5::{Digest, Md5};
 use pipeline::download::hub::{self, HubArgs, Source};
-use testkit::test_server::{Fault, TestServer, html_index, random_bytes};
 use pipeline::download::{self, Args};
 use pipeline::{Config, Ctx};
 use sha2::Sha256;
+use testkit::test_server::{Fault, TestServer, html_index, random_bytes};
 
 const MB: usize = 1 << 20;
 

@@ -49,8 +49,11 @@ fn count_rows(path: &Path) -> usize {
     read_batches(path).iter().map(|b| b.num_rows()).sum()
 }
 
-/// (pmid, version, title, source_file) of every row of the current view, part by part.
-fn current_rows(data: &Path) -> Vec<Vec<(u64, u32, Option<String>, String)>> {
+/// (pmid, version, title, source_file) of one row.
+type Row = (u64, u32, Option<String>, String);
+
+/// Every row of the current view, part by part.
+fn current_rows(data: &Path) -> Vec<Vec<Row>> {
     let mut parts: Vec<PathBuf> = std::fs::read_dir(data.join("parquet/current"))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -105,7 +108,7 @@ fn snapshot(data: &Path) -> BTreeMap<String, (Vec<u8>, std::time::SystemTime)> {
 #[test]
 fn sample_parse_current_view_and_caching() {
     let data = data_dir_with(&[BASELINE, UPDATE]);
-    let summary = pipeline::parse::run(&ctx(data.path(), false), Default::default()).unwrap();
+    let summary = parse_command(&ctx(data.path(), false), Default::default()).unwrap();
     assert_eq!((summary.files, summary.parsed, summary.cached), (2, 2, 0));
     assert_eq!(summary.citations, 100 + 19);
     assert_eq!(summary.deletions, 3);
@@ -149,7 +152,7 @@ fn sample_parse_current_view_and_caching() {
     // A second run is cached and rewrites nothing.
     let before = snapshot(data.path());
     std::thread::sleep(std::time::Duration::from_millis(20));
-    let again = pipeline::parse::run(&ctx(data.path(), false), Default::default()).unwrap();
+    let again = parse_command(&ctx(data.path(), false), Default::default()).unwrap();
     assert_eq!((again.parsed, again.cached), (0, 2));
     assert_eq!(
         before,
@@ -158,12 +161,12 @@ fn sample_parse_current_view_and_caching() {
     );
 
     // --force re-runs and produces byte-identical files (kept as they were).
-    pipeline::parse::run(&ctx(data.path(), true), Default::default()).unwrap();
+    parse_command(&ctx(data.path(), true), Default::default()).unwrap();
     assert_eq!(before, snapshot(data.path()), "forced re-run changed bytes");
 
     // A fresh directory gives the same bytes.
     let other = data_dir_with(&[BASELINE, UPDATE]);
-    pipeline::parse::run(&ctx(other.path(), false), Default::default()).unwrap();
+    parse_command(&ctx(other.path(), false), Default::default()).unwrap();
     let a: BTreeMap<_, _> = before.into_iter().map(|(k, v)| (k, v.0)).collect();
     let b: BTreeMap<_, _> = snapshot(other.path())
         .into_iter()
@@ -175,7 +178,7 @@ fn sample_parse_current_view_and_caching() {
 #[test]
 fn current_view_is_incremental_and_equal_to_a_rebuild() {
     let data = data_dir_with(&[BASELINE]);
-    pipeline::parse::run(&ctx(data.path(), false), Default::default()).unwrap();
+    parse_command(&ctx(data.path(), false), Default::default()).unwrap();
     assert_eq!(
         current_rows(data.path())
             .iter()
@@ -184,13 +187,13 @@ fn current_view_is_incremental_and_equal_to_a_rebuild() {
         100
     );
     add_sample_file(data.path(), UPDATE);
-    pipeline::parse::run(&ctx(data.path(), false), Default::default()).unwrap();
+    parse_command(&ctx(data.path(), false), Default::default()).unwrap();
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(data.path().join("manifests/current.json")).unwrap())
             .unwrap();
     assert_eq!(manifest["summary"]["incremental"], 8, "{manifest:#}");
     let full = data_dir_with(&[BASELINE, UPDATE]);
-    pipeline::parse::run(&ctx(full.path(), false), Default::default()).unwrap();
+    parse_command(&ctx(full.path(), false), Default::default()).unwrap();
     let a: BTreeMap<_, _> = snapshot(data.path())
         .into_iter()
         .map(|(k, v)| (k, v.0))
@@ -209,13 +212,13 @@ fn shards_split_the_inputs() {
         shard: Some(s.parse().unwrap()),
         ..Default::default()
     };
-    let s1 = pipeline::parse::run(&ctx(data.path(), false), shard("1/2")).unwrap();
+    let s1 = parse_command(&ctx(data.path(), false), shard("1/2")).unwrap();
     assert_eq!((s1.files, s1.citations), (1, 19));
     assert!(
         !data.path().join("parquet/current").exists(),
         "no view from a shard"
     );
-    let s0 = pipeline::parse::run(&ctx(data.path(), false), shard("0/2")).unwrap();
+    let s0 = parse_command(&ctx(data.path(), false), shard("0/2")).unwrap();
     assert_eq!((s0.files, s0.citations), (1, 100));
     let cur = pipeline::current::run(&ctx(data.path(), false), Default::default()).unwrap();
     assert_eq!(cur.rows, 113);
@@ -246,7 +249,7 @@ fn run_with_bad(name: &str, bytes: &[u8], skip: bool) -> (Option<String>, tempfi
         skip_bad_records: skip,
         ..Default::default()
     };
-    let result = pipeline::parse::run(&ctx(data.path(), false), args);
+    let result = parse_command(&ctx(data.path(), false), args);
     // The good file is always processed.
     assert_eq!(
         count_rows(&data.path().join("parquet/abstracts/pubmed26n0001.parquet")),
@@ -347,11 +350,11 @@ fn citation_without_pmid_fails_or_is_skipped_and_counted() {
 #[test]
 fn failed_file_that_used_to_parse_loses_its_old_part() {
     let data = data_dir_with(&[BASELINE, UPDATE]);
-    pipeline::parse::run(&ctx(data.path(), false), Default::default()).unwrap();
+    parse_command(&ctx(data.path(), false), Default::default()).unwrap();
     let update = data.path().join("raw").join(UPDATE);
     let gz = std::fs::read(&update).unwrap();
     std::fs::write(&update, &gz[..gz.len() - 40]).unwrap();
-    let err = pipeline::parse::run(&ctx(data.path(), false), Default::default()).unwrap_err();
+    let err = parse_command(&ctx(data.path(), false), Default::default()).unwrap_err();
     assert!(format!("{err:#}").contains("pubmed26n0002.xml.gz"));
     assert!(
         !data
@@ -369,7 +372,7 @@ fn failed_file_that_used_to_parse_loses_its_old_part() {
 #[test]
 fn inspect_summarizes_and_runs_sql() {
     let data = data_dir_with(&[BASELINE, UPDATE]);
-    pipeline::parse::run(&ctx(data.path(), false), Default::default()).unwrap();
+    parse_command(&ctx(data.path(), false), Default::default()).unwrap();
     let current = data.path().join("parquet/current");
     let files: Vec<PathBuf> = {
         let mut v: Vec<_> = std::fs::read_dir(&current)

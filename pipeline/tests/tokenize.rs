@@ -1,15 +1,18 @@
 //! End to end: sample PubMed XML → `pipeline parse` (abstracts + current view) → `pipeline
 //! train-tokenizer` → `pipeline tokenize` → shards; and the GPT-NeoX expect ids through parse.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+use pipeline::config::TokenizeConfig;
 use pipeline::tokenize::pack::split_of;
-use testkit::synthetic::read_expect_jsonl;
 use pipeline::tokenize::token_file::TokenFileReader;
-use pipeline::tokenize::{self, LoadedTokenizer, Settings, document_text};
+use pipeline::tokenize::{self, LoadedTokenizer, document_text};
 use pipeline::{Config, Ctx, Layout};
 use schemas::shards::ShardSet;
+use testkit::synthetic::read_expect_jsonl;
 
 use testkit::fixtures::{fixtures_dir as fixtures, sample_dir};
 
@@ -48,9 +51,9 @@ fn sample_xml_to_shards() {
             golden.display().to_string()
         ),
     );
-    pipeline::parse::run(&c, pipeline::parse::Args::default()).unwrap();
+    common::parse_command(&c, pipeline::parse::Args::default()).unwrap();
     pipeline::train_tokenizer::run(&c, Default::default()).unwrap();
-    pipeline::tokenize::run(&c, Default::default()).unwrap();
+    common::tokenize_command(&c, Default::default()).unwrap();
 
     // The current view, computed independently from the expect files: later file wins, deletions
     // applied; parts are pmid % partitions, each sorted by PMID.
@@ -124,7 +127,7 @@ fn sample_xml_to_shards() {
         .modified()
         .unwrap();
     let manifest_before = std::fs::read(tmp.path().join("manifests/tokenize.json")).unwrap();
-    let s = Settings::resolve(&c, &Default::default()).unwrap();
+    let s = TokenizeConfig::resolve(&c, &Default::default()).unwrap();
     let report = tokenize::tokenize_stage(&c, &s).unwrap();
     assert_eq!(report.parts_run, 0);
     assert!(
@@ -164,8 +167,8 @@ fn gpt_neox_ids_through_parse() {
             tok_path.display().to_string()
         ),
     );
-    pipeline::parse::run(&c, pipeline::parse::Args::default()).unwrap();
-    let s = Settings::resolve(&c, &Default::default()).unwrap();
+    common::parse_command(&c, pipeline::parse::Args::default()).unwrap();
+    let s = TokenizeConfig::resolve(&c, &Default::default()).unwrap();
     let report = tokenize::tokenize_stage(&c, &s).unwrap();
     assert_eq!(report.token_files.len(), 1);
     let mut reader = TokenFileReader::open(&report.token_files[0]).unwrap();

@@ -97,6 +97,11 @@ impl Layout {
     pub fn tokenizer(&self) -> PathBuf {
         self.root.join("tokenizer")
     }
+    /// `tokenizer/tokenizer.json`: what `pipeline train-tokenizer` writes and `pipeline tokenize`
+    /// encodes with, unless configured otherwise.
+    pub fn tokenizer_file(&self) -> PathBuf {
+        self.tokenizer().join("tokenizer.json")
+    }
     /// `manifests/STAGE.json`: what each stage last produced and from what.
     pub fn manifests(&self) -> PathBuf {
         self.root.join("manifests")
@@ -117,6 +122,16 @@ impl Layout {
 /// Files of `dir` whose name ends with `suffix` (hidden files and temporaries skipped), sorted by
 /// name; none when `dir` does not exist. The one directory listing of both crates.
 pub fn files_with_suffix(dir: &Path, suffix: &str) -> Result<Vec<PathBuf>> {
+    entries(dir, |name, path| name.ends_with(suffix) && path.is_file())
+}
+
+/// Folders inside `dir` (hidden ones skipped), sorted by name; none when `dir` does not exist.
+pub fn subdirectories(dir: &Path) -> Result<Vec<PathBuf>> {
+    entries(dir, |_, path| path.is_dir())
+}
+
+/// The entries of `dir` that are not hidden and that `keep(name, path)` accepts, sorted by name.
+fn entries(dir: &Path, keep: impl Fn(&str, &Path) -> bool) -> Result<Vec<PathBuf>> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -128,7 +143,7 @@ pub fn files_with_suffix(dir: &Path, suffix: &str) -> Result<Vec<PathBuf>> {
             .with_context(|| format!("listing {}", dir.display()))?
             .path();
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if name.ends_with(suffix) && !name.starts_with('.') && path.is_file() {
+        if !name.starts_with('.') && keep(name, &path) {
             out.push(path);
         }
     }
@@ -164,7 +179,19 @@ mod tests {
             .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names, ["a.arrow", "b.arrow"]);
-        assert!(files_with_suffix(&dir.join("absent"), ".arrow").unwrap().is_empty());
+        assert!(
+            files_with_suffix(&dir.join("absent"), ".arrow")
+                .unwrap()
+                .is_empty()
+        );
+        for sub in ["z", "y", ".hidden"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        assert_eq!(
+            subdirectories(&dir).unwrap(),
+            [dir.join("y"), dir.join("z")]
+        );
+        assert!(subdirectories(&dir.join("absent")).unwrap().is_empty());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

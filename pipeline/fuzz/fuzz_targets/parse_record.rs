@@ -6,10 +6,10 @@
 
 use libfuzzer_sys::fuzz_target;
 
-// The parser's own source files, compiled as they are in `pipeline::parse` (`record` reaches
-// `text` as `super::text`).
-#[allow(dead_code)]
-#[path = "../../src/parse/record.rs"]
+// The parser's own source files, compiled as they are in `pipeline::parse` (the files of `record/`
+// reach `text` as `super::super::text`).
+#[allow(dead_code, unused_imports)]
+#[path = "../../src/parse/record/mod.rs"]
 mod record;
 #[allow(dead_code)]
 #[path = "../../src/parse/text.rs"]

@@ -6,10 +6,12 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Result, bail};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use schemas::bioasq::{Example, Split, source};
+
+use crate::config::TestDocuments;
 
 use super::formats::{OfficialQuestion, SquadFile, pmid_of_url, question_id_of};
 
@@ -135,18 +137,6 @@ pub fn training_examples(
         counts.questions_without_examples += 1;
     }
     out
-}
-
-/// Which documents a test question gets one example for.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TestDocuments {
-    /// The distinct documents of the question's snippets, in snippet order. BioBERT's test files hold
-    /// exactly these (checked on all 161 factoid questions of 4B1–4B5).
-    #[default]
-    Snippets,
-    /// The question's `documents`, then snippet documents not listed there.
-    Documents,
 }
 
 /// The PMIDs a test question gets examples for, in order, without repeats.

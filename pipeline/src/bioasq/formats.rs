@@ -128,7 +128,8 @@ fn kind(v: &Value) -> &'static str {
     }
 }
 
-/// The PMID at the end of a BioASQ document URL (`http://www.ncbi.nlm.nih.gov/pubmed/23001136`).
+/// The PMID at the end of a BioASQ document URL: its last path segment, all digits
+/// (`http://www.ncbi.nlm.nih.gov/pubmed/23001136`, `https://pubmed.ncbi.nlm.nih.gov/123/`).
 pub fn pmid_of_url(url: &str) -> Option<u64> {
     let last = url.trim().trim_end_matches('/').rsplit('/').next()?;
     if last.is_empty() || !last.bytes().all(|b| b.is_ascii_digit()) {
@@ -241,5 +242,19 @@ mod tests {
             "56c073fcef6e394741000020"
         );
         assert_eq!(question_id_of("plain"), "plain");
+    }
+
+    #[test]
+    fn urls() {
+        assert_eq!(
+            pmid_of_url("http://www.ncbi.nlm.nih.gov/pubmed/24392102"),
+            Some(24392102)
+        );
+        assert_eq!(
+            pmid_of_url("https://pubmed.ncbi.nlm.nih.gov/123/"),
+            Some(123)
+        );
+        assert_eq!(pmid_of_url("http://www.ncbi.nlm.nih.gov/pubmed/"), None);
+        assert_eq!(pmid_of_url("http://x/pubmed/12a"), None);
     }
 }

@@ -19,15 +19,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::Ctx;
+use crate::config::{TaskConfig, TestDocuments};
 use crate::stage::{Plan, Stage, StageStatus};
-use convert::TestDocuments;
-use schemas::bioasq::{Example, GoldenRow, Split, source};
 use formats::{InputFile, OfficialQuestion, exact_answer_lists, pmid_of_url};
-use tasks::{TaskConfig, TestQuestion};
+use schemas::bioasq::{Example, GoldenRow, Split, source};
+use tasks::TestQuestion;
 
 pub const STAGE: &str = "bioasq";
 /// Bumped whenever the conversion changes its output.
@@ -36,17 +36,6 @@ const UNIT: &str = "bioasq";
 
 /// Question types of BioASQ Task B; others are skipped and counted.
 const KNOWN_TYPES: [&str; 4] = ["factoid", "list", "yesno", "summary"];
-
-/// `[bioasq]` section of the config.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct BioasqConfig {
-    /// Test examples per snippet document (`snippets`, BioBERT's choice) or per listed document
-    /// (`documents`).
-    pub test_documents: TestDocuments,
-    /// `[bioasq.tasks.<name>]`: the task tables to build.
-    pub tasks: BTreeMap<String, TaskConfig>,
-}
 
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct Args {
@@ -186,7 +175,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Value> {
             println!("bioasq: cached ({} inputs)", inputs.len());
             return Ok(stage.manifest().summary);
         }
-        Plan::Run(reason) => println!("bioasq: building ({reason})"),
+        Plan::Run(reason) => tracing::info!("bioasq: building ({reason})"),
     }
     let previous_outputs: Vec<String> = stage
         .recorded(UNIT)
@@ -468,16 +457,16 @@ fn build(ctx: &Ctx, args: &Args, names: &BTreeMap<String, PathBuf>) -> Result<Bu
     }
 
     // Write the tables.
-    let dir = ctx.layout.bioasq();
+    let layout = &ctx.layout;
     let mut outputs = Vec::new();
     let all: Vec<Example> = conversions.values().flatten().cloned().collect();
     outputs.extend(tables::write_table(
         &schemas::bioasq::examples_batch(&all)?,
-        &dir.join("examples"),
+        &layout.bioasq_examples(),
     )?);
     outputs.extend(tables::write_table(
         &schemas::bioasq::golden_batch(&golden)?,
-        &dir.join("golden"),
+        &layout.bioasq_golden(),
     )?);
 
     let mut task_stats = serde_json::Map::new();
@@ -489,14 +478,13 @@ fn build(ctx: &Ctx, args: &Args, names: &BTreeMap<String, PathBuf>) -> Result<Bu
             .iter()
             .flat_map(|f| conversions[&(f.clone(), Split::Test)].iter().cloned())
             .collect();
-        let task_dir = dir.join(task);
         outputs.extend(tables::write_table(
             &schemas::bioasq::examples_batch(&train)?,
-            &task_dir.join("train"),
+            &layout.bioasq_table(task, schemas::layout::TRAIN),
         )?);
         outputs.extend(tables::write_table(
             &schemas::bioasq::examples_batch(&test)?,
-            &task_dir.join("test"),
+            &layout.bioasq_table(task, schemas::layout::TEST),
         )?);
         let test_questions: BTreeSet<&str> = test.iter().map(|e| e.question_id.as_str()).collect();
         task_stats.insert(
@@ -595,7 +583,7 @@ fn convert_tests(
     let mut fetch = efetch::FetchReport::default();
     if !missing.is_empty() && !args.offline {
         let opts = efetch::EfetchOptions::new(Some(&args.base_url), args.ncbi_api_key.as_deref());
-        println!(
+        tracing::info!(
             "bioasq: fetching {} PMIDs from {} ({} requests/s at most)",
             missing.len(),
             opts.base_url,

@@ -10,11 +10,11 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use schemas::AtomicFile;
 
-/// Write `batch` to `<base>.arrow` (IPC file, uncompressed) and `<base>.parquet` (zstd); returns both
-/// paths. Identical bytes keep the existing files.
-pub fn write_table(batch: &RecordBatch, base: &Path) -> Result<Vec<PathBuf>> {
-    let arrow_path = base.with_extension("arrow");
-    let parquet_path = base.with_extension("parquet");
+/// Write `batch` to `arrow_path` (`<name>.arrow`, IPC file, uncompressed) and its Parquet copy
+/// `<name>.parquet` beside it (zstd); returns both paths. Identical bytes keep the existing files.
+pub fn write_table(batch: &RecordBatch, arrow_path: &Path) -> Result<Vec<PathBuf>> {
+    let arrow_path = arrow_path.to_path_buf();
+    let parquet_path = arrow_path.with_extension("parquet");
 
     let file = AtomicFile::create(&arrow_path)?;
     let mut writer = arrow::ipc::writer::FileWriter::try_new(file, &batch.schema())

@@ -6,23 +6,11 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use schemas::bioasq::Example;
 
 use super::convert::normalize_question;
-
-/// `[bioasq.tasks.<name>]`: one fine-tuning/evaluation task.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct TaskConfig {
-    /// BioASQ edition (4 for BioASQ 4b): test sets of this year or later are removed from `train`.
-    pub year: u32,
-    /// The training file (file name in the input directory): official or SQuAD format.
-    pub train: String,
-    /// Test files: official golden batches (converted against PubMed) or BioBERT SQuAD test files.
-    pub test: Vec<String>,
-}
 
 /// A question of some test set, for leak matching.
 #[derive(Clone, Debug)]

@@ -73,21 +73,27 @@ pub struct HubSummary {
     pub retries: u64,
 }
 
+/// `pipeline fetch-model`: the model's files from `--repo`, else `download.model_repo`.
 pub fn run_model(ctx: &Ctx, args: HubArgs) -> Result<()> {
-    let repo = args
-        .repo
-        .clone()
-        .unwrap_or_else(|| ctx.config.download.model_repo.clone());
-    print_summary(&fetch_repo(ctx, &args, &repo, MODEL_FILES)?);
-    Ok(())
+    run(ctx, args, &ctx.config.download.model_repo, MODEL_FILES)
 }
 
+/// `pipeline fetch-tokenizer`: the tokenizer from `--repo`, else `download.tokenizer_repo`.
 pub fn run_tokenizer(ctx: &Ctx, args: HubArgs) -> Result<()> {
+    run(
+        ctx,
+        args,
+        &ctx.config.download.tokenizer_repo,
+        TOKENIZER_FILES,
+    )
+}
+
+fn run(ctx: &Ctx, args: HubArgs, default_repo: &str, files: &[&str]) -> Result<()> {
     let repo = args
         .repo
         .clone()
-        .unwrap_or_else(|| ctx.config.download.tokenizer_repo.clone());
-    print_summary(&fetch_repo(ctx, &args, &repo, TOKENIZER_FILES)?);
+        .unwrap_or_else(|| default_repo.to_string());
+    print_summary(&fetch_repo(ctx, &args, &repo, files)?);
     Ok(())
 }
 

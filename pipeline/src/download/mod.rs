@@ -17,9 +17,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use indicatif::HumanBytes;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::Ctx;
+use crate::config::DownloadConfig;
 use crate::stage::{Plan, Stage, StageStatus};
 use fetch::{Bars, CounterSnapshot, Expect, Fetcher, NetOptions};
 use listing::{PubmedName, RemoteDir, Selection};
@@ -27,51 +28,6 @@ use listing::{PubmedName, RemoteDir, Selection};
 pub const STAGE: &str = "download";
 const CODE_VERSION: u32 = 1;
 const SCHEMA_VERSION: u32 = 1;
-
-/// `[download]` in the config.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct DownloadConfig {
-    /// PubMed root holding `baseline/` and `updatefiles/`.
-    pub base_url: String,
-    /// Hugging Face hub (or mirror) for `fetch-model` / `fetch-tokenizer`.
-    pub hub_url: String,
-    /// Baseline files to fetch by number: `all`, `none`, `1-5`, `3,7-9`.
-    pub files: String,
-    /// Update files to fetch by number (same syntax); `none` by default.
-    pub updates: String,
-    /// Files downloaded at the same time.
-    pub concurrency: usize,
-    /// Failed attempts per file before it is given up.
-    pub max_attempts: u32,
-    pub connect_timeout_secs: f64,
-    /// Longest wait for response headers or the next piece of a body.
-    pub read_timeout_secs: f64,
-    /// First retry delay; doubles per failure up to `backoff_max_secs`, with jitter.
-    pub backoff_initial_secs: f64,
-    pub backoff_max_secs: f64,
-    pub model_repo: String,
-    pub tokenizer_repo: String,
-}
-
-impl Default for DownloadConfig {
-    fn default() -> Self {
-        Self {
-            base_url: "https://ftp.ncbi.nlm.nih.gov/pubmed".into(),
-            hub_url: "https://huggingface.co".into(),
-            files: "all".into(),
-            updates: "none".into(),
-            concurrency: 4,
-            max_attempts: 8,
-            connect_timeout_secs: 30.0,
-            read_timeout_secs: 60.0,
-            backoff_initial_secs: 1.0,
-            backoff_max_secs: 60.0,
-            model_repo: "state-spaces/mamba-130m-hf".into(),
-            tokenizer_repo: "EleutherAI/gpt-neox-20b".into(),
-        }
-    }
-}
 
 /// Network flags shared by `download`, `fetch-model` and `fetch-tokenizer` (override `[download]`).
 #[derive(clap::Args, Clone, Debug, Default)]
@@ -235,7 +191,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<()> {
     println!("{}", summary.line());
     if !summary.failed.is_empty() {
         for f in &summary.failed {
-            eprintln!("failed: {}: {}", f.file, f.error);
+            tracing::warn!("failed: {}: {}", f.file, f.error);
         }
         let names: Vec<&str> = summary.failed.iter().map(|f| f.file.as_str()).collect();
         bail!(
@@ -327,7 +283,7 @@ async fn download_async(ctx: &Ctx, args: &Args) -> Result<DownloadSummary> {
         }
     }
     if !summary.cached.is_empty() {
-        eprintln!(
+        tracing::info!(
             "download: {} of {} files already verified (cached)",
             summary.cached.len(),
             summary.selected
@@ -468,12 +424,5 @@ pub fn status(ctx: &Ctx) -> Result<StageStatus> {
 }
 
 fn count_parts(dir: &Path) -> usize {
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .filter_map(|e| e.ok())
-                .filter(|e| e.file_name().to_string_lossy().ends_with(".part"))
-                .count()
-        })
-        .unwrap_or(0)
+    schemas::layout::files_with_suffix(dir, ".part").map_or(0, |files| files.len())
 }

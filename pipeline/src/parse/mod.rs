@@ -22,10 +22,12 @@ use std::sync::Arc;
 use anyhow::{Context, Result, anyhow, bail};
 use rayon::prelude::*;
 use schemas::AtomicFile;
+use schemas::layout::{files_with_suffix, subdirectories};
 use schemas::progress::{Progress, Unit};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::Ctx;
+use crate::config::ParseConfig;
 use crate::stage::{Plan, Stage, StageStatus};
 pub use record::{
     Citation, Deletion, Item, ParseError, ParseOptions, RecordParser, open_input, open_reader,
@@ -35,28 +37,6 @@ pub use record::{
 pub const NAME: &str = "parse";
 /// Bumped whenever the parser's output for the same input can change.
 pub const CODE_VERSION: u32 = 1;
-
-/// `[parse]` section of the config.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ParseConfig {
-    /// Rows per Parquet row group (and per Arrow batch held in memory).
-    pub batch_rows: usize,
-    /// zstd level of the Parquet parts.
-    pub zstd_level: i32,
-    /// Skip a broken citation (when the XML stream can recover) instead of failing its file.
-    pub skip_bad_records: bool,
-}
-
-impl Default for ParseConfig {
-    fn default() -> Self {
-        Self {
-            batch_rows: 8192,
-            zstd_level: 3,
-            skip_bad_records: false,
-        }
-    }
-}
 
 /// `--shard i/n`: every n-th input file starting at the i-th (0-based).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -106,6 +86,14 @@ pub struct Args {
     pub jobs: Option<usize>,
 }
 
+impl Args {
+    /// Whether `pipeline parse` goes on to build the current view: not for one shard of the inputs
+    /// (run `pipeline current` after all shards), not with `--no-current`.
+    pub fn builds_current(&self) -> bool {
+        self.shard.is_none() && !self.no_current
+    }
+}
+
 /// What a parse run did.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct ParseSummary {
@@ -150,25 +138,14 @@ pub fn file_stem(path: &Path) -> String {
     name
 }
 
-fn is_xml_input(path: &Path) -> bool {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
-    (name.ends_with(".xml") || name.ends_with(".xml.gz")) && !name.starts_with('.')
-}
-
+/// The `*.xml` and `*.xml.gz` files under `dir`, recursively, except under `skip`.
 fn collect_xml(dir: &Path, skip: Option<&Path>, out: &mut Vec<PathBuf>) -> Result<()> {
-    let entries = std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))?;
-    for entry in entries {
-        let path = entry?.path();
-        if Some(path.as_path()) == skip {
-            continue;
-        }
-        if path.is_dir() {
-            collect_xml(&path, skip, out)?;
-        } else if is_xml_input(&path) {
-            out.push(path);
+    for suffix in [".xml", ".xml.gz"] {
+        out.extend(files_with_suffix(dir, suffix)?);
+    }
+    for sub in subdirectories(dir)? {
+        if Some(sub.as_path()) != skip {
+            collect_xml(&sub, skip, out)?;
         }
     }
     Ok(())
@@ -207,6 +184,17 @@ fn stage_config(ctx: &Ctx, args: &Args) -> ParseConfig {
     let mut config = ctx.config.parse.clone();
     config.skip_bad_records |= args.skip_bad_records;
     config
+}
+
+fn open_stage(ctx: &Ctx, config: &ParseConfig, force: bool) -> Result<Stage> {
+    Stage::open(
+        ctx.layout.root(),
+        NAME,
+        CODE_VERSION,
+        schemas::abstracts::VERSION,
+        config,
+        force,
+    )
 }
 
 /// Outputs of one input file.
@@ -362,7 +350,8 @@ pub fn write_parts(
     Ok((outcome, skipped))
 }
 
-/// Run the parse stage, then (unless sharded or `--no-current`) the current view.
+/// Run the parse stage (the `pipeline parse` command then builds the current view, see
+/// [`Args::builds_current`]).
 pub fn run(ctx: &Ctx, args: Args) -> Result<ParseSummary> {
     let config = stage_config(ctx, &args);
     let all = discover_inputs(ctx, &args.input)?;
@@ -395,14 +384,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<ParseSummary> {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         schemas::atomic::remove_stale_temps(&dir)?;
     }
-    let stage = Stage::open(
-        ctx.layout.root(),
-        NAME,
-        CODE_VERSION,
-        schemas::abstracts::VERSION,
-        &config,
-        ctx.force,
-    )?;
+    let stage = open_stage(ctx, &config, ctx.force)?;
     let total: u64 = inputs
         .iter()
         .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
@@ -457,7 +439,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<ParseSummary> {
         }
     }
     stage.finish(serde_json::to_value(&summary)?)?;
-    eprintln!(
+    println!(
         "parse: {} files ({} parsed, {} cached, {} failed), {} citations, {} deletions, {} bad records skipped",
         summary.files,
         summary.parsed,
@@ -475,38 +457,22 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<ParseSummary> {
             errors.join("\n  ")
         );
     }
-    if args.shard.is_some() {
-        eprintln!(
-            "parse: sharded run; build the current view with `pipeline current` after all shards"
-        );
-    } else if !args.no_current {
-        crate::current::run(ctx, crate::current::Args::default())?;
-    }
     Ok(summary)
 }
 
 /// `pipeline status` line of this stage.
 pub fn status(ctx: &Ctx) -> Result<StageStatus> {
     let inputs = discover_inputs(ctx, &[])?;
-    let stage = Stage::open(
-        ctx.layout.root(),
-        NAME,
-        CODE_VERSION,
-        schemas::abstracts::VERSION,
-        &ctx.config.parse,
-        false,
-    )?;
+    let stage = open_stage(ctx, &ctx.config.parse, false)?;
     let units: Vec<(String, Vec<PathBuf>)> = inputs
         .iter()
         .map(|p| (unit_key(ctx, p), vec![p.clone()]))
         .collect();
     let mut status = stage.status(&units)?;
-    let citations: u64 = stage
-        .manifest()
-        .units
-        .values()
-        .filter_map(|u| u.stats.get("citations").and_then(|v| v.as_u64()))
-        .sum();
-    status.note = format!("{citations} citations in parquet/abstracts");
+    status.note = format!(
+        "{} citations in {}",
+        stage.stat_total("citations"),
+        schemas::Layout::relative().parquet_abstracts().display()
+    );
     Ok(status)
 }

@@ -14,6 +14,8 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::bioasq::formats::pmid_of_url;
+
 /// What one decontamination file contributed.
 #[derive(Clone, Debug, Serialize)]
 pub struct SourceCount {
@@ -34,32 +36,12 @@ pub struct Decontamination {
     pub files: Vec<PathBuf>,
 }
 
-/// PMID of a PubMed URL: its last all-digit path segment.
-pub fn pmid_from_url(url: &str) -> Option<u64> {
-    url.trim()
-        .trim_end_matches('/')
-        .rsplit('/')
-        .next()
-        .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-        .and_then(|s| s.parse().ok())
-}
-
 /// Expand directories to their `*.json` files (name order).
 pub fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for path in paths {
         if path.is_dir() {
-            let mut inside = Vec::new();
-            for entry in
-                std::fs::read_dir(path).with_context(|| format!("listing {}", path.display()))?
-            {
-                let p = entry?.path();
-                if p.extension().is_some_and(|e| e == "json") && p.is_file() {
-                    inside.push(p);
-                }
-            }
-            inside.sort();
-            files.extend(inside);
+            files.extend(schemas::layout::files_with_suffix(path, ".json")?);
         } else if path.is_file() {
             files.push(path.clone());
         } else {
@@ -103,7 +85,7 @@ pub fn load(paths: &[PathBuf], data_dir: &Path) -> Result<Decontamination> {
                             file.display()
                         )
                     })?;
-                    let pmid = pmid_from_url(text).with_context(|| {
+                    let pmid = pmid_of_url(text).with_context(|| {
                         format!(
                             "{}: question {qi}: no PMID in document URL {text:?}",
                             file.display()
@@ -142,20 +124,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn urls() {
-        assert_eq!(
-            pmid_from_url("http://www.ncbi.nlm.nih.gov/pubmed/24392102"),
-            Some(24392102)
-        );
-        assert_eq!(
-            pmid_from_url("https://pubmed.ncbi.nlm.nih.gov/123/"),
-            Some(123)
-        );
-        assert_eq!(pmid_from_url("http://www.ncbi.nlm.nih.gov/pubmed/"), None);
-        assert_eq!(pmid_from_url("http://x/pubmed/12a"), None);
-    }
-
-    #[test]
     fn sample_test_batches_and_bad_files() {
         let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/sample/bioasq");
         let golden = sample.join("test-batch1_golden.json");
@@ -175,10 +143,7 @@ mod tests {
         let json: Value = serde_json::from_slice(&std::fs::read(&golden).unwrap()).unwrap();
         for q in json["questions"].as_array().unwrap() {
             for u in q["documents"].as_array().unwrap() {
-                assert!(
-                    d.pmids
-                        .contains(&pmid_from_url(u.as_str().unwrap()).unwrap())
-                );
+                assert!(d.pmids.contains(&pmid_of_url(u.as_str().unwrap()).unwrap()));
             }
         }
         let dir = tempfile::tempdir().unwrap();

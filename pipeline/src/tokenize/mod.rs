@@ -40,6 +40,7 @@ use serde_json::json;
 use tokenizers::Tokenizer;
 
 use crate::Ctx;
+use crate::config::TokenizeConfig;
 use crate::stage::{Plan, Stage, StageStatus};
 
 pub const STAGE: &str = "tokenize";
@@ -47,46 +48,6 @@ pub const STAGE: &str = "tokenize";
 pub const CODE_VERSION: u32 = 1;
 /// The end-of-text token: appended after every document; id 0 in GPT-NeoX and our trained tokenizers.
 pub const EOS_TOKEN: &str = "<|endoftext|>";
-
-/// `[tokenize]` section. Relative paths are relative to the data directory.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct TokenizeConfig {
-    /// `tokenizer.json` to encode with (`--tokenizer` overrides; the flag's path is taken as given).
-    pub tokenizer: PathBuf,
-    /// Directory of input Parquet parts: `parquet/current` (the current view) or `parquet/abstracts`.
-    pub input: PathBuf,
-    /// Keep citations that have a title but no abstract (as the title alone).
-    pub include_title_only: bool,
-    /// Fraction of PMIDs in the validation split.
-    pub val_fraction: f64,
-    /// Salt of the PMID hash that decides the split; changing it reshuffles the split.
-    pub split_salt: String,
-    /// Tokens per packed sequence.
-    pub seq_len: usize,
-    /// Sequences per shard file.
-    pub shard_sequences: usize,
-    /// BioASQ test sets (golden JSON files or directories of them) whose PMIDs are excluded.
-    pub decontaminate: Vec<PathBuf>,
-    /// Parquet rows read (and encoded in parallel) at a time.
-    pub batch_rows: usize,
-}
-
-impl Default for TokenizeConfig {
-    fn default() -> Self {
-        Self {
-            tokenizer: PathBuf::from("tokenizer/tokenizer.json"),
-            input: PathBuf::from("parquet/current"),
-            include_title_only: false,
-            val_fraction: 0.005,
-            split_salt: "biomamba-split-v1".into(),
-            seq_len: 2048,
-            shard_sequences: 8192,
-            decontaminate: Vec::new(),
-            batch_rows: 4096,
-        }
-    }
-}
 
 /// `pipeline tokenize` flags; each overrides its `[tokenize]` config value.
 #[derive(Clone, Debug, Default, clap::Args)]
@@ -114,23 +75,11 @@ pub struct Args {
     pub decontaminate: Vec<PathBuf>,
 }
 
-/// Everything the tokenize and pack stages need, with flags applied and paths resolved.
-#[derive(Clone, Debug)]
-pub struct Settings {
-    pub tokenizer: PathBuf,
-    pub input: PathBuf,
-    pub include_title_only: bool,
-    pub val_fraction: f64,
-    pub split_salt: String,
-    pub seq_len: usize,
-    pub shard_sequences: usize,
-    pub decontaminate: Vec<PathBuf>,
-    pub batch_rows: usize,
-}
-
-impl Settings {
+impl TokenizeConfig {
+    /// What the tokenize and pack stages run with: this section of the config with `pipeline
+    /// tokenize`'s flags applied and relative paths resolved in the data directory (paths given as
+    /// flags are taken as given).
     pub fn resolve(ctx: &Ctx, args: &Args) -> Result<Self> {
-        let c = &ctx.config.tokenize;
         let root = ctx.layout.root();
         let in_data = |p: &Path| {
             if p.is_absolute() {
@@ -139,22 +88,20 @@ impl Settings {
                 root.join(p)
             }
         };
-        let mut decontaminate: Vec<PathBuf> = c.decontaminate.iter().map(|p| in_data(p)).collect();
-        decontaminate.extend(args.decontaminate.iter().cloned());
-        let s = Self {
-            tokenizer: args
-                .tokenizer
-                .clone()
-                .unwrap_or_else(|| in_data(&c.tokenizer)),
-            input: args.input.clone().unwrap_or_else(|| in_data(&c.input)),
-            include_title_only: args.include_title_only || c.include_title_only,
-            val_fraction: args.val_fraction.unwrap_or(c.val_fraction),
-            split_salt: c.split_salt.clone(),
-            seq_len: args.seq_len.unwrap_or(c.seq_len),
-            shard_sequences: args.shard_sequences.unwrap_or(c.shard_sequences),
-            decontaminate,
-            batch_rows: c.batch_rows.max(1),
-        };
+        let mut s = ctx.config.tokenize.clone();
+        s.tokenizer = args
+            .tokenizer
+            .clone()
+            .unwrap_or_else(|| in_data(&s.tokenizer));
+        s.input = args.input.clone().unwrap_or_else(|| in_data(&s.input));
+        s.include_title_only |= args.include_title_only;
+        s.val_fraction = args.val_fraction.unwrap_or(s.val_fraction);
+        s.seq_len = args.seq_len.unwrap_or(s.seq_len);
+        s.shard_sequences = args.shard_sequences.unwrap_or(s.shard_sequences);
+        s.decontaminate = (s.decontaminate.iter().map(|p| in_data(p)))
+            .chain(args.decontaminate.iter().cloned())
+            .collect();
+        s.batch_rows = s.batch_rows.max(1);
         ensure!(
             (0.0..=1.0).contains(&s.val_fraction),
             "val_fraction {} is not within 0..=1",
@@ -235,26 +182,14 @@ impl LoadedTokenizer {
 }
 
 /// The input Parquet parts of `dir` in canonical order (file name order).
+/// The directory must exist (an empty one gives no parts).
 pub fn list_parts(dir: &Path) -> Result<Vec<PathBuf>> {
-    let entries = std::fs::read_dir(dir).with_context(|| {
-        format!(
-            "listing input parts in {} (run `pipeline parse` first, or set [tokenize] input)",
-            dir.display()
-        )
-    })?;
-    let mut parts = Vec::new();
-    for entry in entries {
-        let path = entry?.path();
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if name.ends_with(".parquet") && !name.starts_with('.') && path.is_file() {
-            parts.push(path);
-        }
-    }
-    parts.sort();
-    Ok(parts)
+    ensure!(
+        dir.is_dir(),
+        "listing input parts in {}: no such directory (run `pipeline parse` first, or set [tokenize] input)",
+        dir.display()
+    );
+    schemas::layout::files_with_suffix(dir, ".parquet")
 }
 
 /// One citation's fields that tokenizing needs.
@@ -427,7 +362,7 @@ struct TokenizeStageConfig {
     eos: &'static str,
 }
 
-fn stage_config(s: &Settings) -> TokenizeStageConfig {
+fn stage_config(s: &TokenizeConfig) -> TokenizeStageConfig {
     TokenizeStageConfig {
         include_title_only: s.include_title_only,
         document_text: "title\\nabstract",
@@ -449,7 +384,7 @@ pub struct TokenizeReport {
 }
 
 /// Stage 1: tokenize every part (cached per part). Returns the token files in canonical order.
-pub fn tokenize_stage(ctx: &Ctx, s: &Settings) -> Result<TokenizeReport> {
+pub fn tokenize_stage(ctx: &Ctx, s: &TokenizeConfig) -> Result<TokenizeReport> {
     let root = ctx.layout.root();
     let parts = list_parts(&s.input)?;
     let tok = LoadedTokenizer::load(&s.tokenizer)?;
@@ -547,10 +482,9 @@ pub fn tokenize_stage(ctx: &Ctx, s: &Settings) -> Result<TokenizeReport> {
     })
 }
 
-/// `pipeline tokenize`: both stages.
-pub fn run(ctx: &Ctx, args: Args) -> Result<()> {
-    let s = Settings::resolve(ctx, &args)?;
-    let report = tokenize_stage(ctx, &s)?;
+/// The tokenize stage with its summary line (`pipeline tokenize` then packs, see [`pack::run`]).
+pub fn run(ctx: &Ctx, s: &TokenizeConfig) -> Result<TokenizeReport> {
+    let report = tokenize_stage(ctx, s)?;
     println!(
         "tokenize: {} parts ({} tokenized, {} cached), {} documents, {} tokens, {} citations without abstract left out",
         report.parts,
@@ -560,14 +494,12 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<()> {
         report.totals.tokens,
         report.totals.skipped_no_text
     );
-    let packed = pack::pack_stage(ctx, &s, &report.token_files)?;
-    println!("{}", packed.describe());
-    Ok(())
+    Ok(report)
 }
 
 /// `pipeline status` row of the tokenize stage.
 pub fn status(ctx: &Ctx) -> Result<StageStatus> {
-    let s = Settings::resolve(ctx, &Args::default())?;
+    let s = TokenizeConfig::resolve(ctx, &Args::default())?;
     let stage = Stage::open(
         ctx.layout.root(),
         STAGE,

@@ -15,10 +15,10 @@ use anyhow::{Context, Result, ensure};
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::Settings;
 use super::decontaminate::{self, SourceCount};
 use super::token_file::TokenFileReader;
 use crate::Ctx;
+use crate::config::TokenizeConfig;
 use crate::stage::{Plan, Stage, StageStatus};
 
 pub const STAGE: &str = "pack";
@@ -35,8 +35,8 @@ pub enum Split {
 impl Split {
     pub fn name(self) -> &'static str {
         match self {
-            Split::Train => "train",
-            Split::Val => "val",
+            Split::Train => schemas::layout::TRAIN,
+            Split::Val => schemas::layout::VAL,
         }
     }
 }
@@ -144,7 +144,7 @@ struct PackStageConfig {
     split_salt: String,
 }
 
-fn stage_config(s: &Settings) -> PackStageConfig {
+fn stage_config(s: &TokenizeConfig) -> PackStageConfig {
     PackStageConfig {
         seq_len: s.seq_len,
         shard_sequences: s.shard_sequences,
@@ -170,7 +170,7 @@ struct SplitPacker {
 }
 
 impl SplitPacker {
-    fn new(dir: PathBuf, s: &Settings, vocab_size: usize) -> Self {
+    fn new(dir: PathBuf, s: &TokenizeConfig, vocab_size: usize) -> Self {
         Self {
             dir,
             seq_len: s.seq_len,
@@ -245,16 +245,11 @@ impl SplitPacker {
 
 /// Remove `shard-*.arrow` files of `dir` not in `keep` (left by a run with more shards).
 fn remove_other_shards(dir: &Path, keep: &[PathBuf]) -> Result<()> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Ok(());
-    };
-    for entry in entries {
-        let path = entry?.path();
-        let name = path
+    for path in schemas::layout::files_with_suffix(dir, ".arrow")? {
+        let is_shard = path
             .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if name.starts_with("shard-") && name.ends_with(".arrow") && !keep.contains(&path) {
+            .is_some_and(|n| n.to_string_lossy().starts_with("shard-"));
+        if is_shard && !keep.contains(&path) {
             std::fs::remove_file(&path)
                 .with_context(|| format!("removing stale shard {}", path.display()))?;
         }
@@ -263,7 +258,7 @@ fn remove_other_shards(dir: &Path, keep: &[PathBuf]) -> Result<()> {
 }
 
 /// Stage 2: pack the token files (canonical order) into shards; cached as one unit.
-pub fn pack_stage(ctx: &Ctx, s: &Settings, token_files: &[PathBuf]) -> Result<PackSummary> {
+pub fn pack_stage(ctx: &Ctx, s: &TokenizeConfig, token_files: &[PathBuf]) -> Result<PackSummary> {
     let root = ctx.layout.root();
     let decon = decontaminate::load(&s.decontaminate, root)?;
     let stage = Stage::open(
@@ -285,8 +280,8 @@ pub fn pack_stage(ctx: &Ctx, s: &Settings, token_files: &[PathBuf]) -> Result<Pa
         summary.cached = true;
         return Ok(summary);
     }
-    let train_dir = ctx.layout.shards("train");
-    let val_dir = ctx.layout.shards("val");
+    let train_dir = ctx.layout.shards(Split::Train.name());
+    let val_dir = ctx.layout.shards(Split::Val.name());
     for dir in [&train_dir, &val_dir] {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         schemas::atomic::remove_stale_temps(dir)?;
@@ -401,9 +396,16 @@ pub fn pack_stage(ctx: &Ctx, s: &Settings, token_files: &[PathBuf]) -> Result<Pa
     Ok(summary)
 }
 
+/// The pack stage with its summary lines.
+pub fn run(ctx: &Ctx, s: &TokenizeConfig, token_files: &[PathBuf]) -> Result<PackSummary> {
+    let packed = pack_stage(ctx, s, token_files)?;
+    println!("{}", packed.describe());
+    Ok(packed)
+}
+
 /// `pipeline status` row of the pack stage.
 pub fn status(ctx: &Ctx) -> Result<StageStatus> {
-    let s = Settings::resolve(ctx, &super::Args::default())?;
+    let s = TokenizeConfig::resolve(ctx, &super::Args::default())?;
     let stage = Stage::open(
         ctx.layout.root(),
         STAGE,

@@ -4,10 +4,10 @@ use std::path::{Path, PathBuf};
 use schemas::shards::ShardSet;
 
 use super::pack::{PackSummary, Split, split_of};
-use testkit::synthetic::{AbstractRow, read_expect_jsonl, write_abstracts_part};
 use super::token_file::TokenFileReader;
 use super::*;
 use crate::{Config, Ctx};
+use testkit::synthetic::{AbstractRow, read_expect_jsonl, write_abstracts_part};
 
 use testkit::fixtures::{fixtures_dir as fixtures, sample_dir};
 
@@ -66,7 +66,7 @@ fn sample_ctx(dir: &Path, parts: &[Vec<AbstractRow>]) -> Ctx {
 }
 
 fn run_all(ctx: &Ctx) -> (TokenizeReport, PackSummary) {
-    let s = Settings::resolve(ctx, &Args::default()).unwrap();
+    let s = TokenizeConfig::resolve(ctx, &Args::default()).unwrap();
     let report = tokenize_stage(ctx, &s).unwrap();
     let packed = pack::pack_stage(ctx, &s, &report.token_files).unwrap();
     (report, packed)
@@ -143,7 +143,7 @@ fn ids_equal_gpt_neox_expect_file() {
     let mut config = Config::default();
     config.tokenize.tokenizer = tok_path.clone();
     let ctx = Ctx::new(Some(dir.path().to_path_buf()), config, false);
-    let s = Settings::resolve(&ctx, &Args::default()).unwrap();
+    let s = TokenizeConfig::resolve(&ctx, &Args::default()).unwrap();
     let report = tokenize_stage(&ctx, &s).unwrap();
     assert_eq!(report.totals.docs as usize, expected.len());
     assert_eq!(report.totals.skipped_no_text, 3);

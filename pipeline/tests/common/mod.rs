@@ -3,8 +3,28 @@
 
 use std::path::{Path, PathBuf};
 
-use pipeline::parse::{Citation, Item, ParseOptions, open_input, parse_reader};
+use pipeline::Ctx;
+use pipeline::parse::{Citation, Item, ParseOptions, ParseSummary, open_input, parse_reader};
 use serde_json::{Value, json};
+
+/// What the `pipeline parse` command does: the parse stage, then the current view (unless sharded
+/// or `--no-current`).
+pub fn parse_command(ctx: &Ctx, args: pipeline::parse::Args) -> anyhow::Result<ParseSummary> {
+    let builds_current = args.builds_current();
+    let summary = pipeline::parse::run(ctx, args)?;
+    if builds_current {
+        pipeline::current::run(ctx, pipeline::current::Args::default())?;
+    }
+    Ok(summary)
+}
+
+/// What the `pipeline tokenize` command does: the tokenize stage, then the pack stage.
+pub fn tokenize_command(ctx: &Ctx, args: pipeline::tokenize::Args) -> anyhow::Result<()> {
+    let config = pipeline::config::TokenizeConfig::resolve(ctx, &args)?;
+    let report = pipeline::tokenize::run(ctx, &config)?;
+    pipeline::tokenize::pack::run(ctx, &config, &report.token_files)?;
+    Ok(())
+}
 
 /// The real fixtures (`BIOMAMBA_FIXTURES`, default `<workspace>/../shared/fixtures`), if present.
 pub fn fixtures() -> Option<PathBuf> {
