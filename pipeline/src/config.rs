@@ -214,13 +214,14 @@ pub struct BioasqConfig {
     /// (`documents`).
     pub test_documents: TestDocuments,
     /// `[bioasq.tasks.<name>]`: the task tables to build.
-    pub tasks: BTreeMap<String, TaskConfig>,
+    pub tasks: BTreeMap<String, TaskInputs>,
 }
 
-/// `[bioasq.tasks.<name>]`: one fine-tuning/evaluation task.
+/// `[bioasq.tasks.<name>]`: the input files of one task's tables (`bioasq/<name>/{train,test}.arrow`);
+/// how the trainer fine-tunes on and scores the task is its `[tasks.<name>]`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct TaskConfig {
+pub struct TaskInputs {
     /// BioASQ edition (4 for BioASQ 4b): test sets of this year or later are removed from `train`.
     pub year: u32,
     /// The training file (file name in the input directory): official or SQuAD format.

@@ -95,7 +95,15 @@ impl Config {
             c.finetune.validate().with_context(|| format!("in {name}"))?;
         }
         if wanted(Section::Tasks) {
-            c.tasks = section(&table, Section::Tasks.name(), &name)?;
+            let tasks: BTreeMap<String, TaskConfig> =
+                section(&table, Section::Tasks.name(), &name)?;
+            c.tasks = tasks
+                .into_iter()
+                .map(|(task, t)| {
+                    let t = t.with_default_tables(&task);
+                    (task, t)
+                })
+                .collect();
             if c.tasks.is_empty() {
                 for y in ["4b", "5b", "6b"] {
                     c.tasks
@@ -275,15 +283,6 @@ impl PretrainConfig {
         self.warmup_steps
             .unwrap_or_else(|| (self.steps as f64 * self.warmup_fraction).round() as u64)
     }
-    pub fn adamw(&self) -> AdamWParams {
-        AdamWParams {
-            beta1: self.beta1,
-            beta2: self.beta2,
-            eps: self.eps,
-            weight_decay: self.weight_decay,
-            clip: self.clip,
-        }
-    }
     pub fn tokens_per_step(&self) -> u64 {
         (self.micro_batch * self.grad_accum * self.seq_len) as u64
     }
@@ -390,18 +389,22 @@ impl Default for FinetuneConfig {
     }
 }
 
-/// `[tasks.NAME]`: one BioASQ task (tables relative to the data dir) and its overrides.
+/// `[tasks.NAME]`: how to fine-tune on and score BioASQ task NAME, whose tables
+/// `pipeline bioasq` builds from `[bioasq.tasks.NAME]`; per-task overrides of `[finetune]`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct TaskConfig {
-    /// Row label in the results table, e.g. `4b`.
+    /// Row label in the results table, e.g. `4b`; default: the task name.
     pub label: String,
+    /// Tables relative to the data dir; default: where `pipeline bioasq` writes task NAME's
+    /// (`bioasq/NAME/train.arrow`, `bioasq/NAME/test.arrow`, `bioasq/golden.arrow`).
     pub train: PathBuf,
     pub test: PathBuf,
     pub golden: PathBuf,
     /// Golden test batches of the task (e.g. `4B1`…`4B5`): each of their factoid questions
     /// is answered and scored (no context → no answer, scored 0). Empty: the golden test
-    /// batches' questions that have a row in the test table ([`Self::select_golden`]).
+    /// batches' questions that have a row in the test table
+    /// ([`crate::eval::answer::select_golden`]).
     pub batches: Vec<String>,
     pub epochs: Option<usize>,
     pub lr: Option<f64>,
@@ -410,24 +413,53 @@ pub struct TaskConfig {
 }
 
 impl TaskConfig {
-    /// The defaults of task `bioasq-{y}` (e.g. `4b`), as `pipeline bioasq` writes them
-    /// ([`schemas::Layout::bioasq_table`]): `bioasq/bioasq-{y}/{train,test}.arrow`,
-    /// `bioasq/golden.arrow`, batches `{Y}1`…`{Y}5`.
+    /// The defaults of task `bioasq-{y}` (e.g. `4b`): label `{y}`, batches `{Y}1`…`{Y}5`, the
+    /// tables of [`Self::with_default_tables`].
     pub fn for_year(y: &str) -> Self {
-        let tables = Layout::relative();
-        let task = format!("bioasq-{y}");
         TaskConfig {
             label: y.to_string(),
-            train: tables.bioasq_table(&task, layout::TRAIN),
-            test: tables.bioasq_table(&task, layout::TEST),
-            golden: tables.bioasq_golden(),
             batches: (1..=5)
                 .map(|i| format!("{}{i}", y.to_uppercase()))
                 .collect(),
             ..Default::default()
         }
+        .with_default_tables(&format!("bioasq-{y}"))
+    }
+
+    /// Tables not given default to where `pipeline bioasq` writes those of task `name`
+    /// ([`schemas::Layout::bioasq_table`], [`schemas::Layout::bioasq_golden`]).
+    pub fn with_default_tables(mut self, name: &str) -> Self {
+        let tables = Layout::relative();
+        for (path, default) in [
+            (&mut self.train, tables.bioasq_table(name, layout::TRAIN)),
+            (&mut self.test, tables.bioasq_table(name, layout::TEST)),
+            (&mut self.golden, tables.bioasq_golden()),
+        ] {
+            if path.as_os_str().is_empty() {
+                *path = default;
+            }
+        }
+        self
     }
 }
+
+/// `adamw()`: the optimizer settings of a recipe (`[pretrain]` and `[finetune]` name them alike).
+macro_rules! adamw_settings {
+    ($($section:ty),*) => {$(
+        impl $section {
+            pub fn adamw(&self) -> AdamWParams {
+                AdamWParams {
+                    beta1: self.beta1,
+                    beta2: self.beta2,
+                    eps: self.eps,
+                    weight_decay: self.weight_decay,
+                    clip: self.clip,
+                }
+            }
+        }
+    )*};
+}
+adamw_settings!(PretrainConfig, FinetuneConfig);
 
 /// Settings of one task after overrides.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -438,16 +470,6 @@ pub struct Resolved {
 }
 
 impl FinetuneConfig {
-    pub fn adamw(&self) -> AdamWParams {
-        AdamWParams {
-            beta1: self.beta1,
-            beta2: self.beta2,
-            eps: self.eps,
-            weight_decay: self.weight_decay,
-            clip: self.clip,
-        }
-    }
-
     /// Optimizer steps of a run over `examples` training examples: `epochs` passes in batches
     /// of `batch_size` (the order crosses epoch boundaries), at most `max_steps`.
     pub fn total_steps(&self, examples: usize) -> u64 {

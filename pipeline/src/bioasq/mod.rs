@@ -23,7 +23,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::Ctx;
-use crate::config::{TaskConfig, TestDocuments};
+use crate::config::{TaskInputs, TestDocuments};
 use crate::stage::{Plan, Stage, StageStatus};
 use formats::{InputFile, OfficialQuestion, exact_answer_lists, pmid_of_url};
 use schemas::bioasq::{Example, GoldenRow, Split, source};
@@ -67,7 +67,7 @@ impl Args {
 #[derive(Serialize)]
 struct Fingerprinted<'a> {
     test_documents: TestDocuments,
-    tasks: &'a BTreeMap<String, TaskConfig>,
+    tasks: &'a BTreeMap<String, TaskInputs>,
     offline: bool,
 }
 
@@ -224,7 +224,7 @@ fn print_summary(stats: &Value) {
 }
 
 fn check_tasks(
-    tasks: &BTreeMap<String, TaskConfig>,
+    tasks: &BTreeMap<String, TaskInputs>,
     names: &BTreeMap<String, PathBuf>,
 ) -> Result<()> {
     for (task, t) in tasks {
