@@ -156,7 +156,7 @@ const NAMES: [&str; 8] = ["y", "last state", "du", "ddelta", "dA", "dB", "dC", "
 fn fused(p: &Problem) -> Vec<Vec<f32>> {
     let dev = gpu_device();
     let (u, delta, a, b, c, d, dy) = p.tensors::<Gpu>(&dev);
-    let (y, last) = scan_cubecl::forward(
+    let (y, last) = cubecl::forward(
         u.clone(),
         delta.clone(),
         a.clone(),
@@ -164,7 +164,7 @@ fn fused(p: &Problem) -> Vec<Vec<f32>> {
         c.clone(),
         d.clone(),
     );
-    let (du, ddelta, da, db, dc, dd) = scan_cubecl::backward(u, delta, a, b, c, d, dy);
+    let (du, ddelta, da, db, dc, dd) = cubecl::backward(u, delta, a, b, c, d, dy);
     vec![
         host(y),
         host(last),
