@@ -191,8 +191,7 @@ fn fused(kernel: ScanKernel, p: &Problem) -> Vec<Vec<f32>> {
         c.clone(),
         d.clone(),
     );
-    let (du, ddelta, da, db, dc, dd) =
-        scan_cubecl::backward_with(kernel, u, delta, a, b, c, d, dy);
+    let (du, ddelta, da, db, dc, dd) = scan_cubecl::backward_with(kernel, u, delta, a, b, c, d, dy);
     vec![
         host(y),
         host(last),

@@ -69,6 +69,7 @@
 //! skip only their stores. A barrier in divergent control flow is undefined behavior on CUDA and
 //! breaks the pipeline on lavapipe; the parity tests check that results are not zeros.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::tensor::{DType, Shape, Tensor, TensorPrimitive};
@@ -78,7 +79,7 @@ use burn_cubecl::{
 };
 use cubecl::prelude::ComputeClient;
 
-// pub mod cuda_source;
+pub mod cuda_source;
 mod per_channel;
 mod reduce;
 mod seq;
@@ -94,6 +95,7 @@ pub const PER_CHANNEL_MAX_LEN: usize = 32;
 pub const SHARED_BUDGET: usize = 48 * 1024;
 
 static FUSED: AtomicBool = AtomicBool::new(true);
+static KERNEL: Mutex<ScanKernel> = Mutex::new(ScanKernel::Auto);
 
 /// Whether CubeCL backends run these kernels (default) or the tensor-op scan of
 /// [`crate::scan::tensor_ops`]; the switch lets `bench_gpu` time both on the same backend.
@@ -104,6 +106,17 @@ pub fn fused_scan() -> bool {
 /// Choose the fused kernels (`true`) or the tensor-op scan for every CubeCL backend.
 pub fn set_fused_scan(fused: bool) {
     FUSED.store(fused, Ordering::Relaxed);
+}
+
+/// The kernels [`forward`] and [`backward`] (and so the model on a CubeCL backend) use:
+/// [`ScanKernel::Auto`] unless changed, e.g. by `bench_gpu` to time the per-channel kernels.
+pub fn scan_kernel() -> ScanKernel {
+    *KERNEL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Set the kernels [`forward`] and [`backward`] use.
+pub fn set_scan_kernel(kernel: ScanKernel) {
+    *KERNEL.lock().unwrap_or_else(|e| e.into_inner()) = kernel;
 }
 
 /// Which kernels run the scan.
@@ -143,7 +156,7 @@ impl<R: CubeRuntime> Inputs<R> {
     }
 
     /// The kernel family and tile for this shape and device.
-    fn resolve(&self, kernel: ScanKernel, default: SeqConfig) -> ScanKernel {
+    pub(crate) fn resolve(&self, kernel: ScanKernel, default: SeqConfig) -> ScanKernel {
         match kernel {
             ScanKernel::Auto if self.len <= PER_CHANNEL_MAX_LEN => ScanKernel::PerChannel,
             ScanKernel::Auto => {
@@ -171,7 +184,7 @@ pub(crate) struct Grads<R: CubeRuntime> {
 
 type Cube<R, F, I, BT> = CubeBackend<R, F, I, BT>;
 
-/// Fused selective-scan forward with the kernels [`ScanKernel::Auto`] picks. Shapes as in
+/// Fused selective-scan forward with the kernels of [`scan_kernel`]. Shapes as in
 /// [`crate::scan`]; returns `y [B, D, L]` and the final state `[B, D, N]`, both in the element
 /// type of `u`.
 pub fn forward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
@@ -182,7 +195,7 @@ pub fn forward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
     c: Tensor<Cube<R, F, I, BT>, 3>,
     d: Tensor<Cube<R, F, I, BT>, 1>,
 ) -> (Tensor<Cube<R, F, I, BT>, 3>, Tensor<Cube<R, F, I, BT>, 3>) {
-    forward_with(ScanKernel::Auto, u, delta, a, b, c, d)
+    forward_with(scan_kernel(), u, delta, a, b, c, d)
 }
 
 /// [`forward`] with the kernels chosen by the caller.
@@ -204,7 +217,7 @@ pub fn forward_with<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElem
 }
 
 /// Gradients of `sum(y ⊙ dy)` with respect to `(u, delta, a, b, c, d)`, same shapes and element
-/// type as the inputs, with the kernels [`ScanKernel::Auto`] picks.
+/// type as the inputs, with the kernels of [`scan_kernel`].
 #[allow(clippy::type_complexity)]
 pub fn backward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
     u: Tensor<Cube<R, F, I, BT>, 3>,
@@ -222,7 +235,7 @@ pub fn backward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>
     Tensor<Cube<R, F, I, BT>, 3>,
     Tensor<Cube<R, F, I, BT>, 1>,
 ) {
-    backward_with(ScanKernel::Auto, u, delta, a, b, c, d, dy)
+    backward_with(scan_kernel(), u, delta, a, b, c, d, dy)
 }
 
 /// [`backward`] with the kernels chosen by the caller.

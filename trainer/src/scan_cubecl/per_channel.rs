@@ -238,7 +238,10 @@ pub(super) fn backward<R: CubeRuntime>(x: &Inputs<R>, dy: CubeTensor<R>) -> Grad
     let dd_part = x.empty(Shape::new([1, bsz, dim]), DType::F32);
     let db_part = x.empty(Shape::new([bsz, dim, n * len]), DType::F32);
     let dc_part = x.empty(Shape::new([bsz, dim, n * len]), DType::F32);
-    let bounds = x.empty(Shape::new([bsz, dim, len.div_ceil(CHUNK).max(1), n]), DType::F32);
+    let bounds = x.empty(
+        Shape::new([bsz, dim, len.div_ceil(CHUNK).max(1), n]),
+        DType::F32,
+    );
     if bsz * dim * len > 0 {
         scan_backward_kernel::launch::<R>(
             x.client(),

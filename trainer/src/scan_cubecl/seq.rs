@@ -85,15 +85,15 @@ impl SeqConfig {
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 pub fn seq_forward_kernel<F: Float>(
-    u: &Tensor<F>,             // [B, D, L]
-    delta: &Tensor<F>,         // [B, D, L]
-    a: &Tensor<F>,             // [D, N]
-    bm: &Tensor<F>,            // [B, N, L]
-    cm: &Tensor<F>,            // [B, N, L]
-    dskip: &Tensor<F>,         // [D]
-    y: &mut Tensor<F>,         // [B, D, L]
-    last: &mut Tensor<F>,      // [B, D, N]
-    bounds: &mut Tensor<f32>,  // [B, D, chunks, N]
+    u: &Tensor<F>,            // [B, D, L]
+    delta: &Tensor<F>,        // [B, D, L]
+    a: &Tensor<F>,            // [D, N]
+    bm: &Tensor<F>,           // [B, N, L]
+    cm: &Tensor<F>,           // [B, N, L]
+    dskip: &Tensor<F>,        // [D]
+    y: &mut Tensor<F>,        // [B, D, L]
+    last: &mut Tensor<F>,     // [B, D, N]
+    bounds: &mut Tensor<f32>, // [B, D, chunks, N]
     #[comptime] n_state: usize,
     #[comptime] units: usize,
     #[comptime] items: usize,
