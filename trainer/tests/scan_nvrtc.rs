@@ -163,8 +163,8 @@ fn compile_all(
     failures
 }
 
-#[test]
-fn generated_cuda_compiles_with_nvrtc() {
+/// NVRTC and the directories it came from; None (SKIP printed) when absent outside CI.
+fn nvrtc_or_skip() -> Option<(Nvrtc, PathBuf, PathBuf)> {
     let Some((lib, include)) = nvrtc_dirs() else {
         let msg = "NVRTC not found (pip install --target ~/.cache/biomamba-nvrtc \
                    nvidia-cuda-nvrtc-cu12 nvidia-cuda-runtime-cu12, or set BIOMAMBA_NVRTC_DIR)";
@@ -173,9 +173,17 @@ fn generated_cuda_compiles_with_nvrtc() {
             "{msg}; CI must run this check"
         );
         println!("SKIP: {msg}");
-        return;
+        return None;
     };
     let nvrtc = Nvrtc::load(&find_nvrtc(&lib).unwrap());
+    Some((nvrtc, lib, include))
+}
+
+#[test]
+fn generated_cuda_compiles_with_nvrtc() {
+    let Some((nvrtc, lib, include)) = nvrtc_or_skip() else {
+        return;
+    };
     let (major, minor) = nvrtc.version();
     println!("NVRTC {major}.{minor} from {}", lib.display());
     let mut failures = Vec::new();
@@ -228,11 +236,9 @@ fn generated_cuda_compiles_with_nvrtc() {
 /// function.
 #[test]
 fn nvrtc_reports_compile_errors() {
-    let Some((lib, include)) = nvrtc_dirs() else {
-        println!("SKIP: NVRTC not found");
+    let Some((nvrtc, _, include)) = nvrtc_or_skip() else {
         return;
     };
-    let nvrtc = Nvrtc::load(&find_nvrtc(&lib).unwrap());
     let bad = CudaKernelSource {
         label: "deliberately broken".into(),
         entrypoint: "broken".into(),
