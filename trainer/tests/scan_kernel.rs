@@ -245,7 +245,7 @@ fn check(kernel: ScanKernel) {
             let e = rel_err(&got[k], &want[k]);
             let zeros = got[k].iter().all(|&x| x == 0.0) && want[k].iter().any(|&x| x != 0.0);
             println!("{kernel:?} {shape:?} {name}: rel err {e:.3e}");
-            if !(e < 1e-4) || zeros {
+            if e.is_nan() || e >= 1e-4 || zeros {
                 failures.push(format!(
                     "{kernel:?} {shape:?} {name}: rel err {e:.3e}{}",
                     if zeros { " (all zeros)" } else { "" }

@@ -183,6 +183,8 @@ pub(crate) struct Grads<R: CubeRuntime> {
 }
 
 type Cube<R, F, I, BT> = CubeBackend<R, F, I, BT>;
+/// `(y, last state)` of the forward.
+type Outputs<R, F, I, BT> = (Tensor<Cube<R, F, I, BT>, 3>, Tensor<Cube<R, F, I, BT>, 3>);
 
 /// Fused selective-scan forward with the kernels of [`scan_kernel`]. Shapes as in
 /// [`crate::scan`]; returns `y [B, D, L]` and the final state `[B, D, N]`, both in the element
@@ -194,7 +196,7 @@ pub fn forward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
     b: Tensor<Cube<R, F, I, BT>, 3>,
     c: Tensor<Cube<R, F, I, BT>, 3>,
     d: Tensor<Cube<R, F, I, BT>, 1>,
-) -> (Tensor<Cube<R, F, I, BT>, 3>, Tensor<Cube<R, F, I, BT>, 3>) {
+) -> Outputs<R, F, I, BT> {
     forward_with(scan_kernel(), u, delta, a, b, c, d)
 }
 
@@ -207,7 +209,7 @@ pub fn forward_with<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElem
     b: Tensor<Cube<R, F, I, BT>, 3>,
     c: Tensor<Cube<R, F, I, BT>, 3>,
     d: Tensor<Cube<R, F, I, BT>, 1>,
-) -> (Tensor<Cube<R, F, I, BT>, 3>, Tensor<Cube<R, F, I, BT>, 3>) {
+) -> Outputs<R, F, I, BT> {
     let x = inputs(u, delta, a, b, c, d);
     let (y, last) = match x.resolve(kernel, SeqConfig::FORWARD) {
         ScanKernel::Seq(cfg) => seq::forward(&x, cfg),

@@ -98,7 +98,7 @@ mod kernels {
     ) {
         let dim = u.shape(1);
         let len = u.shape(2);
-        let nchunks = (len + chunk - 1) / chunk;
+        let nchunks = len.div_ceil(chunk);
         let b = CUBE_POS_Y as usize;
         let d = CUBE_POS_X as usize * CUBE_DIM_X as usize + UNIT_POS_X as usize;
         // No unit-to-unit communication (no shared memory, no barriers), so units past the last

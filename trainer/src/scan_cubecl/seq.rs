@@ -83,7 +83,8 @@ impl SeqConfig {
 /// Forward over all chunks. With `write_y`: `y` and the final state `last`; with `save_bounds`:
 /// the state entering every chunk in `bounds` (the backward's pre-pass, which skips phase 3).
 #[cube(launch)]
-#[allow(clippy::too_many_arguments)]
+// `if comptime!(..) { if valid { .. } }`: the outer test runs at expansion time, the inner on the GPU.
+#[allow(clippy::too_many_arguments, clippy::collapsible_if)]
 pub fn seq_forward_kernel<F: Float>(
     u: &Tensor<F>,            // [B, D, L]
     delta: &Tensor<F>,        // [B, D, L]
@@ -106,7 +107,7 @@ pub fn seq_forward_kernel<F: Float>(
     let len = u.shape(2);
     let chunk = comptime!(units * items);
     let width = comptime!(n_state + 1);
-    let nchunks = (len + chunk - 1) / chunk;
+    let nchunks = len.div_ceil(chunk);
     let b = CUBE_POS_Y as usize;
     let j = UNIT_POS_X as usize;
     let c = UNIT_POS_Y as usize;
@@ -255,8 +256,8 @@ pub fn seq_backward_kernel<F: Float>(
     let cube_units = comptime!(channels * units);
     // Rounds of the dB/dC reduction: 2·chunk outputs over channels·units units.
     let rounds = comptime!((2 * items).div_ceil(channels));
-    let nchunks = (len + chunk - 1) / chunk;
-    let groups = (dim + channels - 1) / channels;
+    let nchunks = len.div_ceil(chunk);
+    let groups = dim.div_ceil(channels);
     let g = CUBE_POS_X as usize;
     let b = CUBE_POS_Y as usize;
     let j = UNIT_POS_X as usize;
@@ -292,6 +293,8 @@ pub fn seq_backward_kernel<F: Float>(
     let mut dus = Array::<f32>::new(items);
     let mut ddts = Array::<f32>::new(items);
     let mut hp = Array::<f32>::new(items);
+    let mut decs = Array::<f32>::new(items);
+    let mut bns = Array::<f32>::new(items);
 
     for r in 0..nchunks {
         let ck = nchunks - 1 - r;
@@ -394,9 +397,10 @@ pub fn seq_backward_kernel<F: Float>(
             for k in 0..items {
                 let t = t0 + k;
                 let tc = if t < len { t } else { len - 1 };
-                let bn = f32::cast_from(bm[bc + n * len + tc]);
+                bns[k] = f32::cast_from(bm[bc + n * len + tc]);
                 hp[k] = h;
-                h = (dts[k] * an).exp() * h + dts[k] * us[k] * bn;
+                decs[k] = (dts[k] * an).exp();
+                h = decs[k] * h + dts[k] * us[k] * bns[k];
             }
             let mut qc = qin[n];
             let mut dan = 0.0f32;
@@ -405,9 +409,9 @@ pub fn seq_backward_kernel<F: Float>(
                 let k = comptime!(items - 1 - kr);
                 let t = t0 + k;
                 let tc = if t < len { t } else { len - 1 };
-                let bn = f32::cast_from(bm[bc + n * len + tc]);
+                let bn = bns[k];
                 let cn = f32::cast_from(cm[bc + n * len + tc]);
-                let dec = (dts[k] * an).exp();
+                let dec = decs[k];
                 let ah = dec * hp[k]; // exp(Δ_t A) h_{t-1}
                 let gn = cn * dys[k] + qc;
                 dus[k] += dts[k] * gn * bn;
