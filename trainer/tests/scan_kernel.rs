@@ -232,26 +232,40 @@ const SMALL_TILES: [SeqConfig; 2] = [
     },
 ];
 
-/// Every output of `kernel` within 1e-4 (relative L2) of the f64 reference on every shape, and
-/// not all zeros where the reference is not (a pipeline that never ran leaves zeros).
+/// Rel. errors of every output of `kernel` against the f64 reference; a failure message for each
+/// above 1e-4 or all zeros where the reference is not (a pipeline that never ran leaves zeros).
+fn compare(kernel: ScanKernel, p: &Problem, failures: &mut Vec<String>) -> [f64; 8] {
+    let want = p.reference();
+    let got = fused(kernel, p);
+    let shape = p.shape;
+    let mut errs = [0.0f64; 8];
+    for (k, name) in NAMES.iter().enumerate() {
+        let e = rel_err(&got[k], &want[k]);
+        let zeros = got[k].iter().all(|&x| x == 0.0) && want[k].iter().any(|&x| x != 0.0);
+        println!("{kernel:?} {shape:?} {name}: rel err {e:.3e}");
+        if e.is_nan() || e >= 1e-4 || zeros {
+            failures.push(format!(
+                "{kernel:?} {shape:?} {name}: rel err {e:.3e}{}",
+                if zeros { " (all zeros)" } else { "" }
+            ));
+        }
+        errs[k] = e;
+    }
+    errs
+}
+
+/// Every output of `kernel` within 1e-4 (relative L2) of the f64 reference on every shape.
 fn check(kernel: ScanKernel) {
     let mut worst = [0.0f64; 8];
     let mut failures = Vec::new();
     for (i, shape) in SHAPES.iter().enumerate() {
-        let p = Problem::new(*shape, 1000 + i as u64);
-        let want = p.reference();
-        let got = fused(kernel, &p);
-        for (k, name) in NAMES.iter().enumerate() {
-            let e = rel_err(&got[k], &want[k]);
-            let zeros = got[k].iter().all(|&x| x == 0.0) && want[k].iter().any(|&x| x != 0.0);
-            println!("{kernel:?} {shape:?} {name}: rel err {e:.3e}");
-            if e.is_nan() || e >= 1e-4 || zeros {
-                failures.push(format!(
-                    "{kernel:?} {shape:?} {name}: rel err {e:.3e}{}",
-                    if zeros { " (all zeros)" } else { "" }
-                ));
-            }
-            worst[k] = worst[k].max(e);
+        let errs = compare(
+            kernel,
+            &Problem::new(*shape, 1000 + i as u64),
+            &mut failures,
+        );
+        for k in 0..8 {
+            worst[k] = worst[k].max(errs[k]);
         }
     }
     for (k, name) in NAMES.iter().enumerate() {
@@ -264,6 +278,21 @@ fn check(kernel: ScanKernel) {
 #[test]
 fn auto_kernels_match_reference() {
     check(ScanKernel::Auto);
+}
+
+/// The automatic choice at the largest state size, N = 64 (the backward tile shrinks to fit the
+/// device's shared memory), and with an empty sequence (zeros: h_{-1} = 0, nothing to sum).
+#[test]
+fn auto_kernels_largest_state_and_empty_sequence() {
+    let mut failures = Vec::new();
+    for (i, shape) in [[2, 5, 100, 64], [2, 3, 0, 4]].into_iter().enumerate() {
+        compare(
+            ScanKernel::Auto,
+            &Problem::new(shape, 300 + i as u64),
+            &mut failures,
+        );
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 /// The sequence-parallel kernels with the default tiles on every length (also L = 1, 7).

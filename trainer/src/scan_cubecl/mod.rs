@@ -74,8 +74,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::tensor::{DType, Shape, Tensor, TensorPrimitive};
 use burn_cubecl::{
-    BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement, kernel::into_contiguous,
-    ops::numeric::empty_device_contiguous_dtype, tensor::CubeTensor,
+    BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement,
+    kernel::into_contiguous,
+    ops::numeric::{empty_device_contiguous_dtype, zeros_client},
+    tensor::CubeTensor,
 };
 use cubecl::prelude::ComputeClient;
 
@@ -155,6 +157,21 @@ impl<R: CubeRuntime> Inputs<R> {
         empty(&self.u.client, &self.u.device, shape, dtype)
     }
 
+    /// With B, D or L zero no kernel runs: the outputs are zeros (h_{-1} = 0, empty sums).
+    fn zeros<const K: usize>(&self, shape: [usize; K]) -> CubeTensor<R> {
+        let shape = Shape::new(shape);
+        zeros_client(
+            self.client().clone(),
+            self.u.device.clone(),
+            shape,
+            self.dtype,
+        )
+    }
+
+    fn is_empty(&self) -> bool {
+        self.bsz * self.dim * self.len == 0
+    }
+
     /// The kernel family and tile for this shape and device.
     pub(crate) fn resolve(&self, kernel: ScanKernel, default: SeqConfig) -> ScanKernel {
         match kernel {
@@ -211,6 +228,11 @@ pub fn forward_with<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElem
     d: Tensor<Cube<R, F, I, BT>, 1>,
 ) -> Outputs<R, F, I, BT> {
     let x = inputs(u, delta, a, b, c, d);
+    if x.is_empty() {
+        let y = x.zeros([x.bsz, x.dim, x.len]);
+        let last = x.zeros([x.bsz, x.dim, x.n]);
+        return (tensor(y), tensor(last));
+    }
     let (y, last) = match x.resolve(kernel, SeqConfig::FORWARD) {
         ScanKernel::Seq(cfg) => seq::forward(&x, cfg),
         _ => per_channel::forward(&x),
@@ -266,9 +288,21 @@ pub fn backward_with<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolEle
         "selective scan: dy must be [B, D, L] like u"
     );
     let dy = prim(dy, x.dtype);
-    let g = match x.resolve(kernel, SeqConfig::BACKWARD) {
-        ScanKernel::Seq(cfg) => seq::backward(&x, dy, cfg),
-        _ => per_channel::backward(&x, dy),
+    let g = if x.is_empty() {
+        let (bsz, dim, len, n) = (x.bsz, x.dim, x.len, x.n);
+        Grads {
+            du: x.zeros([bsz, dim, len]),
+            ddelta: x.zeros([bsz, dim, len]),
+            da: x.zeros([dim, n]),
+            db: x.zeros([bsz, n, len]),
+            dc: x.zeros([bsz, n, len]),
+            dd: x.zeros([dim]),
+        }
+    } else {
+        match x.resolve(kernel, SeqConfig::BACKWARD) {
+            ScanKernel::Seq(cfg) => seq::backward(&x, dy, cfg),
+            _ => per_channel::backward(&x, dy),
+        }
     };
     (
         tensor(g.du),

@@ -208,23 +208,21 @@ mod kernels {
 pub(super) fn forward<R: CubeRuntime>(x: &Inputs<R>) -> (CubeTensor<R>, CubeTensor<R>) {
     let y = x.empty(Shape::new([x.bsz, x.dim, x.len]), x.dtype);
     let last = x.empty(Shape::new([x.bsz, x.dim, x.n]), x.dtype);
-    if x.bsz * x.dim * x.len > 0 {
-        scan_forward_kernel::launch::<R>(
-            x.client(),
-            CubeCount::Static(x.dim.div_ceil(CHANNELS_PER_CUBE) as u32, x.bsz as u32, 1),
-            CubeDim::new_1d(CHANNELS_PER_CUBE as u32),
-            x.u.clone().into_tensor_arg(),
-            x.delta.clone().into_tensor_arg(),
-            x.a.clone().into_tensor_arg(),
-            x.b.clone().into_tensor_arg(),
-            x.c.clone().into_tensor_arg(),
-            x.d.clone().into_tensor_arg(),
-            y.clone().into_tensor_arg(),
-            last.clone().into_tensor_arg(),
-            x.n,
-            x.dtype.into(),
-        );
-    }
+    scan_forward_kernel::launch::<R>(
+        x.client(),
+        CubeCount::Static(x.dim.div_ceil(CHANNELS_PER_CUBE) as u32, x.bsz as u32, 1),
+        CubeDim::new_1d(CHANNELS_PER_CUBE as u32),
+        x.u.clone().into_tensor_arg(),
+        x.delta.clone().into_tensor_arg(),
+        x.a.clone().into_tensor_arg(),
+        x.b.clone().into_tensor_arg(),
+        x.c.clone().into_tensor_arg(),
+        x.d.clone().into_tensor_arg(),
+        y.clone().into_tensor_arg(),
+        last.clone().into_tensor_arg(),
+        x.n,
+        x.dtype.into(),
+    );
     (y, last)
 }
 
@@ -242,30 +240,28 @@ pub(super) fn backward<R: CubeRuntime>(x: &Inputs<R>, dy: CubeTensor<R>) -> Grad
         Shape::new([bsz, dim, len.div_ceil(CHUNK).max(1), n]),
         DType::F32,
     );
-    if bsz * dim * len > 0 {
-        scan_backward_kernel::launch::<R>(
-            x.client(),
-            CubeCount::Static(dim.div_ceil(CHANNELS_PER_CUBE) as u32, bsz as u32, 1),
-            CubeDim::new_1d(CHANNELS_PER_CUBE as u32),
-            x.u.clone().into_tensor_arg(),
-            x.delta.clone().into_tensor_arg(),
-            x.a.clone().into_tensor_arg(),
-            x.b.clone().into_tensor_arg(),
-            x.c.clone().into_tensor_arg(),
-            x.d.clone().into_tensor_arg(),
-            dy.into_tensor_arg(),
-            du.clone().into_tensor_arg(),
-            ddelta.clone().into_tensor_arg(),
-            da_part.clone().into_tensor_arg(),
-            dd_part.clone().into_tensor_arg(),
-            db_part.clone().into_tensor_arg(),
-            dc_part.clone().into_tensor_arg(),
-            bounds.into_tensor_arg(),
-            n,
-            CHUNK,
-            x.dtype.into(),
-        );
-    }
+    scan_backward_kernel::launch::<R>(
+        x.client(),
+        CubeCount::Static(dim.div_ceil(CHANNELS_PER_CUBE) as u32, bsz as u32, 1),
+        CubeDim::new_1d(CHANNELS_PER_CUBE as u32),
+        x.u.clone().into_tensor_arg(),
+        x.delta.clone().into_tensor_arg(),
+        x.a.clone().into_tensor_arg(),
+        x.b.clone().into_tensor_arg(),
+        x.c.clone().into_tensor_arg(),
+        x.d.clone().into_tensor_arg(),
+        dy.into_tensor_arg(),
+        du.clone().into_tensor_arg(),
+        ddelta.clone().into_tensor_arg(),
+        da_part.clone().into_tensor_arg(),
+        dd_part.clone().into_tensor_arg(),
+        db_part.clone().into_tensor_arg(),
+        dc_part.clone().into_tensor_arg(),
+        bounds.into_tensor_arg(),
+        n,
+        CHUNK,
+        x.dtype.into(),
+    );
     Grads {
         du,
         ddelta,

@@ -506,9 +506,6 @@ fn launch_forward<R: CubeRuntime>(
     write_y: bool,
 ) {
     cfg.check();
-    if x.bsz * x.dim * x.len == 0 {
-        return;
-    }
     seq_forward_kernel::launch::<R>(
         x.client(),
         cube_count(x.dim, x.bsz, cfg),
@@ -569,32 +566,30 @@ pub(super) fn backward<R: CubeRuntime>(
     let dd_part = x.empty(Shape::new([1, bsz, dim]), DType::F32);
     let db_part = x.empty(Shape::new([bsz, groups, n * len]), DType::F32);
     let dc_part = x.empty(Shape::new([bsz, groups, n * len]), DType::F32);
-    if bsz * dim * len > 0 {
-        seq_backward_kernel::launch::<R>(
-            x.client(),
-            cube_count(dim, bsz, cfg),
-            cube_dim(cfg),
-            x.u.clone().into_tensor_arg(),
-            x.delta.clone().into_tensor_arg(),
-            x.a.clone().into_tensor_arg(),
-            x.b.clone().into_tensor_arg(),
-            x.c.clone().into_tensor_arg(),
-            x.d.clone().into_tensor_arg(),
-            dy.into_tensor_arg(),
-            bounds.into_tensor_arg(),
-            du.clone().into_tensor_arg(),
-            ddelta.clone().into_tensor_arg(),
-            da_part.clone().into_tensor_arg(),
-            dd_part.clone().into_tensor_arg(),
-            db_part.clone().into_tensor_arg(),
-            dc_part.clone().into_tensor_arg(),
-            n,
-            cfg.units,
-            cfg.items,
-            cfg.channels,
-            x.dtype.into(),
-        );
-    }
+    seq_backward_kernel::launch::<R>(
+        x.client(),
+        cube_count(dim, bsz, cfg),
+        cube_dim(cfg),
+        x.u.clone().into_tensor_arg(),
+        x.delta.clone().into_tensor_arg(),
+        x.a.clone().into_tensor_arg(),
+        x.b.clone().into_tensor_arg(),
+        x.c.clone().into_tensor_arg(),
+        x.d.clone().into_tensor_arg(),
+        dy.into_tensor_arg(),
+        bounds.into_tensor_arg(),
+        du.clone().into_tensor_arg(),
+        ddelta.clone().into_tensor_arg(),
+        da_part.clone().into_tensor_arg(),
+        dd_part.clone().into_tensor_arg(),
+        db_part.clone().into_tensor_arg(),
+        dc_part.clone().into_tensor_arg(),
+        n,
+        cfg.units,
+        cfg.items,
+        cfg.channels,
+        x.dtype.into(),
+    );
     Grads {
         du,
         ddelta,
