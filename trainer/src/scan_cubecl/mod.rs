@@ -16,7 +16,7 @@
 //!
 //! # Two kernel families, chosen by shape
 //!
-//! **Sequence-parallel** ([`seq`], the default): the layout of mamba_ssm's
+//! **Sequence-parallel** (`seq.rs`, the default): the layout of mamba_ssm's
 //! `selective_scan_fwd/bwd` kernels. A cube holds `channels` channels of one batch element times
 //! `units` units along the sequence; each unit scans `items` consecutive steps, so one round of
 //! the cube covers a chunk of `units · items` steps, and the cube walks the chunks carrying the
@@ -50,7 +50,7 @@
 //! at B = 8, L = 2048 with the default CH = 16, chunk = 128: 201 MB + 12.6 MB per layer, against
 //! 3.2 GB + 50 MB of per-channel partials in the per-channel kernel.
 //!
-//! **Per channel** ([`per_channel`]): one unit per (batch, channel) walks the whole sequence with
+//! **Per channel** (`per_channel.rs`): one unit per (batch, channel) walks the whole sequence with
 //! its `N` states in registers; the backward saves the state every 32 steps, recomputes each
 //! 32-step block in a unit-local array and writes per-channel dB/dC partials `[B, D, N, L]`. It is
 //! the reference for the sequence-parallel kernels in the tests and the path for short
@@ -66,8 +66,10 @@
 //! whose trip count is the same for every unit (comptime values, or the chunk count computed from
 //! the tensor shape), never inside a branch and never after an early exit: units past the last
 //! channel or step run the same loops on clamped indices with Δ = dy = 0 (an identity step) and
-//! skip only their stores. A barrier in divergent control flow is undefined behavior on CUDA and
-//! breaks the pipeline on lavapipe; the parity tests check that results are not zeros.
+//! skip only their stores. A barrier in divergent control flow is undefined behavior on CUDA, and
+//! the first shared-memory version of these kernels (#10: an early exit for units past the last
+//! channel, barriers in loops bounded by tensor metadata) returned zeros on lavapipe; the parity
+//! tests therefore also fail on all-zero outputs.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
