@@ -1,8 +1,12 @@
 //! GPU benchmark (`just bench-gpu`; built with `--features cuda`, or `--features wgpu` for a smoke
 //! run on lavapipe): forward + backward tokens/s of the Mamba model at `--batch` × `--len`
-//! (8 × 2048) with (a) the fused CubeCL scan and (b) the tensor-op scan on the same backend, in f32
-//! and in bf16 autocast where the device has bf16. The peer (transformers' `MambaForCausalLM` on
-//! the same GPU) is `benches/peer_mamba_gpu.py`, run beside it by `benches/gpu/device.sh`.
+//! (8 × 2048) with the selective scan run by (a) the fused sequence-parallel CubeCL kernels (the
+//! default, `ScanKernel::Auto`), (b) the fused per-channel CubeCL kernels (one unit per channel
+//! over the whole sequence, the previous default) and (c) the tensor-op scan, all on the same
+//! backend, in f32 and in bf16 autocast where the device has bf16. The peer (transformers'
+//! `MambaForCausalLM` on the same GPU) is `benches/peer_mamba_gpu.py`, run beside it by
+//! `benches/gpu/device.sh`, which also runs each (scan, precision) row in its own process to read
+//! its peak GPU memory.
 //!
 //! Timing: `--warmup` untimed iterations (kernel compilation, autotune, allocator), then
 //! `--iters` timed ones, each ending with a device sync; the median is reported.
@@ -11,14 +15,15 @@
 //! SXM); the scan's O(D·N) per token is left out (under 2% at 130m).
 //!
 //! Options: `--layers N` (24), `--hidden N` (768), `--vocab N` (50280), `--batch B` (8), `--len L`
-//! (2048), `--iters K` (5), `--warmup K` (2), `--peak-tflops X` (989), `--only fused|tensor-ops`.
+//! (2048), `--iters K` (5), `--warmup K` (2), `--peak-tflops X` (989), `--only seq|per-channel|
+//! tensor-ops` (one scan; `fused` = `seq`), `--precision f32|bf16` (one precision).
 
 use std::time::Instant;
 
 use anyhow::{Result, anyhow};
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Int, Tensor, TensorData};
-use trainer::model::scan::cubecl::set_fused_scan;
+use trainer::model::scan::cubecl::{ScanKernel, SeqConfig, set_fused_scan, set_scan_kernel};
 use trainer::{MambaConfig, Precision, causal_lm_loss};
 
 #[cfg(feature = "cuda")]
@@ -52,6 +57,12 @@ fn main() -> Result<()> {
     let (iters, warmup) = (arg("--iters", 5usize).max(1), arg("--warmup", 2usize));
     let peak = arg("--peak-tflops", 989.0f64) * 1e12;
     let only: String = arg("--only", String::new());
+    let only = if only == "fused" {
+        "seq".to_string()
+    } else {
+        only
+    };
+    let only_precision: String = arg("--precision", String::new());
     let device = Default::default();
     let sync = || Gpu::sync(&device).map_err(|e| anyhow!("device sync: {e:?}"));
     println!(
@@ -85,21 +96,51 @@ fn main() -> Result<()> {
 
     // Rows are printed as they are measured: an out-of-memory abort keeps the rows before it.
     println!(
+        "scan kernels: sequence-parallel tiles forward {:?}, backward {:?} (fitted to the \
+         device's shared memory), per-channel for L <= {}",
+        SeqConfig::FORWARD,
+        SeqConfig::BACKWARD,
+        trainer::model::scan::cubecl::PER_CHANNEL_MAX_LEN
+    );
+    println!(
         "\n| scan | precision | fwd+bwd ms (median) | tokens/s | MFU % (bf16 peak) | first loss |"
     );
     println!("|---|---|---:|---:|---:|---:|");
-    for (scan, fused) in [("fused CubeCL", true), ("tensor-op", false)] {
-        if (only == "fused" && !fused) || (only == "tensor-ops" && fused) {
+    let scans = [
+        (
+            "seq",
+            "fused CubeCL, sequence-parallel",
+            Some(ScanKernel::Auto),
+        ),
+        (
+            "per-channel",
+            "fused CubeCL, per-channel",
+            Some(ScanKernel::PerChannel),
+        ),
+        ("tensor-ops", "tensor-op", None),
+    ];
+    anyhow::ensure!(
+        only.is_empty() || scans.iter().any(|s| s.0 == only),
+        "--only {only}: expected seq, per-channel or tensor-ops"
+    );
+    for (key, scan, kernel) in scans {
+        if !only.is_empty() && only != key {
             continue;
         }
         for precision in [Precision::F32, Precision::Bf16] {
+            if !only_precision.is_empty()
+                && !format!("{precision:?}").eq_ignore_ascii_case(&only_precision)
+            {
+                continue;
+            }
             if let Some(dt) = precision.matmul_dtype()
                 && !Gpu::supports_dtype(&device, DType::from(dt))
             {
                 println!("| {scan} | {precision:?} | not supported by this device | | | |");
                 continue;
             }
-            set_fused_scan(fused);
+            set_fused_scan(kernel.is_some());
+            set_scan_kernel(kernel.unwrap_or(ScanKernel::Auto));
             let model = cfg
                 .init_seeded::<GpuTrain>(&device, 0)
                 .with_precision(precision);
@@ -135,6 +176,7 @@ fn main() -> Result<()> {
         }
     }
     set_fused_scan(true);
+    set_scan_kernel(ScanKernel::Auto);
     println!(
         "\nwarm-up {warmup}, timed {iters}; MFU = 3 x {:.2} GFLOP/token (matmuls) / peak {:.0} TFLOP/s",
         matmul_flops_per_token(&cfg) / 1e9,

@@ -1,6 +1,7 @@
-//! The fused CubeCL selective-scan kernels (forward and backward) against the tensor-op scan,
-//! on the wgpu backend (on a CPU-only machine: Mesa's lavapipe Vulkan driver; `.ci/run`
-//! installs it). Run with `cargo test -p trainer --features wgpu --test scan_kernel`.
+//! The fused CubeCL selective-scan kernels (sequence-parallel and per-channel, forward and
+//! backward) against an f64 reference loop, on the wgpu backend (on a CPU-only machine: Mesa's
+//! lavapipe Vulkan driver; `.ci/run` installs it). Run with
+//! `cargo test -p trainer --features wgpu --test scan_kernel`.
 #![cfg(feature = "wgpu")]
 
 mod common;
@@ -9,12 +10,11 @@ use burn::backend::wgpu::{Wgpu, WgpuDevice};
 use burn::backend::{Autodiff, NdArray};
 use burn::tensor::{Tensor, TensorData, backend::Backend};
 use common::rel_err;
-use trainer::model::scan::selective_scan_chunked;
-use trainer::model::scan::cubecl;
+use trainer::model::scan::selective_scan_sequential;
+use trainer::model::scan::cubecl::{self as scan_cubecl, ScanKernel, SeqConfig};
 
 type Gpu = Wgpu<f32, i32, u32>;
-type Cpu = NdArray<f32>;
-type CpuAd = Autodiff<Cpu>;
+type CpuAd = Autodiff<NdArray<f32>>;
 
 /// Deterministic normal samples (SplitMix64 + Box–Muller), so failures reproduce.
 struct Rng(u64);
@@ -101,62 +101,89 @@ impl Problem {
             t3(&self.dy, [bs, dm, l]),
         )
     }
+
+    /// y, the last state and the gradients of sum(y ⊙ dy), named as [`NAMES`], by the
+    /// recurrence and its adjoint in f64 (rounded to f32 at the end).
+    fn reference(&self) -> Vec<Vec<f32>> {
+        let [bs, dm, l, n] = self.shape;
+        let f = |v: &[f32], i: usize| v[i] as f64;
+        let mut out: Vec<Vec<f64>> = [
+            bs * dm * l,
+            bs * dm * n,
+            bs * dm * l,
+            bs * dm * l,
+            dm * n,
+            bs * n * l,
+            bs * n * l,
+            dm,
+        ]
+        .iter()
+        .map(|&len| vec![0.0; len])
+        .collect();
+        let mut hs = vec![0.0f64; (l + 1) * n]; // hs[t + 1] = h_t, hs[0] = 0
+        for b in 0..bs {
+            for d in 0..dm {
+                let row = (b * dm + d) * l;
+                let bc = |k: usize, t: usize| (b * n + k) * l + t;
+                for t in 0..l {
+                    let (dt, ut) = (f(&self.delta, row + t), f(&self.u, row + t));
+                    let mut y = f(&self.d, d) * ut;
+                    for k in 0..n {
+                        let h = (dt * f(&self.a, d * n + k)).exp() * hs[t * n + k]
+                            + dt * ut * f(&self.b, bc(k, t));
+                        hs[(t + 1) * n + k] = h;
+                        y += f(&self.c, bc(k, t)) * h;
+                    }
+                    out[0][row + t] = y;
+                }
+                for k in 0..n {
+                    out[1][(b * dm + d) * n + k] = hs[l * n + k];
+                }
+                let mut g_next = vec![0.0f64; n]; // exp(Δ_{t+1} A) g_{t+1}
+                for t in (0..l).rev() {
+                    let (dt, ut, dyt) = (
+                        f(&self.delta, row + t),
+                        f(&self.u, row + t),
+                        f(&self.dy, row + t),
+                    );
+                    let (mut du, mut ddt) = (f(&self.d, d) * dyt, 0.0);
+                    out[7][d] += dyt * ut;
+                    for k in 0..n {
+                        let an = f(&self.a, d * n + k);
+                        let (bn, cn) = (f(&self.b, bc(k, t)), f(&self.c, bc(k, t)));
+                        let dec = (dt * an).exp();
+                        let hp = hs[t * n + k];
+                        let g = cn * dyt + g_next[k];
+                        du += g * dt * bn;
+                        ddt += g * (an * dec * hp + ut * bn);
+                        out[4][d * n + k] += g * dt * dec * hp;
+                        out[5][bc(k, t)] += g * dt * ut;
+                        out[6][bc(k, t)] += dyt * hs[(t + 1) * n + k];
+                        g_next[k] = dec * g;
+                    }
+                    out[2][row + t] = du;
+                    out[3][row + t] = ddt;
+                }
+            }
+        }
+        out.into_iter()
+            .map(|v| v.into_iter().map(|x| x as f32).collect())
+            .collect()
+    }
 }
+
+const NAMES: [&str; 8] = ["y", "last state", "du", "ddelta", "dA", "dB", "dC", "dD"];
 
 fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
     t.into_data().convert::<f32>().to_vec::<f32>().unwrap()
 }
 
-fn gpu_device() -> WgpuDevice {
-    WgpuDevice::DefaultDevice
-}
-
-/// Reference: the tensor-op chunked scan on CPU (f32) — y, the last state, and the gradients
-/// of sum(y ⊙ dy) by autodiff, named as [`NAMES`].
-fn reference(p: &Problem) -> Vec<Vec<f32>> {
-    let dev = Default::default();
-    let (u, delta, a, b, c, d, dy) = p.tensors::<CpuAd>(&dev);
-    let (u, delta, a, b, c, d) = (
-        u.require_grad(),
-        delta.require_grad(),
-        a.require_grad(),
-        b.require_grad(),
-        c.require_grad(),
-        d.require_grad(),
-    );
-    let (y, last) = selective_scan_chunked(
-        u.clone(),
-        delta.clone(),
-        a.clone(),
-        b.clone(),
-        c.clone(),
-        d.clone(),
-        16,
-    );
-    let grads = (y.clone() * dy).sum().backward();
-    vec![
-        host(y),
-        host(last),
-        host(u.grad(&grads).unwrap()),
-        host(delta.grad(&grads).unwrap()),
-        // With L = 1 the decay never multiplies a state: A gets no gradient (zeros).
-        host(
-            a.grad(&grads)
-                .unwrap_or_else(|| a.clone().inner().zeros_like()),
-        ),
-        host(b.grad(&grads).unwrap()),
-        host(c.grad(&grads).unwrap()),
-        host(d.grad(&grads).unwrap()),
-    ]
-}
-
-const NAMES: [&str; 8] = ["y", "last state", "du", "ddelta", "dA", "dB", "dC", "dD"];
-
-/// The fused kernels on the wgpu backend.
-fn fused(p: &Problem) -> Vec<Vec<f32>> {
-    let dev = gpu_device();
+/// The fused kernels on the wgpu backend, outputs named as [`NAMES`].
+fn fused(kernel: ScanKernel, p: &Problem) -> Vec<Vec<f32>> {
+    let dev = WgpuDevice::DefaultDevice;
     let (u, delta, a, b, c, d, dy) = p.tensors::<Gpu>(&dev);
-    let (y, last) = cubecl::forward(
+    let (y, last) = scan_cubecl::forward_with(
+        kernel,
         u.clone(),
         delta.clone(),
         a.clone(),
@@ -164,7 +191,7 @@ fn fused(p: &Problem) -> Vec<Vec<f32>> {
         c.clone(),
         d.clone(),
     );
-    let (du, ddelta, da, db, dc, dd) = cubecl::backward(u, delta, a, b, c, d, dy);
+    let (du, ddelta, da, db, dc, dd) = scan_cubecl::backward_with(kernel, u, delta, a, b, c, d, dy);
     vec![
         host(y),
         host(last),
@@ -177,64 +204,178 @@ fn fused(p: &Problem) -> Vec<Vec<f32>> {
     ]
 }
 
-/// Shapes [B, D, L, N]: odd L, L = 1, L not a multiple of the backward chunk (32), more than
-/// one chunk, D not a multiple of the 32 channels of a cube, N = 16 (Mamba) and others.
-const SHAPES: [[usize; 4]; 6] = [
+/// Shapes [B, D, L, N]: L = 1 and 7 (shorter than any chunk), 2047 / 2048 / 4097 (many chunks,
+/// with and without a tail), N = 16 (Mamba) and 4, D not a multiple of any tile's channels, B = 1
+/// and 3. Long sequences get few channels to keep lavapipe's time small.
+const SHAPES: [[usize; 4]; 7] = [
     [1, 3, 1, 16],
-    [2, 5, 7, 4],
-    [2, 37, 33, 16],
-    [1, 64, 96, 16],
-    [3, 40, 131, 16],
-    [1, 8, 300, 1],
+    [3, 5, 7, 4],
+    [1, 3, 2047, 16],
+    [3, 2, 2048, 4],
+    [1, 2, 4097, 16],
+    [3, 37, 300, 16],
+    [2, 20, 129, 16],
 ];
 
-fn check(outputs: std::ops::Range<usize>) {
+/// Tiles besides the defaults: chunks of 8 and 9 steps (hundreds of chunks at L = 4097), channel
+/// counts that do not divide 2·items (partial reduction rounds) and odd unit counts.
+const SMALL_TILES: [SeqConfig; 2] = [
+    SeqConfig {
+        units: 4,
+        items: 2,
+        channels: 3,
+    },
+    SeqConfig {
+        units: 3,
+        items: 3,
+        channels: 5,
+    },
+];
+
+/// Rel. errors of every output of `kernel` against the f64 reference; a failure message for each
+/// above 1e-4 or all zeros where the reference is not (a pipeline that never ran leaves zeros).
+fn compare(kernel: ScanKernel, p: &Problem, failures: &mut Vec<String>) -> [f64; 8] {
+    let want = p.reference();
+    let got = fused(kernel, p);
+    let shape = p.shape;
+    let mut errs = [0.0f64; 8];
+    for (k, name) in NAMES.iter().enumerate() {
+        let e = rel_err(&got[k], &want[k]);
+        let zeros = got[k].iter().all(|&x| x == 0.0) && want[k].iter().any(|&x| x != 0.0);
+        println!("{kernel:?} {shape:?} {name}: rel err {e:.3e}");
+        if e.is_nan() || e >= 1e-4 || zeros {
+            failures.push(format!(
+                "{kernel:?} {shape:?} {name}: rel err {e:.3e}{}",
+                if zeros { " (all zeros)" } else { "" }
+            ));
+        }
+        errs[k] = e;
+    }
+    errs
+}
+
+/// Every output of `kernel` within 1e-4 (relative L2) of the f64 reference on every shape.
+fn check(kernel: ScanKernel) {
     let mut worst = [0.0f64; 8];
     let mut failures = Vec::new();
     for (i, shape) in SHAPES.iter().enumerate() {
-        let p = Problem::new(*shape, 1000 + i as u64);
-        let want = reference(&p);
-        let got = fused(&p);
-        for k in outputs.clone() {
-            let name = NAMES[k];
-            let e = rel_err(&got[k], &want[k]);
-            println!("{shape:?} {name}: rel err {e:.3e}");
-            if !(e < 1e-4) {
-                failures.push(format!("{shape:?} {name}: rel err {e:.3e} ≥ 1e-4"));
-            }
-            worst[k] = worst[k].max(e);
+        let errs = compare(
+            kernel,
+            &Problem::new(*shape, 1000 + i as u64),
+            &mut failures,
+        );
+        for k in 0..8 {
+            worst[k] = worst[k].max(errs[k]);
         }
     }
-    for k in outputs {
-        println!("max rel err {}: {:.3e}", NAMES[k], worst[k]);
+    for (k, name) in NAMES.iter().enumerate() {
+        println!("{kernel:?} max rel err {name}: {:.3e}", worst[k]);
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// Forward kernel: y and the final state.
+/// The default path: per channel for L ≤ 32, sequence-parallel with the device-fitted defaults.
 #[test]
-fn fused_scan_forward_matches_tensor_op_scan() {
-    check(0..2);
+fn auto_kernels_match_reference() {
+    check(ScanKernel::Auto);
 }
 
-/// Backward kernel: all six gradients.
+/// The automatic choice at the largest state size, N = 64 (the backward tile shrinks to fit the
+/// device's shared memory), and with an empty sequence (zeros: h_{-1} = 0, nothing to sum).
 #[test]
-fn fused_scan_backward_matches_tensor_op_scan() {
-    check(2..8);
-}
-
-/// Same inputs twice give bit-identical gradients (no atomics, fixed reduction order).
-#[test]
-fn fused_scan_backward_is_deterministic() {
-    let p = Problem::new([2, 70, 65, 16], 7);
-    let a = fused(&p);
-    let b = fused(&p);
-    for (k, name) in NAMES.iter().enumerate() {
-        assert!(
-            a[k].iter()
-                .zip(&b[k])
-                .all(|(x, y)| x.to_bits() == y.to_bits()),
-            "{name} differs between two identical runs"
+fn auto_kernels_largest_state_and_empty_sequence() {
+    let mut failures = Vec::new();
+    for (i, shape) in [[2, 5, 100, 64], [2, 3, 0, 4]].into_iter().enumerate() {
+        compare(
+            ScanKernel::Auto,
+            &Problem::new(shape, 300 + i as u64),
+            &mut failures,
         );
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The sequence-parallel kernels with the default tiles on every length (also L = 1, 7).
+#[test]
+fn seq_kernels_default_tiles_match_reference() {
+    check(ScanKernel::Seq(SeqConfig::FORWARD));
+    check(ScanKernel::Seq(SeqConfig::BACKWARD));
+}
+
+/// The sequence-parallel kernels with small tiles: many chunks, ragged reduction rounds.
+#[test]
+fn seq_kernels_small_tiles_match_reference() {
+    for tile in SMALL_TILES {
+        check(ScanKernel::Seq(tile));
+    }
+}
+
+/// The per-channel kernels (the short-sequence path).
+#[test]
+fn per_channel_kernels_match_reference() {
+    check(ScanKernel::PerChannel);
+}
+
+/// Same inputs twice give bit-identical outputs (no atomics, fixed reduction order).
+#[test]
+fn backward_is_deterministic() {
+    let p = Problem::new([2, 70, 650, 16], 7);
+    for kernel in [
+        ScanKernel::Auto,
+        ScanKernel::Seq(SMALL_TILES[0]),
+        ScanKernel::PerChannel,
+    ] {
+        let a = fused(kernel, &p);
+        let b = fused(kernel, &p);
+        for (k, name) in NAMES.iter().enumerate() {
+            assert!(
+                a[k].iter()
+                    .zip(&b[k])
+                    .all(|(x, y)| x.to_bits() == y.to_bits()),
+                "{kernel:?}: {name} differs between two identical runs"
+            );
+        }
+    }
+}
+
+/// The f64 reference agrees with the library's sequential tensor-op scan and Burn's autodiff
+/// (so the kernels are checked against the definition, not against a shared mistake).
+#[test]
+fn reference_matches_sequential_scan_autodiff() {
+    for (i, shape) in [[2, 5, 9, 4], [1, 3, 40, 16]].into_iter().enumerate() {
+        let p = Problem::new(shape, 50 + i as u64);
+        let want = p.reference();
+        let dev = Default::default();
+        let (u, delta, a, b, c, d, dy) = p.tensors::<CpuAd>(&dev);
+        let (u, delta, a, b, c, d) = (
+            u.require_grad(),
+            delta.require_grad(),
+            a.require_grad(),
+            b.require_grad(),
+            c.require_grad(),
+            d.require_grad(),
+        );
+        let y = selective_scan_sequential(
+            u.clone(),
+            delta.clone(),
+            a.clone(),
+            b.clone(),
+            c.clone(),
+            d.clone(),
+        );
+        let grads = (y.clone() * dy).sum().backward();
+        let got = [
+            (0, host(y)),
+            (2, host(u.grad(&grads).unwrap())),
+            (3, host(delta.grad(&grads).unwrap())),
+            (4, host(a.grad(&grads).unwrap())),
+            (5, host(b.grad(&grads).unwrap())),
+            (6, host(c.grad(&grads).unwrap())),
+            (7, host(d.grad(&grads).unwrap())),
+        ];
+        for (k, v) in got {
+            let e = rel_err(&v, &want[k]);
+            assert!(e < 1e-5, "{shape:?} {}: rel err {e:.3e}", NAMES[k]);
+        }
     }
 }
