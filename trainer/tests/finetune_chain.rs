@@ -361,7 +361,11 @@ fn finetune_answer_and_score_bioasq_4b_5b_with_a_tiny_model() {
             .iter()
             .enumerate()
             .map(|(i, id)| {
-                let a = if i % 2 == 0 { gold[id.as_str()] } else { "no such answer" };
+                let a = if i % 2 == 0 {
+                    gold[id.as_str()]
+                } else {
+                    "no such answer"
+                };
                 serde_json::json!({"id": id, "exact_answer": [[a]]})
             })
             .collect();
@@ -388,7 +392,11 @@ fn finetune_answer_and_score_bioasq_4b_5b_with_a_tiny_model() {
             ],
         );
         let half_res: Value = serde_json::from_slice(
-            &std::fs::read(tmp.path().join(format!("half-gold-{y}-{task}/results.json"))).unwrap(),
+            &std::fs::read(
+                tmp.path()
+                    .join(format!("half-gold-{y}-{task}/results.json")),
+            )
+            .unwrap(),
         )
         .unwrap();
         let n = factoid_ids[y].len();
@@ -413,7 +421,10 @@ fn finetune_answer_and_score_bioasq_4b_5b_with_a_tiny_model() {
             tmp.path().join("table3-two").to_str().unwrap(),
         ],
     );
-    assert!(two.contains("| Task | Measure | tiny | half gold |"), "{two}");
+    assert!(
+        two.contains("| Task | Measure | tiny | half gold |"),
+        "{two}"
+    );
     assert!(two.contains("| 5b | MRR |"), "{two}");
     println!("{two}");
 

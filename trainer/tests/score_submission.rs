@@ -99,8 +99,15 @@ fn scores_a_hand_built_submission_and_reports_two_systems() {
         ]}),
     );
     let o = trainer(&[
-        "eval", "--task", "t", "--submission", ours.to_str().unwrap(), "--config", c,
-        "--data-dir", d,
+        "eval",
+        "--task",
+        "t",
+        "--submission",
+        ours.to_str().unwrap(),
+        "--config",
+        c,
+        "--data-dir",
+        d,
     ]);
     let out = text(&o);
     assert!(o.status.success(), "{out}");
@@ -137,12 +144,26 @@ fn scores_a_hand_built_submission_and_reports_two_systems() {
     );
     let gold_out = tmp.path().join("scored-gold");
     let o = trainer(&[
-        "eval", "--task", "t", "--submission", gold.to_str().unwrap(), "--config", c,
-        "--data-dir", d, "--label", "all gold", "--out", gold_out.to_str().unwrap(),
+        "eval",
+        "--task",
+        "t",
+        "--submission",
+        gold.to_str().unwrap(),
+        "--config",
+        c,
+        "--data-dir",
+        d,
+        "--label",
+        "all gold",
+        "--out",
+        gold_out.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(!text(&o).contains("not in"), "{}", text(&o));
-    assert!(close(&read_json(&gold_out.join("results.json"))["metrics"]["mean_over_batches"]["mrr"], 1.0));
+    assert!(close(
+        &read_json(&gold_out.join("results.json"))["metrics"]["mean_over_batches"]["mrr"],
+        1.0
+    ));
 
     // An id outside the task's golden batches (here a factoid of another batch) is an error.
     let bad = tmp.path().join("bad.json");
@@ -153,16 +174,32 @@ fn scores_a_hand_built_submission_and_reports_two_systems() {
                               {"id": "nope", "exact_answer": []}]}),
     );
     let o = trainer(&[
-        "eval", "--task", "t", "--submission", bad.to_str().unwrap(), "--config", c,
-        "--data-dir", d,
+        "eval",
+        "--task",
+        "t",
+        "--submission",
+        bad.to_str().unwrap(),
+        "--config",
+        c,
+        "--data-dir",
+        d,
     ]);
     assert!(!o.status.success());
     let e = text(&o);
-    assert!(e.contains("x1") && e.contains("nope") && e.contains("T1, T2"), "{e}");
+    assert!(
+        e.contains("x1") && e.contains("nope") && e.contains("T1, T2"),
+        "{e}"
+    );
 
     // --submission takes the place of --model.
     let o = trainer(&[
-        "eval", "--task", "t", "--submission", gold.to_str().unwrap(), "--model", "m",
+        "eval",
+        "--task",
+        "t",
+        "--submission",
+        gold.to_str().unwrap(),
+        "--model",
+        "m",
     ]);
     assert!(!o.status.success());
     assert!(text(&o).contains("--model"), "{}", text(&o));
@@ -179,8 +216,14 @@ fn scores_a_hand_built_submission_and_reports_two_systems() {
     let table = text(&o);
     assert!(o.status.success(), "{table}");
     println!("{table}");
-    assert!(table.contains("| Task | Measure | ours | all gold |"), "{table}");
-    assert!(table.contains("| tb | ACC (strict) | 0.2500 | 1.0000 |"), "{table}");
+    assert!(
+        table.contains("| Task | Measure | ours | all gold |"),
+        "{table}"
+    );
+    assert!(
+        table.contains("| tb | ACC (strict) | 0.2500 | 1.0000 |"),
+        "{table}"
+    );
     assert!(table.contains("| tb | MRR | 0.3750 | 1.0000 |"), "{table}");
     let j = read_json(&tmp.path().join("table3.json"));
     assert_eq!(j["systems"], json!(["ours", "all gold"]));
@@ -192,7 +235,10 @@ fn fixtures() -> Option<PathBuf> {
     if root.join("4B1_golden.json").is_file() && root.join("5B5_golden.json").is_file() {
         Some(root)
     } else {
-        println!("SKIP: BioASQ golden fixtures not found under {}", root.display());
+        println!(
+            "SKIP: BioASQ golden fixtures not found under {}",
+            root.display()
+        );
         None
     }
 }
@@ -251,12 +297,18 @@ fn tricky(i: usize, gold: &[Vec<String>]) -> (Value, (f64, f64, f64)) {
         0 => (json!([[first]]), (1.0, 1.0, 1.0)),
         1 => (json!([["no such answer"], [first.to_uppercase()]]), {
             // Uppercasing then lowercasing does not always give the gold back (ß -> SS).
-            let hit = gold.iter().flatten().any(|g| lower(g) == lower(&first.to_uppercase()));
+            let hit = gold
+                .iter()
+                .flatten()
+                .any(|g| lower(g) == lower(&first.to_uppercase()));
             if hit { (0.0, 1.0, 0.5) } else { miss }
         }),
         2 => (json!([[format!(" {first}")]]), miss),
         3 => (json!([[format!("{first}.")]]), {
-            let hit = gold.iter().flatten().any(|g| lower(g) == lower(&format!("{first}.")));
+            let hit = gold
+                .iter()
+                .flatten()
+                .any(|g| lower(g) == lower(&format!("{first}.")));
             if hit { (1.0, 1.0, 1.0) } else { miss }
         }),
         4 => (json!([["no such answer", first]]), miss),
@@ -267,7 +319,10 @@ fn tricky(i: usize, gold: &[Vec<String>]) -> (Value, (f64, f64, f64)) {
             (Value::Array(slots), (0.0, 1.0, 1.0 / 7.0))
         }
         7 => (json!([]), miss),
-        _ => (json!([["no such answer"], ["still not"], [first]]), (0.0, 1.0, 1.0 / 3.0)),
+        _ => (
+            json!([["no such answer"], ["still not"], [first]]),
+            (0.0, 1.0, 1.0 / 3.0),
+        ),
     }
 }
 
@@ -282,7 +337,11 @@ fn official(jar: &Path, golden: &Path, submission: &Path) -> (f64, f64, f64) {
         .output()
         .unwrap();
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success(), "{out}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let v: Vec<f64> = out
         .split_whitespace()
         .take(4)
@@ -298,12 +357,16 @@ fn fixture_goldens_scored_by_every_rule_match_the_expected_and_official_numbers(
     let data = tmp.path().join("data");
     let jar = std::env::var_os("BIOASQ_EVALUATOR_JAR").map(PathBuf::from);
     if jar.is_none() {
-        println!("SKIP (part): BIOASQ_EVALUATOR_JAR not set, no comparison with the official evaluator");
+        println!(
+            "SKIP (part): BIOASQ_EVALUATOR_JAR not set, no comparison with the official evaluator"
+        );
     }
     let mut rows = Vec::new();
     let mut config = String::new();
     for y in ["4b", "5b"] {
-        let batches: Vec<String> = (1..=5).map(|i| format!("{}{i}", y.to_uppercase())).collect();
+        let batches: Vec<String> = (1..=5)
+            .map(|i| format!("{}{i}", y.to_uppercase()))
+            .collect();
         config.push_str(&format!(
             "[tasks.bioasq-{y}]\nlabel = \"{y}\"\ntrain = \"x\"\ntest = \"x\"\n\
              golden = \"bioasq/golden.arrow\"\nbatches = {batches:?}\n"
@@ -330,7 +393,10 @@ fn fixture_goldens_scored_by_every_rule_match_the_expected_and_official_numbers(
                 expected.push((b.clone(), want));
                 i += 1;
             }
-            for (id, t, _) in questions(&file).into_iter().filter(|(_, t, _)| t != "factoid") {
+            for (id, t, _) in questions(&file)
+                .into_iter()
+                .filter(|(_, t, _)| t != "factoid")
+            {
                 answers.push(other_answer(&id, &t));
             }
         }
@@ -338,8 +404,16 @@ fn fixture_goldens_scored_by_every_rule_match_the_expected_and_official_numbers(
         write_json(&sub, &json!({ "questions": answers }));
         let out = tmp.path().join(format!("scored-{y}"));
         let o = trainer(&[
-            "eval", "--task", &task, "--submission", sub.to_str().unwrap(), "--config",
-            cfg.to_str().unwrap(), "--data-dir", data.to_str().unwrap(), "--out",
+            "eval",
+            "--task",
+            &task,
+            "--submission",
+            sub.to_str().unwrap(),
+            "--config",
+            cfg.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--out",
             out.to_str().unwrap(),
         ]);
         assert!(o.status.success(), "{}", text(&o));
@@ -351,16 +425,25 @@ fn fixture_goldens_scored_by_every_rule_match_the_expected_and_official_numbers(
         );
         let m = read_json(&out.join("results.json"))["metrics"].clone();
         for (b, bm) in m["batches"].as_object().unwrap() {
-            let mine: Vec<&(f64, f64, f64)> =
-                expected.iter().filter(|(x, _)| x == b).map(|(_, s)| s).collect();
+            let mine: Vec<&(f64, f64, f64)> = expected
+                .iter()
+                .filter(|(x, _)| x == b)
+                .map(|(_, s)| s)
+                .collect();
             let n = mine.len() as f64;
             let want = (
                 mine.iter().map(|s| s.0).sum::<f64>() / n,
                 mine.iter().map(|s| s.1).sum::<f64>() / n,
                 mine.iter().map(|s| s.2).sum::<f64>() / n,
             );
-            assert!(close(&bm["strict_acc"], want.0), "{y} {b}: {bm} vs {want:?}");
-            assert!(close(&bm["lenient_acc"], want.1), "{y} {b}: {bm} vs {want:?}");
+            assert!(
+                close(&bm["strict_acc"], want.0),
+                "{y} {b}: {bm} vs {want:?}"
+            );
+            assert!(
+                close(&bm["lenient_acc"], want.1),
+                "{y} {b}: {bm} vs {want:?}"
+            );
             assert!(close(&bm["mrr"], want.2), "{y} {b}: {bm} vs {want:?}");
             if let Some(jar) = &jar {
                 let off = official(jar, &golden_dir.join(format!("{b}_golden.json")), &sub);

@@ -325,7 +325,10 @@ fn score_submission(a: EvalArgs) -> Result<()> {
     let data_dir = config.data_dir(a.data_dir.as_deref());
     let r = config.resolve_task(task, None, None, None, None)?;
     let out = a.out.unwrap_or_else(|| {
-        let stem = file.file_stem().unwrap_or(file.as_os_str()).to_string_lossy();
+        let stem = file
+            .file_stem()
+            .unwrap_or(file.as_os_str())
+            .to_string_lossy();
         file.with_file_name(format!("{stem}-{task}"))
     });
     let res = submission::score_task(&r, &data_dir, file, a.label.as_deref(), &out)

@@ -72,8 +72,11 @@ impl TaskResult {
     }
 }
 
-/// The three measures of Table 3: (row name, JSON key, value).
-const MEASURES: [(&str, &str, fn(&FactoidMetrics) -> f64); 3] = [
+/// One measure of Table 3: row name, JSON key, value.
+type Measure = (&'static str, &'static str, fn(&FactoidMetrics) -> f64);
+
+/// The three measures of Table 3.
+const MEASURES: [Measure; 3] = [
     ("ACC (strict)", "strict_acc", |m| m.strict_acc),
     ("ACC (lenient)", "lenient_acc", |m| m.lenient_acc),
     ("MRR", "mrr", |m| m.mrr),
@@ -131,7 +134,10 @@ impl<'a> Table3<'a> {
         })
     }
 
-    fn rows(&self, metric: fn(&TaskMetrics) -> &FactoidMetrics) -> Vec<(String, &str, Vec<Option<f64>>)> {
+    fn rows(
+        &self,
+        metric: fn(&TaskMetrics) -> &FactoidMetrics,
+    ) -> Vec<(String, &str, Vec<Option<f64>>)> {
         let mut out = Vec::new();
         for (ti, (label, _)) in self.tasks.iter().enumerate() {
             for (name, _, f) in MEASURES {
@@ -294,7 +300,10 @@ mod tests {
         assert_eq!(r.missing, 0);
         assert_eq!(r.settings.as_ref().unwrap().beams, 5);
         let md = table3_markdown(std::slice::from_ref(&r));
-        assert!(md.contains("| Task | Measure | runs/finetune-bioasq-4b/model |"), "{md}");
+        assert!(
+            md.contains("| Task | Measure | runs/finetune-bioasq-4b/model |"),
+            "{md}"
+        );
         assert!(md.contains("| 4b | MRR | 0.5000 |"), "{md}");
         // Written back, a scored submission has no settings and an answering run no submission.
         let v = serde_json::to_value(&r).unwrap();
@@ -313,15 +322,24 @@ mod tests {
         let t = Table3::new(&results).unwrap();
         assert_eq!(t.systems, ["ours", "BioBERT | v1"]);
         let md = t.markdown();
-        assert!(md.contains("| Task | Measure | ours | BioBERT \\| v1 |"), "{md}");
+        assert!(
+            md.contains("| Task | Measure | ours | BioBERT \\| v1 |"),
+            "{md}"
+        );
         // 4b: ours 0.5 (B1 1/2, B2 1/2); BioBERT B1 = 1, B2 = 1/2 -> 0.75 over batches.
-        assert!(md.contains("| 4b | ACC (strict) | 0.5000 | 0.7500 |"), "{md}");
+        assert!(
+            md.contains("| 4b | ACC (strict) | 0.5000 | 0.7500 |"),
+            "{md}"
+        );
         assert!(md.contains("| 5b | MRR | 0.5000 | – |"), "{md}");
         let rows_4b = md.find("| 4b | ACC (strict)").unwrap();
         assert!(rows_4b < md.find("| 5b | ACC (strict)").unwrap());
         // All questions: BioBERT 3/4.
         let all = &md[md.find("Over all questions").unwrap()..];
-        assert!(all.contains("| 4b | ACC (strict) | 0.5000 | 0.7500 |"), "{all}");
+        assert!(
+            all.contains("| 4b | ACC (strict) | 0.5000 | 0.7500 |"),
+            "{all}"
+        );
         let j = t.json(&results);
         assert_eq!(j["systems"], json!(["ours", "BioBERT | v1"]));
         assert_eq!(j["rows"].as_array().unwrap().len(), 6);

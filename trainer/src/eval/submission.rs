@@ -215,9 +215,10 @@ pub fn score_task(
         .iter()
         .map(|q| (q.batch.clone(), q.score))
         .collect();
-    let file_name = submission
-        .file_name()
-        .map_or_else(|| submission.display().to_string(), |f| f.to_string_lossy().into_owned());
+    let file_name = submission.file_name().map_or_else(
+        || submission.display().to_string(),
+        |f| f.to_string_lossy().into_owned(),
+    );
     let result = TaskResult {
         task: r.task.clone(),
         label: if r.tables.label.is_empty() {
@@ -309,8 +310,11 @@ mod tests {
         assert!(s.questions[3].missing && !s.questions[2].missing);
         assert_eq!(s.ignored, 1);
         assert!(s.over_limit.is_empty());
-        let scored: Vec<(String, QuestionScore)> =
-            s.questions.iter().map(|q| (q.batch.clone(), q.score)).collect();
+        let scored: Vec<(String, QuestionScore)> = s
+            .questions
+            .iter()
+            .map(|q| (q.batch.clone(), q.score))
+            .collect();
         let m = metrics::aggregate(&scored);
         // B1: strict 1/2, MRR (1 + 0.5)/2; B2: 0.
         assert_eq!(m.batches["B1"].strict_acc, 0.5);
@@ -339,7 +343,10 @@ mod tests {
         assert!(err(json!({"answers": []})).contains("`questions`"));
         assert!(err(json!({"questions": [{"exact_answer": []}]})).contains("`id`"));
         let flat = err(json!({"questions": [{"id": "f1", "exact_answer": ["PCT"]}]}));
-        assert!(flat.contains("f1") && flat.contains("list of strings"), "{flat}");
+        assert!(
+            flat.contains("f1") && flat.contains("list of strings"),
+            "{flat}"
+        );
         assert!(err(json!({"questions": [{"id": "f1", "exact_answer": [[1]]}]})).contains("f1"));
         let twice = err(json!({"questions": [{"id": "f1"}, {"id": "f1"}]}));
         assert!(twice.contains("f1 appears more than once"), "{twice}");
