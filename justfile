@@ -58,7 +58,7 @@ pretrain run="pubmed-130m":
 # Fine-tune and answer BioASQ 4b, 5b and 6b (Table 3).
 finetune run="pubmed-130m":
     for task in bioasq-4b bioasq-5b bioasq-6b; do {{release_trainer}} finetune --config {{config}} --data-dir {{data}} --init {{data}}/runs/{{run}}/export --task $task; done
-    {{release_trainer}} report {{data}}/runs --out {{data}}/runs/table3
+    {{release_trainer}} report {{run}}={{data}}/runs/finetune-bioasq-4b {{run}}={{data}}/runs/finetune-bioasq-5b {{run}}={{data}}/runs/finetune-bioasq-6b --out {{data}}/runs/table3
 
 # Perplexity on held-out PubMed, honest and paper protocol side by side (Table 4).
 eval run="pubmed-130m":

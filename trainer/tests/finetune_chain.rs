@@ -318,8 +318,115 @@ fn finetune_answer_and_score_bioasq_4b_5b_with_a_tiny_model() {
         );
         let md = std::fs::read_to_string(out.join("results.md")).unwrap();
         assert!(md.contains(&format!("| {y} | MRR |")), "{md}");
+
+        // The written submission, scored through `trainer eval --submission` (the official
+        // measures on the task's golden rows), gives the numbers answering reported.
+        let scored = tmp.path().join(format!("scored-{y}"));
+        trainer(
+            &bin,
+            &[
+                "eval",
+                "--task",
+                task,
+                "--submission",
+                out.join("predictions.json").to_str().unwrap(),
+                "--config",
+                c,
+                "--data-dir",
+                d,
+                "--out",
+                scored.to_str().unwrap(),
+                "--label",
+                "tiny",
+            ],
+        );
+        let rescored: Value =
+            serde_json::from_slice(&std::fs::read(scored.join("results.json")).unwrap()).unwrap();
+        assert_eq!(
+            rescored["metrics"], res["metrics"],
+            "scoring predictions.json differs from what answering reported"
+        );
+        assert_eq!(rescored["missing"], 0);
+        assert_eq!(rescored["system"], "tiny");
+
+        // A hand-made second system: the first gold synonym, as written, for every other
+        // question (a wrong answer for the rest).
+        let golden = schemas::bioasq::read_golden(&data.join("bioasq/golden.arrow")).unwrap();
+        let gold: HashMap<&str, &str> = golden
+            .iter()
+            .filter(|g| g.in_batch() && g.qtype == "factoid")
+            .map(|g| (g.question_id.as_str(), g.exact_answer[0][0].as_str()))
+            .collect();
+        let half: Vec<Value> = factoid_ids[y]
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                let a = if i % 2 == 0 {
+                    gold[id.as_str()]
+                } else {
+                    "no such answer"
+                };
+                serde_json::json!({"id": id, "exact_answer": [[a]]})
+            })
+            .collect();
+        let half_file = tmp.path().join(format!("half-gold-{y}.json"));
+        std::fs::write(
+            &half_file,
+            serde_json::to_vec(&serde_json::json!({ "questions": half })).unwrap(),
+        )
+        .unwrap();
+        trainer(
+            &bin,
+            &[
+                "eval",
+                "--task",
+                task,
+                "--submission",
+                half_file.to_str().unwrap(),
+                "--config",
+                c,
+                "--data-dir",
+                d,
+                "--label",
+                "half gold",
+            ],
+        );
+        let half_res: Value = serde_json::from_slice(
+            &std::fs::read(
+                tmp.path()
+                    .join(format!("half-gold-{y}-{task}/results.json")),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let n = factoid_ids[y].len();
+        let want = n.div_ceil(2) as f64 / n as f64;
+        for m in ["strict_acc", "lenient_acc", "mrr"] {
+            let got = half_res["metrics"]["all_questions"][m].as_f64().unwrap();
+            assert!((got - want).abs() < 1e-12, "{y} {m}: {got} vs {want}");
+        }
         run_dirs.push(run);
     }
+
+    // Table 3 with the two systems side by side.
+    let two = trainer(
+        &bin,
+        &[
+            "report",
+            tmp.path().join("scored-4b").to_str().unwrap(),
+            tmp.path().join("scored-5b").to_str().unwrap(),
+            tmp.path().join("half-gold-4b-bioasq-4b").to_str().unwrap(),
+            tmp.path().join("half-gold-5b-bioasq-5b").to_str().unwrap(),
+            "--out",
+            tmp.path().join("table3-two").to_str().unwrap(),
+        ],
+    );
+    assert!(
+        two.contains("| Task | Measure | tiny | half gold |"),
+        "{two}"
+    );
+    assert!(two.contains("| 5b | MRR |"), "{two}");
+    println!("{two}");
 
     // Resume: the finished run re-run is a no-op for training (cursor at the last step).
     let r4 = run_dirs[0].to_str().unwrap();

@@ -10,7 +10,7 @@ use crate::backend::{AutodiffCpu, Cpu, pin_threads};
 use crate::config::{Config, Section};
 use crate::eval::perplexity::{self, PplSettings};
 use crate::eval::report::{self, ReportOptions};
-use crate::eval::{answer, parity};
+use crate::eval::{answer, parity, submission};
 use crate::model::hf;
 use crate::model::{GenerateConfig, beam_search, greedy};
 use crate::train::checkpoint;
@@ -39,9 +39,10 @@ enum Command {
     Plot(PlotArgs),
     /// Fine-tune on a BioASQ factoid task, then answer its test questions.
     Finetune(FinetuneArgs),
-    /// BioASQ factoid answering (`--task`) or validation perplexity (`--ppl`).
+    /// BioASQ factoid answering (`--task`), scoring a submission (`--task --submission`), or
+    /// validation perplexity (`--ppl`).
     Eval(EvalArgs),
-    /// Combine task results (results.json) into one Table 3.
+    /// Combine task results (results.json) of any number of systems into one Table 3.
     Report(ReportOptions),
 }
 
@@ -121,15 +122,25 @@ struct FinetuneArgs {
 
 #[derive(clap::Args)]
 struct EvalArgs {
-    /// Model: an HF directory, or a run directory with one in `model/` or `export/`.
-    #[arg(long)]
-    model: PathBuf,
-    /// Answer the test questions of this task (from the config's `[tasks.*]`).
+    /// Model: an HF directory, or a run directory with one in `model/` or `export/` (not with
+    /// --submission).
+    #[arg(long, required_unless_present = "submission")]
+    model: Option<PathBuf>,
+    /// Answer the test questions of this task (from the config's `[tasks.*]`), or with
+    /// --submission score that file on the task's golden batches.
     #[arg(long, conflicts_with = "ppl")]
     task: Option<String>,
     /// Perplexity on the validation shards (`DATA/shards/val`).
     #[arg(long)]
     ppl: bool,
+    /// Score this BioASQ submission (JSON, any system's) on the task's golden batches with
+    /// the official measures, instead of answering with --model.
+    #[arg(long, requires = "task", conflicts_with_all = ["ppl", "model", "tokenizer", "limit"])]
+    submission: Option<PathBuf>,
+    /// Column label of these results in Table 3 (`system` in results.json); default: the
+    /// --model path, or the submission's file name.
+    #[arg(long, conflicts_with = "ppl")]
+    label: Option<String>,
     #[arg(long)]
     config: Option<PathBuf>,
     /// Data directory; default: config `[data] dir`, else `data`.
@@ -138,7 +149,7 @@ struct EvalArgs {
     #[arg(long)]
     tokenizer: Option<PathBuf>,
     /// Output directory; default: `MODEL/eval/TASK` (task) or `MODEL/eval/ppl`, where MODEL
-    /// is the `--model` argument.
+    /// is the `--model` argument; with --submission FILE: `DIR/STEM-TASK` next to FILE.
     #[arg(long)]
     out: Option<PathBuf>,
     /// Task: answer only the first N factoid questions.
@@ -260,16 +271,21 @@ fn generate(a: GenerateArgs) -> Result<()> {
     Ok(())
 }
 
-/// `trainer eval`: answering one task, or perplexity on the validation shards.
+/// `trainer eval`: answering one task, scoring a submission, or perplexity on the validation
+/// shards.
 fn eval(a: EvalArgs) -> Result<()> {
+    if a.submission.is_some() {
+        return score_submission(a);
+    }
     let device = Default::default();
     let config = Config::load(a.config.as_deref(), Section::FINETUNE)?;
     let data_dir = config.data_dir(a.data_dir.as_deref());
-    let model_dir = checkpoint::model_dir(&a.model)?;
+    let model = a.model.clone().context("give --model")?;
+    let model_dir = checkpoint::model_dir(&model)?;
     let tok_path = a.tokenizer.clone().or(config.finetune.tokenizer.clone());
     let tokenizer = hf::load_tokenizer(tok_path.as_deref(), &model_dir)?;
     if a.ppl {
-        let out = a.out.unwrap_or_else(|| a.model.join("eval").join("ppl"));
+        let out = a.out.unwrap_or_else(|| model.join("eval").join("ppl"));
         let s = PplSettings {
             batch_size: a.batch_size,
             doc_len: a.doc_len,
@@ -285,8 +301,38 @@ fn eval(a: EvalArgs) -> Result<()> {
         bail!("give --task NAME (BioASQ answering) or --ppl (perplexity)");
     };
     let r = config.resolve_task(task, None, None, a.limit, None)?;
-    let out = a.out.unwrap_or_else(|| a.model.join("eval").join(task));
-    let res = answer::answer_task::<Cpu>(&r, &model_dir, &data_dir, &tokenizer, &out, &device)?;
+    let out = a.out.unwrap_or_else(|| model.join("eval").join(task));
+    let res = answer::answer_task_as::<Cpu>(
+        &r,
+        &model_dir,
+        &data_dir,
+        &tokenizer,
+        &out,
+        a.label.as_deref(),
+        &device,
+    )?;
+    print!("{}", crate::eval::results::table3_markdown(&[res]));
+    println!("wrote {}", out.display());
+    Ok(())
+}
+
+/// `trainer eval --task TASK --submission FILE`: score a BioASQ submission.
+fn score_submission(a: EvalArgs) -> Result<()> {
+    let (Some(file), Some(task)) = (a.submission.as_deref(), a.task.as_deref()) else {
+        bail!("--submission needs --task");
+    };
+    let config = Config::load(a.config.as_deref(), Section::FINETUNE)?;
+    let data_dir = config.data_dir(a.data_dir.as_deref());
+    let r = config.resolve_task(task, None, None, None, None)?;
+    let out = a.out.unwrap_or_else(|| {
+        let stem = file
+            .file_stem()
+            .unwrap_or(file.as_os_str())
+            .to_string_lossy();
+        file.with_file_name(format!("{stem}-{task}"))
+    });
+    let res = submission::score_task(&r, &data_dir, file, a.label.as_deref(), &out)
+        .context("trainer eval --submission")?;
     print!("{}", crate::eval::results::table3_markdown(&[res]));
     println!("wrote {}", out.display());
     Ok(())

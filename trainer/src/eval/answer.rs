@@ -2,10 +2,13 @@
 //!
 //! Every context (snippet or document row of the test examples table) of a question is a
 //! prompt; beam search gives candidates with sequence log-probabilities; the candidates of
-//! all contexts are cleaned, merged case-insensitively and ranked (`metrics`), and the top 5
-//! are the answer list. Outputs under `OUT/`: `predictions.json` (BioASQ submission format),
-//! `details.jsonl` (per question: answers with probabilities, gold, scores),
-//! `results.json` and `results.md` (Table 3 layout).
+//! all contexts are cleaned, merged case-insensitively and ranked (`candidates`: a choice of
+//! our system, made before the submission is written), and the top 5 are the answer list,
+//! one string per answer slot. Each question is scored on exactly those slots with the
+//! official measures (`metrics::score_slots`), so scoring the written `predictions.json` with
+//! `trainer eval --submission` gives the same numbers. Outputs under `OUT/`:
+//! `predictions.json` (BioASQ submission format), `details.jsonl` (per question: answers with
+//! probabilities, gold, scores), `results.json` and `results.md` (Table 3 layout).
 
 use crate::model::scan::ScanBackend;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -17,6 +20,7 @@ use serde_json::{Value, json};
 use tokenizers::Tokenizer;
 
 use crate::model::generate::{GenerateConfig, beam_search};
+use crate::eval::candidates::{self, MAX_ANSWERS};
 use crate::eval::metrics::{self, QuestionScore, TaskMetrics};
 use crate::eval::results::{AnswerSettings, TaskResult};
 use crate::model::MambaLm;
@@ -114,13 +118,27 @@ pub fn select_golden(
 }
 
 /// Answer the task's test questions with the model in `model_dir` and score them; writes
-/// `predictions.json`, `details.jsonl`, `results.json` and `results.md` under `out`.
+/// `predictions.json`, `details.jsonl`, `results.json` and `results.md` under `out`. The
+/// results' column label (`system`) is the model path ([`answer_task_as`] sets another).
 pub fn answer_task<B: ScanBackend>(
     r: &Resolved,
     model_dir: &Path,
     data_dir: &Path,
     tokenizer: &tokenizers::Tokenizer,
     out: &Path,
+    device: &B::Device,
+) -> Result<TaskResult> {
+    answer_task_as::<B>(r, model_dir, data_dir, tokenizer, out, None, device)
+}
+
+/// [`answer_task`] with the results' column label `system` (default: the model path).
+pub fn answer_task_as<B: ScanBackend>(
+    r: &Resolved,
+    model_dir: &Path,
+    data_dir: &Path,
+    tokenizer: &tokenizers::Tokenizer,
+    out: &Path,
+    system: Option<&str>,
     device: &B::Device,
 ) -> Result<TaskResult> {
     let (_, model) = load_pretrained::<B>(model_dir, device)?;
@@ -147,9 +165,12 @@ pub fn answer_task<B: ScanBackend>(
         } else {
             r.tables.label.clone()
         },
+        system: system.map_or_else(|| model_dir.display().to_string(), str::to_string),
         model: model_dir.display().to_string(),
-        settings,
+        submission: None,
+        settings: Some(settings),
         questions_without_context: answers.iter().filter(|q| q.contexts == 0).count(),
+        missing: 0,
         metrics: task_metrics(&answers),
     };
     write_outputs(out, &result, &answers)?;
@@ -216,15 +237,15 @@ pub fn answer_questions<B: ScanBackend>(
             }
             bar.inc(1);
         }
-        let ranked = metrics::merge_candidates(cands.iter().map(|(t, p)| (t.as_str(), *p)));
-        let top = metrics::top_answers(&ranked);
+        let ranked = candidates::merge_candidates(cands.iter().map(|(t, p)| (t.as_str(), *p)));
+        let top = candidates::top_answers(&ranked);
         let score = metrics::score_question(&top, &q.exact_answer);
         out.push(QuestionAnswers {
             question_id: q.question_id.clone(),
             batch: q.batch_label().to_string(),
             answers: ranked
                 .iter()
-                .take(metrics::MAX_ANSWERS)
+                .take(MAX_ANSWERS)
                 .map(|r| (r.text.clone(), r.prob))
                 .collect(),
             gold: q.exact_answer.clone(),
@@ -262,8 +283,10 @@ pub fn submission_json(answers: &[QuestionAnswers]) -> Value {
     })
 }
 
-/// Check a submission against the golden factoid ids: every id present exactly once, no
-/// other id, each `exact_answer` a list (≤ 5) of non-empty lists of strings.
+/// Check one of our own submissions against the golden factoid ids before it is written: every
+/// id present exactly once, no other id, each `exact_answer` a list (≤ 5, what our answering
+/// lists and BioASQ accepts) of non-empty lists of strings. Scoring a submission
+/// ([`crate::eval::submission`]) is more lenient, as the official evaluator is.
 pub fn validate_submission(sub: &Value, golden_ids: &[String]) -> Result<()> {
     let qs = sub
         .get("questions")
@@ -286,7 +309,7 @@ pub fn validate_submission(sub: &Value, golden_ids: &[String]) -> Result<()> {
             .get("exact_answer")
             .and_then(Value::as_array)
             .with_context(|| format!("submission question {id}: `exact_answer` is not a list"))?;
-        if ea.len() > metrics::MAX_ANSWERS {
+        if ea.len() > MAX_ANSWERS {
             bail!(
                 "submission question {id}: {} answers, at most 5 allowed",
                 ea.len()

@@ -1,82 +1,52 @@
-//! BioASQ factoid answering and its official measures, as pure functions.
+//! The BioASQ factoid measures, as pure functions, computed exactly as the official evaluator
+//! computes them (BioASQ Evaluation-Measures, `EvaluatorTask1b -phaseB -e 5`, the rule since
+//! BioASQ5; versions 8 and 9 score factoids the same way), whoever made the submission.
 //!
-//! - Candidates (generated strings with sequence log-probabilities, from every context of a
-//!   question) are cleaned ([`clean_answer`]), merged case-insensitively with probabilities
-//!   summed ([`merge_candidates`]), and ranked; the top 5 form the answer list.
-//! - Measures (BioASQ Task B factoid): strict accuracy (the first answer equals a gold
-//!   synonym), lenient accuracy (one of the first 5 does), MRR (1 / rank of the first
-//!   matching answer within the first 5, else 0). Matching is exact after lowercasing and
-//!   trimming, as in the official evaluation. A question without answers scores 0 everywhere
-//!   and still counts.
-//! - Aggregation: per test batch (mean over its questions), the unweighted mean over batches
-//!   (the BioASQ convention for a year's result) and the mean over all questions.
+//! - A submission answers a factoid question with a ranked list of answer slots, each a list of
+//!   strings. Of each slot only its **first** string is compared (since BioASQ5 participants
+//!   submit no synonyms; the evaluator reads a submitted slot `["a", "b"]` as `["a"]`); a slot
+//!   with no string (`[]`) is dropped and takes no rank (the evaluator's reader skips it).
+//! - Gold: the question's `exact_answer`, a list of synonym lists; every synonym of every list
+//!   is a correct answer.
+//! - Comparison: both sides lowercased ([`lowercase`]) and then compared for exact string
+//!   equality — no trimming, no punctuation stripping, no other normalization.
+//! - Strict accuracy: 1 when the first (compared) answer matches. Lenient accuracy: 1 when any
+//!   answer matches. Reciprocal rank: 1 / rank of the first matching answer, else 0. Every
+//!   answer counts, also past the fifth: the evaluator does not cut the list (BioASQ accepts at
+//!   most 5 at submission time; our answering never lists more, [`crate::eval::candidates`]).
+//! - A question without answers (missing from the submission, `[]`, or no `exact_answer`)
+//!   scores 0 everywhere and still counts.
+//! - Aggregation: per test batch (mean over its questions: what the evaluator prints for one
+//!   golden file), the unweighted mean over batches (the BioASQ convention for a year's
+//!   result) and the mean over all questions.
+//!
+//! Our answer cleaning (trimming, trailing punctuation, merging case-insensitive duplicates) is
+//! a step of our answering, applied before the submission is written
+//! ([`crate::eval::candidates`]); it is not part of scoring.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-/// How many answers a factoid submission lists and the measures look at.
-pub const MAX_ANSWERS: usize = 5;
-
-/// Trim whitespace, then trailing `.`, `,`, `;` (and the whitespace they uncover).
-pub fn clean_answer(s: &str) -> String {
-    s.trim()
-        .trim_end_matches(|c: char| c == '.' || c == ',' || c == ';' || c.is_whitespace())
-        .to_string()
+/// Lowercasing of both sides before comparison: Rust's [`str::to_lowercase`] (Unicode default
+/// case conversion, locale-independent, with the final-sigma rule). The official evaluator
+/// calls Java's `String.toLowerCase()` in the JVM's default locale; both agree for every
+/// string of a non-Turkic locale except (a) a capital sigma whose word context Java judges by
+/// its word-break iterator and Unicode by the Final_Sigma condition (`"ΑΣ1Β"`: Java `ασ1β`,
+/// here `ας1β`), and (b) letters whose case mapping is newer than the JVM's Unicode tables.
+/// Under a Turkish or Azeri default locale Java lowercases `I` to dotless `ı` and `İ` to `i`;
+/// we never do (`İ` becomes `i` + U+0307, as in Java's root locale).
+pub fn lowercase(s: &str) -> String {
+    s.to_lowercase()
 }
 
-/// The comparison key of an answer: cleaned, then lowercased.
-pub fn answer_key(s: &str) -> String {
-    clean_answer(s).to_lowercase()
-}
-
-/// One merged answer of a question.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RankedAnswer {
-    /// The surface form with the highest single-candidate probability (first seen on a tie).
-    pub text: String,
-    /// Sum of `exp(logprob)` over every candidate with this key.
-    pub prob: f64,
-}
-
-/// Clean, merge case-insensitively (probabilities = exp(logprob), summed) and rank
-/// candidates `(text, logprob)`; best first. Candidates that clean to "" are dropped.
-/// Ties in probability are broken by the lowercase key (ascending), so the order never
-/// depends on the order of the input.
-pub fn merge_candidates<'a>(cands: impl IntoIterator<Item = (&'a str, f64)>) -> Vec<RankedAnswer> {
-    // key -> (summed prob, best surface form, its prob)
-    let mut merged: HashMap<String, (f64, String, f64)> = HashMap::new();
-    for (text, logprob) in cands {
-        let cleaned = clean_answer(text);
-        if cleaned.is_empty() {
-            continue;
-        }
-        let p = logprob.exp();
-        let key = cleaned.to_lowercase();
-        let e = merged
-            .entry(key)
-            .or_insert_with(|| (0.0, cleaned.clone(), f64::NEG_INFINITY));
-        e.0 += p;
-        // Deterministic surface form: highest probability, then lexicographically smallest.
-        if p > e.2 || (p == e.2 && cleaned < e.1) {
-            e.1 = cleaned;
-            e.2 = p;
-        }
-    }
-    let mut out: Vec<(String, RankedAnswer)> = merged
-        .into_iter()
-        .map(|(k, (prob, text, _))| (k, RankedAnswer { text, prob }))
-        .collect();
-    out.sort_by(|a, b| b.1.prob.total_cmp(&a.1.prob).then_with(|| a.0.cmp(&b.0)));
-    out.into_iter().map(|(_, r)| r).collect()
-}
-
-/// The answer list of a question: the texts of the first [`MAX_ANSWERS`] ranked answers.
-pub fn top_answers(ranked: &[RankedAnswer]) -> Vec<String> {
-    ranked
+/// The answers the evaluator compares, in rank order: the first string of each non-empty slot,
+/// lowercased. Empty slots are dropped (they take no rank).
+pub fn compared_answers<S: AsRef<str>>(slots: &[Vec<S>]) -> Vec<String> {
+    slots
         .iter()
-        .take(MAX_ANSWERS)
-        .map(|r| r.text.clone())
+        .filter_map(|slot| slot.first())
+        .map(|a| lowercase(a.as_ref()))
         .collect()
 }
 
@@ -85,36 +55,43 @@ pub fn top_answers(ranked: &[RankedAnswer]) -> Vec<String> {
 pub struct QuestionScore {
     /// 1 when the first answer matches a gold synonym.
     pub strict: f64,
-    /// 1 when one of the first 5 answers matches.
+    /// 1 when any answer matches.
     pub lenient: f64,
-    /// 1 / rank of the first match within the first 5, else 0.
+    /// 1 / rank of the first matching answer, else 0.
     pub reciprocal_rank: f64,
 }
 
-/// Score an answer list against the gold `exact_answer` (a list of synonym lists; any
-/// synonym of any list is a match).
-pub fn score_question(answers: &[String], gold: &[Vec<String>]) -> QuestionScore {
-    let gold_keys: Vec<String> = gold
+impl QuestionScore {
+    /// A question without a matching answer.
+    pub const ZERO: QuestionScore = QuestionScore {
+        strict: 0.0,
+        lenient: 0.0,
+        reciprocal_rank: 0.0,
+    };
+}
+
+/// Score submitted answer slots (each a list of strings; see the module docs) against the
+/// gold `exact_answer` (a list of synonym lists; any synonym of any list is a match).
+pub fn score_slots<S: AsRef<str>>(slots: &[Vec<S>], gold: &[Vec<String>]) -> QuestionScore {
+    let gold: HashSet<String> = gold.iter().flatten().map(|g| lowercase(g)).collect();
+    match compared_answers(slots)
         .iter()
-        .flatten()
-        .map(|g| g.trim().to_lowercase())
-        .collect();
-    let rank = answers
-        .iter()
-        .take(MAX_ANSWERS)
-        .position(|a| gold_keys.contains(&a.trim().to_lowercase()));
-    match rank {
+        .position(|a| gold.contains(a))
+    {
         Some(r) => QuestionScore {
             strict: if r == 0 { 1.0 } else { 0.0 },
             lenient: 1.0,
             reciprocal_rank: 1.0 / (r as f64 + 1.0),
         },
-        None => QuestionScore {
-            strict: 0.0,
-            lenient: 0.0,
-            reciprocal_rank: 0.0,
-        },
+        None => QuestionScore::ZERO,
     }
+}
+
+/// Score our answer list (one string per slot, as our submission writes it) against the gold
+/// `exact_answer`: [`score_slots`] with the slots `[[a1], [a2], …]`.
+pub fn score_question(answers: &[String], gold: &[Vec<String>]) -> QuestionScore {
+    let slots: Vec<Vec<&str>> = answers.iter().map(|a| vec![a.as_str()]).collect();
+    score_slots(&slots, gold)
 }
 
 /// Mean measures over a set of questions.
@@ -204,61 +181,6 @@ mod tests {
     }
 
     #[test]
-    fn cleaning_trims_whitespace_and_trailing_punctuation() {
-        assert_eq!(clean_answer("  BRCA1.  "), "BRCA1");
-        assert_eq!(clean_answer("insulin;,. "), "insulin");
-        assert_eq!(clean_answer("a . ;"), "a");
-        assert_eq!(clean_answer("e.g. x"), "e.g. x"); // only trailing punctuation goes
-        assert_eq!(clean_answer(" .;, "), "");
-        assert_eq!(clean_answer("\tp53\n"), "p53");
-    }
-
-    #[test]
-    fn merge_sums_probabilities_case_insensitively() {
-        let l = |p: f64| p.ln();
-        // "TNF" 0.2 + "tnf." 0.3 = 0.5 beats "IL-6" 0.4; surface form of the larger one.
-        let r = merge_candidates([
-            ("TNF", l(0.2)),
-            ("IL-6", l(0.4)),
-            (" tnf.", l(0.3)),
-            ("  ", l(0.9)), // cleans to nothing: dropped
-        ]);
-        assert_eq!(r.len(), 2);
-        assert_eq!(r[0].text, "tnf");
-        assert!(close(r[0].prob, 0.5));
-        assert_eq!(r[1].text, "IL-6");
-        assert!(close(r[1].prob, 0.4));
-    }
-
-    #[test]
-    fn merge_breaks_ties_by_key_independent_of_input_order() {
-        let l = 0.25f64.ln();
-        let a = merge_candidates([("beta", l), ("Alpha", l), ("gamma", l)]);
-        let b = merge_candidates([("gamma", l), ("beta", l), ("Alpha", l)]);
-        assert_eq!(a, b);
-        assert_eq!(
-            top_answers(&a),
-            s(&["Alpha", "beta", "gamma"]),
-            "equal probabilities rank by lowercase key"
-        );
-        // Same key, same probability, different case: smallest surface form wins.
-        let c = merge_candidates([("Tp53", l), ("TP53", l)]);
-        assert_eq!(c.len(), 1);
-        assert_eq!(c[0].text, "TP53");
-        assert!(close(c[0].prob, 0.5));
-    }
-
-    #[test]
-    fn top_answers_keeps_at_most_five() {
-        let cands: Vec<(String, f64)> = (0..8).map(|i| (format!("a{i}"), -(i as f64))).collect();
-        let r = merge_candidates(cands.iter().map(|(t, p)| (t.as_str(), *p)));
-        assert_eq!(top_answers(&r), s(&["a0", "a1", "a2", "a3", "a4"]));
-        let few = merge_candidates([("x", -1.0), ("y", -2.0)]);
-        assert_eq!(top_answers(&few), s(&["x", "y"]));
-        assert!(top_answers(&merge_candidates([])).is_empty());
-    }
-
-    #[test]
     fn strict_lenient_and_reciprocal_rank() {
         let g = gold(&[&["Procalcitonin", "PCT"]]);
         let first = score_question(&s(&["pct", "x"]), &g);
@@ -266,15 +188,20 @@ mod tests {
             (first.strict, first.lenient, first.reciprocal_rank),
             (1.0, 1.0, 1.0)
         );
-        let third = score_question(&s(&["a", "b", " PROCALCITONIN ", "pct"]), &g);
-        assert_eq!(third.strict, 0.0);
-        assert_eq!(third.lenient, 1.0);
+        // Before issue #18 this third answer was trimmed and matched; the official evaluator
+        // does not trim, so " PROCALCITONIN " is no match and "pct" (4th) is the first one.
+        let fourth = score_question(&s(&["a", "b", " PROCALCITONIN ", "pct"]), &g);
+        assert_eq!(fourth.strict, 0.0);
+        assert_eq!(fourth.lenient, 1.0);
+        assert!(close(fourth.reciprocal_rank, 1.0 / 4.0));
+        let third = score_question(&s(&["a", "b", "PROCALCITONIN", "pct"]), &g);
         assert!(close(third.reciprocal_rank, 1.0 / 3.0));
-        // Only the first five answers count.
+        // Before issue #18 only the first five answers counted; the official evaluator does
+        // not cut the list (see `more_than_five_slots_all_count`).
         let sixth = score_question(&s(&["a", "b", "c", "d", "e", "pct"]), &g);
         assert_eq!(
             (sixth.strict, sixth.lenient, sixth.reciprocal_rank),
-            (0.0, 0.0, 0.0)
+            (0.0, 1.0, 1.0 / 6.0)
         );
         // Substrings are not matches.
         let sub = score_question(&s(&["procalcitonin level"]), &g);
@@ -332,19 +259,177 @@ mod tests {
         assert!(close(t.all_questions.mrr, 0.375));
     }
 
+    fn slots(v: &[&[&str]]) -> Vec<Vec<String>> {
+        gold(v)
+    }
+    fn triple(q: QuestionScore) -> (f64, f64, f64) {
+        (q.strict, q.lenient, q.reciprocal_rank)
+    }
+
     #[test]
-    fn end_to_end_merge_then_score() {
-        let l = |p: f64| p.ln();
-        // Two contexts; "pct" appears in both and overtakes "crp" once summed.
-        let ranked = merge_candidates([
-            ("CRP", l(0.35)),
-            ("PCT.", l(0.2)),
-            ("pct", l(0.2)),
-            ("ferritin", l(0.1)),
+    fn case_is_ignored_on_both_sides() {
+        let g = gold(&[&["Procalcitonin"]]);
+        for a in ["procalcitonin", "PROCALCITONIN", "ProCalciTonin"] {
+            assert_eq!(
+                triple(score_slots(&slots(&[&[a]]), &g)),
+                (1.0, 1.0, 1.0),
+                "{a}"
+            );
+        }
+        let upper_gold = gold(&[&["IL-6"]]);
+        assert_eq!(score_slots(&slots(&[&["il-6"]]), &upper_gold).strict, 1.0);
+    }
+
+    /// Since BioASQ5 the evaluator keeps only the first string of a submitted slot.
+    #[test]
+    fn only_the_first_string_of_a_slot_is_compared() {
+        let g = gold(&[&["Procalcitonin", "PCT"]]);
+        assert_eq!(
+            triple(score_slots(&slots(&[&["PCT", "something else"]]), &g)),
+            (1.0, 1.0, 1.0)
+        );
+        assert_eq!(
+            triple(score_slots(&slots(&[&["something else", "PCT"]]), &g)),
+            (0.0, 0.0, 0.0)
+        );
+        // ... also further down the list.
+        let r = score_slots(
+            &slots(&[&["x", "pct"], &["y", "procalcitonin"], &["pct"]]),
+            &g,
+        );
+        assert_eq!(triple(r), (0.0, 1.0, 1.0 / 3.0));
+        assert_eq!(
+            compared_answers(&slots(&[&["A", "b"], &[], &["C"]])),
+            s(&["a", "c"])
+        );
+    }
+
+    #[test]
+    fn a_synonym_of_the_second_gold_list_matches() {
+        let g = gold(&[
+            &["EGFR", "epidermal growth factor receptor"],
+            &["ErbB1", "HER1"],
         ]);
-        let answers = top_answers(&ranked);
-        assert_eq!(answers, s(&["PCT", "CRP", "ferritin"]));
-        let sc = score_question(&answers, &gold(&[&["procalcitonin", "PCT"]]));
-        assert_eq!((sc.strict, sc.lenient, sc.reciprocal_rank), (1.0, 1.0, 1.0));
+        assert_eq!(
+            triple(score_slots(&slots(&[&["her1"]]), &g)),
+            (1.0, 1.0, 1.0)
+        );
+        assert_eq!(
+            triple(score_slots(&slots(&[&["KRAS"], &["ERBB1"]]), &g)),
+            (0.0, 1.0, 0.5)
+        );
+    }
+
+    #[test]
+    fn whitespace_and_a_final_period_are_not_removed() {
+        let g = gold(&[&["BRCA1"]]);
+        for a in [
+            " BRCA1",
+            "BRCA1 ",
+            "\tBRCA1\n",
+            "BRCA1.",
+            "BRCA1;",
+            "brca1 .",
+        ] {
+            assert_eq!(
+                triple(score_slots(&slots(&[&[a]]), &g)),
+                (0.0, 0.0, 0.0),
+                "{a:?}"
+            );
+        }
+        // Gold synonyms are not trimmed either (4B4 has " fewer than 100").
+        let padded = gold(&[&[" fewer than 100"]]);
+        assert_eq!(
+            score_slots(&slots(&[&["fewer than 100"]]), &padded).lenient,
+            0.0
+        );
+        assert_eq!(
+            score_slots(&slots(&[&[" Fewer than 100"]]), &padded).strict,
+            1.0
+        );
+        let period = gold(&[&["Tead (TEA domain) transcription factors."]]);
+        assert_eq!(
+            score_slots(
+                &slots(&[&["TEAD (TEA domain) transcription factors"]]),
+                &period
+            )
+            .lenient,
+            0.0
+        );
+        assert_eq!(
+            score_slots(
+                &slots(&[&["tead (tea domain) transcription factors."]]),
+                &period
+            )
+            .strict,
+            1.0
+        );
+    }
+
+    #[test]
+    fn non_ascii_text_is_lowercased_by_unicode_rules() {
+        let hit = |a: &str, g: &str| score_slots(&slots(&[&[a]]), &gold(&[&[g]])).strict == 1.0;
+        assert!(hit("β-Catenin", "β-catenin"));
+        assert!(hit("Β-CATENIN", "β-catenin")); // Greek capital beta
+        assert!(!hit("beta-catenin", "β-catenin"));
+        assert!(hit("ΟΔΟΣ", "οδος")); // final sigma on both sides
+        assert!(!hit("ΟΔΟΣ", "οδοσ"));
+        assert!(hit("Α-ΣΥΝΟΥΚΛΕΪΝΗ", "α-συνουκλεϊνη"));
+        assert!(hit("MÜLLER-ZELLEN", "müller-zellen"));
+        assert!(hit("ẞ", "ß")); // capital sharp s lowercases to ß ...
+        assert!(!hit("STRASSE", "straße")); // ... but no case folding: ss is not ß
+        assert!(!hit("İNSULIN", "insulin")); // İ -> i + U+0307 (Java's root locale too)
+        assert_eq!(lowercase("İ"), "i\u{307}");
+        // The one documented difference from Java's toLowerCase: sigma before a digit.
+        assert_eq!(lowercase("ΑΣ1Β"), "ας1β");
+    }
+
+    #[test]
+    fn fewer_than_five_slots() {
+        let g = gold(&[&["TNF"]]);
+        assert_eq!(
+            triple(score_slots(&slots(&[&["IL-6"], &["tnf"]]), &g)),
+            (0.0, 1.0, 0.5)
+        );
+        assert_eq!(
+            triple(score_slots(&slots(&[&["IL-6"]]), &g)),
+            (0.0, 0.0, 0.0)
+        );
+    }
+
+    #[test]
+    fn empty_answers_and_empty_slots() {
+        let g = gold(&[&["TNF"]]);
+        let none: Vec<Vec<String>> = vec![];
+        assert_eq!(score_slots(&none, &g), QuestionScore::ZERO);
+        assert_eq!(score_slots(&slots(&[&[]]), &g), QuestionScore::ZERO);
+        // An empty slot takes no rank (the evaluator's reader drops it): TNF is first.
+        assert_eq!(
+            triple(score_slots(&slots(&[&[], &["TNF"]]), &g)),
+            (1.0, 1.0, 1.0)
+        );
+        assert_eq!(
+            triple(score_slots(&slots(&[&["x"], &[], &["tnf"]]), &g)),
+            (0.0, 1.0, 0.5)
+        );
+        // The empty string is a string like any other.
+        assert_eq!(score_slots(&slots(&[&[""]]), &g), QuestionScore::ZERO);
+        assert_eq!(score_slots(&slots(&[&[" "]]), &gold(&[&[" "]])).strict, 1.0);
+    }
+
+    /// The evaluator does not cut the list at 5: every slot counts for lenient and MRR.
+    #[test]
+    fn more_than_five_slots_all_count() {
+        let g = gold(&[&["TNF"]]);
+        let seven: Vec<Vec<String>> = (0..7)
+            .map(|i| {
+                vec![if i == 6 {
+                    "tnf".to_string()
+                } else {
+                    format!("x{i}")
+                }]
+            })
+            .collect();
+        assert_eq!(triple(score_slots(&seven, &g)), (0.0, 1.0, 1.0 / 7.0));
     }
 }

@@ -1,11 +1,14 @@
-//! Evaluation: BioASQ factoid answering scored with the official measures, results tables, and
+//! Evaluation: BioASQ factoid answering (with our answer cleaning, `candidates`), the official
+//! measures (`metrics`), scoring of any submission (`submission`), results tables, and
 //! perplexity on the validation shards; HF parity scoring for the `score` command.
 
 pub mod answer;
+pub mod candidates;
 pub mod metrics;
 pub mod parity;
 pub mod perplexity;
 pub mod qa;
 pub mod report;
 pub mod results;
+pub mod submission;
 pub mod token_bytes;

@@ -1,19 +1,46 @@
-//! `trainer report`: the BioASQ factoid results of several tasks in one table laid out like
-//! the paper's Table 3 (rows: task × measure), Markdown and JSON.
+//! `trainer report`: the BioASQ factoid results of any number of systems — our runs and scored
+//! submissions — in one table laid out like the paper's Table 3 (rows: task × measure, one
+//! column per system), Markdown and JSON.
 
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
 use anyhow::{Context, Result, bail};
-use serde_json::json;
 
-use crate::eval::results::{TaskResult, table3_markdown};
+use crate::eval::results::{Table3, TaskResult};
+
+/// One input of `trainer report`: `PATH`, or `LABEL=PATH` to put every result found under PATH
+/// in the column LABEL (an existing path containing `=` is taken as a path).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportInput {
+    pub label: Option<String>,
+    pub path: PathBuf,
+}
+
+impl FromStr for ReportInput {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s.split_once('=') {
+            Some((label, path)) if !Path::new(s).exists() && !label.is_empty() => ReportInput {
+                label: Some(label.to_string()),
+                path: PathBuf::from(path),
+            },
+            _ => ReportInput {
+                label: None,
+                path: PathBuf::from(s),
+            },
+        })
+    }
+}
 
 /// Options of `trainer report`.
 #[derive(clap::Args, Debug)]
 pub struct ReportOptions {
-    /// `results.json` files, or directories searched (recursively) for them.
+    /// `results.json` files, or directories searched (recursively) for them; `LABEL=PATH` puts
+    /// the results under PATH in column LABEL (default: each file's `system`). Columns appear
+    /// in the order of the inputs.
     #[arg(required = true)]
-    pub inputs: Vec<PathBuf>,
+    pub inputs: Vec<ReportInput>,
     /// Output prefix: writes `PREFIX.md` and `PREFIX.json`.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -39,30 +66,35 @@ fn collect(p: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     Ok(())
 }
 
-/// Read task results, sorted by label, then task.
-pub fn load_results(inputs: &[PathBuf]) -> Result<Vec<TaskResult>> {
-    let mut files = Vec::new();
-    for i in inputs {
-        collect(i, &mut files)?;
-    }
-    if files.is_empty() {
-        bail!("no results.json found under {inputs:?}");
-    }
+/// Read the task results under `inputs`, in input order (files of a directory sorted), each
+/// with its column label set (`LABEL=` of its input, else its own [`TaskResult::system_label`]).
+pub fn load_results(inputs: &[ReportInput]) -> Result<Vec<TaskResult>> {
     let mut results = Vec::new();
-    for f in files {
-        let text = std::fs::read(&f).with_context(|| format!("reading {}", f.display()))?;
-        let r: TaskResult = serde_json::from_slice(&text)
-            .with_context(|| format!("{}: not a task results.json", f.display()))?;
-        results.push(r);
+    for input in inputs {
+        let mut files = Vec::new();
+        collect(&input.path, &mut files)?;
+        if files.is_empty() {
+            bail!("no results.json found under {}", input.path.display());
+        }
+        for f in files {
+            let text = std::fs::read(&f).with_context(|| format!("reading {}", f.display()))?;
+            let mut r: TaskResult = serde_json::from_slice(&text)
+                .with_context(|| format!("{}: not a task results.json", f.display()))?;
+            r.system = match &input.label {
+                Some(l) => l.clone(),
+                None => r.system_label().to_string(),
+            };
+            results.push(r);
+        }
     }
-    results.sort_by(|a, b| (&a.label, &a.task).cmp(&(&b.label, &b.task)));
     Ok(results)
 }
 
 /// Read the task results, print Table 3 and write it (Markdown and JSON) when asked.
 pub fn run(args: ReportOptions) -> Result<()> {
     let results = load_results(&args.inputs)?;
-    let md = table3_markdown(&results);
+    let table = Table3::new(&results)?;
+    let md = table.markdown();
     print!("{md}");
     if let Some(prefix) = args.out {
         let with_ext = |ext: &str| {
@@ -74,10 +106,34 @@ pub fn run(args: ReportOptions) -> Result<()> {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
         schemas::atomic::write_atomic(with_ext(".md"), md.as_bytes())?;
-        let mut j =
-            serde_json::to_vec_pretty(&json!({ "table": "bioasq-factoid", "tasks": results }))?;
+        let mut j = serde_json::to_vec_pretty(&table.json(&results))?;
         j.push(b'\n');
         schemas::atomic::write_atomic(with_ext(".json"), &j)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inputs_are_paths_or_label_equals_path() {
+        let p = |s: &str| s.parse::<ReportInput>().unwrap();
+        assert_eq!(
+            p("BioBERT=subs/biobert"),
+            ReportInput {
+                label: Some("BioBERT".into()),
+                path: "subs/biobert".into()
+            }
+        );
+        assert_eq!(p("data/runs").label, None);
+        assert_eq!(p("=x").path, PathBuf::from("=x"));
+        // An existing path with '=' in its name stays a path.
+        let dir = tempfile::tempdir().unwrap();
+        let odd = dir.path().join("a=b");
+        std::fs::create_dir(&odd).unwrap();
+        assert_eq!(p(odd.to_str().unwrap()).path, odd);
+        assert_eq!(p(odd.to_str().unwrap()).label, None);
+    }
 }
