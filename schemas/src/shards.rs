@@ -55,6 +55,32 @@ pub fn schema(seq_len: usize, vocab_size: usize) -> SchemaRef {
     )
 }
 
+/// The stage that writes the shards; its manifest (`manifests/pack.json`) describes them.
+pub const PACK_STAGE: &str = "pack";
+
+/// What readers of the shards need from the pack manifest's summary (the pipeline writes more).
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+pub struct PackFacts {
+    /// The id appended after every document (GPT-NeoX `<|endoftext|>` = 0).
+    pub eos_id: u32,
+    pub vocab_size: usize,
+    pub seq_len: usize,
+    /// xxh3-128 of the tokenizer file the shards were made with.
+    pub tokenizer_hash: String,
+}
+
+/// The pack manifest's facts under `layout`, or `None` when the shards were not made by
+/// `pipeline tokenize` there (no manifest).
+pub fn pack_facts(layout: &crate::Layout) -> Result<Option<PackFacts>> {
+    let path = layout.manifest(PACK_STAGE);
+    let Some(manifest) = crate::StageManifest::load(&path)? else {
+        return Ok(None);
+    };
+    serde_json::from_value(manifest.summary)
+        .map(Some)
+        .with_context(|| format!("{}: summary lacks the shard facts (eos_id, vocab_size, seq_len, tokenizer_hash)", path.display()))
+}
+
 // ---------------------------------------------------------------------------------------------
 // Writing
 

@@ -14,6 +14,7 @@ use schemas::layout;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::backend::DeviceRequest;
 use crate::model::{MambaConfig, Precision};
 use crate::train::optim::AdamWParams;
 
@@ -23,13 +24,15 @@ use crate::train::optim::AdamWParams;
 pub struct Config {
     /// `[data] dir`; `--data-dir` overrides it, `data` when neither is given.
     pub data_dir: Option<PathBuf>,
+    /// `[train]`: where every model command runs.
+    pub train: TrainSection,
     pub model: ModelSection,
     pub pretrain: PretrainConfig,
     pub finetune: FinetuneConfig,
     pub tasks: BTreeMap<String, TaskConfig>,
 }
 
-/// A section of the trainer's (`[data]` is always read).
+/// A section of the trainer's (`[data]` and `[train]` are always read).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Section {
     Model,
@@ -66,6 +69,15 @@ struct DataSection {
     dir: Option<PathBuf>,
 }
 
+/// `[train]`: settings of every command that runs the model.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainSection {
+    /// `auto`, `cpu`, `cuda`, `cuda:N`, `cuda:0,1,…`, `wgpu`, `wgpu:N` ([`DeviceRequest`]);
+    /// `--device` overrides it; `auto` when neither is given.
+    pub device: Option<DeviceRequest>,
+}
+
 impl Config {
     /// Read `path` (or take the defaults when `None`) and check `sections`.
     pub fn load(path: Option<&Path>, sections: &[Section]) -> Result<Self> {
@@ -81,6 +93,7 @@ impl Config {
         let wanted = |s: Section| sections.contains(&s);
         let mut c = Config {
             data_dir: section::<DataSection>(&table, "data", &name)?.dir,
+            train: section(&table, "train", &name)?,
             ..Config::default()
         };
         if wanted(Section::Model) {

@@ -284,7 +284,7 @@ fn finetune_answer_and_score_bioasq_4b_5b_with_a_tiny_model() {
                 d,
                 "--run-dir",
                 r,
-                "--max-steps",
+                "--steps",
                 "3",
             ],
         );
@@ -444,7 +444,7 @@ fn finetune_answer_and_score_bioasq_4b_5b_with_a_tiny_model() {
             d,
             "--run-dir",
             r4,
-            "--max-steps",
+            "--steps",
             "3",
             "--no-eval",
         ],
@@ -474,7 +474,7 @@ fn finetune_answer_and_score_bioasq_4b_5b_with_a_tiny_model() {
             d,
             "--run-dir",
             run.to_str().unwrap(),
-            "--max-steps",
+            "--steps",
             "2",
             "--no-eval",
         ]
@@ -486,7 +486,7 @@ fn finetune_answer_and_score_bioasq_4b_5b_with_a_tiny_model() {
         |v: Vec<String>| trainer(&bin, &v.iter().map(String::as_str).collect::<Vec<_>>());
     run_args(base(&full));
     let mut first = base(&split);
-    first.extend(["--stop-after".to_string(), "1".to_string()]);
+    first.extend(["--max-steps".to_string(), "1".to_string()]);
     let stopped = run_args(first);
     assert!(stopped.contains("stopped after step 1 of 2"), "{stopped}");
     assert!(!split.join("model").exists());

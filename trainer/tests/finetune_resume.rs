@@ -259,13 +259,13 @@ fn finetune_loss_falls_and_a_changed_recipe_is_refused() {
     // The same run directory with another learning rate is another run: refused.
     let run = f.root.join("runs/recipe");
     let mut c = finetune_cmd(f, &run);
-    c.args(["--max-steps", "2"]);
+    c.args(["--steps", "2"]);
     run_ok(c);
     let cfg = std::fs::read_to_string(f.root.join("ft.toml")).unwrap();
     let other = f.root.join("ft-other.toml");
     std::fs::write(&other, cfg.replace("lr = 2e-2", "lr = 1e-3")).unwrap();
     let mut c = finetune_cmd_with(f, &run, &other);
-    c.args(["--max-steps", "2"]);
+    c.args(["--steps", "2"]);
     let out = c.output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());

@@ -1,21 +1,24 @@
 //! The `trainer` command line: clap arguments and the dispatch of each command to the library
-//! (config loaded once, backend and devices chosen here). Nothing else lives here.
+//! (config loaded once, the device chosen here, each command run as a [`Job`] on the backend of
+//! that device). Nothing else lives here.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
-use crate::backend::{AutodiffCpu, Cpu, pin_threads};
+use crate::backend::{self, Cpu, DeviceRequest, Job, Selection, TrainBackend, pin_threads};
 use crate::config::{Config, Section};
+use crate::eval::parity::{self, ScoreRequest};
 use crate::eval::perplexity::{self, PplSettings};
 use crate::eval::report::{self, ReportOptions};
-use crate::eval::{answer, parity, submission};
-use crate::model::hf;
-use crate::model::{GenerateConfig, beam_search, greedy};
+use crate::eval::results::table3_markdown;
+use crate::eval::{answer, submission};
+use crate::model::generate::complete_text;
+use crate::model::{GenerateConfig, Precision, hf};
 use crate::train::checkpoint;
 use crate::train::finetune::{self, FinetuneOptions};
-use crate::train::pretrain::{self, PretrainOptions};
+use crate::train::pretrain::{self, PretrainOptions, PretrainSummary};
 use crate::train::{export, plot};
 
 #[derive(Parser)]
@@ -27,7 +30,8 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Logits, mean next-token loss and optionally gradients for `input_ids`.
+    /// Logits, mean next-token loss and optionally gradients, hidden states and a greedy
+    /// continuation for `input_ids` (parity with transformers).
     Score(ScoreArgs),
     /// Greedy or beam-search continuation of a text prompt.
     Generate(GenerateArgs),
@@ -44,6 +48,17 @@ enum Command {
     Eval(EvalArgs),
     /// Combine task results (results.json) of any number of systems into one Table 3.
     Report(ReportOptions),
+    /// List the devices `--device` can name (CUDA devices, wgpu adapters) and what `auto` picks.
+    Devices,
+}
+
+/// `--device`, on every command that runs the model.
+#[derive(clap::Args, Clone, Debug, Default)]
+struct DeviceArg {
+    /// auto (CUDA if a driver and a device are found, else CPU), cpu, cuda, cuda:N,
+    /// cuda:0,1,… (data parallel), wgpu, wgpu:N; default: [train] device of the config, else auto.
+    #[arg(long)]
+    device: Option<DeviceRequest>,
 }
 
 #[derive(clap::Args)]
@@ -51,15 +66,23 @@ struct ScoreArgs {
     /// Model directory (config.json + model.safetensors, HF layout).
     #[arg(long)]
     model: PathBuf,
-    /// safetensors file with `input_ids` [B, L] (int64).
+    /// safetensors file with `input_ids` [B, L] (int64) (and `generate.prompt` [1, P] for --greedy).
     #[arg(long)]
     input: PathBuf,
-    /// Output safetensors: `logits`, `loss` (+ `grad.<name>` with --grads).
+    /// Output safetensors: `logits`, `loss` (+ `grad.<name>`, `hidden_states.K`, `generate.output`).
     #[arg(long)]
     out: PathBuf,
     /// Also write d loss / d parameter for every parameter.
     #[arg(long)]
     grads: bool,
+    /// Also write the hidden states (after each block, then the final norm's output).
+    #[arg(long)]
+    hidden: bool,
+    /// Also decode `generate.prompt` greedily by N tokens with the recurrent cache.
+    #[arg(long, value_name = "N")]
+    greedy: Option<usize>,
+    #[command(flatten)]
+    device: DeviceArg,
 }
 
 #[derive(clap::Args)]
@@ -82,6 +105,8 @@ struct GenerateArgs {
     /// End-of-sequence token id (GPT-NeoX tokenizer: 0).
     #[arg(long, default_value_t = 0)]
     eos: u32,
+    #[command(flatten)]
+    device: DeviceArg,
 }
 
 #[derive(clap::Args)]
@@ -91,9 +116,8 @@ struct PretrainArgs {
     config: PathBuf,
     #[command(flatten)]
     opts: PretrainOptions,
-    /// Devices for data parallelism (CUDA ordinals, e.g. `0,1`); see trainer/README.md.
-    #[arg(long, value_delimiter = ',')]
-    devices: Vec<usize>,
+    #[command(flatten)]
+    device: DeviceArg,
 }
 
 #[derive(clap::Args)]
@@ -115,9 +139,8 @@ struct FinetuneArgs {
     config: Option<PathBuf>,
     #[command(flatten)]
     opts: FinetuneOptions,
-    /// Train on these CUDA devices, data parallel (GPU build; as `trainer pretrain --devices`).
-    #[arg(long, value_delimiter = ',')]
-    devices: Vec<usize>,
+    #[command(flatten)]
+    device: DeviceArg,
 }
 
 #[derive(clap::Args)]
@@ -164,15 +187,35 @@ struct EvalArgs {
     /// Perplexity: document length of the one-document-per-row protocols.
     #[arg(long, default_value_t = 512)]
     doc_len: usize,
+    #[command(flatten)]
+    device: DeviceArg,
+}
+
+/// Choose the device (`--device`, else `[train] device`, else auto) and say so in the first log
+/// line, before anything is computed or written.
+fn choose(arg: &DeviceArg, config: &Config, precision: Precision) -> Result<Selection> {
+    let request = arg
+        .device
+        .clone()
+        .or_else(|| config.train.device.clone())
+        .unwrap_or_default();
+    let selection = backend::select(&request)?;
+    tracing::info!(
+        "device {} [{} backend], precision {}; chosen: {}",
+        selection.description,
+        selection.backend,
+        precision,
+        selection.reason
+    );
+    Ok(selection)
 }
 
 /// Run one command line.
 pub fn run(cli: Cli) -> Result<()> {
-    let device = Default::default();
     match cli.cmd {
         Command::Score(a) => {
-            let r = parity::score_files::<AutodiffCpu>(&a.model, &a.input, &a.out, a.grads, &device)
-                .context("trainer score")?;
+            let selection = choose(&a.device, &Config::default(), Precision::F32)?;
+            let r = backend::run_on(&selection, ScoreJob(&a)).context("trainer score")?;
             println!(
                 "loss {:.6} over logits {:?}; wrote {}",
                 r.loss,
@@ -180,15 +223,26 @@ pub fn run(cli: Cli) -> Result<()> {
                 a.out.display()
             );
         }
-        Command::Generate(a) => generate(a)?,
+        Command::Generate(a) => {
+            let selection = choose(&a.device, &Config::default(), Precision::F32)?;
+            for (i, (logprob, text)) in backend::run_on(&selection, GenerateJob(&a))?
+                .iter()
+                .enumerate()
+            {
+                println!("#{i} logprob {logprob:.4}: {}{text}", a.prompt);
+            }
+        }
         Command::Pretrain(a) => {
             let config = Config::load(Some(&a.config), Section::PRETRAIN)?;
             pin_threads(config.pretrain.threads);
-            let summary = if a.devices.is_empty() {
-                pretrain::run::<AutodiffCpu>(&a.opts, &config, &[device])
-            } else {
-                gpu::pretrain(&a.opts, &config, &a.devices)
-            }
+            let selection = choose(&a.device, &config, config.pretrain.precision)?;
+            let summary = backend::run_on(
+                &selection,
+                PretrainJob {
+                    opts: &a.opts,
+                    config: &config,
+                },
+            )
             .context("trainer pretrain")?;
             let val = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.4}"));
             println!(
@@ -200,7 +254,8 @@ pub fn run(cli: Cli) -> Result<()> {
             );
         }
         Command::Export(a) => {
-            let ckpt = export::export::<Cpu>(&a.run_dir, &a.out, &device).context("trainer export")?;
+            let ckpt = export::export::<Cpu>(&a.run_dir, &a.out, &Default::default())
+                .context("trainer export")?;
             println!("exported {} to {}", ckpt.display(), a.out.display());
         }
         Command::Plot(a) => {
@@ -208,65 +263,36 @@ pub fn run(cli: Cli) -> Result<()> {
             println!("wrote {}", p.display());
         }
         Command::Finetune(a) => {
-            if !a.devices.is_empty() {
-                return gpu::finetune(a);
-            }
             let config = Config::load(a.config.as_deref(), Section::FINETUNE)?;
             pin_threads(config.finetune.threads);
-            finetune::run::<AutodiffCpu>(&a.opts, &config, &[device])?;
+            let selection = choose(&a.device, &config, config.finetune.precision)?;
+            backend::run_on(
+                &selection,
+                FinetuneJob {
+                    opts: &a.opts,
+                    config: &config,
+                },
+            )?;
         }
         Command::Eval(a) => eval(a)?,
         Command::Report(a) => report::run(a)?,
+        Command::Devices => devices()?,
     }
     Ok(())
 }
 
-fn generate(a: GenerateArgs) -> Result<()> {
-    let device = Default::default();
-    let tok = tokenizers::Tokenizer::from_file(&a.tokenizer)
-        .map_err(|e| anyhow::anyhow!("loading tokenizer {}: {e}", a.tokenizer.display()))?;
-    let (_, model) = hf::load_pretrained::<Cpu>(&a.model, &device)?;
-    let vocab = model.vocab_size;
-    let enc = tok
-        .encode(a.prompt.as_str(), false)
-        .map_err(|e| anyhow::anyhow!("tokenizing prompt: {e}"))?;
-    let prompt = enc.get_ids().to_vec();
-    anyhow::ensure!(!prompt.is_empty(), "the prompt tokenizes to nothing");
-    if let Some((pos, id)) = prompt
-        .iter()
-        .enumerate()
-        .find(|(_, id)| **id as usize >= vocab)
-    {
-        bail!(
-            "prompt token {pos} has id {id}, outside the model's vocabulary of {vocab} \
-             ({} and {} do not match)",
-            a.tokenizer.display(),
-            a.model.display()
-        );
-    }
-    let mut stop = Vec::new();
-    if a.stop_at_newline {
-        let nl = tok
-            .encode("\n", false)
-            .map_err(|e| anyhow::anyhow!("tokenizing newline: {e}"))?;
-        stop.extend(nl.get_ids().iter().copied().take(1));
-    }
-    let cfg = GenerateConfig {
-        max_new_tokens: a.max_new_tokens,
-        num_beams: a.beams.max(1),
-        eos_token_id: Some(a.eos),
-        stop_token_ids: stop,
-    };
-    let cands = if cfg.num_beams == 1 {
-        vec![greedy(&model, &prompt, &cfg, &device)]
-    } else {
-        beam_search(&model, &prompt, &cfg, &device)
-    };
-    for (i, c) in cands.iter().enumerate() {
-        let text = tok
-            .decode(&c.tokens, true)
-            .map_err(|e| anyhow::anyhow!("decoding: {e}"))?;
-        println!("#{i} logprob {:.4}: {}{}", c.logprob, a.prompt, text);
+/// `trainer devices`: what each kind of `--device` finds on this machine.
+fn devices() -> Result<()> {
+    for request in [
+        DeviceRequest::Cpu,
+        DeviceRequest::Cuda(vec![0]),
+        DeviceRequest::Wgpu(None),
+        DeviceRequest::Auto,
+    ] {
+        match backend::select(&request) {
+            Ok(s) => println!("{request:<6} {} [{}]: {}", s.description, s.backend, s.reason),
+            Err(e) => println!("{request:<6} unavailable: {e:#}"),
+        }
     }
     Ok(())
 }
@@ -277,46 +303,22 @@ fn eval(a: EvalArgs) -> Result<()> {
     if a.submission.is_some() {
         return score_submission(a);
     }
-    let device = Default::default();
     let config = Config::load(a.config.as_deref(), Section::FINETUNE)?;
-    let data_dir = config.data_dir(a.data_dir.as_deref());
+    let selection = choose(&a.device, &config, Precision::F32)?;
     let model = a.model.clone().context("give --model")?;
-    let model_dir = checkpoint::model_dir(&model)?;
-    let tok_path = a.tokenizer.clone().or(config.finetune.tokenizer.clone());
-    let tokenizer = hf::load_tokenizer(tok_path.as_deref(), &model_dir)?;
-    if a.ppl {
-        let out = a.out.unwrap_or_else(|| model.join("eval").join("ppl"));
-        let s = PplSettings {
-            batch_size: a.batch_size,
-            doc_len: a.doc_len,
-            eos: config.finetune.eos,
-            max_rows: a.max_rows,
-        };
-        let val = schemas::Layout::new(&data_dir).shards(schemas::layout::VAL);
-        perplexity::run::<Cpu>(&model_dir, &tokenizer, &val, &out, &s, &device)?;
-        println!("wrote {}", out.display());
-        return Ok(());
-    }
-    let Some(task) = a.task.as_deref() else {
-        bail!("give --task NAME (BioASQ answering) or --ppl (perplexity)");
-    };
-    let r = config.resolve_task(task, None, None, a.limit, None)?;
-    let out = a.out.unwrap_or_else(|| model.join("eval").join(task));
-    let res = answer::answer_task_as::<Cpu>(
-        &r,
-        &model_dir,
-        &data_dir,
-        &tokenizer,
-        &out,
-        a.label.as_deref(),
-        &device,
+    let out = backend::run_on(
+        &selection,
+        EvalJob {
+            a: &a,
+            config: &config,
+            model: &model,
+        },
     )?;
-    print!("{}", crate::eval::results::table3_markdown(&[res]));
     println!("wrote {}", out.display());
     Ok(())
 }
 
-/// `trainer eval --task TASK --submission FILE`: score a BioASQ submission.
+/// `trainer eval --submission FILE --task NAME`: score any submission (no model involved).
 fn score_submission(a: EvalArgs) -> Result<()> {
     let (Some(file), Some(task)) = (a.submission.as_deref(), a.task.as_deref()) else {
         bail!("--submission needs --task");
@@ -333,41 +335,122 @@ fn score_submission(a: EvalArgs) -> Result<()> {
     });
     let res = submission::score_task(&r, &data_dir, file, a.label.as_deref(), &out)
         .context("trainer eval --submission")?;
-    print!("{}", crate::eval::results::table3_markdown(&[res]));
+    print!("{}", table3_markdown(&[res]));
     println!("wrote {}", out.display());
     Ok(())
 }
 
-/// The training commands on CUDA devices (`--devices`), or the error a CPU-only build gives.
-mod gpu {
-    use super::*;
-    use crate::train::pretrain::PretrainSummary;
+// The commands as jobs, each run on the backend `--device` chose.
 
-    #[cfg(feature = "cuda")]
-    pub fn pretrain(
-        opts: &PretrainOptions,
-        config: &Config,
-        devices: &[usize],
-    ) -> Result<PretrainSummary> {
-        let devices = crate::backend::cuda_devices(devices);
-        pretrain::run::<crate::backend::CudaTrain>(opts, config, &devices)
+struct ScoreJob<'a>(&'a ScoreArgs);
+
+impl Job for ScoreJob<'_> {
+    type Output = parity::ScoreOutput;
+    fn run<B: TrainBackend>(self, devices: Vec<B::Device>) -> Result<Self::Output> {
+        let a = self.0;
+        let request = ScoreRequest {
+            grads: a.grads,
+            hidden: a.hidden,
+            greedy: a.greedy,
+        };
+        parity::score_files::<B>(&a.model, &a.input, &a.out, request, &devices[0])
     }
+}
 
-    #[cfg(feature = "cuda")]
-    pub fn finetune(a: FinetuneArgs) -> Result<()> {
-        let config = Config::load(a.config.as_deref(), Section::FINETUNE)?;
-        pin_threads(config.finetune.threads);
-        let devices = crate::backend::cuda_devices(&a.devices);
-        finetune::run::<crate::backend::CudaTrain>(&a.opts, &config, &devices)
+struct GenerateJob<'a>(&'a GenerateArgs);
+
+impl Job for GenerateJob<'_> {
+    type Output = Vec<(f64, String)>;
+    fn run<B: TrainBackend>(self, devices: Vec<B::Device>) -> Result<Self::Output> {
+        let a = self.0;
+        let tok = tokenizers::Tokenizer::from_file(&a.tokenizer)
+            .map_err(|e| anyhow::anyhow!("loading tokenizer {}: {e}", a.tokenizer.display()))?;
+        let (_, model) = hf::load_pretrained::<B::InnerBackend>(&a.model, &devices[0])?;
+        let mut stop = Vec::new();
+        if a.stop_at_newline {
+            let nl = tok
+                .encode("\n", false)
+                .map_err(|e| anyhow::anyhow!("tokenizing newline: {e}"))?;
+            stop.extend(nl.get_ids().iter().copied().take(1));
+        }
+        let cfg = GenerateConfig {
+            max_new_tokens: a.max_new_tokens,
+            num_beams: a.beams.max(1),
+            eos_token_id: Some(a.eos),
+            stop_token_ids: stop,
+        };
+        complete_text(&model, &tok, &a.prompt, &cfg, &devices[0])
+            .with_context(|| format!("{} with {}", a.model.display(), a.tokenizer.display()))
     }
+}
 
-    #[cfg(not(feature = "cuda"))]
-    pub fn pretrain(_: &PretrainOptions, _: &Config, devices: &[usize]) -> Result<PretrainSummary> {
-        Err(crate::backend::needs_gpu_build(devices))
+struct PretrainJob<'a> {
+    opts: &'a PretrainOptions,
+    config: &'a Config,
+}
+
+impl Job for PretrainJob<'_> {
+    type Output = PretrainSummary;
+    fn run<B: TrainBackend>(self, devices: Vec<B::Device>) -> Result<Self::Output> {
+        pretrain::run::<B>(self.opts, self.config, &devices)
     }
+}
 
-    #[cfg(not(feature = "cuda"))]
-    pub fn finetune(a: FinetuneArgs) -> Result<()> {
-        Err(crate::backend::needs_gpu_build(&a.devices))
+struct FinetuneJob<'a> {
+    opts: &'a FinetuneOptions,
+    config: &'a Config,
+}
+
+impl Job for FinetuneJob<'_> {
+    type Output = ();
+    fn run<B: TrainBackend>(self, devices: Vec<B::Device>) -> Result<()> {
+        finetune::run::<B>(self.opts, self.config, &devices)
+    }
+}
+
+struct EvalJob<'a> {
+    a: &'a EvalArgs,
+    config: &'a Config,
+    model: &'a Path,
+}
+
+impl Job for EvalJob<'_> {
+    /// The output directory.
+    type Output = PathBuf;
+    fn run<B: TrainBackend>(self, devices: Vec<B::Device>) -> Result<PathBuf> {
+        let (a, config, model) = (self.a, self.config, self.model);
+        let device = &devices[0];
+        let data = schemas::Layout::new(config.data_dir(a.data_dir.as_deref()));
+        let model_dir = checkpoint::model_dir(model)?;
+        let tok_path = a.tokenizer.clone().or(config.finetune.tokenizer.clone());
+        let tokenizer = hf::load_tokenizer(tok_path.as_deref(), &model_dir)?;
+        if a.ppl {
+            let out = a.out.clone().unwrap_or_else(|| model.join("eval").join("ppl"));
+            let s = PplSettings {
+                batch_size: a.batch_size,
+                doc_len: a.doc_len,
+                eos: perplexity::eos_of_shards(&data, config.finetune.eos)?,
+                max_rows: a.max_rows,
+            };
+            let val = data.shards(schemas::layout::VAL);
+            perplexity::run::<B::InnerBackend>(&model_dir, &tokenizer, &val, &out, &s, device)?;
+            return Ok(out);
+        }
+        let Some(task) = a.task.as_deref() else {
+            bail!("give --task NAME (BioASQ answering) or --ppl (perplexity)");
+        };
+        let r = config.resolve_task(task, None, None, a.limit, None)?;
+        let out = a.out.clone().unwrap_or_else(|| model.join("eval").join(task));
+        let res = answer::answer_task_as::<B::InnerBackend>(
+            &r,
+            &model_dir,
+            data.root(),
+            &tokenizer,
+            &out,
+            a.label.as_deref(),
+            device,
+        )?;
+        print!("{}", table3_markdown(&[res]));
+        Ok(out)
     }
 }

@@ -1,38 +1,54 @@
-//! `trainer score`: logits, loss and (optionally) parameter gradients for given ids.
+//! `trainer score`: what transformers' `MambaForCausalLM` computes for given ids — logits, the
+//! mean next-token loss, and on request every parameter gradient, the hidden states and a
+//! greedy continuation — on any backend, for parity checks against the golden fixtures.
 
-use crate::model::scan::ScanBackend;
 use std::path::Path;
 
 use anyhow::{Result, bail};
 use burn::module::AutodiffModule;
-use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Int, Tensor, TensorData};
 
-use crate::model::hf::{hf_grads, load_pretrained};
-use crate::train::loss::causal_lm_loss;
+use crate::backend::TrainBackend;
 use crate::model::hf::safetensors::{self as st, OutTensor, StFile};
+use crate::model::hf::{hf_grads, load_pretrained};
+use crate::model::{GenerateConfig, greedy};
+use crate::train::loss::causal_lm_loss;
+
+/// What to compute besides logits and loss.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ScoreRequest {
+    /// d loss / d parameter for every parameter (`grad.<HF name>`).
+    pub grads: bool,
+    /// The residual stream after each block and the final norm's output (`hidden_states.K`).
+    pub hidden: bool,
+    /// Greedy continuation of `generate.prompt` by this many tokens (`generate.output`).
+    pub greedy: Option<usize>,
+}
 
 /// Results of scoring a batch.
 pub struct ScoreOutput {
-    /// `[B, L, V]` row-major.
-    pub logits: Vec<f32>,
     pub logits_shape: [usize; 3],
     pub loss: f32,
-    /// `grad.<HF name>` entries when requested.
-    pub grads: Vec<OutTensor>,
+    /// Every tensor written: `logits`, `loss`, and what was requested.
+    pub tensors: Vec<OutTensor>,
 }
 
-/// Score `input_ids` `[B, L]` with the model in `model_dir`.
-pub fn score<B: AutodiffBackend + ScanBackend>(
+fn host<B: burn::tensor::backend::Backend, const D: usize>(t: Tensor<B, D>) -> Result<Vec<f32>> {
+    t.into_data()
+        .convert::<f32>()
+        .to_vec::<f32>()
+        .map_err(|e| anyhow::anyhow!("reading a tensor back: {e:?}"))
+}
+
+/// Score `input_ids` `[B, L]` (and greedy-decode `prompt`) with the model in `model_dir`.
+pub fn score<B: TrainBackend>(
     model_dir: &Path,
     ids: &[i64],
     shape: [usize; 2],
-    with_grads: bool,
+    prompt: Option<&[u32]>,
+    request: ScoreRequest,
     device: &B::Device,
-) -> Result<ScoreOutput>
-where
-    B::InnerBackend: ScanBackend,
-{
+) -> Result<ScoreOutput> {
     let [bsz, len] = shape;
     if bsz == 0 || len < 2 {
         bail!("input_ids must be [B, L] with B >= 1 and L >= 2, found {shape:?}");
@@ -42,50 +58,53 @@ where
     if let Some(bad) = ids.iter().find(|&&t| t < 0 || t as usize >= v) {
         bail!("input_ids contains token {bad}, outside the vocabulary [0, {v})");
     }
-    let data = TensorData::new(ids.to_vec(), shape);
-    let to_vec = |d: TensorData| -> Result<Vec<f32>> {
-        d.convert::<f32>()
-            .to_vec::<f32>()
-            .map_err(|e| anyhow::anyhow!("{e:?}"))
-    };
-    if with_grads {
-        let t: Tensor<B, 2, Int> = Tensor::from_data(data, device);
-        let logits = model.forward(t.clone());
-        let loss = causal_lm_loss(logits.clone(), t);
-        let grads_store = loss.backward();
-        let grads = hf_grads(&model, &grads_store)?;
-        Ok(ScoreOutput {
-            logits: to_vec(logits.into_data())?,
-            logits_shape: [bsz, len, v],
-            loss: to_vec(loss.into_data())?[0],
-            grads,
-        })
-    } else {
-        // No tape needed: run on the inner backend.
-        let model = model.valid();
-        let t = Tensor::from_data(data, device);
-        let logits = model.forward(t.clone());
-        let loss = causal_lm_loss(logits.clone(), t);
-        Ok(ScoreOutput {
-            logits: to_vec(logits.into_data())?,
-            logits_shape: [bsz, len, v],
-            loss: to_vec(loss.into_data())?[0],
-            grads: Vec::new(),
-        })
+    let t: Tensor<B, 2, Int> = Tensor::from_data(TensorData::new(ids.to_vec(), shape), device);
+    let out = model.forward_full(t.clone(), request.hidden, false);
+    let loss = causal_lm_loss(out.logits.clone(), t);
+    let mut tensors = Vec::new();
+    if request.grads {
+        tensors = hf_grads(&model, &loss.backward())?;
     }
+    let loss_value = host(loss)?[0];
+    let mut front = vec![
+        OutTensor::f32("logits", vec![bsz, len, v], &host(out.logits)?),
+        OutTensor::f32("loss", vec![1], &[loss_value]),
+    ];
+    for (k, h) in out.hidden_states.into_iter().enumerate() {
+        let dims = h.dims().to_vec();
+        front.push(OutTensor::f32(format!("hidden_states.{k}"), dims, &host(h)?));
+    }
+    if let Some(n) = request.greedy {
+        let Some(prompt) = prompt.filter(|p| !p.is_empty()) else {
+            bail!("--greedy needs a non-empty `generate.prompt` [1, P] in the input");
+        };
+        let decoding = GenerateConfig {
+            max_new_tokens: n,
+            num_beams: 1,
+            eos_token_id: None,
+            stop_token_ids: Vec::new(),
+        };
+        let c = greedy(&model.valid(), prompt, &decoding, device);
+        let all: Vec<i64> = prompt.iter().chain(&c.tokens).map(|&t| t as i64).collect();
+        front.push(OutTensor::i64("generate.output", vec![1, all.len()], &all));
+    }
+    front.append(&mut tensors);
+    Ok(ScoreOutput {
+        logits_shape: [bsz, len, v],
+        loss: loss_value,
+        tensors: front,
+    })
 }
 
-/// Read `input_ids` from `input`, score, write `logits`, `loss` (+ `grad.*`) to `out`.
-pub fn score_files<B: AutodiffBackend + ScanBackend>(
+/// Read `input_ids` (and `generate.prompt` for `--greedy`) from `input`, score, write every
+/// result tensor to `out`.
+pub fn score_files<B: TrainBackend>(
     model_dir: &Path,
     input: &Path,
     out: &Path,
-    with_grads: bool,
+    request: ScoreRequest,
     device: &B::Device,
-) -> Result<ScoreOutput>
-where
-    B::InnerBackend: ScanBackend,
-{
+) -> Result<ScoreOutput> {
     let f = StFile::open(input)?;
     let (shape, ids) = f.i64("input_ids")?;
     if shape.len() != 2 {
@@ -94,12 +113,24 @@ where
             input.display()
         );
     }
-    let mut res = score::<B>(model_dir, &ids, [shape[0], shape[1]], with_grads, device)?;
-    let mut tensors = vec![
-        OutTensor::f32("logits", res.logits_shape.to_vec(), &res.logits),
-        OutTensor::f32("loss", vec![1], &[res.loss]),
-    ];
-    tensors.append(&mut res.grads);
-    st::save(out, &tensors)?;
+    let prompt = match request.greedy {
+        None => None,
+        Some(_) => {
+            let (_, p) = f.i64("generate.prompt")?;
+            if let Some(bad) = p.iter().find(|&&t| t < 0) {
+                bail!("generate.prompt in {} holds token {bad}", input.display());
+            }
+            Some(p.iter().map(|&t| t as u32).collect::<Vec<u32>>())
+        }
+    };
+    let res = score::<B>(
+        model_dir,
+        &ids,
+        [shape[0], shape[1]],
+        prompt.as_deref(),
+        request,
+        device,
+    )?;
+    st::save(out, &res.tensors)?;
     Ok(res)
 }

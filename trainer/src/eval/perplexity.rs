@@ -74,6 +74,22 @@ pub fn documents(rows: &[Vec<u32>], starts: &[Vec<u32>], eos: u32) -> Vec<Vec<u3
         .collect()
 }
 
+/// The EOS id the shards under `data` were packed with (the pack manifest's), else `fallback`
+/// with a warning (shards made elsewhere).
+pub fn eos_of_shards(data: &schemas::Layout, fallback: u32) -> Result<u32> {
+    Ok(match schemas::shards::pack_facts(data)? {
+        Some(facts) => facts.eos_id,
+        None => {
+            tracing::warn!(
+                "no pack manifest under {} (shards not made by `pipeline tokenize` there): \
+                 taking EOS id {fallback} from [finetune] eos",
+                data.root().display()
+            );
+            fallback
+        }
+    })
+}
+
 /// One protocol's numbers.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PplResult {

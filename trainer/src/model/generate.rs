@@ -190,3 +190,40 @@ pub fn beam_search<B: ScanBackend>(
     done.truncate(k);
     done
 }
+/// Continuations of the text `prompt` (tokenized with `tok`): greedy when `cfg.num_beams` is 1,
+/// else the beams, best first, as `(sequence log-probability, decoded new text)`.
+pub fn complete_text<B: ScanBackend>(
+    model: &MambaLm<B>,
+    tok: &tokenizers::Tokenizer,
+    prompt: &str,
+    cfg: &GenerateConfig,
+    device: &B::Device,
+) -> anyhow::Result<Vec<(f64, String)>> {
+    let enc = tok
+        .encode(prompt, false)
+        .map_err(|e| anyhow::anyhow!("tokenizing the prompt: {e}"))?;
+    let ids = enc.get_ids().to_vec();
+    anyhow::ensure!(!ids.is_empty(), "the prompt tokenizes to nothing");
+    let vocab = model.vocab_size;
+    if let Some((pos, id)) = ids.iter().enumerate().find(|(_, id)| **id as usize >= vocab) {
+        anyhow::bail!(
+            "prompt token {pos} has id {id}, outside the model's vocabulary of {vocab} (the \
+             tokenizer and the model do not match)"
+        );
+    }
+    let cands = if cfg.num_beams <= 1 {
+        vec![greedy(model, &ids, cfg, device)]
+    } else {
+        beam_search(model, &ids, cfg, device)
+    };
+    cands
+        .iter()
+        .map(|c| {
+            let text = tok
+                .decode(&c.tokens, true)
+                .map_err(|e| anyhow::anyhow!("decoding {:?}: {e}", c.tokens))?;
+            Ok((c.logprob, text))
+        })
+        .collect()
+}
+

@@ -307,7 +307,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("[pretrain] precision = \"bf16\"") && err.contains("--features cuda"),
+            err.contains("[pretrain] precision = \"bf16\"") && err.contains("--device cuda"),
             "{err}"
         );
     }

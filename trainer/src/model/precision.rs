@@ -22,6 +22,16 @@ pub enum Precision {
     F64,
 }
 
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+            Precision::F64 => "f64",
+        })
+    }
+}
+
 impl Precision {
     /// The dtype products are computed in; `None` = the backend's own.
     pub fn matmul_dtype(self) -> Option<FloatDType> {
@@ -41,9 +51,8 @@ impl Precision {
         if let Some(dt) = self.matmul_dtype() {
             anyhow::ensure!(
                 B::supports_dtype(device, dt.into()),
-                "{setting} = \"{}\" is not supported by this backend ({}); bf16 needs the CUDA \
-                 build (`--features cuda`, `--devices 0`), the CPU backend computes in \"f32\"",
-                serde_json::to_value(self)?.as_str().unwrap_or("?"),
+                "{setting} = \"{self}\" is not supported by this backend ({}); bf16 runs on CUDA \
+                 (`--device cuda`), the CPU and wgpu backends compute in \"f32\"",
                 B::name(device)
             );
         }

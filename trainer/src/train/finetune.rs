@@ -59,9 +59,9 @@ pub struct FinetuneOptions {
     pub data_dir: Option<PathBuf>,
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
-    /// Overrides `[finetune] max_steps`.
+    /// The schedule's length in optimizer steps (overrides `[finetune] max_steps`).
     #[arg(long)]
-    pub max_steps: Option<usize>,
+    pub steps: Option<usize>,
     /// Overrides `[finetune] train_limit`.
     #[arg(long)]
     pub train_limit: Option<usize>,
@@ -74,10 +74,10 @@ pub struct FinetuneOptions {
     /// Train only; do not answer the test questions.
     #[arg(long)]
     pub no_eval: bool,
-    /// Stop (after a checkpoint) once this many steps are done, as a preemption would;
-    /// the schedule is unchanged and a later run resumes.
+    /// Stop (with a checkpoint) after this many total steps, as `trainer pretrain --max-steps`
+    /// does: the schedule is unchanged and running again resumes.
     #[arg(long)]
-    pub stop_after: Option<usize>,
+    pub max_steps: Option<usize>,
 }
 
 /// Training examples, encoded once.
@@ -140,14 +140,15 @@ fn training_settings(r: &Resolved) -> Resolved {
 }
 
 /// Fine-tune on the task's training table (or resume the run in `run_dir`); returns the final HF
-/// model directory, or `None` when stopped early by `stop_after`.
+/// model directory, or `None` when stopped early by `max_steps` (steps done in total, with a
+/// checkpoint; the schedule is unchanged).
 pub fn train<B: AutodiffBackend + ScanBackend>(
     r: &Resolved,
     init_dir: &Path,
     data_dir: &Path,
     tokenizer: &tokenizers::Tokenizer,
     run_dir: &Path,
-    stop_after: Option<usize>,
+    max_steps: Option<usize>,
     devices: &[B::Device],
 ) -> Result<Option<PathBuf>> {
     let device = devices.first().context("no device to train on")?;
@@ -176,10 +177,17 @@ pub fn train<B: AutodiffBackend + ScanBackend>(
         r.task, data.skipped, data.context_cut
     );
     let init_hash = schemas::manifest::hash_file(&init_dir.join(crate::model::hf::WEIGHTS_FILE))?;
+    // The tokenizer shapes the training ids as much as the weights do.
+    let tok_json = tokenizer
+        .to_string(false)
+        .map_err(|e| anyhow::anyhow!("serializing tokenizer: {e}"))?;
+    let tok_hash = schemas::manifest::hash_bytes(tok_json.as_bytes());
     let spec = RunSpec {
         run_dir,
-        run_config: serde_json::json!({"init": init_hash, "run": training_settings(r)}),
-        what: "initial model or [finetune]/[tasks]",
+        run_config: serde_json::json!({
+            "init": init_hash, "tokenizer": tok_hash, "run": training_settings(r),
+        }),
+        what: "initial model, tokenizer or [finetune]/[tasks]",
         data_fingerprint: format!("table:{}", schemas::manifest::hash_file(&train_path)?),
         data_what: "training table",
         seed: cfg.seed,
@@ -189,8 +197,8 @@ pub fn train<B: AutodiffBackend + ScanBackend>(
     };
     let mut run = Session::<B>::open(spec, || load_pretrained::<B>(init_dir, device), device)?;
     run.model = run.model.with_precision(cfg.precision);
-    run.note_devices(devices.len());
-    let end = stop_after.map_or(total, |s| (s as u64).min(total));
+    run.note_devices(&B::name(device), devices.len());
+    let end = max_steps.map_or(total, |s| (s as u64).min(total));
     let bar = schemas::progress::Progress::new(
         &format!("finetune {}", r.task),
         end,
@@ -237,7 +245,7 @@ pub fn train<B: AutodiffBackend + ScanBackend>(
         tracing::warn!("loss plot not written: {e:#}");
     }
     if end < total {
-        tracing::info!("stopped after step {end} of {total} (--stop-after); run again to resume");
+        tracing::info!("stopped after step {end} of {total} (--max-steps); run again to resume");
         return Ok(None);
     }
 
@@ -245,9 +253,6 @@ pub fn train<B: AutodiffBackend + ScanBackend>(
     let out = run_dir.join("model");
     let tmp = schemas::atomic::temp_path_for(&out);
     save_pretrained(&tmp, &run.hf_config, &run.model.valid())?;
-    let tok_json = tokenizer
-        .to_string(false)
-        .map_err(|e| anyhow::anyhow!("serializing tokenizer: {e}"))?;
     schemas::atomic::write_atomic(tmp.join("tokenizer.json"), tok_json.as_bytes())?;
     schemas::atomic::commit_dir(&tmp, &out)?;
     Ok(Some(out))
@@ -265,7 +270,7 @@ where
     let device = devices.first().context("no device to train on")?;
     let r = config.resolve_task(
         &opts.task,
-        opts.max_steps,
+        opts.steps,
         opts.train_limit,
         opts.limit,
         opts.max_len,
@@ -284,7 +289,7 @@ where
         &data_dir,
         &tokenizer,
         &run_dir,
-        opts.stop_after,
+        opts.max_steps,
         devices,
     )?
     else {

@@ -158,7 +158,7 @@ where
     };
     let mut run = Session::<B>::open(spec, init, device)?;
     run.model = run.model.with_precision(cfg.precision);
-    run.note_devices(devices.len());
+    run.note_devices(&B::name(device), devices.len());
     let vocab = run.hf_config.config.vocab_size;
     let validate = |m: &MambaLm<B>| {
         evaluate(

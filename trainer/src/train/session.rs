@@ -44,10 +44,19 @@ pub struct TrainState {
     /// Data-parallel device count (how a step's gradient sum is grouped).
     #[serde(default = "one")]
     pub devices: usize,
+    /// The backend the run computes on (Burn's name of it, e.g. `autodiff<ndarray>`): bit-exact
+    /// resume holds per backend.
+    #[serde(default = "cpu")]
+    pub backend: String,
 }
 
 fn one() -> usize {
     1
+}
+
+/// Runs from before the field existed computed on the CPU.
+fn cpu() -> String {
+    "autodiff<ndarray>".into()
 }
 
 /// What identifies a run; a resume with anything else is refused (or, for the data, warned).
@@ -104,7 +113,20 @@ impl<B: AutodiffBackend> Session<B> {
             if let Ok(text) = fs::read(&run_config_path) {
                 let saved: serde_json::Value = serde_json::from_slice(&text)
                     .with_context(|| format!("parsing {}", run_config_path.display()))?;
-                if saved != spec.run_config {
+                // Keys the run did not record (added to the recipe later) are taken as they are
+                // now, with a warning; any recorded key that differs refuses the resume.
+                let mut comparable = spec.run_config.clone();
+                let mut unrecorded = Vec::new();
+                if let (Some(now), Some(then)) = (comparable.as_object_mut(), saved.as_object()) {
+                    now.retain(|k, _| {
+                        let keep = then.contains_key(k);
+                        if !keep {
+                            unrecorded.push(k.clone());
+                        }
+                        keep
+                    });
+                }
+                if saved != comparable {
                     bail!(
                         "{} was started with a different {} configuration ({}); resuming with another \
                          recipe would not reproduce the run — use a new run directory",
@@ -112,6 +134,17 @@ impl<B: AutodiffBackend> Session<B> {
                         spec.what,
                         run_config_path.display()
                     );
+                }
+                if !unrecorded.is_empty() {
+                    tracing::warn!(
+                        "{} does not record {}; resuming with the current value(s), now recorded",
+                        run_config_path.display(),
+                        unrecorded.join(", ")
+                    );
+                    schemas::atomic::write_atomic(
+                        &run_config_path,
+                        (serde_json::to_string_pretty(&spec.run_config)? + "\n").as_bytes(),
+                    )?;
                 }
             }
         } else {
@@ -174,6 +207,7 @@ impl<B: AutodiffBackend> Session<B> {
                         rng: format!("chacha8(seed={}, stream=epoch)", spec.seed),
                         threads,
                         devices: 1,
+                        backend: cpu(),
                     },
                     metrics_lines: Vec::new(),
                 }
@@ -200,9 +234,17 @@ impl<B: AutodiffBackend> Session<B> {
         })
     }
 
-    /// Record the data-parallel device count of this process. A resume with another count warns:
-    /// the step's gradient sum is grouped differently, so the last bits may differ.
-    pub fn note_devices(&mut self, devices: usize) {
+    /// Record the backend and the data-parallel device count of this process. A resume on
+    /// another backend, or with another count (the step's gradient sum is grouped differently),
+    /// warns: bit-exact resume holds per backend and device count.
+    pub fn note_devices(&mut self, backend: &str, devices: usize) {
+        if self.resumed && self.state.backend != backend {
+            tracing::warn!(
+                "checkpoint made on the {} backend, resuming on {backend}; bit-exact resume holds \
+                 per backend, so results will differ slightly from an uninterrupted run",
+                self.state.backend
+            );
+        }
         if self.resumed && self.state.devices != devices {
             tracing::warn!(
                 "checkpoint made with {} data-parallel device(s), resuming with {devices}; \
@@ -210,6 +252,7 @@ impl<B: AutodiffBackend> Session<B> {
                 self.state.devices
             );
         }
+        self.state.backend = backend.to_string();
         self.state.devices = devices;
     }
 
