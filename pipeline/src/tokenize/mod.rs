@@ -16,9 +16,12 @@
 //!
 //! Memory is bounded: parts are read in batches of `batch_rows` rows, token files are streamed, and
 //! packing holds one shard per split.
+//!
+//! **Scale-out**: parts are independent, so `pipeline tokenize --shard i/n` tokenizes only every n-th
+//! part (one task of a job array, see [`tokenize_parts`]) and does not pack; `pipeline pack` then
+//! packs all token files once ([`token_files`] checks that every part is tokenized and current).
 
 pub mod decontaminate;
-pub mod inspect;
 pub mod pack;
 #[cfg(test)]
 mod tests;
@@ -41,7 +44,9 @@ use tokenizers::Tokenizer;
 
 use crate::Ctx;
 use crate::config::TokenizeConfig;
-use crate::stage::{Plan, Stage, StageStatus};
+use crate::stage::{
+    Plan, Shard, Stage, StageStatus, in_data_dir, settings_path, status_settings,
+};
 
 pub const STAGE: &str = "tokenize";
 /// Bumped when the token files change meaning (document text, token file format).
@@ -49,7 +54,18 @@ pub const CODE_VERSION: u32 = 1;
 /// The end-of-text token: appended after every document; id 0 in GPT-NeoX and our trained tokenizers.
 pub const EOS_TOKEN: &str = "<|endoftext|>";
 
-/// `pipeline tokenize` flags; each overrides its `[tokenize]` config value.
+/// `pipeline tokenize` flags: the settings flags plus `--shard`.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct TokenizeArgs {
+    #[command(flatten)]
+    pub settings: Args,
+    /// Tokenize only every n-th input part, starting at the i-th (0-based), e.g. `--shard 3/64`
+    /// for one task of a job array; nothing is packed: run `pipeline pack` after all shards.
+    #[arg(long)]
+    pub shard: Option<Shard>,
+}
+
+/// Flags of `pipeline tokenize` and `pipeline pack`; each overrides its `[tokenize]` config value.
 #[derive(Clone, Debug, Default, clap::Args)]
 pub struct Args {
     /// tokenizer.json (e.g. the GPT-NeoX-20B one).
@@ -110,6 +126,39 @@ impl TokenizeConfig {
         ensure!(s.seq_len > 0, "seq_len must be positive");
         ensure!(s.shard_sequences > 0, "shard_sequences must be positive");
         Ok(s)
+    }
+
+    /// These settings as a manifest records them: paths relative to the data directory when inside
+    /// it, else absolute.
+    pub fn recorded(&self, root: &Path) -> Self {
+        Self {
+            tokenizer: settings_path(root, &self.tokenizer),
+            input: settings_path(root, &self.input),
+            decontaminate: (self.decontaminate.iter())
+                .map(|p| settings_path(root, p))
+                .collect(),
+            ..self.clone()
+        }
+    }
+
+    /// Recorded settings back with paths to open (the inverse of [`TokenizeConfig::recorded`]).
+    pub fn opened(&self, root: &Path) -> Self {
+        Self {
+            tokenizer: in_data_dir(root, &self.tokenizer),
+            input: in_data_dir(root, &self.input),
+            decontaminate: (self.decontaminate.iter())
+                .map(|p| in_data_dir(root, p))
+                .collect(),
+            ..self.clone()
+        }
+    }
+
+    /// What `pipeline status` judges the tokenize and pack stages against: the config (no flags)
+    /// when one was given, else the settings `stage` last ran with.
+    pub fn for_status(ctx: &Ctx, stage: &str) -> Result<Self> {
+        let root = ctx.layout.root();
+        let from_config = Self::resolve(ctx, &Args::default())?.recorded(root);
+        Ok(status_settings(ctx, stage, from_config)?.opened(root))
     }
 }
 
@@ -383,24 +432,45 @@ pub struct TokenizeReport {
     pub totals: PartStats,
 }
 
-/// Stage 1: tokenize every part (cached per part). Returns the token files in canonical order.
-pub fn tokenize_stage(ctx: &Ctx, s: &TokenizeConfig) -> Result<TokenizeReport> {
-    let root = ctx.layout.root();
-    let parts = list_parts(&s.input)?;
-    let tok = LoadedTokenizer::load(&s.tokenizer)?;
-    let previous_summary = schemas::StageManifest::load(&ctx.layout.manifest(STAGE))?
-        .map(|m| m.summary)
-        .unwrap_or_default();
-    let stage = Stage::open(
-        root,
+fn open_stage(ctx: &Ctx, s: &TokenizeConfig, force: bool) -> Result<Stage> {
+    Stage::open(
+        ctx.layout.root(),
         STAGE,
         CODE_VERSION,
         token_file::FORMAT_VERSION,
         &stage_config(s),
-        ctx.force,
-    )?;
+        force,
+    )
+}
+
+/// Stage 1: tokenize every part (cached per part). Returns the token files in canonical order.
+pub fn tokenize_stage(ctx: &Ctx, s: &TokenizeConfig) -> Result<TokenizeReport> {
+    tokenize_parts(ctx, s, None)
+}
+
+/// Stage 1 for the parts of one shard (`--shard i/n`: every n-th part in canonical order, starting
+/// at the i-th), or for all parts. Units of other parts are kept as they are, so the runs of a job
+/// array (also at the same time, see [`Stage`]) together tokenize every part; the summary counts
+/// every part tokenized so far. Returns this run's token files in canonical order.
+pub fn tokenize_parts(
+    ctx: &Ctx,
+    s: &TokenizeConfig,
+    shard: Option<Shard>,
+) -> Result<TokenizeReport> {
+    let root = ctx.layout.root();
+    let all_parts = list_parts(&s.input)?;
+    let parts = match shard {
+        Some(shard) => shard.select(&all_parts),
+        None => all_parts.clone(),
+    };
+    let tok = LoadedTokenizer::load(&s.tokenizer)?;
+    let previous_summary = schemas::StageManifest::load(&ctx.layout.manifest(STAGE))?
+        .map(|m| m.summary)
+        .unwrap_or_default();
+    let stage = open_stage(ctx, s, ctx.force)?.with_settings(&s.recorded(root))?;
+    let all_keys: Vec<String> = all_parts.iter().map(|p| unit_key(root, p)).collect();
+    stage.retain_units(&|k| all_keys.iter().any(|key| key == k))?;
     let keys: Vec<String> = parts.iter().map(|p| unit_key(root, p)).collect();
-    stage.retain_units(&|k| keys.iter().any(|key| key == k))?;
     let tokens_dir = ctx.layout.tokens();
     for p in &parts {
         if let Some(dir) = token_path(&tokens_dir, p).parent() {
@@ -449,13 +519,25 @@ pub fn tokenize_stage(ctx: &Ctx, s: &TokenizeConfig) -> Result<TokenizeReport> {
         })
         .collect::<Result<_>>()?;
     progress.finish();
-    let mut totals = PartStats::default();
-    for st in &stats {
+    let add = |totals: &mut PartStats, st: &PartStats| {
         totals.rows += st.rows;
         totals.docs += st.docs;
         totals.skipped_no_text += st.skipped_no_text;
         totals.tokens += st.tokens;
         totals.text_bytes += st.text_bytes;
+    };
+    let mut totals = PartStats::default();
+    for st in &stats {
+        add(&mut totals, st);
+    }
+    // The stage's totals: every part tokenized so far (by this run or the other shards' runs).
+    let mut all_totals = PartStats::default();
+    for key in &all_keys {
+        if let Some(unit) = stage.recorded(key)
+            && let Ok(st) = serde_json::from_value::<PartStats>(unit.stats)
+        {
+            add(&mut all_totals, &st);
+        }
     }
     let summary = json!({
         "tokenizer": {
@@ -466,8 +548,8 @@ pub fn tokenize_stage(ctx: &Ctx, s: &TokenizeConfig) -> Result<TokenizeReport> {
         },
         "input": schemas::manifest::relative_path(root, &s.input),
         "canonical_order": "parts in file-name order, rows in Parquet order",
-        "parts": parts.len(),
-        "totals": totals,
+        "parts": all_parts.len(),
+        "totals": all_totals,
     });
     let ran = ran.into_inner() as usize;
     // A fully cached run leaves the manifest (and its mtime) alone.
@@ -482,11 +564,53 @@ pub fn tokenize_stage(ctx: &Ctx, s: &TokenizeConfig) -> Result<TokenizeReport> {
     })
 }
 
+/// The token files of every input part in canonical order, for packing: each part's tokenize unit
+/// must be current (built under these settings from today's part and tokenizer, output intact),
+/// else the error names the parts still to tokenize. `pipeline pack` packs what this returns.
+pub fn token_files(ctx: &Ctx, s: &TokenizeConfig) -> Result<Vec<PathBuf>> {
+    let root = ctx.layout.root();
+    let parts = list_parts(&s.input)?;
+    ensure!(
+        s.tokenizer.is_file(),
+        "tokenizer {} not found",
+        s.tokenizer.display()
+    );
+    let stage = open_stage(ctx, s, false)?;
+    let mut not_ready = Vec::new();
+    for part in &parts {
+        let key = unit_key(root, part);
+        let inputs = stage.inputs(&key, &[part.clone(), s.tokenizer.clone()])?;
+        if let Plan::Run(reason) = stage.plan(&key, &inputs)? {
+            not_ready.push(format!("{key} ({reason})"));
+        }
+    }
+    if !not_ready.is_empty() {
+        bail!(
+            "{} of {} parts are not tokenized under these settings: {}; run `pipeline tokenize` \
+             (or all its `--shard i/n` runs) first",
+            not_ready.len(),
+            parts.len(),
+            not_ready.join(", ")
+        );
+    }
+    let tokens_dir = ctx.layout.tokens();
+    Ok(parts.iter().map(|p| token_path(&tokens_dir, p)).collect())
+}
+
 /// The tokenize stage with its summary line (`pipeline tokenize` then packs, see [`pack::run`]).
 pub fn run(ctx: &Ctx, s: &TokenizeConfig) -> Result<TokenizeReport> {
-    let report = tokenize_stage(ctx, s)?;
+    run_shard(ctx, s, None)
+}
+
+/// The tokenize stage over one shard of the parts (or all) with its summary line.
+pub fn run_shard(ctx: &Ctx, s: &TokenizeConfig, shard: Option<Shard>) -> Result<TokenizeReport> {
+    let report = tokenize_parts(ctx, s, shard)?;
+    let which = match shard {
+        Some(shard) => format!(" of shard {shard}"),
+        None => String::new(),
+    };
     println!(
-        "tokenize: {} parts ({} tokenized, {} cached), {} documents, {} tokens, {} citations without abstract left out",
+        "tokenize: {} parts{which} ({} tokenized, {} cached), {} documents, {} tokens, {} citations without abstract left out",
         report.parts,
         report.parts_run,
         report.parts - report.parts_run,
@@ -499,15 +623,8 @@ pub fn run(ctx: &Ctx, s: &TokenizeConfig) -> Result<TokenizeReport> {
 
 /// `pipeline status` row of the tokenize stage.
 pub fn status(ctx: &Ctx) -> Result<StageStatus> {
-    let s = TokenizeConfig::resolve(ctx, &Args::default())?;
-    let stage = Stage::open(
-        ctx.layout.root(),
-        STAGE,
-        CODE_VERSION,
-        token_file::FORMAT_VERSION,
-        &stage_config(&s),
-        false,
-    )?;
+    let s = TokenizeConfig::for_status(ctx, STAGE)?;
+    let stage = open_stage(ctx, &s, false)?;
     let parts = list_parts(&s.input).unwrap_or_default();
     let units: Vec<(String, Vec<PathBuf>)> = parts
         .iter()

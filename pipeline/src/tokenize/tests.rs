@@ -256,9 +256,9 @@ fn shards_hold_the_document_stream_in_canonical_order() {
         );
     }
     // Inspection agrees with the manifest.
-    let c = inspect::count(&dir.path().join("shards/train")).unwrap();
+    let c = crate::inspect::shards::count(&dir.path().join("shards/train")).unwrap();
     assert_eq!(c.rows as u64, packed.train.sequences);
-    let text = inspect::inspect_shards(
+    let text = crate::inspect::shards::inspect_shards(
         &dir.path().join("shards/train"),
         Some(0),
         Some(&dir.path().join("tokenizer/tokenizer.json")),
