@@ -181,6 +181,14 @@ pub fn document_text(
     }
 }
 
+/// The regex engine the `tokenizers` crate splits with (GPT-NeoX's pre-tokenizer regex):
+/// `fancy-regex` (pure Rust) unless built with `--features onig` (Oniguruma, as Python's wheel).
+pub const REGEX_ENGINE: &str = if cfg!(feature = "onig") {
+    "onig"
+} else {
+    "fancy-regex"
+};
+
 /// A loaded tokenizer with the facts the shards depend on.
 pub struct LoadedTokenizer {
     pub tokenizer: Tokenizer,
