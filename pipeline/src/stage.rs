@@ -563,7 +563,9 @@ mod tests {
         std::fs::write(&input, "x").unwrap();
         for (stage, key) in [(&a, "a1"), (&b, "b1"), (&a, "a2"), (&b, "b2")] {
             let inputs = stage.inputs(key, std::slice::from_ref(&input)).unwrap();
-            stage.record(key, inputs, &[], serde_json::json!({})).unwrap();
+            stage
+                .record(key, inputs, &[], serde_json::json!({}))
+                .unwrap();
         }
         a.finish(serde_json::json!({"by": "a"})).unwrap();
         // b drops a unit of its own; a's stay.

@@ -44,8 +44,8 @@ fn sample_data() -> tempfile::TempDir {
     for sub in ["baseline", "updatefiles"] {
         let to = dir.path().join("raw/pubmed").join(sub);
         std::fs::create_dir_all(&to).unwrap();
-        for f in schemas::layout::files_with_suffix(&sample.join("pubmed").join(sub), ".xml.gz")
-            .unwrap()
+        for f in
+            schemas::layout::files_with_suffix(&sample.join("pubmed").join(sub), ".xml.gz").unwrap()
         {
             std::fs::copy(&f, to.join(f.file_name().unwrap())).unwrap();
         }
@@ -154,9 +154,12 @@ fn a_full_disk_in_any_stage_leaves_no_temporary_files() {
             let result = run(step, &ctx(dir, true));
             drop(limit);
             if budget <= total / 2 {
-                let err = format!("{:#}", result.as_ref().err().unwrap_or_else(|| {
-                    panic!("{step:?} with {budget} of {total} bytes did not fail")
-                }));
+                let err = format!(
+                    "{:#}",
+                    result.as_ref().err().unwrap_or_else(|| {
+                        panic!("{step:?} with {budget} of {total} bytes did not fail")
+                    })
+                );
                 assert!(err.contains("No space left on device"), "{step:?}: {err}");
             }
             if result.is_err() {
@@ -181,6 +184,9 @@ fn a_full_disk_in_any_stage_leaves_no_temporary_files() {
         outputs(dir).keys().collect::<Vec<_>>(),
         want.keys().collect::<Vec<_>>()
     );
-    assert!(outputs(dir) == want, "outputs differ from a run that never failed");
+    assert!(
+        outputs(dir) == want,
+        "outputs differ from a run that never failed"
+    );
     assert!(temporaries(dir).is_empty());
 }

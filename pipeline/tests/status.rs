@@ -119,7 +119,10 @@ fn stages_run_with_flags_only_are_cached_in_status() {
         settings["decontaminate"],
         serde_json::json!(["raw/bioasq/test-batch1_golden.json"])
     );
-    assert_eq!(manifest("parse").settings["config"]["skip_bad_records"], true);
+    assert_eq!(
+        manifest("parse").settings["config"]["skip_bad_records"],
+        true
+    );
     assert_eq!(manifest("current").settings["partitions"], 3);
     assert_eq!(manifest("train-tokenizer").settings["vocab_size"], 600);
     assert_eq!(manifest("bioasq").settings["offline"], true);
@@ -136,7 +139,11 @@ fn stages_run_with_flags_only_are_cached_in_status() {
     let rows = pipeline::status::run(&with_config).unwrap();
     for stage in ["parse", "current", "train-tokenizer", "pack", "bioasq"] {
         let row = by_stage(&rows, stage);
-        assert_ne!(row.state(), "cached", "{stage} against the default config: {row:?}");
+        assert_ne!(
+            row.state(),
+            "cached",
+            "{stage} against the default config: {row:?}"
+        );
     }
     let current = by_stage(&rows, "current");
     assert_eq!((current.stale, current.missing), (3, 5), "{current:?}");

@@ -233,7 +233,10 @@ fn sharded_tokenize_then_pack_equals_one_run() {
         report.token_files,
         [sharded.join("tokens/current/part-00002.bin")]
     );
-    assert!(!sharded.join("shards").exists(), "a shard run packs nothing");
+    assert!(
+        !sharded.join("shards").exists(),
+        "a shard run packs nothing"
+    );
     let err = format!("{:#}", common::pack_command(&c, args.clone()).unwrap_err());
     assert!(
         err.contains("4 of 5 parts are not tokenized")
@@ -256,8 +259,15 @@ fn sharded_tokenize_then_pack_equals_one_run() {
     for sub in ["tokens", "shards"] {
         let (a, b) = (files(sharded, sub), files(whole, sub));
         assert!(!a.is_empty(), "{sub}");
-        assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>(), "{sub}");
-        assert!(a == b, "{sub}: the sharded run's files differ from one run's");
+        assert_eq!(
+            a.keys().collect::<Vec<_>>(),
+            b.keys().collect::<Vec<_>>(),
+            "{sub}"
+        );
+        assert!(
+            a == b,
+            "{sub}: the sharded run's files differ from one run's"
+        );
     }
     assert_eq!(files(sharded, "tokens").len(), 5);
     // The tokenize manifest holds every part, and its totals are those of one run.

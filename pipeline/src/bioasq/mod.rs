@@ -192,13 +192,12 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Value> {
         schemas::atomic::remove_stale_temps(&bioasq_dir)?;
     }
     let root = ctx.layout.root();
-    let stage = open_stage(ctx, &ctx.config.bioasq, args.offline)?.with_settings(
-        &BioasqSettings {
+    let stage =
+        open_stage(ctx, &ctx.config.bioasq, args.offline)?.with_settings(&BioasqSettings {
             inputs: args.inputs.iter().map(|p| settings_path(root, p)).collect(),
             offline: args.offline,
             config: ctx.config.bioasq.clone(),
-        },
-    )?;
+        })?;
     let inputs = stage.inputs(UNIT, &stage_inputs(ctx, &json)?)?;
     match stage.plan(UNIT, &inputs)? {
         Plan::Cached => {

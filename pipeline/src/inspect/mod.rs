@@ -69,9 +69,8 @@ fn format_of(file: &Path) -> Option<Format> {
 /// else its `.arrow` files.
 pub fn table_files(path: &Path) -> Result<(Format, Vec<PathBuf>)> {
     if path.is_file() {
-        let format = format_of(path).with_context(|| {
-            format!("{}: not a .parquet or .arrow file", path.display())
-        })?;
+        let format = format_of(path)
+            .with_context(|| format!("{}: not a .parquet or .arrow file", path.display()))?;
         return Ok((format, vec![path.to_path_buf()]));
     }
     if !path.is_dir() {
@@ -117,9 +116,7 @@ pub fn scan_as(format: Format, files: &[PathBuf]) -> Result<LazyFrame> {
             let path = PlPath::new(&f.to_string_lossy());
             match format {
                 Format::Parquet => LazyFrame::scan_parquet(path, ScanArgsParquet::default()),
-                Format::Arrow => {
-                    LazyFrame::scan_ipc(path, Default::default(), Default::default())
-                }
+                Format::Arrow => LazyFrame::scan_ipc(path, Default::default(), Default::default()),
             }
             .with_context(|| format!("scanning {}", f.display()))
         })

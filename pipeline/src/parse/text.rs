@@ -294,7 +294,10 @@ mod tests {
 
     #[test]
     fn joins_never_meet_an_empty_part() {
-        assert_eq!(section_line(Some("CLINICALTRIALS"), ""), Some("CLINICALTRIALS:".into()));
+        assert_eq!(
+            section_line(Some("CLINICALTRIALS"), ""),
+            Some("CLINICALTRIALS:".into())
+        );
         assert_eq!(section_line(Some("A"), "b c"), Some("A: b c".into()));
         assert_eq!(section_line(None, ""), None);
         assert_eq!(

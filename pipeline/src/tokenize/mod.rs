@@ -44,9 +44,7 @@ use tokenizers::Tokenizer;
 
 use crate::Ctx;
 use crate::config::TokenizeConfig;
-use crate::stage::{
-    Plan, Shard, Stage, StageStatus, in_data_dir, settings_path, status_settings,
-};
+use crate::stage::{Plan, Shard, Stage, StageStatus, in_data_dir, settings_path, status_settings};
 
 pub const STAGE: &str = "tokenize";
 /// Bumped when the token files change meaning (document text, token file format).

@@ -283,7 +283,9 @@ pub fn pack_stage(ctx: &Ctx, s: &TokenizeConfig, token_files: &[PathBuf]) -> Res
                 summary.cached = true;
                 return Ok(summary);
             }
-            Err(e) => tracing::info!("pack: manifests/pack.json has no summary ({e}); packing again"),
+            Err(e) => {
+                tracing::info!("pack: manifests/pack.json has no summary ({e}); packing again")
+            }
         }
     }
     let train_dir = ctx.layout.shards(Split::Train.name());

@@ -185,8 +185,8 @@ impl<R: Read> RecordParser<R> {
             (None, Some(m)) => first_year(m),
             (None, None) => None,
         };
-        let pub_date =
-            (d.pub_date_seen && !d.date_parts.is_empty()).then(|| join_non_empty(&d.date_parts, " "));
+        let pub_date = (d.pub_date_seen && !d.date_parts.is_empty())
+            .then(|| join_non_empty(&d.date_parts, " "));
         let title = d.title.or(d.book_title);
         Ok(Some(Item::Citation(Box::new(Citation {
             pmid,

@@ -271,7 +271,13 @@ fn empty_sections_and_parts_never_leave_a_separator() {
     let sections: Vec<(Option<&str>, Option<&str>, &str)> = c
         .abstract_sections
         .iter()
-        .map(|s| (s.label.as_deref(), s.nlm_category.as_deref(), s.text.as_str()))
+        .map(|s| {
+            (
+                s.label.as_deref(),
+                s.nlm_category.as_deref(),
+                s.text.as_str(),
+            )
+        })
         .collect();
     assert_eq!(
         sections,
@@ -293,9 +299,31 @@ fn empty_sections_and_parts_never_leave_a_separator() {
 /// contract (no whitespace at either end, no double space, no empty line).
 #[test]
 fn joined_abstract_property_on_random_sections() {
-    let labels = [None, Some(""), Some(" "), Some("A"), Some(" B  C "), Some("GOV\nID")];
-    let texts = ["", " ", "\n\t", "x", " y  z ", "<i> </i>", "<i>a</i> <b>b</b>"];
-    let plain = |t: &str| crate::parse::text::collapse(&t.replace("<i>", "").replace("</i>", "").replace("<b>", "").replace("</b>", ""));
+    let labels = [
+        None,
+        Some(""),
+        Some(" "),
+        Some("A"),
+        Some(" B  C "),
+        Some("GOV\nID"),
+    ];
+    let texts = [
+        "",
+        " ",
+        "\n\t",
+        "x",
+        " y  z ",
+        "<i> </i>",
+        "<i>a</i> <b>b</b>",
+    ];
+    let plain = |t: &str| {
+        crate::parse::text::collapse(
+            &t.replace("<i>", "")
+                .replace("</i>", "")
+                .replace("<b>", "")
+                .replace("</b>", ""),
+        )
+    };
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
     let mut next = |n: usize| {
         state ^= state << 13;
@@ -311,10 +339,14 @@ fn joined_abstract_property_on_random_sections() {
             let label = labels[next(labels.len())];
             let text = texts[next(texts.len())];
             match label {
-                Some(l) => body.push_str(&format!("<AbstractText Label=\"{l}\">{text}</AbstractText>")),
+                Some(l) => body.push_str(&format!(
+                    "<AbstractText Label=\"{l}\">{text}</AbstractText>"
+                )),
                 None => body.push_str(&format!("<AbstractText>{text}</AbstractText>")),
             }
-            let label = label.map(crate::parse::text::collapse).filter(|l| !l.is_empty());
+            let label = label
+                .map(crate::parse::text::collapse)
+                .filter(|l| !l.is_empty());
             let text = plain(text);
             match (label, text.is_empty()) {
                 (Some(l), true) => want.push(format!("{l}:")),
