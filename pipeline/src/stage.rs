@@ -104,13 +104,15 @@ pub fn status_settings<T: DeserializeOwned>(ctx: &Ctx, stage: &str, from_config:
     let recorded = StageManifest::load(&ctx.layout.manifest(stage))?
         .map(|m| m.settings)
         .filter(|s| !s.is_null());
-    match recorded {
-        Some(settings) => serde_json::from_value(settings).with_context(|| {
-            format!(
-                "reading the settings recorded in {}",
+    match recorded.map(serde_json::from_value::<T>) {
+        Some(Ok(settings)) => Ok(settings),
+        Some(Err(e)) => {
+            tracing::warn!(
+                "{}: recorded settings unreadable ({e}); judging {stage} against the defaults",
                 ctx.layout.manifest(stage).display()
-            )
-        }),
+            );
+            Ok(from_config)
+        }
         None => Ok(from_config),
     }
 }

@@ -23,6 +23,7 @@
 
 pub mod decontaminate;
 pub mod pack;
+pub mod pretokenize;
 #[cfg(test)]
 mod tests;
 pub mod token_file;
@@ -190,6 +191,9 @@ pub const REGEX_ENGINE: &str = if cfg!(feature = "onig") {
 /// A loaded tokenizer with the facts the shards depend on.
 pub struct LoadedTokenizer {
     pub tokenizer: Tokenizer,
+    /// The same tokenizer with the faster GPT-2 split ([`pretokenize::FastTokenizer`]) when its
+    /// pre-tokenizer is `ByteLevel`; documents are encoded with it then (same ids).
+    pub fast: Option<pretokenize::FastTokenizer>,
     pub path: PathBuf,
     /// xxh3-128 of the tokenizer file.
     pub hash: String,
@@ -200,6 +204,25 @@ pub struct LoadedTokenizer {
 
 impl LoadedTokenizer {
     pub fn load(path: &Path) -> Result<Self> {
+        let mut loaded = Self::load_generic(path)?;
+        let json = std::fs::read_to_string(path)
+            .with_context(|| format!("reading tokenizer {}", path.display()))?;
+        loaded.fast = pretokenize::load_fast(&json);
+        tracing::debug!(
+            "tokenizer {}: {}",
+            path.display(),
+            if loaded.fast.is_some() {
+                "ByteLevel pre-tokenizer, fast split"
+            } else {
+                "generic pre-tokenizer"
+            }
+        );
+        Ok(loaded)
+    }
+
+    /// Load without the fast split: every document goes through the `tokenizers` crate's own
+    /// pre-tokenizer (and its regex engine, [`REGEX_ENGINE`]).
+    pub fn load_generic(path: &Path) -> Result<Self> {
         let tokenizer = Tokenizer::from_file(path)
             .map_err(|e| anyhow!("loading tokenizer {}: {e}", path.display()))?;
         let eos_id = tokenizer.token_to_id(EOS_TOKEN).with_context(|| {
@@ -217,6 +240,7 @@ impl LoadedTokenizer {
         Ok(Self {
             hash: schemas::manifest::hash_file(path)?,
             tokenizer,
+            fast: None,
             path: path.to_path_buf(),
             vocab_size,
             eos_id,
@@ -225,10 +249,11 @@ impl LoadedTokenizer {
 
     /// Token ids of one document, EOS appended.
     pub fn encode_document(&self, text: &str) -> Result<Vec<u32>> {
-        let encoding = self
-            .tokenizer
-            .encode_fast(text, false)
-            .map_err(|e| anyhow!("encoding with {}: {e}", self.path.display()))?;
+        let encoding = match &self.fast {
+            Some(fast) => fast.encode_fast(text, false),
+            None => self.tokenizer.encode_fast(text, false),
+        }
+        .map_err(|e| anyhow!("encoding with {}: {e}", self.path.display()))?;
         let mut ids = Vec::with_capacity(encoding.get_ids().len() + 1);
         ids.extend_from_slice(encoding.get_ids());
         ids.push(self.eos_id);
