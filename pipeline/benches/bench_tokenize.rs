@@ -6,8 +6,10 @@
 //! Replication repeats words, so both sides profit alike from the BPE word cache; absolute rates on
 //! real PubMed will be somewhat lower.
 //!
-//! Runs are interleaved: each round measures, per thread count, the stage, the raw Rust encode and
-//! Python right after each other, so a change in machine load hits all of them alike; every round
+//! Rows: the stage (Parquet in, shards out, encoding with our GPT-2 split), the encoder alone on the
+//! in-memory documents (with our split, and the tokenizers crate with its own regex engine), and
+//! Python `encode_batch`. Runs are interleaved: each round measures, per thread count, all of them
+//! right after each other, so a change in machine load hits all of them alike; every round
 //! is a row group of the table, and the summary gives per thread count the median of the rounds.
 //! The title names the regex engine the tokenizers crate was built with (`--features onig` for
 //! Oniguruma; `just bench-tokenize-engines` runs both builds alternately).
@@ -148,7 +150,7 @@ struct Row {
 }
 
 const STAGE: &str = "stage (Parquet → shards)";
-const RAW: &str = "rust tokenizers encode_fast (in memory)";
+const RAW_FAST: &str = "rust, our GPT-2 split (in memory)";
 const PYTHON_BATCH: &str = "python tokenizers encode_batch";
 
 fn run_stage(data: &Path, tokenizer: &Path, threads: usize) -> Result<Row> {
@@ -189,12 +191,17 @@ fn run_stage(data: &Path, tokenizer: &Path, threads: usize) -> Result<Row> {
     })
 }
 
-/// The tokenizers crate alone on the in-memory documents: the stage's ceiling, to show what
-/// Parquet reading, token files and packing add.
-fn run_rust_raw(tokenizer: &Path, jsonl: &Path, threads: usize) -> Result<Row> {
+/// The encoder alone on the in-memory documents (the stage's ceiling, to show what Parquet reading,
+/// token files and packing add): `fast` = what the stage encodes with (`LoadedTokenizer`: the
+/// tokenizers crate with our GPT-2 split), else the tokenizers crate as loaded (its own regex engine).
+fn run_rust_raw(tokenizer: &Path, jsonl: &Path, threads: usize, fast: bool) -> Result<Row> {
     use rayon::prelude::*;
-    let tok = tokenizers::Tokenizer::from_file(tokenizer)
-        .map_err(|e| anyhow::anyhow!("loading {}: {e}", tokenizer.display()))?;
+    let tok = if fast {
+        tokenize::LoadedTokenizer::load(tokenizer)?
+    } else {
+        tokenize::LoadedTokenizer::load_generic(tokenizer)?
+    };
+    anyhow::ensure!(tok.fast.is_some() == fast, "fast split not available");
     let docs: Vec<String> = std::fs::read_to_string(jsonl)?
         .lines()
         .map(serde_json::from_str)
@@ -205,20 +212,20 @@ fn run_rust_raw(tokenizer: &Path, jsonl: &Path, threads: usize) -> Result<Row> {
     let start = Instant::now();
     let tokens: u64 = pool.install(|| {
         docs.par_iter()
-            .map(|d| {
-                tok.encode_fast(d.as_str(), false)
-                    .map(|e| e.get_ids().len() as u64 + 1)
-                    .map_err(|e| anyhow::anyhow!("{e}"))
-            })
+            .map(|d| tok.encode_document(d).map(|ids| ids.len() as u64))
             .sum::<Result<u64>>()
     })?;
     Ok(Row {
-        name: RAW.into(),
+        name: if fast { RAW_FAST.into() } else { raw_crate() },
         threads,
         tokens,
         seconds: start.elapsed().as_secs_f64(),
         round: 0,
     })
+}
+
+fn raw_crate() -> String {
+    format!("rust tokenizers, {} (in memory)", tokenize::REGEX_ENGINE)
 }
 
 const PYTHON: &str = r#"
@@ -301,7 +308,8 @@ fn bench(o: &Options, work: &Path) -> Result<()> {
             eprintln!("round {round}: stage, {threads} thread(s)...");
             let mut batch = vec![
                 run_stage(&data, &o.tokenizer, threads)?,
-                run_rust_raw(&o.tokenizer, &jsonl, threads)?,
+                run_rust_raw(&o.tokenizer, &jsonl, threads, true)?,
+                run_rust_raw(&o.tokenizer, &jsonl, threads, false)?,
             ];
             if python_ok {
                 eprintln!("round {round}: python, {threads} thread(s)...");
@@ -377,9 +385,11 @@ fn bench(o: &Options, work: &Path) -> Result<()> {
                 v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
             };
             println!(
-                "  {threads} thread(s): stage {:.2}x, raw encode {:.2}x",
+                "  {threads} thread(s): stage {:.2}x, raw encode with our split {:.2}x, raw encode tokenizers/{} {:.2}x",
                 median(STAGE),
-                median(RAW)
+                median(RAW_FAST),
+                tokenize::REGEX_ENGINE,
+                median(&raw_crate())
             );
         }
     }
