@@ -122,7 +122,7 @@ bench-train *ARGS:
 bench-tokenize *ARGS:
     cargo run --release -p pipeline --example bench_tokenize -- {{ARGS}}
 
-# The tokenizer's regex engine: bench-tokenize built with fancy-regex (default) and with onig, run alternately.
+# bench-tokenize built with each regex engine of the tokenizers crate (fancy-regex, default; onig), run alternately.
 bench-tokenize-engines *ARGS:
     #!/usr/bin/env bash
     set -euo pipefail

@@ -3,9 +3,11 @@
 //! Two cached stages:
 //! 1. **tokenize** (manifest `manifests/tokenize.json`), one unit per input Parquet part: every document
 //!    (`title + "\n" + abstract`, see [`document_text`]) is encoded with the `tokenizers` crate without
-//!    special tokens, EOS appended, and written to `tokens/<input dir>/<part stem>.bin` (format in
-//!    [`token_file`]). Parts run in parallel and documents within a batch too (rayon). A part whose
-//!    tokens come out byte-identical keeps its old token file, so packing stays cached.
+//!    special tokens (splitting with [`pretokenize`]'s faster GPT-2 split when the tokenizer's
+//!    pre-tokenizer is `ByteLevel`, same ids), EOS appended, and written to
+//!    `tokens/<input dir>/<part stem>.bin` (format in [`token_file`]). Parts run in parallel and
+//!    documents within a batch too (rayon). A part whose tokens come out byte-identical keeps its
+//!    old token file, so packing stays cached.
 //! 2. **pack** (manifest `manifests/pack.json`, see [`pack`]): one unit over all token files; splits by
 //!    PMID hash, drops decontaminated PMIDs, concatenates and cuts into `seq_len` rows, writes shards.
 //!

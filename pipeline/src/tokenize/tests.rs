@@ -433,11 +433,59 @@ fn trained_tokenizer_is_deterministic_and_roundtrips() {
 /// end), the contractions and their look-alikes, special tokens, GPT-NeoX's space-run tokens.
 fn random_texts(n: usize, seed: u64) -> Vec<String> {
     let alphabet = [
-        "a", "Z", "word", "é", "ß", "α", "Ω", "中文", "ǅ", "ʰ", "5", "42", "١٢", "²", "½", "Ⅻ",
-        "\u{301}", "😀", "-", ".", ",", "(", "%", "'", "'s", "'t", "'re", "'ve", "'m", "'ll",
-        "'d", "'S", "'x", " ", "  ", "   ", "    ", "\n", "\n\n", "\t", "\r\n", "\u{a0}",
-        "\u{2009}", "\u{3000}", "\u{85}", "\u{200b}", "\u{1c}", "\u{b}", " a", " 5", " .",
-        "<|endoftext|>", "<|padding|>",
+        "a",
+        "Z",
+        "word",
+        "é",
+        "ß",
+        "α",
+        "Ω",
+        "中文",
+        "ǅ",
+        "ʰ",
+        "5",
+        "42",
+        "١٢",
+        "²",
+        "½",
+        "Ⅻ",
+        "\u{301}",
+        "😀",
+        "-",
+        ".",
+        ",",
+        "(",
+        "%",
+        "'",
+        "'s",
+        "'t",
+        "'re",
+        "'ve",
+        "'m",
+        "'ll",
+        "'d",
+        "'S",
+        "'x",
+        " ",
+        "  ",
+        "   ",
+        "    ",
+        "\n",
+        "\n\n",
+        "\t",
+        "\r\n",
+        "\u{a0}",
+        "\u{2009}",
+        "\u{3000}",
+        "\u{85}",
+        "\u{200b}",
+        "\u{1c}",
+        "\u{b}",
+        " a",
+        " 5",
+        " .",
+        "<|endoftext|>",
+        "<|padding|>",
     ];
     let mut state = seed;
     let mut next = |k: usize| {
@@ -517,12 +565,19 @@ fn fast_tokenizer_ids_equal_the_crates_on_every_expect_file_and_random_text() {
     }
     for f in &expect_files {
         for r in read_expect_jsonl(f).unwrap() {
-            texts.extend(document_text(r.title.as_deref(), r.abstract_text.as_deref(), true));
+            texts.extend(document_text(
+                r.title.as_deref(),
+                r.abstract_text.as_deref(),
+                true,
+            ));
         }
     }
     // A tokenizer of ours (trained on the sample), so the check runs without the fixtures too.
     if let Some(parts) = sample_rows() {
-        let docs = parts.iter().flat_map(|rows| texts_of(rows)).collect::<Vec<_>>();
+        let docs = parts
+            .iter()
+            .flat_map(|rows| texts_of(rows))
+            .collect::<Vec<_>>();
         let trained = crate::train_tokenizer::train(docs.into_iter(), 900, 2).unwrap();
         let path = dir.path().join("trained.json");
         crate::train_tokenizer::save(&trained, &path).unwrap();
@@ -531,7 +586,11 @@ fn fast_tokenizer_ids_equal_the_crates_on_every_expect_file_and_random_text() {
     assert!(texts.len() > 1500 + 100, "{} texts", texts.len());
     for path in &tokenizers {
         let fast = LoadedTokenizer::load(path).unwrap();
-        assert!(fast.fast.is_some(), "{} loads with the fast split", path.display());
+        assert!(
+            fast.fast.is_some(),
+            "{} loads with the fast split",
+            path.display()
+        );
         let generic = LoadedTokenizer::load_generic(path).unwrap();
         assert!(generic.fast.is_none());
         for text in &texts {
