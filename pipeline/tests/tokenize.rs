@@ -283,6 +283,30 @@ fn sharded_tokenize_then_pack_equals_one_run() {
         manifest(sharded, "pack").summary["train"],
         manifest(whole, "pack").summary["train"]
     );
+    // `pipeline inspect` knows shard files by their table metadata (what `inspect-shards` did).
+    let train = sharded.join("shards/train");
+    let (format, files) = pipeline::inspect::table_files(&train).unwrap();
+    assert_eq!(format, pipeline::inspect::Format::Arrow);
+    assert_eq!(
+        pipeline::inspect::table_kind(&files[0]).unwrap().as_deref(),
+        Some("shards")
+    );
+    let inspect = |sql: Option<&str>, decode: Option<usize>| {
+        pipeline::inspect::run(
+            &c,
+            pipeline::inspect::Args {
+                path: train.clone(),
+                sql: sql.map(str::to_string),
+                limit: 5,
+                decode,
+                tokenizer: Some(sharded.join("tokenizer/tokenizer.json")),
+            },
+        )
+    };
+    inspect(None, Some(0)).unwrap();
+    let err = format!("{:#}", inspect(Some("SELECT 1"), None).unwrap_err());
+    assert!(err.contains("--decode"), "{err}");
+
     // Everything is cached now: a plain `pipeline tokenize` re-runs nothing.
     let again = tokenize::tokenize_stage(&c, &s).unwrap();
     assert_eq!(again.parts_run, 0);
