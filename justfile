@@ -121,3 +121,18 @@ bench-train *ARGS:
 # Tokenize stage (Parquet → shards, GPT-NeoX) vs Python tokenizers encode_batch, same docs and threads (≥ 50 MB).
 bench-tokenize *ARGS:
     cargo run --release -p pipeline --example bench_tokenize -- {{ARGS}}
+
+# bench-tokenize built with each regex engine of the tokenizers crate (fancy-regex, default; onig), run alternately.
+bench-tokenize-engines *ARGS:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    dir=$(mktemp -d)
+    trap 'rm -rf "$dir"' EXIT
+    for engine in fancy-regex onig; do
+        features=(); [ "$engine" = onig ] && features=(--features onig)
+        cargo build -q --release -p pipeline --example bench_tokenize "${features[@]}"
+        cp "$CARGO_TARGET_DIR/release/examples/bench_tokenize" "$dir/bench-$engine"
+    done
+    for round in 1 2; do
+        for engine in fancy-regex onig; do "$dir/bench-$engine" --rounds 1 {{ARGS}}; done
+    done

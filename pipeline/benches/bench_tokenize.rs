@@ -6,7 +6,15 @@
 //! Replication repeats words, so both sides profit alike from the BPE word cache; absolute rates on
 //! real PubMed will be somewhat lower.
 //!
-//! Usage: `bench_tokenize [--mb 50] [--threads 1,2] [--tokenizer PATH] [--python PATH]`
+//! Rows: the stage (Parquet in, shards out, encoding with our GPT-2 split), the encoder alone on the
+//! in-memory documents (with our split, and the tokenizers crate with its own regex engine), and
+//! Python `encode_batch`. Runs are interleaved: each round measures, per thread count, all of them
+//! right after each other, so a change in machine load hits all of them alike; every round
+//! is a row group of the table, and the summary gives per thread count the median of the rounds.
+//! The title names the regex engine the tokenizers crate was built with (`--features onig` for
+//! Oniguruma; `just bench-tokenize-engines` runs both builds alternately).
+//!
+//! Usage: `bench_tokenize [--mb 50] [--threads 1,2] [--rounds 3] [--tokenizer PATH] [--python PATH]`
 //! Python: `python3 -m venv ~/.cache/biomamba-pyvenv && ~/.cache/biomamba-pyvenv/bin/pip install tokenizers`.
 
 use std::io::Write;
@@ -23,6 +31,7 @@ use testkit::synthetic::{AbstractRow, read_expect_jsonl, write_abstracts_part};
 struct Options {
     mb: usize,
     threads: Vec<usize>,
+    rounds: usize,
     tokenizer: PathBuf,
     python: PathBuf,
 }
@@ -37,6 +46,7 @@ fn parse_args() -> Result<Options> {
     let mut o = Options {
         mb: 50,
         threads: if cores > 1 { vec![1, cores] } else { vec![1] },
+        rounds: 3,
         tokenizer: fixtures().join("tokenizer/gpt-neox-20b.tokenizer.json"),
         python: std::env::var_os("BIOMAMBA_BENCH_PYTHON")
             .map(PathBuf::from)
@@ -54,6 +64,7 @@ fn parse_args() -> Result<Options> {
                     .map(|t| t.parse().context("--threads"))
                     .collect::<Result<_>>()?
             }
+            "--rounds" => o.rounds = value()?.parse::<usize>().context("--rounds")?.max(1),
             "--tokenizer" => o.tokenizer = value()?.into(),
             "--python" => o.python = value()?.into(),
             other => bail!("unknown argument {other}; see the file header for usage"),
@@ -135,7 +146,12 @@ struct Row {
     threads: usize,
     tokens: u64,
     seconds: f64,
+    round: usize,
 }
+
+const STAGE: &str = "stage (Parquet → shards)";
+const RAW_FAST: &str = "rust, our GPT-2 split (in memory)";
+const PYTHON_BATCH: &str = "python tokenizers encode_batch";
 
 fn run_stage(data: &Path, tokenizer: &Path, threads: usize) -> Result<Row> {
     for d in ["tokens", "shards", "manifests"] {
@@ -167,19 +183,25 @@ fn run_stage(data: &Path, tokenizer: &Path, threads: usize) -> Result<Row> {
         "packing lost tokens"
     );
     Ok(Row {
-        name: "stage (Parquet → shards)".into(),
+        name: STAGE.into(),
         threads,
         tokens,
         seconds,
+        round: 0,
     })
 }
 
-/// The tokenizers crate alone on the in-memory documents: the stage's ceiling, to show what
-/// Parquet reading, token files and packing add.
-fn run_rust_raw(tokenizer: &Path, jsonl: &Path, threads: usize) -> Result<Row> {
+/// The encoder alone on the in-memory documents (the stage's ceiling, to show what Parquet reading,
+/// token files and packing add): `fast` = what the stage encodes with (`LoadedTokenizer`: the
+/// tokenizers crate with our GPT-2 split), else the tokenizers crate as loaded (its own regex engine).
+fn run_rust_raw(tokenizer: &Path, jsonl: &Path, threads: usize, fast: bool) -> Result<Row> {
     use rayon::prelude::*;
-    let tok = tokenizers::Tokenizer::from_file(tokenizer)
-        .map_err(|e| anyhow::anyhow!("loading {}: {e}", tokenizer.display()))?;
+    let tok = if fast {
+        tokenize::LoadedTokenizer::load(tokenizer)?
+    } else {
+        tokenize::LoadedTokenizer::load_generic(tokenizer)?
+    };
+    anyhow::ensure!(tok.fast.is_some() == fast, "fast split not available");
     let docs: Vec<String> = std::fs::read_to_string(jsonl)?
         .lines()
         .map(serde_json::from_str)
@@ -190,19 +212,20 @@ fn run_rust_raw(tokenizer: &Path, jsonl: &Path, threads: usize) -> Result<Row> {
     let start = Instant::now();
     let tokens: u64 = pool.install(|| {
         docs.par_iter()
-            .map(|d| {
-                tok.encode_fast(d.as_str(), false)
-                    .map(|e| e.get_ids().len() as u64 + 1)
-                    .map_err(|e| anyhow::anyhow!("{e}"))
-            })
+            .map(|d| tok.encode_document(d).map(|ids| ids.len() as u64))
             .sum::<Result<u64>>()
     })?;
     Ok(Row {
-        name: "rust tokenizers encode_fast (in memory)".into(),
+        name: if fast { RAW_FAST.into() } else { raw_crate() },
         threads,
         tokens,
         seconds: start.elapsed().as_secs_f64(),
+        round: 0,
     })
+}
+
+fn raw_crate() -> String {
+    format!("rust tokenizers, {} (in memory)", tokenize::REGEX_ENGINE)
 }
 
 const PYTHON: &str = r#"
@@ -246,6 +269,7 @@ fn run_python(o: &Options, jsonl: &Path, threads: usize) -> Result<Vec<Row>> {
                 threads,
                 tokens: r[0].as_u64().unwrap_or(0),
                 seconds: r[1].as_f64().unwrap_or(f64::NAN),
+                round: 0,
             });
         }
     }
@@ -279,59 +303,95 @@ fn bench(o: &Options, work: &Path) -> Result<()> {
     );
     let python_ok = o.python.exists();
     let mut rows = Vec::new();
-    for &threads in &o.threads {
-        eprintln!("stage, {threads} thread(s)...");
-        rows.push(run_stage(&data, &o.tokenizer, threads)?);
-        rows.push(run_rust_raw(&o.tokenizer, &jsonl, threads)?);
-        if python_ok {
-            eprintln!("python, {threads} thread(s)...");
-            rows.extend(run_python(o, &jsonl, threads)?);
+    for round in 1..=o.rounds {
+        for &threads in &o.threads {
+            eprintln!("round {round}: stage, {threads} thread(s)...");
+            let mut batch = vec![
+                run_stage(&data, &o.tokenizer, threads)?,
+                run_rust_raw(&o.tokenizer, &jsonl, threads, true)?,
+                run_rust_raw(&o.tokenizer, &jsonl, threads, false)?,
+            ];
+            if python_ok {
+                eprintln!("round {round}: python, {threads} thread(s)...");
+                batch.extend(run_python(o, &jsonl, threads)?);
+            }
+            for mut r in batch {
+                r.round = round;
+                rows.push(r);
+            }
         }
     }
     println!(
-        "\ntokenize benchmark: {docs} documents, {:.1} MB text, tokenizer {}",
+        "\ntokenize benchmark: {docs} documents, {:.1} MB text, tokenizer {}, regex engine {}, {} interleaved round(s)",
         bytes as f64 / 1e6,
         o.tokenizer
             .file_name()
             .unwrap_or_default()
-            .to_string_lossy()
+            .to_string_lossy(),
+        tokenize::REGEX_ENGINE,
+        o.rounds
     );
     println!(
-        "| {:<36} | {:>7} | {:>11} | {:>8} | {:>12} | {:>15} | {:>22} |",
+        "| {:>5} | {:<40} | {:>7} | {:>11} | {:>8} | {:>12} | {:>15} | {:>14} |",
+        "round",
         "implementation",
         "threads",
         "tokens",
         "seconds",
         "tokens/s",
         "tokens/s/core",
-        "stage / python encode_batch"
+        "/ python batch"
     );
     println!(
-        "|{:-<38}|{:-<9}|{:-<13}|{:-<10}|{:-<14}|{:-<17}|{:-<24}|",
-        "", "", "", "", "", "", ""
+        "|{:->7}|{:-<42}|{:->9}|{:->13}|{:->10}|{:->14}|{:->17}|{:->16}|",
+        ":", ":", ":", ":", ":", ":", ":", ":"
     );
-    for (i, r) in rows.iter().enumerate() {
-        let rate = r.tokens as f64 / r.seconds;
-        // The peer measured right after this stage run (same round, same thread count).
-        let peer = rows[i..]
-            .iter()
-            .find(|p| p.threads == r.threads && p.name == "python tokenizers encode_batch");
-        let ratio = match peer {
-            Some(p) if r.name.starts_with("stage") => {
-                format!("{:.2}x", rate / (p.tokens as f64 / p.seconds))
-            }
+    let rate = |r: &Row| r.tokens as f64 / r.seconds;
+    // The Python peer of a row: same round, same thread count.
+    let peer = |r: &Row| {
+        rows.iter()
+            .find(|p| p.round == r.round && p.threads == r.threads && p.name == PYTHON_BATCH)
+    };
+    for r in &rows {
+        let ratio = match peer(r) {
+            Some(p) if r.name != PYTHON_BATCH => format!("{:.2}x", rate(r) / rate(p)),
             _ => String::new(),
         };
         println!(
-            "| {:<36} | {:>7} | {:>11} | {:>8.2} | {:>12.0} | {:>15.0} | {:>22} |",
+            "| {:>5} | {:<40} | {:>7} | {:>11} | {:>8.2} | {:>12.0} | {:>15.0} | {:>14} |",
+            r.round,
             r.name,
             r.threads,
             r.tokens,
             r.seconds,
-            rate,
-            rate / r.threads as f64,
+            rate(r),
+            rate(r) / r.threads as f64,
             ratio
         );
+    }
+    if python_ok {
+        println!(
+            "\nmedian over rounds of (ours / python encode_batch), regex engine {}:",
+            tokenize::REGEX_ENGINE
+        );
+        for &threads in &o.threads {
+            let median = |name: &str| {
+                let mut v: Vec<f64> = rows
+                    .iter()
+                    .filter(|r| r.threads == threads && r.name == name)
+                    .filter_map(|r| peer(r).map(|p| rate(r) / rate(p)))
+                    .collect();
+                v.sort_by(f64::total_cmp);
+                v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+            };
+            println!(
+                "  {threads} thread(s): stage {:.2}x, raw encode with our split {:.2}x, raw encode tokenizers/{} {:.2}x",
+                median(STAGE),
+                median(RAW_FAST),
+                tokenize::REGEX_ENGINE,
+                median(&raw_crate())
+            );
+        }
     }
     if !python_ok {
         println!(

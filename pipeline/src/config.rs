@@ -19,6 +19,10 @@ pub struct Config {
     pub bioasq: BioasqConfig,
     pub tokenize: TokenizeConfig,
     pub train_tokenizer: TrainTokenizerConfig,
+    /// The file this config was loaded from; None for the defaults (no `--config`). `pipeline
+    /// status` judges against the config when one was given, else against each stage's last run.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -40,7 +44,10 @@ impl Config {
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading config {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))
+        let mut config: Self =
+            toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))?;
+        config.source = Some(path.to_path_buf());
+        Ok(config)
     }
 
     /// Load `path` if given, else the defaults.

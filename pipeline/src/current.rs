@@ -32,7 +32,7 @@ use serde::Serialize;
 use crate::Ctx;
 use crate::config::CurrentConfig;
 use crate::parse::writer::{BatchWriter, writer_properties};
-use crate::stage::{Plan, Stage, StageStatus};
+use crate::stage::{Plan, Stage, StageStatus, status_settings};
 
 pub const NAME: &str = "current";
 pub const CODE_VERSION: u32 = 1;
@@ -229,7 +229,8 @@ fn open_stage(ctx: &Ctx, config: &CurrentConfig, force: bool) -> Result<Stage> {
         schemas::abstracts::VERSION,
         config,
         force,
-    )
+    )?
+    .with_settings(config)
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<CurrentSummary> {
@@ -352,7 +353,7 @@ fn incremental_start(
 
 /// `pipeline status` line of this stage.
 pub fn status(ctx: &Ctx) -> Result<StageStatus> {
-    let config = ctx.config.current.clone();
+    let config = status_settings(ctx, NAME, ctx.config.current.clone())?;
     let stage = open_stage(ctx, &config, false)?;
     let paths = input_paths(&sources(ctx)?);
     let units: Vec<(String, Vec<PathBuf>)> = (0..config.partitions)

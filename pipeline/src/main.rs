@@ -43,16 +43,17 @@ enum Command {
     Parse(pipeline::parse::Args),
     /// Build the current view: latest version of every PMID, deletions applied.
     Current(pipeline::current::Args),
-    /// Summarize any of our Parquet outputs, or query it with SQL.
+    /// Summarize any of our tables (Parquet, Arrow, token shards), or query it with SQL.
     Inspect(pipeline::inspect::Args),
     /// BioASQ JSON (official or SQuAD) to SQuAD-style Arrow tables, joined with PubMed, leak-free.
     Bioasq(pipeline::bioasq::Args),
-    /// Tokenize the abstracts and pack them into train/val Arrow shards.
-    Tokenize(tokenize::Args),
+    /// Tokenize the abstracts and pack them into train/val Arrow shards (with `--shard i/n`: tokenize
+    /// one shard of the parts only; then `pipeline pack` after all shards).
+    Tokenize(tokenize::TokenizeArgs),
+    /// Pack the token files of all parts into train/val Arrow shards (after `tokenize --shard` runs).
+    Pack(tokenize::Args),
     /// Train a byte-level BPE tokenizer (GPT-NeoX style) on the abstracts.
     TrainTokenizer(pipeline::train_tokenizer::Args),
-    /// Counts, token histogram and decoded sequences of shard files.
-    InspectShards(tokenize::inspect::Args),
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -68,8 +69,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Inspect(args) => pipeline::inspect::run(&ctx, args),
         Command::Bioasq(args) => pipeline::bioasq::run(&ctx, args).map(|_| ()),
         Command::Tokenize(args) => tokenize_then_pack(&ctx, &args),
+        Command::Pack(args) => pack(&ctx, &args),
         Command::TrainTokenizer(args) => pipeline::train_tokenizer::run(&ctx, args),
-        Command::InspectShards(args) => tokenize::inspect::run(&ctx, args),
     }
 }
 
@@ -90,11 +91,30 @@ fn parse_then_current(ctx: &Ctx, args: pipeline::parse::Args) -> Result<()> {
 }
 
 /// `pipeline tokenize`: the tokenize stage (a token file per input part), then the pack stage
-/// (train/val shards from the token files), under one resolved `[tokenize]` config.
-fn tokenize_then_pack(ctx: &Ctx, args: &tokenize::Args) -> Result<()> {
+/// (train/val shards from the token files), under one resolved `[tokenize]` config. With
+/// `--shard i/n` only the tokenize stage runs, over that shard's parts; `pipeline pack` packs
+/// after all shards.
+fn tokenize_then_pack(ctx: &Ctx, args: &tokenize::TokenizeArgs) -> Result<()> {
+    let config = TokenizeConfig::resolve(ctx, &args.settings)?;
+    let report = tokenize::run_shard(ctx, &config, args.shard)?;
+    match args.shard {
+        None => {
+            tokenize::pack::run(ctx, &config, &report.token_files)?;
+        }
+        Some(shard) => tracing::info!(
+            "tokenize: shard {shard} done; pack the shards with `pipeline pack` after all {} shards",
+            shard.count
+        ),
+    }
+    Ok(())
+}
+
+/// `pipeline pack`: the pack stage over the token files of every part (each must be tokenized
+/// under the same settings, e.g. by all `pipeline tokenize --shard i/n` runs of a job array).
+fn pack(ctx: &Ctx, args: &tokenize::Args) -> Result<()> {
     let config = TokenizeConfig::resolve(ctx, args)?;
-    let report = tokenize::run(ctx, &config)?;
-    tokenize::pack::run(ctx, &config, &report.token_files)?;
+    let token_files = tokenize::token_files(ctx, &config)?;
+    tokenize::pack::run(ctx, &config, &token_files)?;
     Ok(())
 }
 

@@ -9,14 +9,151 @@
 //! The fingerprint is hash(stage, code version, schema version, the config fields the stage uses,
 //! input content hashes). A touched input (new mtime) re-runs its unit; when the re-run produces
 //! byte-identical outputs, the old files are kept as they were, so later stages stay cached.
+//!
+//! Runs of one stage may go on at the same time in several processes (the tasks of a job array,
+//! each with `--shard i/n`): every change to the manifest re-reads it under a lock file
+//! (`manifests/.STAGE.lock`) and applies only its own change, so no run loses another's units.
+//!
+//! The manifest also records the run's effective settings (config section with the command's flags
+//! applied, see [`Stage::with_settings`]); `pipeline status` judges against them when no config
+//! file is given ([`status_settings`]).
 
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::sync::Mutex;
 
 use anyhow::{Context, Result};
 use schemas::manifest::{Fingerprint, record_file, stat};
 use schemas::{FileRecord, StageManifest, UnitRecord};
 use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::Ctx;
+
+/// `--shard i/n`: every n-th input (file or part, in canonical order) starting at the i-th
+/// (0-based), for one task of a job array.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl Shard {
+    /// The items of this shard: positions `index`, `index + count`, ….
+    pub fn select<T: Clone>(&self, all: &[T]) -> Vec<T> {
+        all.iter()
+            .enumerate()
+            .filter(|(i, _)| i % self.count == self.index)
+            .map(|(_, x)| x.clone())
+            .collect()
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+impl FromStr for Shard {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let (i, n) = s
+            .split_once('/')
+            .ok_or_else(|| format!("--shard {s:?}: expected i/n, e.g. 0/4"))?;
+        let index: usize = i
+            .trim()
+            .parse()
+            .map_err(|_| format!("--shard {s:?}: i is not a number"))?;
+        let count: usize = n
+            .trim()
+            .parse()
+            .map_err(|_| format!("--shard {s:?}: n is not a number"))?;
+        if count == 0 || index >= count {
+            return Err(format!("--shard {s:?}: need 0 <= i < n"));
+        }
+        Ok(Self { index, count })
+    }
+}
+
+/// A path as run settings record it: relative to the data directory when inside it, else absolute
+/// (so a path given relative to the working directory still means the same file later).
+pub fn settings_path(root: &Path, path: &Path) -> PathBuf {
+    match path.strip_prefix(root) {
+        Ok(rel) if !root.as_os_str().is_empty() => rel.to_path_buf(),
+        _ => std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
+    }
+}
+
+/// A path of recorded settings back as a path to open: relative ones are inside the data directory.
+pub fn in_data_dir(root: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        root.join(path)
+    }
+}
+
+/// The settings a stage's status is judged against: with a config file given (`--config`), those
+/// `from_config` built from it; without one, the settings the stage last ran with, as its manifest
+/// records them (so a stage run with flags only is not shown as stale), else `from_config`.
+pub fn status_settings<T: DeserializeOwned>(ctx: &Ctx, stage: &str, from_config: T) -> Result<T> {
+    if ctx.config.source.is_some() {
+        return Ok(from_config);
+    }
+    let recorded = StageManifest::load(&ctx.layout.manifest(stage))?
+        .map(|m| m.settings)
+        .filter(|s| !s.is_null());
+    match recorded.map(serde_json::from_value::<T>) {
+        Some(Ok(settings)) => Ok(settings),
+        Some(Err(e)) => {
+            tracing::warn!(
+                "{}: recorded settings unreadable ({e}); judging {stage} against the defaults",
+                ctx.layout.manifest(stage).display()
+            );
+            Ok(from_config)
+        }
+        None => Ok(from_config),
+    }
+}
+
+/// An exclusive lock on a stage's manifest, held while it is re-read, changed and saved. Where the
+/// file system cannot lock, runs go on unlocked (as before locking existed).
+struct ManifestLock(Option<std::fs::File>);
+
+impl ManifestLock {
+    fn acquire(path: &Path) -> Self {
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path);
+        match file {
+            Ok(f) => match f.lock() {
+                Ok(()) => Self(Some(f)),
+                Err(e) => {
+                    tracing::debug!("cannot lock {}: {e}; going on unlocked", path.display());
+                    Self(None)
+                }
+            },
+            Err(e) => {
+                tracing::debug!("cannot open {}: {e}; going on unlocked", path.display());
+                Self(None)
+            }
+        }
+    }
+}
+
+impl Drop for ManifestLock {
+    fn drop(&mut self) {
+        if let Some(f) = &self.0 {
+            let _ = f.unlock();
+        }
+    }
+}
 
 /// Why a unit must run, or that it need not.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,6 +172,7 @@ pub struct Stage {
     name: &'static str,
     data_dir: PathBuf,
     manifest_path: PathBuf,
+    lock_path: PathBuf,
     force: bool,
     manifest: Mutex<StageManifest>,
 }
@@ -50,7 +188,9 @@ impl Stage {
         config: &impl Serialize,
         force: bool,
     ) -> Result<Self> {
-        let manifest_path = schemas::Layout::new(data_dir).manifest(name);
+        let layout = schemas::Layout::new(data_dir);
+        let manifest_path = layout.manifest(name);
+        let lock_path = layout.manifest_lock(name);
         let config = serde_json::to_value(config).context("serializing stage config")?;
         let config_fingerprint = Fingerprint::new()
             .str(name)
@@ -68,14 +208,38 @@ impl Stage {
             config_fingerprint,
             units,
             summary: serde_json::Value::Null,
+            settings: serde_json::Value::Null,
         };
         Ok(Self {
             name,
             data_dir: data_dir.to_path_buf(),
             manifest_path,
+            lock_path,
             force,
             manifest: Mutex::new(manifest),
         })
+    }
+
+    /// Record `settings` (the run's effective settings: its config section with the command's flags
+    /// applied, paths as [`settings_path`] writes them) with every save of the manifest.
+    pub fn with_settings(self, settings: &impl Serialize) -> Result<Self> {
+        let value = serde_json::to_value(settings).context("serializing stage settings")?;
+        self.manifest.lock().expect("manifest lock").settings = value;
+        Ok(self)
+    }
+
+    /// Apply `change` to the manifest and save it. Under the stage's lock file the manifest is
+    /// first re-read from disk, so units that runs in other processes recorded since this one
+    /// opened it are kept (this run's own changes were all saved as they happened).
+    fn update<T>(&self, change: impl FnOnce(&mut StageManifest) -> T) -> Result<T> {
+        let mut m = self.manifest.lock().expect("manifest lock");
+        let _lock = ManifestLock::acquire(&self.lock_path);
+        if let Some(disk) = StageManifest::load(&self.manifest_path)? {
+            m.units = disk.units;
+        }
+        let out = change(&mut m);
+        m.save(&self.manifest_path)?;
+        Ok(out)
     }
 
     pub fn name(&self) -> &'static str {
@@ -174,34 +338,39 @@ impl Stage {
             outputs,
             stats,
         };
-        let mut m = self.manifest.lock().expect("manifest lock");
-        m.units.insert(key.to_string(), unit);
-        m.save(&self.manifest_path)
+        self.update(|m| {
+            m.units.insert(key.to_string(), unit);
+        })
     }
 
     /// Drop units that no longer correspond to an input (their outputs are removed).
     pub fn retain_units(&self, keep: &dyn Fn(&str) -> bool) -> Result<Vec<String>> {
-        let mut m = self.manifest.lock().expect("manifest lock");
-        let gone: Vec<String> = m.units.keys().filter(|k| !keep(k)).cloned().collect();
-        for key in &gone {
-            if let Some(unit) = m.units.remove(key) {
-                for out in unit.outputs {
-                    let _ = std::fs::remove_file(self.data_dir.join(&out.path));
+        let any_gone = {
+            let m = self.manifest.lock().expect("manifest lock");
+            m.units.keys().any(|k| !keep(k))
+        };
+        if !any_gone {
+            return Ok(Vec::new());
+        }
+        self.update(|m| {
+            let gone: Vec<String> = m.units.keys().filter(|k| !keep(k)).cloned().collect();
+            for key in &gone {
+                if let Some(unit) = m.units.remove(key) {
+                    for out in unit.outputs {
+                        let _ = std::fs::remove_file(self.data_dir.join(&out.path));
+                    }
                 }
             }
-        }
-        if !gone.is_empty() {
-            m.save(&self.manifest_path)?;
-        }
-        Ok(gone)
+            gone
+        })
     }
 
     /// Set the stage summary and save the manifest.
     pub fn finish(&self, summary: serde_json::Value) -> Result<StageManifest> {
-        let mut m = self.manifest.lock().expect("manifest lock");
-        m.summary = summary;
-        m.save(&self.manifest_path)?;
-        Ok(m.clone())
+        self.update(|m| {
+            m.summary = summary;
+            m.clone()
+        })
     }
 
     pub fn manifest(&self) -> StageManifest {
@@ -378,5 +547,47 @@ mod tests {
         let status = stage.status(&units).unwrap();
         assert_eq!((status.cached, status.stale, status.missing), (3, 0, 0));
         std::fs::remove_dir_all(&tmp).unwrap();
+    }
+
+    /// Two runs of one stage at once (as two tasks of a job array, each its own process with its
+    /// own copy of the manifest): each records its units, and neither loses the other's.
+    #[test]
+    fn concurrent_runs_keep_each_others_units() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = || {
+            Stage::open(dir.path(), "toy", 1, 1, &serde_json::json!({}), false)
+                .unwrap()
+                .with_settings(&serde_json::json!({"shard": "x"}))
+                .unwrap()
+        };
+        let (a, b) = (open(), open());
+        let input = dir.path().join("in.txt");
+        std::fs::write(&input, "x").unwrap();
+        for (stage, key) in [(&a, "a1"), (&b, "b1"), (&a, "a2"), (&b, "b2")] {
+            let inputs = stage.inputs(key, std::slice::from_ref(&input)).unwrap();
+            stage
+                .record(key, inputs, &[], serde_json::json!({}))
+                .unwrap();
+        }
+        a.finish(serde_json::json!({"by": "a"})).unwrap();
+        // b drops a unit of its own; a's stay.
+        b.retain_units(&|k| k != "b1").unwrap();
+        let m = StageManifest::load(&dir.path().join("manifests/toy.json"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(m.units.keys().collect::<Vec<_>>(), ["a1", "a2", "b2"]);
+        assert_eq!(m.settings, serde_json::json!({"shard": "x"}));
+        let fresh = open();
+        let inputs = fresh.inputs("a1", std::slice::from_ref(&input)).unwrap();
+        assert!(fresh.plan("a1", &inputs).unwrap().is_cached());
+    }
+
+    #[test]
+    fn shards_select_every_nth_item() {
+        let s: Shard = "1/3".parse().unwrap();
+        assert_eq!(s.select(&[0, 1, 2, 3, 4, 5, 6]), [1, 4]);
+        assert_eq!(s.to_string(), "1/3");
+        assert!("3/3".parse::<Shard>().is_err());
+        assert!("1".parse::<Shard>().is_err());
     }
 }

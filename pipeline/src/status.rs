@@ -22,6 +22,12 @@ pub const STAGES: &[StatusFn] = &[
 pub fn run(ctx: &Ctx) -> Result<Vec<StageStatus>> {
     let rows = STAGES.iter().map(|f| f(ctx)).collect::<Result<Vec<_>>>()?;
     println!("data directory: {}", ctx.layout.root().display());
+    match &ctx.config.source {
+        Some(file) => println!("judged against: config {}", file.display()),
+        None => println!(
+            "judged against: the settings each stage last ran with (recorded in its manifest; --config to judge against a config)"
+        ),
+    }
     println!(
         "{:<16} {:<10} {:>7} {:>7} {:>7}  note",
         "stage", "state", "cached", "stale", "missing"

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, anyhow, ensure};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokenizers::models::bpe::{BPE, BpeTrainerBuilder};
 use tokenizers::normalizers::unicode::NFC;
@@ -20,7 +20,7 @@ use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::{AddedToken, Tokenizer, TokenizerBuilder};
 
 use crate::Ctx;
-use crate::stage::{Plan, Stage, StageStatus};
+use crate::stage::{Plan, Stage, StageStatus, in_data_dir, settings_path, status_settings};
 use crate::tokenize::{EOS_TOKEN, PartReader, list_parts};
 
 pub const STAGE: &str = "train-tokenizer";
@@ -154,12 +154,33 @@ pub fn save(tokenizer: &Tokenizer, path: &Path) -> Result<()> {
     schemas::atomic::write_atomic(path, text.as_bytes())
 }
 
+/// The effective settings of a run (config with flags applied), as recorded in the manifest.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 struct Resolved {
     vocab_size: usize,
     min_frequency: u64,
     include_title_only: bool,
     input: PathBuf,
     output: PathBuf,
+}
+
+impl Resolved {
+    /// As the manifest records it (paths relative to the data directory when inside it).
+    fn recorded(&self, root: &Path) -> Self {
+        Self {
+            input: settings_path(root, &self.input),
+            output: settings_path(root, &self.output),
+            ..self.clone()
+        }
+    }
+    /// Recorded settings back with paths to open.
+    fn opened(self, root: &Path) -> Self {
+        Self {
+            input: in_data_dir(root, &self.input),
+            output: in_data_dir(root, &self.output),
+            ..self
+        }
+    }
 }
 
 fn resolve(ctx: &Ctx, args: &Args) -> Resolved {
@@ -181,7 +202,7 @@ fn resolve(ctx: &Ctx, args: &Args) -> Resolved {
 }
 
 fn open_stage(ctx: &Ctx, r: &Resolved, force: bool) -> Result<Stage> {
-    Stage::open(
+    let stage = Stage::open(
         ctx.layout.root(),
         STAGE,
         CODE_VERSION,
@@ -193,7 +214,8 @@ fn open_stage(ctx: &Ctx, r: &Resolved, force: bool) -> Result<Stage> {
             pre_tokenizer: "nfc+bytelevel(no prefix space)",
         },
         force,
-    )
+    )?;
+    stage.with_settings(&r.recorded(ctx.layout.root()))
 }
 
 /// Mean tokens per document (EOS not counted) of `tokenizer` over the parts.
@@ -285,7 +307,9 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<()> {
 
 /// `pipeline status` row.
 pub fn status(ctx: &Ctx) -> Result<StageStatus> {
-    let r = resolve(ctx, &Args::default());
+    let root = ctx.layout.root();
+    let from_config = resolve(ctx, &Args::default()).recorded(root);
+    let r = status_settings(ctx, STAGE, from_config)?.opened(root);
     let stage = open_stage(ctx, &r, false)?;
     let parts = list_parts(&r.input).unwrap_or_default();
     if parts.is_empty() {

@@ -189,3 +189,130 @@ fn gpt_neox_ids_through_parse() {
     assert_eq!(reader.next_doc(&mut ids).unwrap(), None);
     assert_eq!(n, 27);
 }
+
+/// A job array: `pipeline tokenize --shard i/3` for i = 2, 0, 1 (any order), then `pipeline pack`
+/// once, gives the token files and shards of one `pipeline tokenize` run byte for byte; packing
+/// before every shard ran names the parts still to tokenize.
+#[test]
+fn sharded_tokenize_then_pack_equals_one_run() {
+    let sample = sample_dir();
+    let baseline = sample.join("pubmed/baseline/pubmed26n0001.xml.gz");
+    let update = sample.join("pubmed/updatefiles/pubmed26n0002.xml.gz");
+    if !baseline.exists() || !update.exists() {
+        println!("SKIP: sample XML absent");
+        return;
+    }
+    let config = "[current]\npartitions = 5\n\n[train_tokenizer]\nvocab_size = 700\n";
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    for d in &dirs {
+        copy_into(d.path(), "baseline", &baseline);
+        copy_into(d.path(), "updatefiles", &update);
+        common::parse_command(&ctx(d.path(), config), Default::default()).unwrap();
+    }
+    let (sharded, whole) = (dirs[0].path(), dirs[1].path());
+    pipeline::train_tokenizer::run(&ctx(sharded, config), Default::default()).unwrap();
+    let args = tokenize::Args {
+        tokenizer: Some(sharded.join("tokenizer/tokenizer.json")),
+        seq_len: Some(64),
+        shard_sequences: Some(8),
+        val_fraction: Some(0.2),
+        decontaminate: vec![sample.join("bioasq/test-batch1_golden.json")],
+        ..Default::default()
+    };
+
+    // One run: tokenize, then pack.
+    let c_whole = ctx(whole, config);
+    common::tokenize_command(&c_whole, args.clone()).unwrap();
+
+    // Three shards of the five parts, out of order, each tokenizing only its parts.
+    let c = ctx(sharded, config);
+    let s = TokenizeConfig::resolve(&c, &args).unwrap();
+    let report = tokenize::run_shard(&c, &s, Some("2/3".parse().unwrap())).unwrap();
+    assert_eq!(report.parts_run, 1);
+    assert_eq!(
+        report.token_files,
+        [sharded.join("tokens/current/part-00002.bin")]
+    );
+    assert!(
+        !sharded.join("shards").exists(),
+        "a shard run packs nothing"
+    );
+    let err = format!("{:#}", common::pack_command(&c, args.clone()).unwrap_err());
+    assert!(
+        err.contains("4 of 5 parts are not tokenized")
+            && err.contains("parquet/current/part-00000.parquet")
+            && !err.contains("part-00002"),
+        "{err}"
+    );
+    for shard in ["0/3", "1/3"] {
+        tokenize::run_shard(&c, &s, Some(shard.parse().unwrap())).unwrap();
+    }
+    common::pack_command(&c, args.clone()).unwrap();
+
+    let files = |root: &Path, sub: &str| -> BTreeMap<std::path::PathBuf, Vec<u8>> {
+        testkit::fixtures::snapshot(&root.join(sub))
+            .unwrap()
+            .into_iter()
+            .map(|(p, (_, bytes))| (p, bytes))
+            .collect()
+    };
+    for sub in ["tokens", "shards"] {
+        let (a, b) = (files(sharded, sub), files(whole, sub));
+        assert!(!a.is_empty(), "{sub}");
+        assert_eq!(
+            a.keys().collect::<Vec<_>>(),
+            b.keys().collect::<Vec<_>>(),
+            "{sub}"
+        );
+        assert!(
+            a == b,
+            "{sub}: the sharded run's files differ from one run's"
+        );
+    }
+    assert_eq!(files(sharded, "tokens").len(), 5);
+    // The tokenize manifest holds every part, and its totals are those of one run.
+    let manifest = |root: &Path, stage: &str| {
+        schemas::StageManifest::load(&root.join("manifests").join(format!("{stage}.json")))
+            .unwrap()
+            .unwrap()
+    };
+    let (m_sharded, m_whole) = (manifest(sharded, "tokenize"), manifest(whole, "tokenize"));
+    assert_eq!(m_sharded.units.len(), 5);
+    assert_eq!(m_sharded.summary["totals"], m_whole.summary["totals"]);
+    assert_eq!(
+        manifest(sharded, "pack").summary["train"],
+        manifest(whole, "pack").summary["train"]
+    );
+    // `pipeline inspect` knows shard files by their table metadata (what `inspect-shards` did).
+    let train = sharded.join("shards/train");
+    let (format, files) = pipeline::inspect::table_files(&train).unwrap();
+    assert_eq!(format, pipeline::inspect::Format::Arrow);
+    assert_eq!(
+        pipeline::inspect::table_kind(&files[0]).unwrap().as_deref(),
+        Some("shards")
+    );
+    let inspect = |sql: Option<&str>, decode: Option<usize>| {
+        pipeline::inspect::run(
+            &c,
+            pipeline::inspect::Args {
+                path: train.clone(),
+                sql: sql.map(str::to_string),
+                limit: 5,
+                decode,
+                tokenizer: Some(sharded.join("tokenizer/tokenizer.json")),
+            },
+        )
+    };
+    inspect(None, Some(0)).unwrap();
+    let err = format!("{:#}", inspect(Some("SELECT 1"), None).unwrap_err());
+    assert!(err.contains("--decode"), "{err}");
+
+    // Everything is cached now: a plain `pipeline tokenize` re-runs nothing.
+    let again = tokenize::tokenize_stage(&c, &s).unwrap();
+    assert_eq!(again.parts_run, 0);
+    assert!(
+        tokenize::pack::pack_stage(&c, &s, &again.token_files)
+            .unwrap()
+            .cached
+    );
+}

@@ -109,6 +109,11 @@ impl Layout {
     pub fn manifest(&self, stage: &str) -> PathBuf {
         self.manifests().join(format!("{stage}.json"))
     }
+    /// `manifests/.STAGE.lock`: held while a run re-reads, changes and saves `STAGE.json`, so runs
+    /// in several processes (the tasks of a job array) keep each other's units.
+    pub fn manifest_lock(&self, stage: &str) -> PathBuf {
+        self.manifests().join(format!(".{stage}.lock"))
+    }
     /// `runs/`: the trainer's run directories.
     pub fn runs(&self) -> PathBuf {
         self.root.join("runs")

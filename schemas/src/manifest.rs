@@ -55,6 +55,11 @@ pub struct StageManifest {
     /// Stage-level totals and facts (split counts, decontamination list, ...).
     #[serde(default)]
     pub summary: serde_json::Value,
+    /// The effective settings of the run that last wrote the manifest: its config section with the
+    /// command's flags applied (paths relative to the data directory when inside it). `pipeline
+    /// status` judges against them when no config file is given. Null for manifests of older runs.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub settings: serde_json::Value,
 }
 
 impl StageManifest {

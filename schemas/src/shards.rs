@@ -23,6 +23,8 @@ use arrow::ipc::writer::FileWriter;
 use memmap2::Mmap;
 
 pub const VERSION: u32 = 1;
+/// The `biomamba.table` name of shard files.
+pub const TABLE: &str = "shards";
 
 /// Token id type of a shard: u16 while the vocabulary fits, u32 beyond 65,535 tokens.
 pub fn token_type(vocab_size: usize) -> DataType {
@@ -51,7 +53,7 @@ pub fn schema(seq_len: usize, vocab_size: usize) -> SchemaRef {
                 false,
             ),
         ])
-        .with_metadata(crate::table_metadata("shards", VERSION)),
+        .with_metadata(crate::table_metadata(TABLE, VERSION)),
     )
 }
 

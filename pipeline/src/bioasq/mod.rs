@@ -19,19 +19,20 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::Ctx;
-use crate::config::{TaskInputs, TestDocuments};
-use crate::stage::{Plan, Stage, StageStatus};
+use crate::config::{BioasqConfig, TaskInputs, TestDocuments};
+use crate::stage::{Plan, Stage, StageStatus, in_data_dir, settings_path, status_settings};
 use formats::{InputFile, OfficialQuestion, exact_answer_lists, pmid_of_url};
 use schemas::bioasq::{Example, GoldenRow, Split, source};
 use tasks::TestQuestion;
 
 pub const STAGE: &str = "bioasq";
-/// Bumped whenever the conversion changes its output.
-const CODE_VERSION: u32 = 1;
+/// Bumped whenever the conversion changes its output (2: test contexts of efetch records follow the
+/// parser's text contract 2, see `parse::CODE_VERSION`).
+const CODE_VERSION: u32 = 2;
 const UNIT: &str = "bioasq";
 
 /// Question types of BioASQ Task B; others are skipped and counted.
@@ -95,8 +96,17 @@ fn stage_inputs(ctx: &Ctx, json: &[PathBuf]) -> Result<Vec<PathBuf>> {
     Ok(all)
 }
 
-fn open_stage(ctx: &Ctx, offline: bool) -> Result<Stage> {
-    let config = &ctx.config.bioasq;
+/// The effective settings of a run, as its manifest records them.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct BioasqSettings {
+    /// `--input` files (empty: every `*.json` of `raw/bioasq/`).
+    inputs: Vec<PathBuf>,
+    offline: bool,
+    /// `[bioasq]`: test documents and tasks.
+    config: BioasqConfig,
+}
+
+fn open_stage(ctx: &Ctx, config: &BioasqConfig, offline: bool) -> Result<Stage> {
     Stage::open(
         ctx.layout.root(),
         STAGE,
@@ -119,8 +129,21 @@ pub fn status(ctx: &Ctx) -> Result<StageStatus> {
         .as_ref()
         .and_then(|m| m.config.get("offline").and_then(Value::as_bool))
         .unwrap_or(false);
-    let stage = open_stage(ctx, offline)?;
-    let json = default_inputs(&ctx.layout.raw_bioasq())?;
+    let from_config = BioasqSettings {
+        inputs: Vec::new(),
+        offline,
+        config: ctx.config.bioasq.clone(),
+    };
+    let settings = status_settings(ctx, STAGE, from_config)?;
+    let stage = open_stage(ctx, &settings.config, settings.offline)?;
+    let json = if settings.inputs.is_empty() {
+        default_inputs(&ctx.layout.raw_bioasq())?
+    } else {
+        (settings.inputs.iter())
+            .map(|p| in_data_dir(ctx.layout.root(), p))
+            .filter(|p| p.is_file())
+            .collect()
+    };
     let units = if json.is_empty() {
         Vec::new()
     } else {
@@ -168,7 +191,13 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Value> {
     if bioasq_dir.exists() {
         schemas::atomic::remove_stale_temps(&bioasq_dir)?;
     }
-    let stage = open_stage(ctx, args.offline)?;
+    let root = ctx.layout.root();
+    let stage =
+        open_stage(ctx, &ctx.config.bioasq, args.offline)?.with_settings(&BioasqSettings {
+            inputs: args.inputs.iter().map(|p| settings_path(root, p)).collect(),
+            offline: args.offline,
+            config: ctx.config.bioasq.clone(),
+        })?;
     let inputs = stage.inputs(UNIT, &stage_inputs(ctx, &json)?)?;
     match stage.plan(UNIT, &inputs)? {
         Plan::Cached => {

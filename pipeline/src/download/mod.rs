@@ -270,7 +270,13 @@ async fn download_async(ctx: &Ctx, args: &Args) -> Result<DownloadSummary> {
         }
     }
 
-    let stage = Arc::new(open_stage(ctx)?);
+    let stage = Arc::new(open_stage(ctx)?.with_settings(&serde_json::json!({
+        "base_url": base,
+        "files": args.files.as_deref().unwrap_or(&cfg.files),
+        "updates": args.updates.as_deref().unwrap_or(&cfg.updates),
+        "list": args.list.as_ref().map(|p| crate::stage::settings_path(ctx.layout.root(), p)),
+        "concurrency": concurrency,
+    }))?);
     let mut summary = DownloadSummary {
         selected: targets.len(),
         ..Default::default()

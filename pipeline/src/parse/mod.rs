@@ -16,7 +16,6 @@ pub mod writer;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -24,47 +23,24 @@ use rayon::prelude::*;
 use schemas::AtomicFile;
 use schemas::layout::{files_with_suffix, subdirectories};
 use schemas::progress::{Progress, Unit};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::Ctx;
 use crate::config::ParseConfig;
-use crate::stage::{Plan, Stage, StageStatus};
+use crate::stage::{Plan, Stage, StageStatus, in_data_dir, settings_path, status_settings};
 pub use record::{
     Citation, Deletion, Item, ParseError, ParseOptions, RecordParser, open_input, open_reader,
     parse_reader,
 };
 
 pub const NAME: &str = "parse";
-/// Bumped whenever the parser's output for the same input can change.
-pub const CODE_VERSION: u32 = 1;
+/// Bumped whenever the parser's output for the same input can change (2: an empty section or date
+/// part no longer leaves a separator behind, e.g. `LABEL:` instead of `LABEL: `; attribute values
+/// follow the text contract).
+pub const CODE_VERSION: u32 = 2;
 
-/// `--shard i/n`: every n-th input file starting at the i-th (0-based).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Shard {
-    pub index: usize,
-    pub count: usize,
-}
-
-impl FromStr for Shard {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        let (i, n) = s
-            .split_once('/')
-            .ok_or_else(|| format!("--shard {s:?}: expected i/n, e.g. 0/4"))?;
-        let index: usize = i
-            .trim()
-            .parse()
-            .map_err(|_| format!("--shard {s:?}: i is not a number"))?;
-        let count: usize = n
-            .trim()
-            .parse()
-            .map_err(|_| format!("--shard {s:?}: n is not a number"))?;
-        if count == 0 || index >= count {
-            return Err(format!("--shard {s:?}: need 0 <= i < n"));
-        }
-        Ok(Self { index, count })
-    }
-}
+/// `--shard i/n` (shared with `pipeline tokenize`).
+pub use crate::stage::Shard;
 
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct Args {
@@ -178,6 +154,17 @@ pub fn discover_inputs(ctx: &Ctx, explicit: &[PathBuf]) -> Result<Vec<PathBuf>> 
 /// Unit key of an input: its path relative to the data directory when inside it, else as given.
 fn unit_key(ctx: &Ctx, path: &Path) -> String {
     schemas::manifest::relative_path(ctx.layout.root(), path)
+}
+
+/// The effective settings of a parse run, as its manifest records them.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct ParseSettings {
+    /// `[parse]` with the flags applied.
+    config: ParseConfig,
+    /// `--input` (empty: every XML file under `raw/pubmed/`).
+    input: Vec<PathBuf>,
+    /// `--shard i/n` of the run, if any (status always judges every input).
+    shard: Option<String>,
 }
 
 fn stage_config(ctx: &Ctx, args: &Args) -> ParseConfig {
@@ -356,12 +343,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<ParseSummary> {
     let config = stage_config(ctx, &args);
     let all = discover_inputs(ctx, &args.input)?;
     let inputs: Vec<PathBuf> = match args.shard {
-        Some(s) => all
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| i % s.count == s.index)
-            .map(|(_, p)| p.clone())
-            .collect(),
+        Some(s) => s.select(&all),
         None => all.clone(),
     };
     // Two inputs with one stem would write the same part.
@@ -384,7 +366,12 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<ParseSummary> {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         schemas::atomic::remove_stale_temps(&dir)?;
     }
-    let stage = open_stage(ctx, &config, ctx.force)?;
+    let root = ctx.layout.root();
+    let stage = open_stage(ctx, &config, ctx.force)?.with_settings(&ParseSettings {
+        config: config.clone(),
+        input: args.input.iter().map(|p| settings_path(root, p)).collect(),
+        shard: args.shard.map(|s| s.to_string()),
+    })?;
     let total: u64 = inputs
         .iter()
         .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
@@ -462,8 +449,27 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<ParseSummary> {
 
 /// `pipeline status` line of this stage.
 pub fn status(ctx: &Ctx) -> Result<StageStatus> {
-    let inputs = discover_inputs(ctx, &[])?;
-    let stage = open_stage(ctx, &ctx.config.parse, false)?;
+    let root = ctx.layout.root();
+    let from_config = ParseSettings {
+        config: ctx.config.parse.clone(),
+        input: Vec::new(),
+        shard: None,
+    };
+    let settings = status_settings(ctx, NAME, from_config)?;
+    // Recorded `--input` paths that are gone have nothing to judge.
+    let explicit: Vec<PathBuf> = (settings.input.iter())
+        .map(|p| in_data_dir(root, p))
+        .filter(|p| p.exists())
+        .collect();
+    if !settings.input.is_empty() && explicit.is_empty() {
+        return Ok(StageStatus {
+            stage: NAME.into(),
+            note: "the inputs of the last run are gone".into(),
+            ..Default::default()
+        });
+    }
+    let inputs = discover_inputs(ctx, &explicit)?;
+    let stage = open_stage(ctx, &settings.config, false)?;
     let units: Vec<(String, Vec<PathBuf>)> = inputs
         .iter()
         .map(|p| (unit_key(ctx, p), vec![p.clone()]))

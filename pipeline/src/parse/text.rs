@@ -157,6 +157,38 @@ pub fn collapse(s: &str) -> String {
     t.take()
 }
 
+/// One section as it appears in a joined abstract: `Label: text` when labelled, `Label:` when the
+/// labelled section has no text, `text` when unlabelled, and None for an unlabelled section without
+/// text (it adds nothing, so it is left out of the join rather than leaving an empty line).
+/// `label` and `text` already follow the text contract (collapsed, trimmed; an empty label is None).
+pub fn section_line(label: Option<&str>, text: &str) -> Option<String> {
+    match (label, text.is_empty()) {
+        (Some(label), true) => Some(format!("{label}:")),
+        (Some(label), false) => Some(format!("{label}: {text}")),
+        (None, true) => None,
+        (None, false) => Some(text.to_string()),
+    }
+}
+
+/// Sections joined as in the `abstract` column: each [`section_line`], joined with `\n`.
+pub fn join_sections<'a>(sections: impl IntoIterator<Item = (Option<&'a str>, &'a str)>) -> String {
+    let lines: Vec<String> = sections
+        .into_iter()
+        .filter_map(|(label, text)| section_line(label, text))
+        .collect();
+    lines.join("\n")
+}
+
+/// The non-empty `parts` joined with `sep` (no separator meets an empty part).
+pub fn join_non_empty<S: AsRef<str>>(parts: &[S], sep: &str) -> String {
+    let kept: Vec<&str> = parts
+        .iter()
+        .map(AsRef::as_ref)
+        .filter(|p| !p.is_empty())
+        .collect();
+    kept.join(sep)
+}
+
 /// The first run of four ASCII digits, as a year (`2019 Nov-Dec` → 2019).
 pub fn first_year(s: &str) -> Option<i32> {
     let b = s.as_bytes();
@@ -258,6 +290,28 @@ mod tests {
             assert_eq!(t.take(), expected, "{all:?}");
             assert_eq!(t.as_str(), "");
         }
+    }
+
+    #[test]
+    fn joins_never_meet_an_empty_part() {
+        assert_eq!(
+            section_line(Some("CLINICALTRIALS"), ""),
+            Some("CLINICALTRIALS:".into())
+        );
+        assert_eq!(section_line(Some("A"), "b c"), Some("A: b c".into()));
+        assert_eq!(section_line(None, ""), None);
+        assert_eq!(
+            join_sections([
+                (Some("CLINICALTRIALS"), ""),
+                (Some("GOV ID"), "NCT01234567"),
+                (None, ""),
+                (None, "Plain."),
+            ]),
+            "CLINICALTRIALS:\nGOV ID: NCT01234567\nPlain."
+        );
+        assert_eq!(join_sections([(None, ""), (None, "")]), "");
+        assert_eq!(join_non_empty(&["2020", "", "Spring"], " "), "2020 Spring");
+        assert_eq!(join_non_empty::<&str>(&[], " "), "");
     }
 
     #[test]

@@ -3,9 +3,11 @@
 //! Two cached stages:
 //! 1. **tokenize** (manifest `manifests/tokenize.json`), one unit per input Parquet part: every document
 //!    (`title + "\n" + abstract`, see [`document_text`]) is encoded with the `tokenizers` crate without
-//!    special tokens, EOS appended, and written to `tokens/<input dir>/<part stem>.bin` (format in
-//!    [`token_file`]). Parts run in parallel and documents within a batch too (rayon). A part whose
-//!    tokens come out byte-identical keeps its old token file, so packing stays cached.
+//!    special tokens (splitting with [`pretokenize`]'s faster GPT-2 split when the tokenizer's
+//!    pre-tokenizer is `ByteLevel`, same ids), EOS appended, and written to
+//!    `tokens/<input dir>/<part stem>.bin` (format in [`token_file`]). Parts run in parallel and
+//!    documents within a batch too (rayon). A part whose tokens come out byte-identical keeps its
+//!    old token file, so packing stays cached.
 //! 2. **pack** (manifest `manifests/pack.json`, see [`pack`]): one unit over all token files; splits by
 //!    PMID hash, drops decontaminated PMIDs, concatenates and cuts into `seq_len` rows, writes shards.
 //!
@@ -16,10 +18,14 @@
 //!
 //! Memory is bounded: parts are read in batches of `batch_rows` rows, token files are streamed, and
 //! packing holds one shard per split.
+//!
+//! **Scale-out**: parts are independent, so `pipeline tokenize --shard i/n` tokenizes only every n-th
+//! part (one task of a job array, see [`tokenize_parts`]) and does not pack; `pipeline pack` then
+//! packs all token files once ([`token_files`] checks that every part is tokenized and current).
 
 pub mod decontaminate;
-pub mod inspect;
 pub mod pack;
+pub mod pretokenize;
 #[cfg(test)]
 mod tests;
 pub mod token_file;
@@ -41,7 +47,7 @@ use tokenizers::Tokenizer;
 
 use crate::Ctx;
 use crate::config::TokenizeConfig;
-use crate::stage::{Plan, Stage, StageStatus};
+use crate::stage::{Plan, Shard, Stage, StageStatus, in_data_dir, settings_path, status_settings};
 
 pub const STAGE: &str = "tokenize";
 /// Bumped when the token files change meaning (document text, token file format).
@@ -49,7 +55,18 @@ pub const CODE_VERSION: u32 = 1;
 /// The end-of-text token: appended after every document; id 0 in GPT-NeoX and our trained tokenizers.
 pub const EOS_TOKEN: &str = "<|endoftext|>";
 
-/// `pipeline tokenize` flags; each overrides its `[tokenize]` config value.
+/// `pipeline tokenize` flags: the settings flags plus `--shard`.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct TokenizeArgs {
+    #[command(flatten)]
+    pub settings: Args,
+    /// Tokenize only every n-th input part, starting at the i-th (0-based), e.g. `--shard 3/64`
+    /// for one task of a job array; nothing is packed: run `pipeline pack` after all shards.
+    #[arg(long)]
+    pub shard: Option<Shard>,
+}
+
+/// Flags of `pipeline tokenize` and `pipeline pack`; each overrides its `[tokenize]` config value.
 #[derive(Clone, Debug, Default, clap::Args)]
 pub struct Args {
     /// tokenizer.json (e.g. the GPT-NeoX-20B one).
@@ -111,6 +128,39 @@ impl TokenizeConfig {
         ensure!(s.shard_sequences > 0, "shard_sequences must be positive");
         Ok(s)
     }
+
+    /// These settings as a manifest records them: paths relative to the data directory when inside
+    /// it, else absolute.
+    pub fn recorded(&self, root: &Path) -> Self {
+        Self {
+            tokenizer: settings_path(root, &self.tokenizer),
+            input: settings_path(root, &self.input),
+            decontaminate: (self.decontaminate.iter())
+                .map(|p| settings_path(root, p))
+                .collect(),
+            ..self.clone()
+        }
+    }
+
+    /// Recorded settings back with paths to open (the inverse of [`TokenizeConfig::recorded`]).
+    pub fn opened(&self, root: &Path) -> Self {
+        Self {
+            tokenizer: in_data_dir(root, &self.tokenizer),
+            input: in_data_dir(root, &self.input),
+            decontaminate: (self.decontaminate.iter())
+                .map(|p| in_data_dir(root, p))
+                .collect(),
+            ..self.clone()
+        }
+    }
+
+    /// What `pipeline status` judges the tokenize and pack stages against: the config (no flags)
+    /// when one was given, else the settings `stage` last ran with.
+    pub fn for_status(ctx: &Ctx, stage: &str) -> Result<Self> {
+        let root = ctx.layout.root();
+        let from_config = Self::resolve(ctx, &Args::default())?.recorded(root);
+        Ok(status_settings(ctx, stage, from_config)?.opened(root))
+    }
 }
 
 /// The text of one citation as the model sees it: `title + "\n" + abstract`, the abstract alone when
@@ -132,9 +182,20 @@ pub fn document_text(
     }
 }
 
+/// The regex engine the `tokenizers` crate splits with (GPT-NeoX's pre-tokenizer regex):
+/// `fancy-regex` (pure Rust) unless built with `--features onig` (Oniguruma, as Python's wheel).
+pub const REGEX_ENGINE: &str = if cfg!(feature = "onig") {
+    "onig"
+} else {
+    "fancy-regex"
+};
+
 /// A loaded tokenizer with the facts the shards depend on.
 pub struct LoadedTokenizer {
     pub tokenizer: Tokenizer,
+    /// The same tokenizer with the faster GPT-2 split ([`pretokenize::FastTokenizer`]) when its
+    /// pre-tokenizer is `ByteLevel`; documents are encoded with it then (same ids).
+    pub fast: Option<pretokenize::FastTokenizer>,
     pub path: PathBuf,
     /// xxh3-128 of the tokenizer file.
     pub hash: String,
@@ -145,6 +206,25 @@ pub struct LoadedTokenizer {
 
 impl LoadedTokenizer {
     pub fn load(path: &Path) -> Result<Self> {
+        let mut loaded = Self::load_generic(path)?;
+        let json = std::fs::read_to_string(path)
+            .with_context(|| format!("reading tokenizer {}", path.display()))?;
+        loaded.fast = pretokenize::load_fast(&json);
+        tracing::debug!(
+            "tokenizer {}: {}",
+            path.display(),
+            if loaded.fast.is_some() {
+                "ByteLevel pre-tokenizer, fast split"
+            } else {
+                "generic pre-tokenizer"
+            }
+        );
+        Ok(loaded)
+    }
+
+    /// Load without the fast split: every document goes through the `tokenizers` crate's own
+    /// pre-tokenizer (and its regex engine, [`REGEX_ENGINE`]).
+    pub fn load_generic(path: &Path) -> Result<Self> {
         let tokenizer = Tokenizer::from_file(path)
             .map_err(|e| anyhow!("loading tokenizer {}: {e}", path.display()))?;
         let eos_id = tokenizer.token_to_id(EOS_TOKEN).with_context(|| {
@@ -162,6 +242,7 @@ impl LoadedTokenizer {
         Ok(Self {
             hash: schemas::manifest::hash_file(path)?,
             tokenizer,
+            fast: None,
             path: path.to_path_buf(),
             vocab_size,
             eos_id,
@@ -170,10 +251,11 @@ impl LoadedTokenizer {
 
     /// Token ids of one document, EOS appended.
     pub fn encode_document(&self, text: &str) -> Result<Vec<u32>> {
-        let encoding = self
-            .tokenizer
-            .encode_fast(text, false)
-            .map_err(|e| anyhow!("encoding with {}: {e}", self.path.display()))?;
+        let encoding = match &self.fast {
+            Some(fast) => fast.encode_fast(text, false),
+            None => self.tokenizer.encode_fast(text, false),
+        }
+        .map_err(|e| anyhow!("encoding with {}: {e}", self.path.display()))?;
         let mut ids = Vec::with_capacity(encoding.get_ids().len() + 1);
         ids.extend_from_slice(encoding.get_ids());
         ids.push(self.eos_id);
@@ -383,24 +465,45 @@ pub struct TokenizeReport {
     pub totals: PartStats,
 }
 
-/// Stage 1: tokenize every part (cached per part). Returns the token files in canonical order.
-pub fn tokenize_stage(ctx: &Ctx, s: &TokenizeConfig) -> Result<TokenizeReport> {
-    let root = ctx.layout.root();
-    let parts = list_parts(&s.input)?;
-    let tok = LoadedTokenizer::load(&s.tokenizer)?;
-    let previous_summary = schemas::StageManifest::load(&ctx.layout.manifest(STAGE))?
-        .map(|m| m.summary)
-        .unwrap_or_default();
-    let stage = Stage::open(
-        root,
+fn open_stage(ctx: &Ctx, s: &TokenizeConfig, force: bool) -> Result<Stage> {
+    Stage::open(
+        ctx.layout.root(),
         STAGE,
         CODE_VERSION,
         token_file::FORMAT_VERSION,
         &stage_config(s),
-        ctx.force,
-    )?;
+        force,
+    )
+}
+
+/// Stage 1: tokenize every part (cached per part). Returns the token files in canonical order.
+pub fn tokenize_stage(ctx: &Ctx, s: &TokenizeConfig) -> Result<TokenizeReport> {
+    tokenize_parts(ctx, s, None)
+}
+
+/// Stage 1 for the parts of one shard (`--shard i/n`: every n-th part in canonical order, starting
+/// at the i-th), or for all parts. Units of other parts are kept as they are, so the runs of a job
+/// array (also at the same time, see [`Stage`]) together tokenize every part; the summary counts
+/// every part tokenized so far. Returns this run's token files in canonical order.
+pub fn tokenize_parts(
+    ctx: &Ctx,
+    s: &TokenizeConfig,
+    shard: Option<Shard>,
+) -> Result<TokenizeReport> {
+    let root = ctx.layout.root();
+    let all_parts = list_parts(&s.input)?;
+    let parts = match shard {
+        Some(shard) => shard.select(&all_parts),
+        None => all_parts.clone(),
+    };
+    let tok = LoadedTokenizer::load(&s.tokenizer)?;
+    let previous_summary = schemas::StageManifest::load(&ctx.layout.manifest(STAGE))?
+        .map(|m| m.summary)
+        .unwrap_or_default();
+    let stage = open_stage(ctx, s, ctx.force)?.with_settings(&s.recorded(root))?;
+    let all_keys: Vec<String> = all_parts.iter().map(|p| unit_key(root, p)).collect();
+    stage.retain_units(&|k| all_keys.iter().any(|key| key == k))?;
     let keys: Vec<String> = parts.iter().map(|p| unit_key(root, p)).collect();
-    stage.retain_units(&|k| keys.iter().any(|key| key == k))?;
     let tokens_dir = ctx.layout.tokens();
     for p in &parts {
         if let Some(dir) = token_path(&tokens_dir, p).parent() {
@@ -449,13 +552,25 @@ pub fn tokenize_stage(ctx: &Ctx, s: &TokenizeConfig) -> Result<TokenizeReport> {
         })
         .collect::<Result<_>>()?;
     progress.finish();
-    let mut totals = PartStats::default();
-    for st in &stats {
+    let add = |totals: &mut PartStats, st: &PartStats| {
         totals.rows += st.rows;
         totals.docs += st.docs;
         totals.skipped_no_text += st.skipped_no_text;
         totals.tokens += st.tokens;
         totals.text_bytes += st.text_bytes;
+    };
+    let mut totals = PartStats::default();
+    for st in &stats {
+        add(&mut totals, st);
+    }
+    // The stage's totals: every part tokenized so far (by this run or the other shards' runs).
+    let mut all_totals = PartStats::default();
+    for key in &all_keys {
+        if let Some(unit) = stage.recorded(key)
+            && let Ok(st) = serde_json::from_value::<PartStats>(unit.stats)
+        {
+            add(&mut all_totals, &st);
+        }
     }
     let summary = json!({
         "tokenizer": {
@@ -466,8 +581,8 @@ pub fn tokenize_stage(ctx: &Ctx, s: &TokenizeConfig) -> Result<TokenizeReport> {
         },
         "input": schemas::manifest::relative_path(root, &s.input),
         "canonical_order": "parts in file-name order, rows in Parquet order",
-        "parts": parts.len(),
-        "totals": totals,
+        "parts": all_parts.len(),
+        "totals": all_totals,
     });
     let ran = ran.into_inner() as usize;
     // A fully cached run leaves the manifest (and its mtime) alone.
@@ -482,11 +597,53 @@ pub fn tokenize_stage(ctx: &Ctx, s: &TokenizeConfig) -> Result<TokenizeReport> {
     })
 }
 
+/// The token files of every input part in canonical order, for packing: each part's tokenize unit
+/// must be current (built under these settings from today's part and tokenizer, output intact),
+/// else the error names the parts still to tokenize. `pipeline pack` packs what this returns.
+pub fn token_files(ctx: &Ctx, s: &TokenizeConfig) -> Result<Vec<PathBuf>> {
+    let root = ctx.layout.root();
+    let parts = list_parts(&s.input)?;
+    ensure!(
+        s.tokenizer.is_file(),
+        "tokenizer {} not found",
+        s.tokenizer.display()
+    );
+    let stage = open_stage(ctx, s, false)?;
+    let mut not_ready = Vec::new();
+    for part in &parts {
+        let key = unit_key(root, part);
+        let inputs = stage.inputs(&key, &[part.clone(), s.tokenizer.clone()])?;
+        if let Plan::Run(reason) = stage.plan(&key, &inputs)? {
+            not_ready.push(format!("{key} ({reason})"));
+        }
+    }
+    if !not_ready.is_empty() {
+        bail!(
+            "{} of {} parts are not tokenized under these settings: {}; run `pipeline tokenize` \
+             (or all its `--shard i/n` runs) first",
+            not_ready.len(),
+            parts.len(),
+            not_ready.join(", ")
+        );
+    }
+    let tokens_dir = ctx.layout.tokens();
+    Ok(parts.iter().map(|p| token_path(&tokens_dir, p)).collect())
+}
+
 /// The tokenize stage with its summary line (`pipeline tokenize` then packs, see [`pack::run`]).
 pub fn run(ctx: &Ctx, s: &TokenizeConfig) -> Result<TokenizeReport> {
-    let report = tokenize_stage(ctx, s)?;
+    run_shard(ctx, s, None)
+}
+
+/// The tokenize stage over one shard of the parts (or all) with its summary line.
+pub fn run_shard(ctx: &Ctx, s: &TokenizeConfig, shard: Option<Shard>) -> Result<TokenizeReport> {
+    let report = tokenize_parts(ctx, s, shard)?;
+    let which = match shard {
+        Some(shard) => format!(" of shard {shard}"),
+        None => String::new(),
+    };
     println!(
-        "tokenize: {} parts ({} tokenized, {} cached), {} documents, {} tokens, {} citations without abstract left out",
+        "tokenize: {} parts{which} ({} tokenized, {} cached), {} documents, {} tokens, {} citations without abstract left out",
         report.parts,
         report.parts_run,
         report.parts - report.parts_run,
@@ -499,15 +656,8 @@ pub fn run(ctx: &Ctx, s: &TokenizeConfig) -> Result<TokenizeReport> {
 
 /// `pipeline status` row of the tokenize stage.
 pub fn status(ctx: &Ctx) -> Result<StageStatus> {
-    let s = TokenizeConfig::resolve(ctx, &Args::default())?;
-    let stage = Stage::open(
-        ctx.layout.root(),
-        STAGE,
-        CODE_VERSION,
-        token_file::FORMAT_VERSION,
-        &stage_config(&s),
-        false,
-    )?;
+    let s = TokenizeConfig::for_status(ctx, STAGE)?;
+    let stage = open_stage(ctx, &s, false)?;
     let parts = list_parts(&s.input).unwrap_or_default();
     let units: Vec<(String, Vec<PathBuf>)> = parts
         .iter()

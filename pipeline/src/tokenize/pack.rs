@@ -268,17 +268,25 @@ pub fn pack_stage(ctx: &Ctx, s: &TokenizeConfig, token_files: &[PathBuf]) -> Res
         schemas::shards::VERSION,
         &stage_config(s),
         ctx.force,
-    )?;
+    )?
+    .with_settings(&s.recorded(root))?;
     let mut input_paths = token_files.to_vec();
     input_paths.extend(decon.files.iter().cloned());
     let inputs = stage.inputs(UNIT, &input_paths)?;
     if let Plan::Cached = stage.plan(UNIT, &inputs)? {
         let previous = schemas::StageManifest::load(&ctx.layout.manifest(STAGE))?
             .context("cached pack stage has a manifest")?;
-        let mut summary: PackSummary = serde_json::from_value(previous.summary)
-            .context("reading the summary of manifests/pack.json")?;
-        summary.cached = true;
-        return Ok(summary);
+        // A run that failed between recording the shards and saving the summary (a full disk)
+        // left no summary: pack again.
+        match serde_json::from_value::<PackSummary>(previous.summary) {
+            Ok(mut summary) => {
+                summary.cached = true;
+                return Ok(summary);
+            }
+            Err(e) => {
+                tracing::info!("pack: manifests/pack.json has no summary ({e}); packing again")
+            }
+        }
     }
     let train_dir = ctx.layout.shards(Split::Train.name());
     let val_dir = ctx.layout.shards(Split::Val.name());
@@ -405,7 +413,7 @@ pub fn run(ctx: &Ctx, s: &TokenizeConfig, token_files: &[PathBuf]) -> Result<Pac
 
 /// `pipeline status` row of the pack stage.
 pub fn status(ctx: &Ctx) -> Result<StageStatus> {
-    let s = TokenizeConfig::resolve(ctx, &super::Args::default())?;
+    let s = TokenizeConfig::for_status(ctx, STAGE)?;
     let stage = Stage::open(
         ctx.layout.root(),
         STAGE,

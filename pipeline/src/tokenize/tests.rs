@@ -256,9 +256,9 @@ fn shards_hold_the_document_stream_in_canonical_order() {
         );
     }
     // Inspection agrees with the manifest.
-    let c = inspect::count(&dir.path().join("shards/train")).unwrap();
+    let c = crate::inspect::shards::count(&dir.path().join("shards/train")).unwrap();
     assert_eq!(c.rows as u64, packed.train.sequences);
-    let text = inspect::inspect_shards(
+    let text = crate::inspect::shards::inspect_shards(
         &dir.path().join("shards/train"),
         Some(0),
         Some(&dir.path().join("tokenizer/tokenizer.json")),
@@ -425,4 +425,185 @@ fn trained_tokenizer_is_deterministic_and_roundtrips() {
     assert_eq!(a.token_to_id(EOS_TOKEN), Some(0));
     let enc = a.encode_fast(docs[0].as_str(), false).unwrap();
     assert_eq!(a.decode(enc.get_ids(), false).unwrap(), docs[0]);
+}
+
+/// Random text from pieces that exercise every branch of the GPT-2 pattern: letters of several
+/// scripts and cases (Lu, Ll, Lt, Lm, Lo), digits (Nd, Nl, No), marks, symbols, every kind of
+/// whitespace alone and in runs (before letters, digits, punctuation, other whitespace and the
+/// end), the contractions and their look-alikes, special tokens, GPT-NeoX's space-run tokens.
+fn random_texts(n: usize, seed: u64) -> Vec<String> {
+    let alphabet = [
+        "a",
+        "Z",
+        "word",
+        "é",
+        "ß",
+        "α",
+        "Ω",
+        "中文",
+        "ǅ",
+        "ʰ",
+        "5",
+        "42",
+        "١٢",
+        "²",
+        "½",
+        "Ⅻ",
+        "\u{301}",
+        "😀",
+        "-",
+        ".",
+        ",",
+        "(",
+        "%",
+        "'",
+        "'s",
+        "'t",
+        "'re",
+        "'ve",
+        "'m",
+        "'ll",
+        "'d",
+        "'S",
+        "'x",
+        " ",
+        "  ",
+        "   ",
+        "    ",
+        "\n",
+        "\n\n",
+        "\t",
+        "\r\n",
+        "\u{a0}",
+        "\u{2009}",
+        "\u{3000}",
+        "\u{85}",
+        "\u{200b}",
+        "\u{1c}",
+        "\u{b}",
+        " a",
+        " 5",
+        " .",
+        "<|endoftext|>",
+        "<|padding|>",
+    ];
+    let mut state = seed;
+    let mut next = |k: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % k as u64) as usize
+    };
+    (0..n)
+        .map(|_| {
+            (0..next(24))
+                .map(|_| alphabet[next(alphabet.len())])
+                .collect()
+        })
+        .collect()
+}
+
+/// The pieces a pre-tokenizer cuts `text` into (byte offsets and byte-level strings).
+fn pre_tokenized(pre: &dyn tokenizers::PreTokenizer, text: &str) -> Vec<(String, (usize, usize))> {
+    let mut p = tokenizers::PreTokenizedString::from(text);
+    pre.pre_tokenize(&mut p).unwrap();
+    p.get_splits(
+        tokenizers::OffsetReferential::Original,
+        tokenizers::OffsetType::Byte,
+    )
+    .into_iter()
+    .map(|(s, o, _)| (s.to_string(), o))
+    .collect()
+}
+
+#[test]
+fn fast_split_equals_the_crates_byte_level_pre_tokenizer() {
+    use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+    let mut texts = random_texts(3000, 0x2545_f491_4f6c_dd1d);
+    texts.extend(
+        [
+            "",
+            " ",
+            "   ",
+            "a  b",
+            "a \n b",
+            "x\u{a0}\u{a0}y",
+            "end  ",
+            "  start",
+            "it's 'S",
+        ]
+        .map(String::from),
+    );
+    for add_prefix_space in [false, true] {
+        let crate_pre = ByteLevel::new(add_prefix_space, true, true);
+        let fast = pretokenize::FastByteLevel(crate_pre);
+        for text in &texts {
+            assert_eq!(
+                pre_tokenized(&fast, text),
+                pre_tokenized(&crate_pre, text),
+                "{text:?} (add_prefix_space {add_prefix_space}, crate engine {REGEX_ENGINE})"
+            );
+        }
+    }
+}
+
+#[test]
+fn fast_tokenizer_ids_equal_the_crates_on_every_expect_file_and_random_text() {
+    let fx = fixtures();
+    let mut tokenizers = Vec::new();
+    let neox = fx.join("tokenizer/gpt-neox-20b.tokenizer.json");
+    if neox.exists() {
+        tokenizers.push(neox);
+    } else {
+        println!("SKIP (GPT-NeoX part): {} absent", neox.display());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut texts = random_texts(1500, 0x9e37_79b9_7f4a_7c15);
+    let mut expect_files = Vec::new();
+    for d in [fx.join("pubmed/expect"), sample_dir().join("expect")] {
+        expect_files.extend(schemas::layout::files_with_suffix(&d, ".jsonl").unwrap());
+    }
+    for f in &expect_files {
+        for r in read_expect_jsonl(f).unwrap() {
+            texts.extend(document_text(
+                r.title.as_deref(),
+                r.abstract_text.as_deref(),
+                true,
+            ));
+        }
+    }
+    // A tokenizer of ours (trained on the sample), so the check runs without the fixtures too.
+    if let Some(parts) = sample_rows() {
+        let docs = parts
+            .iter()
+            .flat_map(|rows| texts_of(rows))
+            .collect::<Vec<_>>();
+        let trained = crate::train_tokenizer::train(docs.into_iter(), 900, 2).unwrap();
+        let path = dir.path().join("trained.json");
+        crate::train_tokenizer::save(&trained, &path).unwrap();
+        tokenizers.push(path);
+    }
+    assert!(texts.len() > 1500 + 100, "{} texts", texts.len());
+    for path in &tokenizers {
+        let fast = LoadedTokenizer::load(path).unwrap();
+        assert!(
+            fast.fast.is_some(),
+            "{} loads with the fast split",
+            path.display()
+        );
+        let generic = LoadedTokenizer::load_generic(path).unwrap();
+        assert!(generic.fast.is_none());
+        for text in &texts {
+            assert_eq!(
+                fast.encode_document(text).unwrap(),
+                generic.encode_document(text).unwrap(),
+                "{}: {text:?}",
+                path.display()
+            );
+        }
+    }
+}
+
+fn texts_of(rows: &[AbstractRow]) -> Vec<String> {
+    texts(rows, false).into_iter().map(|(_, t)| t).collect()
 }

@@ -26,6 +26,14 @@ pub fn tokenize_command(ctx: &Ctx, args: pipeline::tokenize::Args) -> anyhow::Re
     Ok(())
 }
 
+/// What the `pipeline pack` command does: the pack stage over the token files of every part.
+pub fn pack_command(ctx: &Ctx, args: pipeline::tokenize::Args) -> anyhow::Result<()> {
+    let config = pipeline::config::TokenizeConfig::resolve(ctx, &args)?;
+    let files = pipeline::tokenize::token_files(ctx, &config)?;
+    pipeline::tokenize::pack::run(ctx, &config, &files)?;
+    Ok(())
+}
+
 /// The real fixtures (`BIOMAMBA_FIXTURES`, default `<workspace>/../shared/fixtures`), if present.
 pub fn fixtures() -> Option<PathBuf> {
     testkit::fixtures::fixtures_with(&["pubmed"])

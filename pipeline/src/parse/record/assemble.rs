@@ -4,7 +4,7 @@
 
 use std::io::Read;
 
-use super::super::text::first_year;
+use super::super::text::{first_year, join_non_empty, join_sections, section_line};
 use super::chunks::RecordParser;
 use super::states::Field;
 use super::types::{
@@ -105,11 +105,10 @@ impl<R: Read> RecordParser<R> {
                 }
             }
             Field::OtherSection => {
-                let part = match attrs.a.filter(|l| !l.is_empty()) {
-                    Some(label) => format!("{label}: {text}"),
-                    None => text,
-                };
-                d.other_parts.push(part);
+                let label = attrs.a.filter(|l| !l.is_empty());
+                if let Some(line) = section_line(label.as_deref(), &text) {
+                    d.other_parts.push(line);
+                }
             }
             Field::Language => d.languages.push(text),
             Field::PublicationType => d.publication_types.push(text),
@@ -175,26 +174,19 @@ impl<R: Read> RecordParser<R> {
             });
         };
         let abstract_text = d.has_abstract.then(|| {
-            let mut out = String::new();
-            for (i, s) in d.sections.iter().enumerate() {
-                if i > 0 {
-                    out.push('\n');
-                }
-                if let Some(label) = &s.label {
-                    out.push_str(label);
-                    out.push_str(": ");
-                }
-                out.push_str(&s.text);
-            }
-            out
+            join_sections(
+                d.sections
+                    .iter()
+                    .map(|s| (s.label.as_deref(), s.text.as_str())),
+            )
         });
         let year = match (&d.year_text, &d.medline_date) {
             (Some(y), _) => first_year(y),
             (None, Some(m)) => first_year(m),
             (None, None) => None,
         };
-        let pub_date =
-            (d.pub_date_seen && !d.date_parts.is_empty()).then(|| d.date_parts.join(" "));
+        let pub_date = (d.pub_date_seen && !d.date_parts.is_empty())
+            .then(|| join_non_empty(&d.date_parts, " "));
         let title = d.title.or(d.book_title);
         Ok(Some(Item::Citation(Box::new(Citation {
             pmid,

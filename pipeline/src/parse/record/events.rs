@@ -5,7 +5,7 @@ use std::io::Read;
 
 use quick_xml::events::{BytesStart, Event};
 
-use super::super::text::resolve_reference;
+use super::super::text::{collapse, resolve_reference};
 use super::chunks::RecordParser;
 use super::states::{Draft, Field, LeafAttrs, State, child_state};
 use super::types::{Chemical, OtherAbstract, ParseError, RecordKind, Step};
@@ -194,7 +194,8 @@ impl<R: Read> RecordParser<R> {
     fn attr(start: &BytesStart<'_>, name: &[u8]) -> std::result::Result<Option<String>, String> {
         match start.try_get_attribute(name) {
             Ok(Some(a)) => match a.unescape_value() {
-                Ok(v) => Ok(Some(v.replace(['\t', '\n', '\r'], " "))),
+                // The text contract holds for attribute values too: whitespace runs collapsed, trimmed.
+                Ok(v) => Ok(Some(collapse(&v))),
                 Err(e) => Err(format!(
                     "bad value of attribute {}: {e}",
                     String::from_utf8_lossy(name)

@@ -242,3 +242,129 @@ fn recoverable_errors_continue_and_fatal_errors_stop() {
         }
     }
 }
+
+/// Held-out PubMed: a labelled section without text (`CLINICALTRIALS`) followed by its value in the
+/// next section; an unlabelled empty section; an empty date part; whitespace inside attributes.
+#[test]
+fn empty_sections_and_parts_never_leave_a_separator() {
+    let xml = r#"<PubmedArticleSet><PubmedArticle><MedlineCitation Status=" MEDLINE ">
+<PMID Version="1">5</PMID>
+<Article><Journal><JournalIssue><PubDate><Year>2020</Year><Month></Month><Season> Spring </Season></PubDate></JournalIssue></Journal>
+<ArticleTitle>T</ArticleTitle>
+<Abstract>
+ <AbstractText Label="BACKGROUND" NlmCategory="BACKGROUND">Some  text.</AbstractText>
+ <AbstractText Label="CLINICALTRIALS" NlmCategory="RESULTS"/>
+ <AbstractText Label="GOV ID">NCT01234567</AbstractText>
+ <AbstractText> </AbstractText>
+ <AbstractText Label=" TRIAL
+   REGISTRATION  " NlmCategory=" UNASSIGNED "><i> </i></AbstractText>
+</Abstract>
+</Article>
+<OtherAbstract Type="Publisher" Language="spa"><AbstractText Label="REGISTRO"></AbstractText><AbstractText/><AbstractText>uno</AbstractText></OtherAbstract>
+</MedlineCitation></PubmedArticle></PubmedArticleSet>"#;
+    let c = &citations(xml)[0];
+    assert_eq!(
+        c.abstract_text.as_deref(),
+        Some("BACKGROUND: Some text.\nCLINICALTRIALS:\nGOV ID: NCT01234567\nTRIAL REGISTRATION:")
+    );
+    // The sections themselves are all kept, empty ones included.
+    let sections: Vec<(Option<&str>, Option<&str>, &str)> = c
+        .abstract_sections
+        .iter()
+        .map(|s| {
+            (
+                s.label.as_deref(),
+                s.nlm_category.as_deref(),
+                s.text.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        sections,
+        [
+            (Some("BACKGROUND"), Some("BACKGROUND"), "Some text."),
+            (Some("CLINICALTRIALS"), Some("RESULTS"), ""),
+            (Some("GOV ID"), None, "NCT01234567"),
+            (None, None, ""),
+            (Some("TRIAL REGISTRATION"), Some("UNASSIGNED"), ""),
+        ]
+    );
+    assert_eq!(c.other_abstracts[0].text, "REGISTRO:\nuno");
+    assert_eq!(c.pub_date.as_deref(), Some("2020 Spring"));
+    assert_eq!(c.citation_status.as_deref(), Some("MEDLINE"));
+}
+
+/// Property: for any mix of labelled/unlabelled, empty/whitespace/non-empty sections, the joined
+/// abstract is the non-empty lines `Label: text` / `Label:` / `text`, and no value breaks the text
+/// contract (no whitespace at either end, no double space, no empty line).
+#[test]
+fn joined_abstract_property_on_random_sections() {
+    let labels = [
+        None,
+        Some(""),
+        Some(" "),
+        Some("A"),
+        Some(" B  C "),
+        Some("GOV\nID"),
+    ];
+    let texts = [
+        "",
+        " ",
+        "\n\t",
+        "x",
+        " y  z ",
+        "<i> </i>",
+        "<i>a</i> <b>b</b>",
+    ];
+    let plain = |t: &str| {
+        crate::parse::text::collapse(
+            &t.replace("<i>", "")
+                .replace("</i>", "")
+                .replace("<b>", "")
+                .replace("</b>", ""),
+        )
+    };
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    };
+    for round in 0..500 {
+        let n = next(5);
+        let mut body = String::new();
+        let mut want = Vec::new();
+        for _ in 0..n {
+            let label = labels[next(labels.len())];
+            let text = texts[next(texts.len())];
+            match label {
+                Some(l) => body.push_str(&format!(
+                    "<AbstractText Label=\"{l}\">{text}</AbstractText>"
+                )),
+                None => body.push_str(&format!("<AbstractText>{text}</AbstractText>")),
+            }
+            let label = label
+                .map(crate::parse::text::collapse)
+                .filter(|l| !l.is_empty());
+            let text = plain(text);
+            match (label, text.is_empty()) {
+                (Some(l), true) => want.push(format!("{l}:")),
+                (Some(l), false) => want.push(format!("{l}: {text}")),
+                (None, false) => want.push(text),
+                (None, true) => {}
+            }
+        }
+        let xml = format!(
+            "<PubmedArticleSet><PubmedArticle><MedlineCitation><PMID>1</PMID><Article><Abstract>{body}</Abstract></Article></MedlineCitation></PubmedArticle></PubmedArticleSet>"
+        );
+        let c = &citations(&xml)[0];
+        let got = c.abstract_text.as_deref().unwrap();
+        assert_eq!(got, want.join("\n"), "round {round}: {xml}");
+        for line in got.split('\n').filter(|_| !got.is_empty()) {
+            assert!(!line.is_empty(), "round {round}: empty line in {got:?}");
+            assert_eq!(line, line.trim(), "round {round}: {got:?}");
+            assert!(!line.contains("  "), "round {round}: {got:?}");
+        }
+    }
+}

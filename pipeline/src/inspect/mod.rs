@@ -1,23 +1,27 @@
-//! `pipeline inspect PATH [--sql "SELECT …"]`: a polars summary of any of our Parquet outputs, or a
-//! polars SQL query over it.
+//! `pipeline inspect PATH [--sql "SELECT …"]`: a summary of any of our tables, or a polars SQL
+//! query over it.
 //!
-//! PATH is a `.parquet` file or a directory of them (all `*.parquet` in it are read as one table). The
-//! table kind comes from the schema metadata `biomamba.table`; [`summarizer`] maps a kind to its
-//! summary, so other tables plug in with one match arm. Unknown kinds get the generic summary
-//! (rows, schema, first rows). In SQL the table is named `t`:
+//! PATH is a file or a directory of them: `.parquet` files (all of a directory read as one table),
+//! else Arrow IPC `.arrow` files. The table kind comes from the schema metadata `biomamba.table`;
+//! [`summarizer`] maps a kind to its summary, so other tables plug in with one match arm. Unknown
+//! kinds get the generic summary (rows, schema, first rows). Shard files (`shards`, see
+//! [`shards`]) get counts, the token histogram and, with `--decode N`, sequence N as text. In SQL
+//! the table is named `t`:
 //! `pipeline inspect data/parquet/current --sql "SELECT year, count(*) FROM t GROUP BY year ORDER BY year"`.
+
+pub mod shards;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use polars::prelude::*;
 
 use crate::Ctx;
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct Args {
-    /// A Parquet file or a directory of Parquet files (relative paths are tried as given, then under
-    /// the data directory).
+    /// A table file (`.parquet`, `.arrow`) or a directory of them (relative paths are tried as
+    /// given, then under the data directory), e.g. DATA/parquet/current or DATA/shards/train.
     pub path: PathBuf,
     /// Run this SQL query instead of the summary; the table is called `t`.
     #[arg(long)]
@@ -25,6 +29,12 @@ pub struct Args {
     /// Rows to print of a query result.
     #[arg(long, default_value_t = 50)]
     pub limit: usize,
+    /// Shards: print sequence N (global index over the directory) back as text.
+    #[arg(long)]
+    pub decode: Option<usize>,
+    /// Shards: tokenizer.json, to show tokens and decoded text.
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
 }
 
 /// A summary of one kind of table.
@@ -39,37 +49,75 @@ pub fn summarizer(table: &str) -> Option<Summarizer> {
     }
 }
 
-fn parquet_files(path: &Path) -> Result<Vec<PathBuf>> {
+/// How the files of a table are stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Parquet,
+    /// Arrow IPC file format (shards, BioASQ tables).
+    Arrow,
+}
+
+fn format_of(file: &Path) -> Option<Format> {
+    match file.extension().and_then(|e| e.to_str()) {
+        Some("parquet") => Some(Format::Parquet),
+        Some("arrow") => Some(Format::Arrow),
+        _ => None,
+    }
+}
+
+/// The table files at `path` and their format: the file itself, or a directory's `.parquet` files,
+/// else its `.arrow` files.
+pub fn table_files(path: &Path) -> Result<(Format, Vec<PathBuf>)> {
     if path.is_file() {
-        return Ok(vec![path.to_path_buf()]);
+        let format = format_of(path)
+            .with_context(|| format!("{}: not a .parquet or .arrow file", path.display()))?;
+        return Ok((format, vec![path.to_path_buf()]));
     }
     if !path.is_dir() {
         bail!("{}: no such file or directory", path.display());
     }
-    let files = schemas::layout::files_with_suffix(path, ".parquet")?;
-    if files.is_empty() {
-        bail!("{}: no .parquet files", path.display());
+    for (suffix, format) in [(".parquet", Format::Parquet), (".arrow", Format::Arrow)] {
+        let files = schemas::layout::files_with_suffix(path, suffix)?;
+        if !files.is_empty() {
+            return Ok((format, files));
+        }
     }
-    Ok(files)
+    bail!("{}: no .parquet or .arrow files", path.display())
 }
 
-/// The `biomamba.table` metadata of a Parquet file, if any.
+/// The `biomamba.table` metadata of a Parquet or Arrow IPC file, if any.
 pub fn table_kind(file: &Path) -> Result<Option<String>> {
     let f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
-    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
-        .with_context(|| format!("reading Parquet metadata of {}", file.display()))?;
-    Ok(builder.schema().metadata().get(schemas::TABLE_KEY).cloned())
+    let metadata = match format_of(file) {
+        Some(Format::Arrow) => arrow::ipc::reader::FileReader::try_new(f, None)
+            .with_context(|| format!("reading Arrow IPC schema of {}", file.display()))?
+            .schema()
+            .metadata()
+            .clone(),
+        _ => parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
+            .with_context(|| format!("reading Parquet metadata of {}", file.display()))?
+            .schema()
+            .metadata()
+            .clone(),
+    };
+    Ok(metadata.get(schemas::TABLE_KEY).cloned())
 }
 
-/// All files as one lazy table.
+/// All Parquet files as one lazy table.
 pub fn scan(files: &[PathBuf]) -> Result<LazyFrame> {
+    scan_as(Format::Parquet, files)
+}
+
+/// All files (of one format) as one lazy table.
+pub fn scan_as(format: Format, files: &[PathBuf]) -> Result<LazyFrame> {
     let frames = files
         .iter()
         .map(|f| {
-            LazyFrame::scan_parquet(
-                PlPath::new(&f.to_string_lossy()),
-                ScanArgsParquet::default(),
-            )
+            let path = PlPath::new(&f.to_string_lossy());
+            match format {
+                Format::Parquet => LazyFrame::scan_parquet(path, ScanArgsParquet::default()),
+                Format::Arrow => LazyFrame::scan_ipc(path, Default::default(), Default::default()),
+            }
             .with_context(|| format!("scanning {}", f.display()))
         })
         .collect::<Result<Vec<_>>>()?;
@@ -82,14 +130,33 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<()> {
     } else {
         ctx.layout.root().join(&args.path)
     };
-    let files = parquet_files(&path)?;
-    let lf = scan(&files)?;
+    let (format, files) = table_files(&path)?;
+    let kind = table_kind(&files[0])?;
+    if kind.as_deref() == Some(schemas::shards::TABLE) {
+        ensure!(
+            args.sql.is_none(),
+            "{}: shard files hold fixed-size token lists, which SQL does not query; use --decode N",
+            path.display()
+        );
+        print!(
+            "{}",
+            shards::inspect_shards(&path, args.decode, args.tokenizer.as_deref())?
+        );
+        return Ok(());
+    }
+    ensure!(
+        args.decode.is_none() && args.tokenizer.is_none(),
+        "{}: --decode and --tokenizer are for shard files (table {}), this is table {}",
+        path.display(),
+        schemas::shards::TABLE,
+        kind.as_deref().unwrap_or("(unknown)")
+    );
+    let lf = scan_as(format, &files)?;
     if let Some(sql) = &args.sql {
         let df = query(lf, sql)?;
         println!("{}", df.head(Some(args.limit)));
         return Ok(());
     }
-    let kind = table_kind(&files[0])?;
     println!(
         "{}: {} file(s), table {}",
         path.display(),

@@ -1,30 +1,14 @@
-//! `pipeline inspect-shards PATH`: counts, token histogram and decoded sequences of shard files.
+//! `pipeline inspect` of shard files (table `shards`): counts, token histogram and, with
+//! `--decode N`, sequence N as text.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Result, anyhow, ensure};
 use schemas::shards::ShardSet;
 use tokenizers::Tokenizer;
 
-/// Flags of `pipeline inspect-shards`.
-#[derive(Clone, Debug, clap::Args)]
-pub struct Args {
-    /// A shard file, or a directory of shards (e.g. DATA/shards/train).
-    pub path: PathBuf,
-    /// Print sequence N (global index over the directory) back as text.
-    #[arg(long)]
-    pub decode: Option<usize>,
-    /// tokenizer.json, to show tokens and decoded text.
-    #[arg(long)]
-    pub tokenizer: Option<PathBuf>,
-}
-
-pub fn run(_ctx: &crate::Ctx, args: Args) -> Result<()> {
-    let report = inspect_shards(&args.path, args.decode, args.tokenizer.as_deref())?;
-    print!("{report}");
-    Ok(())
-}
+use crate::tokenize::EOS_TOKEN;
 
 /// Counts of a shard set.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -37,7 +21,8 @@ pub struct ShardCounts {
     pub eos: u64,
 }
 
-fn open(path: &Path) -> Result<ShardSet> {
+/// A shard file, or every shard of a directory.
+pub fn open(path: &Path) -> Result<ShardSet> {
     if path.is_dir() {
         ShardSet::open(path)
     } else {
@@ -61,7 +46,7 @@ pub fn inspect_shards(
         .transpose()?;
     let eos = tok
         .as_ref()
-        .and_then(|t| t.token_to_id(super::EOS_TOKEN))
+        .and_then(|t| t.token_to_id(EOS_TOKEN))
         .unwrap_or(0);
     let mut counts = ShardCounts {
         shards: set.shards().len(),

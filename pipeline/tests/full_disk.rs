@@ -1,0 +1,192 @@
+//! A full disk in the middle of every stage: the stage fails with a clear error and leaves no
+//! temporary file behind (`.NAME.tmp-*`); run again with space, it finishes with the same outputs as
+//! a run that never failed. The full disk is simulated in-process
+//! (`schemas::atomic::limit_writes_under`: writes under the data directory past a byte budget fail
+//! with "No space left on device"), so no privileges or tmpfs are needed.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use pipeline::config::TokenizeConfig;
+use pipeline::{Config, Ctx};
+
+fn config() -> Config {
+    toml::from_str(
+        r#"
+[current]
+partitions = 2
+[train_tokenizer]
+vocab_size = 600
+[tokenize]
+seq_len = 64
+shard_sequences = 32
+val_fraction = 0.2
+decontaminate = ["raw/bioasq/test-batch1_golden.json"]
+[bioasq.tasks.sample]
+year = 4
+train = "training-sample.json"
+test = ["test-batch1_golden.json", "test-batch2_golden.json"]
+"#,
+    )
+    .unwrap()
+}
+
+fn ctx(dir: &Path, force: bool) -> Ctx {
+    Ctx::new(Some(dir.to_path_buf()), config(), force)
+}
+
+/// A data directory with the sample's raw PubMed and BioASQ files.
+fn sample_data() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let sample = common::sample();
+    for sub in ["baseline", "updatefiles"] {
+        let to = dir.path().join("raw/pubmed").join(sub);
+        std::fs::create_dir_all(&to).unwrap();
+        for f in
+            schemas::layout::files_with_suffix(&sample.join("pubmed").join(sub), ".xml.gz").unwrap()
+        {
+            std::fs::copy(&f, to.join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    let raw_bioasq = dir.path().join("raw/bioasq");
+    std::fs::create_dir_all(&raw_bioasq).unwrap();
+    for f in schemas::layout::files_with_suffix(&sample.join("bioasq"), ".json").unwrap() {
+        std::fs::copy(&f, raw_bioasq.join(f.file_name().unwrap())).unwrap();
+    }
+    dir
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Step {
+    ParseAndCurrent,
+    TrainTokenizer,
+    Tokenize,
+    Pack,
+    Bioasq,
+}
+
+const STEPS: [Step; 5] = [
+    Step::ParseAndCurrent,
+    Step::TrainTokenizer,
+    Step::Bioasq,
+    Step::Tokenize,
+    Step::Pack,
+];
+
+fn run(step: Step, c: &Ctx) -> anyhow::Result<()> {
+    let tokenize = || TokenizeConfig::resolve(c, &Default::default());
+    match step {
+        Step::ParseAndCurrent => common::parse_command(c, Default::default()).map(|_| ()),
+        Step::TrainTokenizer => pipeline::train_tokenizer::run(c, Default::default()),
+        Step::Tokenize => pipeline::tokenize::run(c, &tokenize()?).map(|_| ()),
+        Step::Pack => {
+            let s = tokenize()?;
+            let files = pipeline::tokenize::token_files(c, &s)?;
+            pipeline::tokenize::pack::run(c, &s, &files).map(|_| ())
+        }
+        Step::Bioasq => {
+            let mut args = pipeline::bioasq::Args::new();
+            args.offline = true;
+            pipeline::bioasq::run(c, args).map(|_| ())
+        }
+    }
+}
+
+/// Every temporary (`.NAME.tmp-*`) below `dir`.
+fn temporaries(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if name.contains(schemas::atomic::TEMP_MARKER) {
+                out.push(path.clone());
+            }
+            if path.is_dir() {
+                stack.push(path);
+            }
+        }
+    }
+    out
+}
+
+/// The data files (manifests left out: they record mtimes).
+fn outputs(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    testkit::fixtures::snapshot(dir)
+        .unwrap()
+        .into_iter()
+        .filter(|(p, _)| !p.starts_with("manifests") && !p.starts_with("raw"))
+        .map(|(p, (_, bytes))| (p, bytes))
+        .collect()
+}
+
+#[test]
+fn a_full_disk_in_any_stage_leaves_no_temporary_files() {
+    if !common::sample().join("pubmed/baseline").is_dir() {
+        println!("SKIP: sample absent");
+        return;
+    }
+    // The outputs of runs that never failed.
+    let reference = sample_data();
+    for step in STEPS {
+        run(step, &ctx(reference.path(), false)).unwrap();
+    }
+    let want = outputs(reference.path());
+
+    let data = sample_data();
+    let dir = data.path();
+    let mut failures = 0;
+    for step in STEPS {
+        // How much this stage writes when it runs whole (forced, so every unit writes).
+        let total = {
+            let limit = schemas::atomic::limit_writes_under(dir, u64::MAX);
+            run(step, &ctx(dir, true)).unwrap();
+            limit.written()
+        };
+        assert!(total > 0, "{step:?} wrote nothing");
+        let mut budgets = vec![0, 1, 100, total / 10, total / 3, total / 2, total * 9 / 10];
+        budgets.dedup();
+        for budget in budgets {
+            let limit = schemas::atomic::limit_writes_under(dir, budget);
+            let result = run(step, &ctx(dir, true));
+            drop(limit);
+            if budget <= total / 2 {
+                let err = format!(
+                    "{:#}",
+                    result.as_ref().err().unwrap_or_else(|| {
+                        panic!("{step:?} with {budget} of {total} bytes did not fail")
+                    })
+                );
+                assert!(err.contains("No space left on device"), "{step:?}: {err}");
+            }
+            if result.is_err() {
+                failures += 1;
+            }
+            let left = temporaries(dir);
+            assert!(
+                left.is_empty(),
+                "{step:?} failing after {budget} of {total} bytes left {left:?}"
+            );
+        }
+        // With space again, the stage finishes.
+        run(step, &ctx(dir, false)).unwrap();
+    }
+    assert!(failures >= 25, "only {failures} failed runs");
+    // A later stage failing may have removed nothing of an earlier one; re-running the chain with
+    // space gives exactly the outputs of runs that never failed.
+    for step in STEPS {
+        run(step, &ctx(dir, false)).unwrap();
+    }
+    assert_eq!(
+        outputs(dir).keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>()
+    );
+    assert!(
+        outputs(dir) == want,
+        "outputs differ from a run that never failed"
+    );
+    assert!(temporaries(dir).is_empty());
+}
