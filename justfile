@@ -8,6 +8,10 @@ export BIOMAMBA_FIXTURES := env_var_or_default("BIOMAMBA_FIXTURES", justfile_dir
 # Real runs use the paper's settings; the demo uses the bundled sample.
 config := env_var_or_default("CONFIG", "configs/pubmed-130m.toml")
 data := env_var_or_default("DATA", "data")
+# Where the model runs: `auto` (CUDA when a driver and a device are found, else CPU) unless DEVICE
+# (cpu, cuda, cuda:N, cuda:0,1,…, wgpu, wgpu:N) or the config's [train] device says otherwise.
+device := env_var_or_default("DEVICE", "")
+device_flag := if device == "" { "" } else { "--device " + device }
 
 default:
     @just --list
@@ -17,12 +21,13 @@ trainer := "cargo run -q -p trainer --"
 release_pipeline := "cargo run -q --release -p pipeline --"
 release_trainer := "cargo run -q --release -p trainer --"
 
-# Whole chain on the bundled sample, CPU, into data/demo: parse → tokenizer → shards → BioASQ → pretrain → finetune → eval.
+# Whole chain on the bundled sample into data/demo, on the CPU (DEVICE=wgpu|cuda to run there): parse → tokenizer → shards → BioASQ → pretrain → finetune → eval.
 demo:
     #!/usr/bin/env bash
     set -euo pipefail
     cfg=configs/sample.toml
     d=data/demo
+    dev="--device {{ if device == "" { "cpu" } else { device } }}"
     mkdir -p $d/raw/pubmed $d/raw/bioasq
     cp -rp data/sample/pubmed/baseline data/sample/pubmed/updatefiles $d/raw/pubmed/
     cp -p data/sample/bioasq/*.json $d/raw/bioasq/
@@ -32,11 +37,11 @@ demo:
     {{pipeline}} --config $cfg bioasq --offline
     {{pipeline}} --config $cfg tokenize
     {{pipeline}} --config $cfg status
-    {{trainer}} pretrain --config $cfg --run-dir $d/runs/pretrain
+    {{trainer}} pretrain --config $cfg --run-dir $d/runs/pretrain $dev
     {{trainer}} export $d/runs/pretrain --out $d/runs/pretrain/export
     cp $d/tokenizer/tokenizer.json $d/runs/pretrain/export/
-    {{trainer}} finetune --config $cfg --init $d/runs/pretrain/export --task sample --run-dir $d/runs/finetune-sample
-    {{trainer}} eval --config $cfg --ppl --model $d/runs/pretrain/export --tokenizer $d/tokenizer/tokenizer.json
+    {{trainer}} finetune --config $cfg --init $d/runs/pretrain/export --task sample --run-dir $d/runs/finetune-sample $dev
+    {{trainer}} eval --config $cfg --ppl --model $d/runs/pretrain/export --tokenizer $d/tokenizer/tokenizer.json $dev
     echo; echo "== BioASQ factoid QA (Table 3 layout)"; cat $d/runs/finetune-sample/eval/sample/results.md
     echo; echo "== Perplexity on the validation shards (Table 4 layout)"; cat $d/runs/pretrain/export/eval/ppl/ppl.md
 
@@ -50,19 +55,19 @@ ingest:
     {{release_pipeline}} --config {{config}} --data-dir {{data}} tokenize
     {{release_pipeline}} --config {{config}} --data-dir {{data}} status
 
-# Continue pretraining mamba-130m on the shards; run it again to resume after an interruption.
+# Continue pretraining mamba-130m on the shards (GPU when found; DEVICE to choose); run it again to resume.
 pretrain run="pubmed-130m":
-    {{release_trainer}} pretrain --config {{config}} --data-dir {{data}} --run-dir {{data}}/runs/{{run}}
+    {{release_trainer}} pretrain --config {{config}} --data-dir {{data}} --run-dir {{data}}/runs/{{run}} {{device_flag}}
     {{release_trainer}} export {{data}}/runs/{{run}} --out {{data}}/runs/{{run}}/export
 
-# Fine-tune and answer BioASQ 4b, 5b and 6b (Table 3).
+# Fine-tune RUN's model on BioASQ 4b, 5b and 6b and answer their test questions; Table 3 of these three runs.
 finetune run="pubmed-130m":
-    for task in bioasq-4b bioasq-5b bioasq-6b; do {{release_trainer}} finetune --config {{config}} --data-dir {{data}} --init {{data}}/runs/{{run}}/export --task $task; done
-    {{release_trainer}} report {{run}}={{data}}/runs/finetune-bioasq-4b {{run}}={{data}}/runs/finetune-bioasq-5b {{run}}={{data}}/runs/finetune-bioasq-6b --out {{data}}/runs/table3
+    for task in bioasq-4b bioasq-5b bioasq-6b; do {{release_trainer}} finetune --config {{config}} --data-dir {{data}} --init {{data}}/runs/{{run}}/export --task $task --run-dir {{data}}/runs/{{run}}/finetune-$task {{device_flag}}; done
+    {{release_trainer}} report {{run}}={{data}}/runs/{{run}}/finetune-bioasq-4b {{run}}={{data}}/runs/{{run}}/finetune-bioasq-5b {{run}}={{data}}/runs/{{run}}/finetune-bioasq-6b --out {{data}}/runs/{{run}}/table3
 
 # Perplexity on held-out PubMed, honest and paper protocol side by side (Table 4).
 eval run="pubmed-130m":
-    {{release_trainer}} eval --config {{config}} --data-dir {{data}} --ppl --model {{data}}/runs/{{run}}/export
+    {{release_trainer}} eval --config {{config}} --data-dir {{data}} --ppl --model {{data}}/runs/{{run}}/export {{device_flag}}
 
 # List the benchmarks; each prints a table with its peer measured in the same run.
 bench:
@@ -92,7 +97,7 @@ test:
 # (trainer/README.md "GPU benchmark": build here into the git-ignored .gpu/, run device.sh on a lent GPU)
 # GPU benchmark: builds the CUDA bench binary into .gpu/; then run trainer/benches/gpu/device.sh on a GPU.
 bench-gpu:
-    CUDARC_CUDA_VERSION=13000 cargo build --release -p trainer --features cuda --example bench_gpu
+    CUDARC_CUDA_VERSION=13000 cargo build --release -p trainer --example bench_gpu
     mkdir -p .gpu && cp "${CARGO_TARGET_DIR:-target}/release/examples/bench_gpu" .gpu/
     @echo 'now: device run, command "bash trainer/benches/gpu/device.sh", carry [".gpu"]'
 

@@ -1,26 +1,34 @@
-//! The built `pipeline` binary, for end-to-end tests that run it as a user would.
+//! The built `pipeline` and `trainer` binaries, for end-to-end tests that run them as a user would.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-/// The `pipeline` binary of the profile these tests were built with.
-///
-/// `cargo test --workspace` builds it next to the test executables (`<target>/<profile>/pipeline`);
-/// that one is used when it is newer than every source file of the crate. Otherwise it is built
-/// here with `cargo build` (which waits while another cargo holds the build-directory lock).
+/// The `pipeline` binary of the profile these tests were built with ([`binary`]).
 pub fn pipeline_binary() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let beside = std::env::current_exe()
-            .ok()
-            .and_then(|exe| Some(exe.parent()?.parent()?.join("pipeline")));
-        match beside {
-            Some(bin) if is_fresh(&bin, &crate::fixtures::workspace_dir().join("pipeline")) => bin,
-            _ => build_binary("pipeline", "pipeline"),
-        }
-    })
-    .clone()
+    BIN.get_or_init(|| binary("pipeline")).clone()
+}
+
+/// The `trainer` binary of the profile these tests were built with ([`binary`]).
+pub fn trainer_binary() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| binary("trainer")).clone()
+}
+
+/// The binary of package `name` (same name), with its default features.
+///
+/// `cargo test --workspace` builds it next to the test executables (`<target>/<profile>/NAME`);
+/// that one is used when it is newer than every source file of the crate. Otherwise it is built
+/// here with `cargo build` (which waits while another cargo holds the build-directory lock).
+fn binary(name: &str) -> PathBuf {
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.join(name)));
+    match beside {
+        Some(bin) if is_fresh(&bin, &crate::fixtures::workspace_dir().join(name)) => bin,
+        _ => build_binary(name, name),
+    }
 }
 
 /// Whether `bin` exists and is newer than every file under `crate_dir/src` and its Cargo.toml.

@@ -1,5 +1,5 @@
-//! GPU benchmark (`just bench-gpu`; built with `--features cuda`, or `--features wgpu` for a smoke
-//! run on lavapipe): forward + backward tokens/s of the Mamba model at `--batch` × `--len`
+//! GPU benchmark (`just bench-gpu`; `--device cuda` by default, `--device wgpu` for a smoke run on
+//! lavapipe): forward + backward tokens/s of the Mamba model at `--batch` × `--len`
 //! (8 × 2048) with the selective scan run by (a) the fused sequence-parallel CubeCL kernels (the
 //! default, `ScanKernel::Auto`), (b) the fused per-channel CubeCL kernels (one unit per channel
 //! over the whole sequence, the previous default) and (c) the tensor-op scan, all on the same
@@ -16,21 +16,16 @@
 //!
 //! Options: `--layers N` (24), `--hidden N` (768), `--vocab N` (50280), `--batch B` (8), `--len L`
 //! (2048), `--iters K` (5), `--warmup K` (2), `--peak-tflops X` (989), `--only seq|per-channel|
-//! tensor-ops` (one scan; `fused` = `seq`), `--precision f32|bf16` (one precision).
+//! tensor-ops` (one scan; `fused` = `seq`), `--precision f32|bf16` (one precision), `--device D`
+//! (`cuda`; any `trainer --device` value).
 
 use std::time::Instant;
 
 use anyhow::{Result, anyhow};
-use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Int, Tensor, TensorData};
+use trainer::backend::{self, DeviceRequest, Job, TrainBackend};
 use trainer::model::scan::cubecl::{ScanKernel, SeqConfig, set_fused_scan, set_scan_kernel};
 use trainer::{MambaConfig, Precision, causal_lm_loss};
-
-#[cfg(feature = "cuda")]
-type Gpu = burn::backend::Cuda<f32>;
-#[cfg(not(feature = "cuda"))]
-type Gpu = burn::backend::Wgpu<f32>;
-type GpuTrain = burn::backend::Autodiff<Gpu>;
 
 fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
     let args: Vec<String> = std::env::args().collect();
@@ -49,6 +44,23 @@ fn matmul_flops_per_token(c: &MambaConfig) -> f64 {
 }
 
 fn main() -> Result<()> {
+    let request: DeviceRequest = arg("--device", DeviceRequest::Cuda(vec![0]));
+    let selection = backend::select(&request)?;
+    println!("device {} [{} backend]", selection.description, selection.backend);
+    backend::run_on(&selection, Bench)
+}
+
+/// The benchmark on the backend of `--device`.
+struct Bench;
+
+impl Job for Bench {
+    type Output = ();
+    fn run<B: TrainBackend>(self, devices: Vec<B::Device>) -> Result<()> {
+        bench::<B>(devices[0].clone())
+    }
+}
+
+fn bench<B: TrainBackend>(device: B::Device) -> Result<()> {
     let mut cfg = MambaConfig::mamba_130m();
     cfg.num_hidden_layers = arg("--layers", cfg.num_hidden_layers);
     cfg.hidden_size = arg("--hidden", cfg.hidden_size);
@@ -63,8 +75,7 @@ fn main() -> Result<()> {
         only
     };
     let only_precision: String = arg("--precision", String::new());
-    let device = Default::default();
-    let sync = || Gpu::sync(&device).map_err(|e| anyhow!("device sync: {e:?}"));
+    let sync = || B::sync(&device).map_err(|e| anyhow!("device sync: {e:?}"));
     println!(
         "bench_gpu: {} ({} layers, d {}, vocab {}, {:.2}M params), B={bsz} L={len}, {} on {:?}",
         if cfg.num_hidden_layers == 24 && cfg.hidden_size == 768 {
@@ -76,7 +87,7 @@ fn main() -> Result<()> {
         cfg.hidden_size,
         cfg.vocab_size,
         cfg.num_params() as f64 / 1e6,
-        Gpu::name(&device),
+        B::name(&device),
         device
     );
 
@@ -90,7 +101,7 @@ fn main() -> Result<()> {
             (x % cfg.vocab_size as u64) as i64
         })
         .collect();
-    let ids: Tensor<GpuTrain, 2, Int> =
+    let ids: Tensor<B, 2, Int> =
         Tensor::from_data(TensorData::new(ids, [bsz, len]), &device);
     let flops = 3.0 * matmul_flops_per_token(&cfg) * (bsz * len) as f64;
 
@@ -134,7 +145,7 @@ fn main() -> Result<()> {
                 continue;
             }
             if let Some(dt) = precision.matmul_dtype()
-                && !Gpu::supports_dtype(&device, DType::from(dt))
+                && !B::supports_dtype(&device, DType::from(dt))
             {
                 println!("| {scan} | {precision:?} | not supported by this device | | | |");
                 continue;
@@ -142,7 +153,7 @@ fn main() -> Result<()> {
             set_fused_scan(kernel.is_some());
             set_scan_kernel(kernel.unwrap_or(ScanKernel::Auto));
             let model = cfg
-                .init_seeded::<GpuTrain>(&device, 0)
+                .init_seeded::<B>(&device, 0)
                 .with_precision(precision);
             let mut times = Vec::new();
             let mut loss_value = f32::NAN;
@@ -156,7 +167,7 @@ fn main() -> Result<()> {
                     times.push(dt);
                 }
                 if i == 0 {
-                    loss_value = loss.into_scalar();
+                    loss_value = loss.into_data().convert::<f32>().to_vec::<f32>().map_err(|e| anyhow!("{e:?}"))?[0];
                     anyhow::ensure!(
                         loss_value.is_finite(),
                         "{scan} {precision:?}: loss {loss_value}"

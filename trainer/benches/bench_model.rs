@@ -6,7 +6,8 @@
 //! Options: `--len N` (512), `--iters N` (3), `--layers N` (override the 130m depth, for
 //! quick looks), `--checkpoint` (Burn's BalancedCheckpointing: recompute memory-bound
 //! ops in backward), `--skip-peer`, `--skip-130m`, `--peer-timeout SECS` (1200),
-//! `--python PATH` (or $BIOMAMBA_PEER_PYTHON).
+//! `--python PATH` (or $BIOMAMBA_PEER_PYTHON), `--device D` (`cpu`; any `trainer --device` value
+//! runs our side there, the peer stays on the CPU, and RSS is then host memory only).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,6 +19,7 @@ use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Int, Tensor, TensorData};
 use trainer::model::hf::HfConfig;
+use trainer::backend::{self, DeviceRequest, Job, TrainBackend};
 use trainer::{AutodiffCpu, Cpu, MambaConfig, causal_lm_loss};
 
 fn arg(name: &str) -> Option<String> {
@@ -62,8 +64,8 @@ fn ours_fwd_bwd<B: AutodiffBackend + trainer::model::scan::ScanBackend>(
     cfg: &MambaConfig,
     len: usize,
     iters: usize,
+    dev: B::Device,
 ) -> (f64, f64) {
-    let dev = Default::default();
     let model = cfg.init_seeded::<B>(&dev, 0);
     let ids = random_ids(cfg.vocab_size, len);
     let mut times = Vec::new();
@@ -155,8 +157,14 @@ fn main() -> Result<()> {
         })
         .unwrap_or_else(|| "python3".into());
     let threads = rayon::current_num_threads();
+    let request: DeviceRequest = match arg("--device") {
+        Some(d) => d.parse()?,
+        None => DeviceRequest::Cpu,
+    };
+    let selection = backend::select(&request)?;
     println!(
-        "bench_model: B=1, L={len}, f32 CPU (burn-ndarray), {threads} threads, median of {iters}"
+        "bench_model: B=1, L={len}, f32 on {} [{}], {threads} threads, median of {iters}",
+        selection.description, selection.backend
     );
 
     let golden = testkit::fixtures::golden_dir();
@@ -178,9 +186,14 @@ fn main() -> Result<()> {
     println!("|---|---|---|---|---|---|---|");
     for (name, cfg) in &cases {
         let (ours, rss) = if flag("--checkpoint") {
-            ours_fwd_bwd::<burn::backend::Autodiff<Cpu, BalancedCheckpointing>>(cfg, len, iters)
+            ours_fwd_bwd::<burn::backend::Autodiff<Cpu, BalancedCheckpointing>>(
+                cfg,
+                len,
+                iters,
+                Default::default(),
+            )
         } else {
-            ours_fwd_bwd::<AutodiffCpu>(cfg, len, iters)
+            backend::run_on(&selection, FwdBwd { cfg, len, iters })?
         };
         let peer = if flag("--skip-peer") {
             Err(anyhow::anyhow!("skipped"))
@@ -227,4 +240,19 @@ fn main() -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Our forward+backward on the backend of `--device`.
+struct FwdBwd<'a> {
+    cfg: &'a MambaConfig,
+    len: usize,
+    iters: usize,
+}
+
+impl Job for FwdBwd<'_> {
+    type Output = (f64, f64);
+    fn run<B: TrainBackend>(self, devices: Vec<B::Device>) -> Result<(f64, f64)> {
+        let device = devices[0].clone();
+        Ok(ours_fwd_bwd::<B>(self.cfg, self.len, self.iters, device))
+    }
 }

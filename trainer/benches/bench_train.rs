@@ -5,9 +5,9 @@
 //! optimizer and accumulation cost on top.
 //!
 //! Options: `--iters N` (3), `--len N` (2048, 130m only), `--layers N` (override the 130m depth
-//! for a quick look), `--skip-130m`, `--threads N` (all cores). GPU build (`--features cuda`):
-//! `--cuda` adds the 130m rows on CUDA device 0 in f32 and in bf16 autocast
-//! (`[pretrain] precision`), with `--micro-batch B` sequences per step (1); timings synchronize
+//! for a quick look), `--skip-130m`, `--threads N` (all cores), `--micro-batch B` sequences per
+//! 130m step (1), `--device D` (`cpu`; any `trainer --device` value): on a device with bf16 (CUDA)
+//! the 130m row is also measured in bf16 autocast (`[pretrain] precision`). Timings synchronize
 //! the device before reading the clock.
 
 use std::time::Instant;
@@ -19,7 +19,8 @@ use trainer::train::data::batch_tensor;
 use trainer::train::optim::{AdamW, AdamWParams};
 use trainer::train::pretrain::lm_loss_share;
 use trainer::train::step::train_step;
-use trainer::{AutodiffCpu, MambaConfig, Precision, causal_lm_loss};
+use trainer::backend::{self, DeviceRequest, Job, TrainBackend};
+use trainer::{MambaConfig, Precision, causal_lm_loss};
 
 fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
@@ -129,55 +130,12 @@ fn main() -> Result<()> {
         .and_then(|s| s.parse().ok())
         .unwrap_or(3)
         .max(1);
-    let mut rows = Vec::new();
-
-    // configs/sample.toml: d_model 64, 2 layers, d_state 16, vocab 4096, 8 × 2 × 128 tokens.
-    let mut tiny = MambaConfig::new(4096, 64, 2);
-    tiny.state_size = 16;
-    let cpu = Default::default();
-    rows.push(bench::<AutodiffCpu>(
-        "tiny (sample.toml) 8x2x128",
-        &cpu,
-        Precision::F32,
-        &tiny,
-        8,
-        2,
-        128,
-        iters,
-    )?);
-
-    if !flag("--skip-130m") {
-        let len: usize = arg("--len").and_then(|s| s.parse().ok()).unwrap_or(2048);
-        let mut c = MambaConfig::mamba_130m();
-        if let Some(l) = arg("--layers").and_then(|s| s.parse().ok()) {
-            c.num_hidden_layers = l;
-        }
-        let name = format!("mamba-130m ({} layers) 1x1x{len}", c.num_hidden_layers);
-        rows.push(bench::<AutodiffCpu>(
-            &name,
-            &cpu,
-            Precision::F32,
-            &c,
-            1,
-            1,
-            len,
-            iters,
-        )?);
-        #[cfg(feature = "cuda")]
-        if flag("--cuda") {
-            // The GPU rows: one CUDA device, f32 and bf16 autocast, B = --micro-batch (1).
-            type CudaTrain = burn::backend::Autodiff<burn::backend::Cuda<f32>>;
-            let gpu = burn::backend::cuda::CudaDevice::new(0);
-            let mb: usize = arg("--micro-batch")
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(1);
-            for p in [Precision::F32, Precision::Bf16] {
-                let name = format!("CUDA {p:?}: {name} x{mb}");
-                rows.push(bench::<CudaTrain>(&name, &gpu, p, &c, mb, 1, len, iters)?);
-            }
-        }
-    }
-
+    let request: DeviceRequest = match arg("--device") {
+        Some(d) => d.parse()?,
+        None => DeviceRequest::Cpu,
+    };
+    let selection = backend::select(&request)?;
+    let rows = backend::run_on(&selection, Rows { iters })?;
     println!(
         "\n| config | tokens/step | train step s | tokens/s | peer: fwd+bwd s | peer tokens/s |"
     );
@@ -194,8 +152,45 @@ fn main() -> Result<()> {
         );
     }
     println!(
-        "\nthreads: {}; CPU rows: NdArray f32 with autodiff; release build",
+        "\ndevice {} [{}]; threads: {}; release build",
+        selection.description,
+        selection.backend,
         rayon::current_num_threads()
     );
     Ok(())
+}
+
+/// The rows, measured on the backend of `--device`.
+struct Rows {
+    iters: usize,
+}
+
+impl Job for Rows {
+    type Output = Vec<Row>;
+    fn run<B: TrainBackend>(self, devices: Vec<B::Device>) -> Result<Vec<Row>> {
+        let (device, iters) = (&devices[0], self.iters);
+        let mut rows = Vec::new();
+        // configs/sample.toml: d_model 64, 2 layers, d_state 16, vocab 4096, 8 × 2 × 128 tokens.
+        let mut tiny = MambaConfig::new(4096, 64, 2);
+        tiny.state_size = 16;
+        let name = "tiny (sample.toml) 8x2x128";
+        rows.push(bench::<B>(name, device, Precision::F32, &tiny, 8, 2, 128, iters)?);
+        if flag("--skip-130m") {
+            return Ok(rows);
+        }
+        let len: usize = arg("--len").and_then(|s| s.parse().ok()).unwrap_or(2048);
+        let mb: usize = arg("--micro-batch").and_then(|s| s.parse().ok()).unwrap_or(1);
+        let mut c = MambaConfig::mamba_130m();
+        if let Some(l) = arg("--layers").and_then(|s| s.parse().ok()) {
+            c.num_hidden_layers = l;
+        }
+        for p in [Precision::F32, Precision::Bf16] {
+            if p.check::<B>(device, "precision").is_err() {
+                continue;
+            }
+            let name = format!("mamba-130m ({} layers) {mb}x1x{len} {p}", c.num_hidden_layers);
+            rows.push(bench::<B>(&name, device, p, &c, mb, 1, len, iters)?);
+        }
+        Ok(rows)
+    }
 }

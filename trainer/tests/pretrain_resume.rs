@@ -12,10 +12,12 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use common::kill::{
-    count_lines, deterministic_metrics, hidden_entries, kill_in_checkpoint_write, random_below,
-    run_ok, wait_kill,
+    count_lines, deterministic_metrics, hidden_entries, kill_before_cursor_commit,
+    kill_in_checkpoint_write, random_below, run_ok, wait_kill,
 };
-use trainer::train::checkpoint::{CHECKPOINTS_DIR, PAUSE_ENV, checkpoint_name};
+use trainer::train::checkpoint::{
+    CHECKPOINTS_DIR, PAUSE_BEFORE_CURSOR_ENV, PAUSE_ENV, checkpoint_name,
+};
 
 const STEPS: u64 = 24;
 const SEQ_LEN: usize = 64;
@@ -110,7 +112,8 @@ fn trainer_cmd_on(f: &Fixture, data: &Path, run: &Path, extra: &[&str]) -> Comma
         .arg(data)
         .args(extra)
         .env("CI", "1")
-        .env_remove(PAUSE_ENV);
+        .env_remove(PAUSE_ENV)
+        .env_remove(PAUSE_BEFORE_CURSOR_ENV);
     c
 }
 
@@ -187,6 +190,16 @@ fn sigkill_anywhere_then_resume_is_bit_identical() {
     assert!(
         hidden_entries(&run.join(CHECKPOINTS_DIR)) >= 1,
         "expected the interrupted checkpoint's temporary directory"
+    );
+
+    // Kill 3: after a checkpoint is renamed into place, before the cursor moves to it. The
+    // resumed run starts from the cursor's (older) checkpoint and rewrites this one identically.
+    let marker = kill_before_cursor_commit(trainer_cmd(f, &run, &[]));
+    eprintln!("kill 3: {marker}");
+    let renamed = Path::new(marker.split_once(' ').unwrap().1);
+    assert!(
+        renamed.join("checksums.json").is_file(),
+        "the checkpoint was in place when the process died: {marker}"
     );
 
     // Resume to the end.

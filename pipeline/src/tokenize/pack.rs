@@ -21,7 +21,7 @@ use crate::Ctx;
 use crate::config::TokenizeConfig;
 use crate::stage::{Plan, Stage, StageStatus};
 
-pub const STAGE: &str = "pack";
+pub const STAGE: &str = schemas::shards::PACK_STAGE;
 pub const CODE_VERSION: u32 = 1;
 const UNIT: &str = "shards";
 

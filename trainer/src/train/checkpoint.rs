@@ -28,6 +28,20 @@ pub const CURSOR_DB: &str = "state.sled";
 pub const PAUSE_ENV: &str = "BIOMAMBA_TEST_PAUSE_IN_CHECKPOINT";
 /// Printed to stderr when pausing under [`PAUSE_ENV`].
 pub const PAUSE_MARKER: &str = "checkpoint-write-paused";
+/// Test hook: milliseconds to sleep after a checkpoint is renamed into place and before the
+/// cursor points to it (`train::session::save_checkpoint`), so a test can kill it there.
+pub const PAUSE_BEFORE_CURSOR_ENV: &str = "BIOMAMBA_TEST_PAUSE_BEFORE_CURSOR";
+/// Printed to stderr when pausing under [`PAUSE_BEFORE_CURSOR_ENV`].
+pub const PAUSE_BEFORE_CURSOR_MARKER: &str = "checkpoint-renamed-cursor-not-moved";
+
+/// The test hooks: when `env` holds a number of milliseconds, print `marker` and `what` to
+/// stderr and sleep that long (a test kills the process meanwhile).
+pub fn test_pause(env: &str, marker: &str, what: &Path) {
+    if let Some(ms) = std::env::var(env).ok().and_then(|s| s.parse::<u64>().ok()) {
+        eprintln!("{marker} {}", what.display());
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+}
 
 /// The resumable cursor: everything needed to continue a run, pointing at its checkpoint.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -186,7 +200,6 @@ pub fn write_checkpoint(run_dir: &Path, step: u64, files: &[(&str, Vec<u8>)]) ->
     let final_dir = root.join(checkpoint_name(step));
     let temp_dir = schemas::atomic::temp_path_for(&final_dir);
     fs::create_dir(&temp_dir).with_context(|| format!("creating {}", temp_dir.display()))?;
-    let pause_ms: Option<u64> = std::env::var(PAUSE_ENV).ok().and_then(|s| s.parse().ok());
     let mut sums = BTreeMap::new();
     for (i, (name, bytes)) in files.iter().enumerate() {
         ensure!(*name != CHECKSUMS_FILE, "`{CHECKSUMS_FILE}` is reserved");
@@ -202,11 +215,8 @@ pub fn write_checkpoint(run_dir: &Path, step: u64, files: &[(&str, Vec<u8>)]) ->
                 xxh3: format!("{:016x}", xxh3_64(bytes)),
             },
         );
-        if i == 0
-            && let Some(ms) = pause_ms
-        {
-            eprintln!("{PAUSE_MARKER} {}", temp_dir.display());
-            std::thread::sleep(std::time::Duration::from_millis(ms));
+        if i == 0 {
+            test_pause(PAUSE_ENV, PAUSE_MARKER, &temp_dir);
         }
     }
     let sums_json = serde_json::to_vec_pretty(&sums)?;

@@ -31,7 +31,14 @@ pub fn masked_nll_sum<B: Backend>(
 ) -> Tensor<B, 1> {
     let len = mask.dims()[1];
     let nll = next_token_nll(logits, ids);
-    (nll * mask.narrow(1, 1, len - 1)).sum()
+    sum_all(nll * mask.narrow(1, 1, len - 1))
+}
+
+/// The sum of every element, in a fixed order on every backend. (`Tensor::sum` on CubeCL
+/// backends adds with float atomics, so its last bits vary run to run; a reduction along one
+/// dimension does not. On the CPU both are the same sum.)
+pub fn sum_all<B: Backend, const D: usize>(t: Tensor<B, D>) -> Tensor<B, 1> {
+    t.flatten::<1>(0, D - 1).sum_dim(0)
 }
 
 #[cfg(test)]

@@ -201,7 +201,8 @@ impl<B: Backend> ScalarF64 for Tensor<B, 1> {
     }
 }
 
-/// Σ‖g‖² over all parameters, in module order (fixed, so the sum is reproducible).
+/// Σ‖g‖² over all parameters, in module order and each parameter's sum in a fixed order, so the
+/// norm (and with it the clipping) is reproducible on every backend.
 struct SquaredNorm<'a, B: AutodiffBackend> {
     grads: &'a GradientsParams,
     total: Option<Tensor<B::InnerBackend, 1>>,
@@ -210,7 +211,7 @@ struct SquaredNorm<'a, B: AutodiffBackend> {
 impl<B: AutodiffBackend> ModuleVisitor<B> for SquaredNorm<'_, B> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
         if let Some(g) = self.grads.get::<B::InnerBackend, D>(param.id) {
-            let s = g.powi_scalar(2).sum();
+            let s = crate::train::loss::sum_all(g.powi_scalar(2));
             self.total = Some(match self.total.take() {
                 Some(t) => t + s,
                 None => s,

@@ -340,7 +340,12 @@ pub fn save_checkpoint<B: AutodiffBackend>(
         ("state.json", serde_json::to_vec_pretty(state)?),
         (METRICS_FILE, metrics_lines.concat().into_bytes()),
     ];
-    checkpoint::write_checkpoint(run_dir, state.step, &files)?;
+    let dir = checkpoint::write_checkpoint(run_dir, state.step, &files)?;
+    checkpoint::test_pause(
+        checkpoint::PAUSE_BEFORE_CURSOR_ENV,
+        checkpoint::PAUSE_BEFORE_CURSOR_MARKER,
+        &dir,
+    );
     store.commit(&Cursor {
         epoch: state.data.epoch,
         position: state.data.position,

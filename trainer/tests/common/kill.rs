@@ -5,7 +5,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use trainer::train::checkpoint::{PAUSE_ENV, PAUSE_MARKER};
+use trainer::train::checkpoint::{
+    PAUSE_BEFORE_CURSOR_ENV, PAUSE_BEFORE_CURSOR_MARKER, PAUSE_ENV, PAUSE_MARKER,
+};
 
 /// A "random" number below `n` (from the clock), to be printed so a failure can be replayed.
 pub fn random_below(n: usize) -> usize {
@@ -41,14 +43,24 @@ pub fn wait_kill(mut child: Child, until: impl Fn() -> bool, what: &str) {
 
 /// Run `c` with the checkpoint pause hook (it sleeps after the first file of a checkpoint)
 /// and SIGKILL it there. Returns the marker line (names the temporary directory).
-pub fn kill_in_checkpoint_write(mut c: Command) -> String {
-    c.env(PAUSE_ENV, "60000").stderr(Stdio::piped());
+pub fn kill_in_checkpoint_write(c: Command) -> String {
+    kill_at_pause(c, PAUSE_ENV, PAUSE_MARKER)
+}
+
+/// Run `c` with the hook that pauses after a checkpoint is renamed into place and before the
+/// cursor moves to it, and SIGKILL it there. Returns the marker line (names the checkpoint).
+pub fn kill_before_cursor_commit(c: Command) -> String {
+    kill_at_pause(c, PAUSE_BEFORE_CURSOR_ENV, PAUSE_BEFORE_CURSOR_MARKER)
+}
+
+fn kill_at_pause(mut c: Command, env: &str, marker: &'static str) -> String {
+    c.env(env, "60000").stderr(Stdio::piped());
     let mut child = c.spawn().unwrap();
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.starts_with(PAUSE_MARKER) {
+            if line.starts_with(marker) {
                 let _ = tx.send(line);
             }
         }

@@ -1,0 +1,308 @@
+//! The whole trainer on the wgpu backend, with the binaries users get, against the CPU backend on
+//! the bundled sample (the pipeline builds its shards and BioASQ tables first, as `just demo`
+//! does): pretraining for 20 steps (every logged loss within 1e-3 relative of the CPU run, and a
+//! SIGKILLed-and-resumed wgpu run equal to the uninterrupted one), fine-tuning, answering and
+//! perplexity. On a machine without a GPU wgpu runs on Mesa's lavapipe (`.ci/run` installs it);
+//! without any adapter these tests print SKIP, except under `CI=true`, where that is a failure.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use testkit::{pipeline_binary, sample_dir, trainer_binary, workspace_dir};
+
+const STEPS: &str = "20";
+
+/// The sample's data directory (pipeline outputs) and a CPU pretraining run on it, made once.
+struct Sample {
+    _tmp: tempfile::TempDir,
+    data: PathBuf,
+    cpu_run: PathBuf,
+    /// The CPU run exported in the HF layout.
+    model: PathBuf,
+}
+
+fn config() -> PathBuf {
+    workspace_dir().join("configs/sample.toml")
+}
+
+fn tokenizer(s: &Sample) -> PathBuf {
+    s.data.join("tokenizer/tokenizer.json")
+}
+
+/// Run a command to success; its stdout and stderr (both shown when it fails).
+fn run(mut c: Command) -> (String, String) {
+    let out = c.output().unwrap();
+    let (o, e) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert!(out.status.success(), "{c:?} failed:\n{o}\n{e}");
+    (o, e)
+}
+
+fn pipeline(data: &Path, args: &[&str]) {
+    let mut c = Command::new(pipeline_binary());
+    c.arg("--config").arg(config()).arg("--data-dir").arg(data);
+    c.args(args);
+    run(c);
+}
+
+fn trainer(args: &[&str]) -> Command {
+    let mut c = Command::new(trainer_binary());
+    c.args(args).current_dir(workspace_dir());
+    c
+}
+
+fn pretrain(s_data: &Path, run_dir: &Path, device: &str) -> Command {
+    let mut c = trainer(&["pretrain", "--device", device, "--max-steps", STEPS]);
+    c.arg("--config").arg(config());
+    c.arg("--data-dir").arg(s_data).arg("--run-dir").arg(run_dir);
+    c
+}
+
+/// One test at a time: they share the sample and two cores.
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn sample() -> &'static Sample {
+    static SAMPLE: OnceLock<Sample> = OnceLock::new();
+    SAMPLE.get_or_init(|| {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        let raw = data.join("raw");
+        for (from, to) in [
+            ("pubmed/baseline", "pubmed/baseline"),
+            ("pubmed/updatefiles", "pubmed/updatefiles"),
+            ("bioasq", "bioasq"),
+        ] {
+            let dir = raw.join(to);
+            std::fs::create_dir_all(&dir).unwrap();
+            for f in std::fs::read_dir(sample_dir().join(from)).unwrap() {
+                let f = f.unwrap().path();
+                if f.is_file() && f.extension().is_some_and(|e| e == "gz" || e == "json") {
+                    std::fs::copy(&f, dir.join(f.file_name().unwrap())).unwrap();
+                }
+            }
+        }
+        pipeline(&data, &["parse"]);
+        pipeline(&data, &["train-tokenizer"]);
+        pipeline(&data, &["bioasq", "--offline"]);
+        pipeline(&data, &["tokenize"]);
+        let cpu_run = data.join("runs/cpu");
+        run(pretrain(&data, &cpu_run, "cpu"));
+        let model = data.join("runs/cpu-export");
+        let mut c = trainer(&["export"]);
+        c.arg(&cpu_run).arg("--out").arg(&model);
+        run(c);
+        Sample {
+            _tmp: tmp,
+            data,
+            cpu_run,
+            model,
+        }
+    })
+}
+
+/// Whether `trainer --device wgpu` finds an adapter here (SKIP, or a failure in CI, if not).
+fn wgpu_available() -> bool {
+    let (out, _) = run(trainer(&["devices"]));
+    let line = out.lines().find(|l| l.starts_with("wgpu")).unwrap_or("");
+    if line.is_empty() || line.contains("unavailable") {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run the wgpu checks, but: {line}"
+        );
+        println!("SKIP: no wgpu adapter ({line})");
+        return false;
+    }
+    true
+}
+
+fn metrics(run_dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(run_dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The log without its wall-clock fields.
+fn deterministic(run_dir: &Path) -> Vec<Value> {
+    metrics(run_dir)
+        .into_iter()
+        .map(|mut v| {
+            let o = v.as_object_mut().unwrap();
+            o.remove("tokens_per_s");
+            o.remove("secs");
+            v
+        })
+        .collect()
+}
+
+/// The largest relative difference of `keys` between two logs of the same steps.
+fn max_rel(a: &[Value], b: &[Value], keys: &[&str]) -> (f64, usize) {
+    assert_eq!(a.len(), b.len(), "logs of different lengths");
+    let (mut worst, mut compared) = (0f64, 0);
+    for (x, y) in a.iter().zip(b) {
+        assert_eq!(x["step"], y["step"]);
+        for k in keys {
+            match (x[k].as_f64(), y[k].as_f64()) {
+                (Some(p), Some(q)) => {
+                    worst = worst.max((p - q).abs() / p.abs().max(1e-12));
+                    compared += 1;
+                }
+                (None, None) => {}
+                _ => panic!("step {}: {k} logged by one run only", x["step"]),
+            }
+        }
+    }
+    (worst, compared)
+}
+
+fn final_weights(run_dir: &Path) -> Vec<u8> {
+    std::fs::read(run_dir.join(format!("checkpoints/step-000000{STEPS}/model.safetensors"))).unwrap()
+}
+
+#[test]
+fn pretraining_on_wgpu_matches_the_cpu_and_resumes_exactly() {
+    let _one = serial();
+    if !wgpu_available() {
+        return;
+    }
+    let s = sample();
+    let gpu = s.data.join("runs/wgpu");
+    let t = Instant::now();
+    let (_, err) = run(pretrain(&s.data, &gpu, "wgpu"));
+    assert!(err.contains("[wgpu backend]"), "not on wgpu:\n{err}");
+    let secs = t.elapsed().as_secs_f64();
+    let (cpu_log, gpu_log) = (metrics(&s.cpu_run), metrics(&gpu));
+    let (worst, n) = max_rel(&cpu_log, &gpu_log, &["loss", "val_loss"]);
+    println!("pretrain {STEPS} steps: wgpu vs cpu, {n} logged losses, max rel diff {worst:.2e}");
+    println!("wgpu pretraining took {secs:.1} s");
+    assert!(n > 20, "only {n} losses compared");
+    assert!(worst < 1e-3, "loss on wgpu differs from the CPU by {worst:.3e}");
+
+    // SIGKILL at a step chosen by the clock, resume, and end where the uninterrupted run did.
+    let killed = s.data.join("runs/wgpu-killed");
+    let at = 2 + std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as usize
+        % 15;
+    println!("killing the wgpu run after {at} logged lines");
+    let mut child = pretrain(&s.data, &killed, "wgpu")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = || {
+        std::fs::read_to_string(killed.join("metrics.jsonl"))
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    let t = Instant::now();
+    while lines() < at {
+        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
+        assert!(t.elapsed() < Duration::from_secs(600), "timeout");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let (_, err) = run(pretrain(&s.data, &killed, "wgpu"));
+    assert!(err.contains("resuming"), "{err}");
+    assert!(
+        final_weights(&killed) == final_weights(&gpu),
+        "the resumed wgpu run's weights differ from the uninterrupted one's"
+    );
+    assert_eq!(deterministic(&killed), deterministic(&gpu), "loss logs differ");
+}
+
+#[test]
+fn finetuning_answering_and_perplexity_on_wgpu_match_the_cpu() {
+    let _one = serial();
+    if !wgpu_available() {
+        return;
+    }
+    let s = sample();
+    let tok = tokenizer(s);
+    let finetune = |device: &str| {
+        let dir = s.data.join(format!("runs/finetune-{device}"));
+        let mut c = trainer(&["finetune", "--task", "sample", "--steps", "6", "--device", device]);
+        c.arg("--config").arg(config()).arg("--data-dir").arg(&s.data);
+        c.arg("--init").arg(&s.model).arg("--tokenizer").arg(&tok);
+        c.arg("--run-dir").arg(&dir);
+        let (_, err) = run(c);
+        assert!(err.contains(&format!("[{device} backend]")), "{err}");
+        dir
+    };
+    let (cpu, gpu) = (finetune("cpu"), finetune("wgpu"));
+    let (worst, n) = max_rel(&metrics(&cpu), &metrics(&gpu), &["loss"]);
+    println!("finetune: wgpu vs cpu, {n} losses, max rel diff {worst:.2e}");
+    assert!(n == 6 && worst < 1e-3, "finetune loss differs by {worst:.3e}");
+
+    // Answering: the same (CPU-trained) model answers the same on both backends.
+    let answer = |device: &str| {
+        let out = s.data.join(format!("answers-{device}"));
+        let mut c = trainer(&["eval", "--task", "sample", "--device", device]);
+        c.arg("--config").arg(config()).arg("--data-dir").arg(&s.data);
+        c.arg("--model").arg(cpu.join("model")).arg("--tokenizer").arg(&tok);
+        c.arg("--out").arg(&out);
+        run(c);
+        let details: Vec<Value> = std::fs::read_to_string(out.join("details.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        (std::fs::read(out.join("predictions.json")).unwrap(), details)
+    };
+    let ((cpu_pred, cpu_details), (gpu_pred, gpu_details)) = (answer("cpu"), answer("wgpu"));
+    let mut worst = 0f64;
+    for (a, b) in cpu_details.iter().zip(&gpu_details) {
+        let pairs = |q: &Value| -> Vec<(String, f64)> {
+            q["answers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| (p[0].as_str().unwrap().to_string(), p[1].as_f64().unwrap()))
+                .collect()
+        };
+        for ((ta, pa), (tb, pb)) in pairs(a).into_iter().zip(pairs(b)) {
+            assert_eq!(ta, tb, "question {}: answers differ", a["question_id"]);
+            worst = worst.max((pa - pb).abs() / pa.max(1e-30));
+        }
+    }
+    println!(
+        "answers: {} questions, identical lists, max rel diff of probabilities {worst:.2e}",
+        cpu_details.len()
+    );
+    assert!(cpu_pred == gpu_pred, "predictions.json differs between cpu and wgpu");
+
+    // Perplexity of the pretrained model on the validation shards.
+    let ppl = |device: &str| -> Vec<Value> {
+        let out = s.data.join(format!("ppl-{device}"));
+        let mut c = trainer(&["eval", "--ppl", "--device", device]);
+        c.arg("--config").arg(config()).arg("--data-dir").arg(&s.data);
+        c.arg("--model").arg(&s.model).arg("--tokenizer").arg(&tok);
+        c.arg("--out").arg(&out);
+        run(c);
+        let j: Value =
+            serde_json::from_slice(&std::fs::read(out.join("ppl.json")).unwrap()).unwrap();
+        j["results"].as_array().unwrap().clone()
+    };
+    let (a, b) = (ppl("cpu"), ppl("wgpu"));
+    assert_eq!(a.len(), 3, "three protocols");
+    for (x, y) in a.iter().zip(&b) {
+        for k in ["cross_entropy", "perplexity"] {
+            let (p, q) = (x[k].as_f64().unwrap(), y[k].as_f64().unwrap());
+            let rel = (p - q).abs() / p;
+            println!("ppl {} {k}: cpu {p:.6} wgpu {q:.6} rel {rel:.2e}", x["protocol"]);
+            assert!(rel < 1e-4, "{} {k}: rel {rel:.3e}", x["protocol"]);
+        }
+        assert_eq!(x["tokens"], y["tokens"]);
+    }
+}
