@@ -31,6 +31,23 @@ fn binary(name: &str) -> PathBuf {
     }
 }
 
+/// Whether `trainer devices` (of the binary `trainer`) finds a wgpu adapter. When it does not,
+/// prints SKIP — or panics under `CI=true`, where the wgpu checks must run (on lavapipe).
+pub fn wgpu_available(trainer: &Path) -> bool {
+    let out = Command::new(trainer).arg("devices").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().find(|l| l.starts_with("wgpu")).unwrap_or("");
+    if line.is_empty() || line.contains("unavailable") {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run the wgpu checks, but: {line}"
+        );
+        println!("SKIP: no wgpu adapter ({line})");
+        return false;
+    }
+    true
+}
+
 /// Whether `bin` exists and is newer than every file under `crate_dir/src` and its Cargo.toml.
 fn is_fresh(bin: &Path, crate_dir: &Path) -> bool {
     fn newest(dir: &Path) -> Option<std::time::SystemTime> {

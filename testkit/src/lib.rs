@@ -10,5 +10,5 @@ pub mod shards;
 pub mod synthetic;
 pub mod test_server;
 
-pub use binaries::{pipeline_binary, trainer_binary};
+pub use binaries::{pipeline_binary, trainer_binary, wgpu_available};
 pub use fixtures::{fixtures_dir, golden_dir, sample_dir, workspace_dir};

@@ -11,7 +11,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use testkit::{pipeline_binary, sample_dir, trainer_binary, workspace_dir};
+use testkit::{pipeline_binary, sample_dir, trainer_binary, wgpu_available, workspace_dir};
 
 const STEPS: &str = "20";
 
@@ -108,21 +108,6 @@ fn sample() -> &'static Sample {
     })
 }
 
-/// Whether `trainer --device wgpu` finds an adapter here (SKIP, or a failure in CI, if not).
-fn wgpu_available() -> bool {
-    let (out, _) = run(trainer(&["devices"]));
-    let line = out.lines().find(|l| l.starts_with("wgpu")).unwrap_or("");
-    if line.is_empty() || line.contains("unavailable") {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must run the wgpu checks, but: {line}"
-        );
-        println!("SKIP: no wgpu adapter ({line})");
-        return false;
-    }
-    true
-}
-
 fn metrics(run_dir: &Path) -> Vec<Value> {
     std::fs::read_to_string(run_dir.join("metrics.jsonl"))
         .unwrap()
@@ -171,7 +156,7 @@ fn final_weights(run_dir: &Path) -> Vec<u8> {
 #[test]
 fn pretraining_on_wgpu_matches_the_cpu_and_resumes_exactly() {
     let _one = serial();
-    if !wgpu_available() {
+    if !wgpu_available(&trainer_binary()) {
         return;
     }
     let s = sample();
@@ -225,7 +210,7 @@ fn pretraining_on_wgpu_matches_the_cpu_and_resumes_exactly() {
 #[test]
 fn finetuning_answering_and_perplexity_on_wgpu_match_the_cpu() {
     let _one = serial();
-    if !wgpu_available() {
+    if !wgpu_available(&trainer_binary()) {
         return;
     }
     let s = sample();

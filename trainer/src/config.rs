@@ -417,7 +417,7 @@ pub struct TaskConfig {
     /// Golden test batches of the task (e.g. `4B1`…`4B5`): each of their factoid questions
     /// is answered and scored (no context → no answer, scored 0). Empty: the golden test
     /// batches' questions that have a row in the test table
-    /// ([`crate::eval::answer::select_golden`]).
+    /// ([`crate::eval::golden::select_golden`]).
     pub batches: Vec<String>,
     pub epochs: Option<usize>,
     pub lr: Option<f64>,

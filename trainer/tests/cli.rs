@@ -6,27 +6,11 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{fixture, rel_err};
-use trainer::model::hf::safetensors::{self as st, OutTensor, StFile};
+use common::{fixture, rel_err, score_cli};
+use trainer::model::hf::safetensors::{self as st, OutTensor};
 
 fn run_score(dir: &Path) {
-    let tmp = tempfile::tempdir().unwrap();
-    let g = StFile::open(&dir.join("golden.safetensors")).unwrap();
-    let (shape, ids) = g.i64("input_ids").unwrap();
-    let input = tmp.path().join("in.safetensors");
-    st::save(&input, &[OutTensor::i64("input_ids", shape, &ids)]).unwrap();
-    let out = tmp.path().join("out.safetensors");
-    let o = Command::new(env!("CARGO_BIN_EXE_trainer"))
-        .args(["score", "--grads", "--model"])
-        .arg(dir)
-        .arg("--input")
-        .arg(&input)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let r = StFile::open(&out).unwrap();
+    let (g, r, _) = score_cli(dir, "cpu", &["--grads"]);
     let (ls, l) = r.f32("logits").unwrap();
     let (gs, gl) = g.f32("logits").unwrap();
     assert_eq!(ls, gs);

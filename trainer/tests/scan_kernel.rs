@@ -1,7 +1,7 @@
 //! The fused CubeCL selective-scan kernels (sequence-parallel and per-channel, forward and
 //! backward) against an f64 reference loop, on the wgpu backend (on a CPU-only machine: Mesa's
 //! lavapipe Vulkan driver; `.ci/run` installs it). Run with
-//! `cargo test -p trainer --features wgpu --test scan_kernel`.
+//! `cargo test -p trainer --test scan_kernel`.
 #![cfg(feature = "wgpu")]
 
 mod common;

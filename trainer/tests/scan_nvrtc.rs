@@ -5,7 +5,7 @@
 //! headers come from `nvidia-cuda-runtime-cu12`; `.ci/run` installs both into
 //! `$BIOMAMBA_NVRTC_DIR` (default `~/.cache/biomamba-nvrtc`, a `pip install --target` dir).
 //! Without them the test prints SKIP, except under `CI=true`, where that is a failure.
-//! Run with `cargo test -p trainer --features wgpu --test scan_nvrtc`; `BIOMAMBA_CUDA_DUMP=DIR`
+//! Run with `cargo test -p trainer --test scan_nvrtc`; `BIOMAMBA_CUDA_DUMP=DIR`
 //! also writes every generated source to `DIR/sm<arch>-<entry point>-<index>.cu`.
 #![cfg(feature = "cubecl-kernels")]
 

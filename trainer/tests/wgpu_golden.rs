@@ -8,61 +8,21 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
-use common::{fixture, rel_err};
-use trainer::model::hf::safetensors::{self as st, OutTensor, StFile};
-
-/// Whether `trainer --device wgpu` finds an adapter here (SKIP, or a failure in CI, if not).
-fn wgpu_available() -> bool {
-    let out = Command::new(env!("CARGO_BIN_EXE_trainer"))
-        .arg("devices")
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().find(|l| l.starts_with("wgpu")).unwrap_or("");
-    if line.contains("unavailable") || line.is_empty() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must run the wgpu checks, but: {line}"
-        );
-        println!("SKIP: no wgpu adapter ({line})");
-        return false;
-    }
-    true
-}
+use common::{fixture, rel_err, score_cli};
+use trainer::model::hf::safetensors::StFile;
 
 fn score_on_wgpu(dir: &Path) -> Vec<(String, f64)> {
-    let tmp = tempfile::tempdir().unwrap();
-    let g = StFile::open(&dir.join("golden.safetensors")).unwrap();
-    let (shape, ids) = g.i64("input_ids").unwrap();
-    let (pshape, prompt) = g.i64("generate.prompt").unwrap();
-    let (_, expect) = g.i64("generate.output").unwrap();
-    let input = tmp.path().join("in.safetensors");
-    st::save(
-        &input,
-        &[
-            OutTensor::i64("input_ids", shape, &ids),
-            OutTensor::i64("generate.prompt", pshape, &prompt),
-        ],
-    )
-    .unwrap();
-    let out = tmp.path().join("out.safetensors");
+    let golden = StFile::open(&dir.join("golden.safetensors")).unwrap();
+    let (_, prompt) = golden.i64("generate.prompt").unwrap();
+    let (_, expect) = golden.i64("generate.output").unwrap();
     let new_tokens = (expect.len() - prompt.len()).to_string();
-    let o = Command::new(env!("CARGO_BIN_EXE_trainer"))
-        .args(["score", "--device", "wgpu", "--grads", "--hidden"])
-        .args(["--greedy", &new_tokens, "--model"])
-        .arg(dir)
-        .arg("--input")
-        .arg(&input)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "{err}");
+    let (g, r, err) = score_cli(
+        dir,
+        "wgpu",
+        &["--grads", "--hidden", "--greedy", &new_tokens],
+    );
     assert!(err.contains("[wgpu backend]"), "not on wgpu:\n{err}");
-    let r = StFile::open(&out).unwrap();
 
     let (_, got) = r.i64("generate.output").unwrap();
     assert_eq!(got, expect, "greedy continuation");
@@ -88,7 +48,7 @@ fn score_on_wgpu(dir: &Path) -> Vec<(String, f64)> {
 }
 
 fn check(name: &str) {
-    if !wgpu_available() {
+    if !testkit::wgpu_available(Path::new(env!("CARGO_BIN_EXE_trainer"))) {
         return;
     }
     let Some(dir) = fixture(name) else { return };

@@ -1,9 +1,11 @@
-//! Evaluation: BioASQ factoid answering (with our answer cleaning, `candidates`), the official
-//! measures (`metrics`), scoring of any submission (`submission`), results tables, and
+//! Evaluation: BioASQ factoid answering (with our answer cleaning, `candidates`), the golden rows
+//! a task is scored on (`golden`), the official measures (`metrics`), scoring of any submission
+//! (`submission`), results tables, and
 //! perplexity on the validation shards; HF parity scoring for the `score` command.
 
 pub mod answer;
 pub mod candidates;
+pub mod golden;
 pub mod metrics;
 pub mod parity;
 pub mod perplexity;

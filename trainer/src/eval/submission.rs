@@ -4,7 +4,7 @@
 //! and questions that are not factoid in the golden batches, are ignored.
 //!
 //! The task's golden rows are selected exactly as answering selects them
-//! ([`crate::eval::answer::select_golden`] with `[tasks.TASK]`). Each factoid question of them
+//! ([`crate::eval::golden::select_golden`] with `[tasks.TASK]`). Each factoid question of them
 //! is scored with [`metrics::score_slots`] (the official measures); one missing from the
 //! submission scores 0 and is counted in a warning. An id that is not a question of the golden
 //! batches is an error naming it (a factoid of another task, a typo), as is an id listed twice
@@ -22,7 +22,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::config::Resolved;
-use crate::eval::answer::{factoid_questions, select_golden};
+use crate::eval::golden::{factoid_questions, select_golden};
 use crate::eval::candidates::MAX_ANSWERS;
 use crate::eval::metrics::{self, QuestionScore};
 use crate::eval::results::TaskResult;
@@ -62,8 +62,31 @@ fn some_ids(ids: &[String]) -> String {
     s
 }
 
+/// The `questions` of a submission as `(id, exact_answer)`, in order; an id that is not a
+/// string, or listed twice, is an error.
+pub fn submission_questions(sub: &Value) -> Result<Vec<(&str, Option<&Value>)>> {
+    let qs = sub
+        .get("questions")
+        .and_then(Value::as_array)
+        .context("submission: expected an object with a `questions` array")?;
+    let mut seen: HashSet<&str> = HashSet::new();
+    qs.iter()
+        .enumerate()
+        .map(|(i, q)| {
+            let id = q
+                .get("id")
+                .and_then(Value::as_str)
+                .with_context(|| format!("submission question {i}: `id` is not a string"))?;
+            if !seen.insert(id) {
+                bail!("submission: id {id} appears more than once");
+            }
+            Ok((id, q.get("exact_answer")))
+        })
+        .collect()
+}
+
 /// A factoid `exact_answer`: absent or null = no answer; else a list of lists of strings.
-fn answer_slots(id: &str, ea: Option<&Value>) -> Result<Vec<Vec<String>>> {
+pub fn answer_slots(id: &str, ea: Option<&Value>) -> Result<Vec<Vec<String>>> {
     let bad = || {
         anyhow::anyhow!(
             "submission question {id}: a factoid `exact_answer` must be a list of answers, each \
@@ -89,10 +112,6 @@ fn answer_slots(id: &str, ea: Option<&Value>) -> Result<Vec<Vec<String>>> {
 /// Score `sub` (a parsed submission) against the task's golden rows (as
 /// [`select_golden`] returns them).
 pub fn score_submission(sub: &Value, golden: &[GoldenRow]) -> Result<SubmissionScores> {
-    let qs = sub
-        .get("questions")
-        .and_then(Value::as_array)
-        .context("submission: expected an object with a `questions` array")?;
     let factoids = factoid_questions(golden)?;
     let qtype: HashMap<&str, &str> = golden
         .iter()
@@ -100,21 +119,13 @@ pub fn score_submission(sub: &Value, golden: &[GoldenRow]) -> Result<SubmissionS
         .collect();
     let mut answers: HashMap<&str, Vec<Vec<String>>> = HashMap::new();
     let mut unknown: Vec<String> = Vec::new();
-    let mut seen: HashSet<&str> = HashSet::new();
     let mut over_limit = Vec::new();
     let mut ignored = 0;
-    for (i, q) in qs.iter().enumerate() {
-        let id = q
-            .get("id")
-            .and_then(Value::as_str)
-            .with_context(|| format!("submission question {i}: `id` is not a string"))?;
-        if !seen.insert(id) {
-            bail!("submission: id {id} appears more than once");
-        }
+    for (id, exact_answer) in submission_questions(sub)? {
         match qtype.get(id) {
             None => unknown.push(id.to_string()),
             Some(&"factoid") => {
-                let slots = answer_slots(id, q.get("exact_answer"))?;
+                let slots = answer_slots(id, exact_answer)?;
                 if slots.len() > MAX_ANSWERS {
                     over_limit.push(id.to_string());
                 }

@@ -3,7 +3,10 @@
 
 pub mod kill;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use trainer::model::hf::safetensors::{self as st, OutTensor, StFile};
 
 /// `$BIOMAMBA_GOLDEN/mamba/<name>`, or `<workspace>/../shared/golden/mamba/<name>`;
 /// `None` (the test prints SKIP) when absent.
@@ -27,4 +30,40 @@ pub fn rel_err(a: &[f32], b: &[f32]) -> f64 {
         den += (*y as f64).powi(2);
     }
     (num / den.max(1e-300)).sqrt()
+}
+
+/// `trainer score --device DEVICE ARGS… --model DIR` on the golden input of fixture `dir`
+/// (`input_ids`, and `generate.prompt` for `--greedy`); returns the golden file, the output file
+/// and the command's stderr (it must succeed).
+pub fn score_cli(dir: &Path, device: &str, args: &[&str]) -> (StFile, StFile, String) {
+    let tmp = tempfile::tempdir().unwrap();
+    let g = StFile::open(&dir.join("golden.safetensors")).unwrap();
+    let (shape, ids) = g.i64("input_ids").unwrap();
+    let (pshape, prompt) = g.i64("generate.prompt").unwrap();
+    let input = tmp.path().join("in.safetensors");
+    st::save(
+        &input,
+        &[
+            OutTensor::i64("input_ids", shape, &ids),
+            OutTensor::i64("generate.prompt", pshape, &prompt),
+        ],
+    )
+    .unwrap();
+    let out = tmp.path().join("out.safetensors");
+    let o = Command::new(env!("CARGO_BIN_EXE_trainer"))
+        .args(["score", "--device", device])
+        .args(args)
+        .arg("--model")
+        .arg(dir)
+        .arg("--input")
+        .arg(&input)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{err}");
+    // The memory map keeps the output readable after the temporary directory is removed.
+    let r = StFile::open(&out).unwrap();
+    (g, r, err)
 }

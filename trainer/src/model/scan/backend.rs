@@ -24,7 +24,7 @@ pub trait ScanBackend: Backend {
     }
 }
 
-/// Every CubeCL backend (CUDA with `--features cuda`, wgpu with `--features wgpu`): the fused
+/// Every CubeCL backend (CUDA, wgpu; both in the default build): the fused
 /// CubeCL forward and backward kernels ([`crate::model::scan::cubecl`]), checked against the tensor-op
 /// scan by `tests/scan_kernel.rs`.
 #[cfg(feature = "cubecl-kernels")]
