@@ -273,4 +273,19 @@ fn finetune_loss_falls_and_a_changed_recipe_is_refused() {
         err.contains("different") && err.contains("new run directory"),
         "{err}"
     );
+
+    // So is another tokenizer (here the same one with one more special token).
+    let mut tok = tokenizers::Tokenizer::from_file(f.root.join("init/tokenizer.json")).unwrap();
+    tok.add_special_tokens(&[tokenizers::AddedToken::from("<extra>", true)]);
+    let other_tok = f.root.join("other-tokenizer.json");
+    tok.save(&other_tok, false).unwrap();
+    let mut c = finetune_cmd(f, &run);
+    c.args(["--steps", "2", "--tokenizer"]).arg(&other_tok);
+    let out = c.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "resumed with another tokenizer");
+    assert!(
+        err.contains("tokenizer") && err.contains("new run directory"),
+        "{err}"
+    );
 }
