@@ -2,26 +2,8 @@
 
 mod common;
 
-use std::path::PathBuf;
 
 use common::*;
-
-fn inputs_under(dir: &std::path::Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let p = entry.unwrap().path();
-        if p.is_dir() {
-            out.extend(inputs_under(&p));
-        } else {
-            let n = p.file_name().unwrap().to_string_lossy().into_owned();
-            if n.ends_with(".xml") || n.ends_with(".xml.gz") {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
-}
 
 #[test]
 fn real_fixtures_match_expect() {
@@ -30,7 +12,7 @@ fn real_fixtures_match_expect() {
         return;
     };
     let dir = fx.join("pubmed");
-    let inputs = inputs_under(&dir);
+    let inputs = xml_files(&dir);
     assert!(
         inputs.len() >= 9,
         "expected the fixture files, found {inputs:?}"
@@ -47,7 +29,7 @@ fn real_fixtures_match_expect() {
 #[test]
 fn sample_matches_expect() {
     let dir = sample();
-    let inputs = inputs_under(&dir.join("pubmed"));
+    let inputs = xml_files(&dir.join("pubmed"));
     assert_eq!(inputs.len(), 2, "sample inputs: {inputs:?}");
     for input in &inputs {
         let expect = dir.join("expect").join(format!("{}.jsonl", stem(input)));

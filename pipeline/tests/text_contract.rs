@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
@@ -14,24 +14,6 @@ use arrow::datatypes::DataType;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use pipeline::config::ParseConfig;
 use schemas::progress::{Progress, Unit};
-
-/// Every `*.xml` / `*.xml.gz` below `dir`, sorted.
-fn xml_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let p = entry.unwrap().path();
-        if p.is_dir() {
-            out.extend(xml_files(&p));
-        } else {
-            let n = p.file_name().unwrap().to_string_lossy().into_owned();
-            if n.ends_with(".xml") || n.ends_with(".xml.gz") {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
-}
 
 /// Visit every string value of `array` (through lists and structs) with its column path.
 fn strings(path: &str, array: &ArrayRef, f: &mut dyn FnMut(&str, &str)) {
@@ -156,9 +138,9 @@ fn every_text_column_of_every_fixture_and_sample_file_keeps_the_contract() {
     let held_out = out.path().join("held-out.xml");
     std::fs::write(&held_out, HELD_OUT).unwrap();
     let mut inputs = vec![held_out];
-    inputs.extend(xml_files(&common::sample().join("pubmed")));
+    inputs.extend(common::xml_files(&common::sample().join("pubmed")));
     match common::fixtures() {
-        Some(fx) => inputs.extend(xml_files(&fx.join("pubmed"))),
+        Some(fx) => inputs.extend(common::xml_files(&fx.join("pubmed"))),
         None => println!("SKIP (fixtures part): fixtures not found (set BIOMAMBA_FIXTURES)"),
     }
     let mut values = 0;

@@ -4,7 +4,7 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use pipeline::config::TokenizeConfig;
 use pipeline::tokenize::pack::split_of;
@@ -31,18 +31,31 @@ fn copy_into(dir: &Path, sub: &str, file: &Path) {
     std::fs::copy(file, to.join(file.file_name().unwrap())).unwrap();
 }
 
+/// The sample's baseline and update file, when present.
+fn sample_xml() -> Option<[PathBuf; 2]> {
+    let sample = sample_dir();
+    let files = [
+        sample.join("pubmed/baseline/pubmed26n0001.xml.gz"),
+        sample.join("pubmed/updatefiles/pubmed26n0002.xml.gz"),
+    ];
+    files.iter().all(|f| f.exists()).then_some(files)
+}
+
+/// Copies the sample's baseline and update file into `dir`'s raw download folders.
+fn copy_sample_into(dir: &Path, [baseline, update]: &[PathBuf; 2]) {
+    copy_into(dir, "baseline", baseline);
+    copy_into(dir, "updatefiles", update);
+}
+
 #[test]
 fn sample_xml_to_shards() {
-    let sample = sample_dir();
-    let baseline = sample.join("pubmed/baseline/pubmed26n0001.xml.gz");
-    let update = sample.join("pubmed/updatefiles/pubmed26n0002.xml.gz");
-    if !baseline.exists() || !update.exists() {
+    let Some(sample_xml) = sample_xml() else {
         println!("SKIP: sample XML absent");
         return;
-    }
+    };
+    let sample = sample_dir();
     let tmp = tempfile::tempdir().unwrap();
-    copy_into(tmp.path(), "baseline", &baseline);
-    copy_into(tmp.path(), "updatefiles", &update);
+    copy_sample_into(tmp.path(), &sample_xml);
     let golden = sample.join("bioasq/test-batch1_golden.json");
     let c = ctx(
         tmp.path(),
@@ -195,18 +208,15 @@ fn gpt_neox_ids_through_parse() {
 /// before every shard ran names the parts still to tokenize.
 #[test]
 fn sharded_tokenize_then_pack_equals_one_run() {
-    let sample = sample_dir();
-    let baseline = sample.join("pubmed/baseline/pubmed26n0001.xml.gz");
-    let update = sample.join("pubmed/updatefiles/pubmed26n0002.xml.gz");
-    if !baseline.exists() || !update.exists() {
+    let Some(sample_xml) = sample_xml() else {
         println!("SKIP: sample XML absent");
         return;
-    }
+    };
+    let sample = sample_dir();
     let config = "[current]\npartitions = 5\n\n[train_tokenizer]\nvocab_size = 700\n";
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     for d in &dirs {
-        copy_into(d.path(), "baseline", &baseline);
-        copy_into(d.path(), "updatefiles", &update);
+        copy_sample_into(d.path(), &sample_xml);
         common::parse_command(&ctx(d.path(), config), Default::default()).unwrap();
     }
     let (sharded, whole) = (dirs[0].path(), dirs[1].path());

@@ -435,7 +435,10 @@ mod tests {
         assert!(g[0].in_batch() && g[0].batch_label() == "4B1");
         // A golden table is not an examples table: the missing column is named.
         let e = format!("{:#}", read_examples(&dir.join("g.arrow")).unwrap_err());
-        assert!(e.contains("g.arrow") && e.contains("missing column `id`"), "{e}");
+        assert!(
+            e.contains("g.arrow") && e.contains("missing column `id`"),
+            "{e}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

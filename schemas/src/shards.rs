@@ -80,7 +80,12 @@ pub fn pack_facts(layout: &crate::Layout) -> Result<Option<PackFacts>> {
     };
     serde_json::from_value(manifest.summary)
         .map(Some)
-        .with_context(|| format!("{}: summary lacks the shard facts (eos_id, vocab_size, seq_len, tokenizer_hash)", path.display()))
+        .with_context(|| {
+            format!(
+                "{}: summary lacks the shard facts (eos_id, vocab_size, seq_len, tokenizer_hash)",
+                path.display()
+            )
+        })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -436,7 +441,10 @@ impl ShardSet {
     /// Every `shard-*.arrow` of `dir`, in name order (none when `dir` does not exist).
     pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
         let mut paths = crate::layout::files_with_suffix(dir.as_ref(), ".arrow")?;
-        paths.retain(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("shard-")));
+        paths.retain(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("shard-"))
+        });
         Self::from_paths(&paths)
     }
 

@@ -99,10 +99,11 @@ fn build_binary(package: &str, bin: &str) -> PathBuf {
         let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
             continue;
         };
-        if msg["reason"] == "compiler-artifact" && msg["target"]["name"] == bin {
-            if let Some(exe) = msg["executable"].as_str() {
-                return PathBuf::from(exe);
-            }
+        if msg["reason"] == "compiler-artifact"
+            && msg["target"]["name"] == bin
+            && let Some(exe) = msg["executable"].as_str()
+        {
+            return PathBuf::from(exe);
         }
     }
     panic!("cargo build -p {package} reported no executable for {bin}");

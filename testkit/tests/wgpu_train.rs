@@ -59,7 +59,10 @@ fn trainer(args: &[&str]) -> Command {
 fn pretrain(s_data: &Path, run_dir: &Path, device: &str) -> Command {
     let mut c = trainer(&["pretrain", "--device", device, "--max-steps", STEPS]);
     c.arg("--config").arg(config());
-    c.arg("--data-dir").arg(s_data).arg("--run-dir").arg(run_dir);
+    c.arg("--data-dir")
+        .arg(s_data)
+        .arg("--run-dir")
+        .arg(run_dir);
     c
 }
 
@@ -150,7 +153,8 @@ fn max_rel(a: &[Value], b: &[Value], keys: &[&str]) -> (f64, usize) {
 }
 
 fn final_weights(run_dir: &Path) -> Vec<u8> {
-    std::fs::read(run_dir.join(format!("checkpoints/step-000000{STEPS}/model.safetensors"))).unwrap()
+    std::fs::read(run_dir.join(format!("checkpoints/step-000000{STEPS}/model.safetensors")))
+        .unwrap()
 }
 
 #[test]
@@ -170,7 +174,10 @@ fn pretraining_on_wgpu_matches_the_cpu_and_resumes_exactly() {
     println!("pretrain {STEPS} steps: wgpu vs cpu, {n} logged losses, max rel diff {worst:.2e}");
     println!("wgpu pretraining took {secs:.1} s");
     assert!(n > 20, "only {n} losses compared");
-    assert!(worst < 1e-3, "loss on wgpu differs from the CPU by {worst:.3e}");
+    assert!(
+        worst < 1e-3,
+        "loss on wgpu differs from the CPU by {worst:.3e}"
+    );
 
     // SIGKILL at a step chosen by the clock, resume, and end where the uninterrupted run did.
     let killed = s.data.join("runs/wgpu-killed");
@@ -204,7 +211,11 @@ fn pretraining_on_wgpu_matches_the_cpu_and_resumes_exactly() {
         final_weights(&killed) == final_weights(&gpu),
         "the resumed wgpu run's weights differ from the uninterrupted one's"
     );
-    assert_eq!(deterministic(&killed), deterministic(&gpu), "loss logs differ");
+    assert_eq!(
+        deterministic(&killed),
+        deterministic(&gpu),
+        "loss logs differ"
+    );
 }
 
 #[test]
@@ -217,8 +228,13 @@ fn finetuning_answering_and_perplexity_on_wgpu_match_the_cpu() {
     let tok = tokenizer(s);
     let finetune = |device: &str| {
         let dir = s.data.join(format!("runs/finetune-{device}"));
-        let mut c = trainer(&["finetune", "--task", "sample", "--steps", "6", "--device", device]);
-        c.arg("--config").arg(config()).arg("--data-dir").arg(&s.data);
+        let mut c = trainer(&[
+            "finetune", "--task", "sample", "--steps", "6", "--device", device,
+        ]);
+        c.arg("--config")
+            .arg(config())
+            .arg("--data-dir")
+            .arg(&s.data);
         c.arg("--init").arg(&s.model).arg("--tokenizer").arg(&tok);
         c.arg("--run-dir").arg(&dir);
         let (_, err) = run(c);
@@ -228,14 +244,23 @@ fn finetuning_answering_and_perplexity_on_wgpu_match_the_cpu() {
     let (cpu, gpu) = (finetune("cpu"), finetune("wgpu"));
     let (worst, n) = max_rel(&metrics(&cpu), &metrics(&gpu), &["loss"]);
     println!("finetune: wgpu vs cpu, {n} losses, max rel diff {worst:.2e}");
-    assert!(n == 6 && worst < 1e-3, "finetune loss differs by {worst:.3e}");
+    assert!(
+        n == 6 && worst < 1e-3,
+        "finetune loss differs by {worst:.3e}"
+    );
 
     // Answering: the same (CPU-trained) model answers the same on both backends.
     let answer = |device: &str| {
         let out = s.data.join(format!("answers-{device}"));
         let mut c = trainer(&["eval", "--task", "sample", "--device", device]);
-        c.arg("--config").arg(config()).arg("--data-dir").arg(&s.data);
-        c.arg("--model").arg(cpu.join("model")).arg("--tokenizer").arg(&tok);
+        c.arg("--config")
+            .arg(config())
+            .arg("--data-dir")
+            .arg(&s.data);
+        c.arg("--model")
+            .arg(cpu.join("model"))
+            .arg("--tokenizer")
+            .arg(&tok);
         c.arg("--out").arg(&out);
         run(c);
         let details: Vec<Value> = std::fs::read_to_string(out.join("details.jsonl"))
@@ -243,7 +268,10 @@ fn finetuning_answering_and_perplexity_on_wgpu_match_the_cpu() {
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
-        (std::fs::read(out.join("predictions.json")).unwrap(), details)
+        (
+            std::fs::read(out.join("predictions.json")).unwrap(),
+            details,
+        )
     };
     let ((cpu_pred, cpu_details), (gpu_pred, gpu_details)) = (answer("cpu"), answer("wgpu"));
     let mut worst = 0f64;
@@ -265,13 +293,19 @@ fn finetuning_answering_and_perplexity_on_wgpu_match_the_cpu() {
         "answers: {} questions, identical lists, max rel diff of probabilities {worst:.2e}",
         cpu_details.len()
     );
-    assert!(cpu_pred == gpu_pred, "predictions.json differs between cpu and wgpu");
+    assert!(
+        cpu_pred == gpu_pred,
+        "predictions.json differs between cpu and wgpu"
+    );
 
     // Perplexity of the pretrained model on the validation shards.
     let ppl = |device: &str| -> Vec<Value> {
         let out = s.data.join(format!("ppl-{device}"));
         let mut c = trainer(&["eval", "--ppl", "--device", device]);
-        c.arg("--config").arg(config()).arg("--data-dir").arg(&s.data);
+        c.arg("--config")
+            .arg(config())
+            .arg("--data-dir")
+            .arg(&s.data);
         c.arg("--model").arg(&s.model).arg("--tokenizer").arg(&tok);
         c.arg("--out").arg(&out);
         run(c);
@@ -285,7 +319,10 @@ fn finetuning_answering_and_perplexity_on_wgpu_match_the_cpu() {
         for k in ["cross_entropy", "perplexity"] {
             let (p, q) = (x[k].as_f64().unwrap(), y[k].as_f64().unwrap());
             let rel = (p - q).abs() / p;
-            println!("ppl {} {k}: cpu {p:.6} wgpu {q:.6} rel {rel:.2e}", x["protocol"]);
+            println!(
+                "ppl {} {k}: cpu {p:.6} wgpu {q:.6} rel {rel:.2e}",
+                x["protocol"]
+            );
             assert!(rel < 1e-4, "{} {k}: rel {rel:.3e}", x["protocol"]);
         }
         assert_eq!(x["tokens"], y["tokens"]);

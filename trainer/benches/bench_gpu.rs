@@ -46,7 +46,10 @@ fn matmul_flops_per_token(c: &MambaConfig) -> f64 {
 fn main() -> Result<()> {
     let request: DeviceRequest = arg("--device", DeviceRequest::Cuda(vec![0]));
     let selection = backend::select(&request)?;
-    println!("device {} [{} backend]", selection.description, selection.backend);
+    println!(
+        "device {} [{} backend]",
+        selection.description, selection.backend
+    );
     backend::run_on(&selection, Bench)
 }
 
@@ -101,8 +104,7 @@ fn bench<B: TrainBackend>(device: B::Device) -> Result<()> {
             (x % cfg.vocab_size as u64) as i64
         })
         .collect();
-    let ids: Tensor<B, 2, Int> =
-        Tensor::from_data(TensorData::new(ids, [bsz, len]), &device);
+    let ids: Tensor<B, 2, Int> = Tensor::from_data(TensorData::new(ids, [bsz, len]), &device);
     let flops = 3.0 * matmul_flops_per_token(&cfg) * (bsz * len) as f64;
 
     // Rows are printed as they are measured: an out-of-memory abort keeps the rows before it.
@@ -152,9 +154,7 @@ fn bench<B: TrainBackend>(device: B::Device) -> Result<()> {
             }
             set_fused_scan(kernel.is_some());
             set_scan_kernel(kernel.unwrap_or(ScanKernel::Auto));
-            let model = cfg
-                .init_seeded::<B>(&device, 0)
-                .with_precision(precision);
+            let model = cfg.init_seeded::<B>(&device, 0).with_precision(precision);
             let mut times = Vec::new();
             let mut loss_value = f32::NAN;
             for i in 0..warmup + iters {
@@ -167,7 +167,11 @@ fn bench<B: TrainBackend>(device: B::Device) -> Result<()> {
                     times.push(dt);
                 }
                 if i == 0 {
-                    loss_value = loss.into_data().convert::<f32>().to_vec::<f32>().map_err(|e| anyhow!("{e:?}"))?[0];
+                    loss_value = loss
+                        .into_data()
+                        .convert::<f32>()
+                        .to_vec::<f32>()
+                        .map_err(|e| anyhow!("{e:?}"))?[0];
                     anyhow::ensure!(
                         loss_value.is_finite(),
                         "{scan} {precision:?}: loss {loss_value}"

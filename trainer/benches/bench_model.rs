@@ -18,8 +18,8 @@ use burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing;
 use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Int, Tensor, TensorData};
-use trainer::model::hf::HfConfig;
 use trainer::backend::{self, DeviceRequest, Job, TrainBackend};
+use trainer::model::hf::HfConfig;
 use trainer::{AutodiffCpu, Cpu, MambaConfig, causal_lm_loss};
 
 fn arg(name: &str) -> Option<String> {

@@ -15,11 +15,11 @@ use std::time::Instant;
 use anyhow::Result;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Int, Tensor};
+use trainer::backend::{self, DeviceRequest, Job, TrainBackend};
 use trainer::train::data::batch_tensor;
 use trainer::train::optim::{AdamW, AdamWParams};
 use trainer::train::pretrain::lm_loss_share;
 use trainer::train::step::train_step;
-use trainer::backend::{self, DeviceRequest, Job, TrainBackend};
 use trainer::{MambaConfig, Precision, causal_lm_loss};
 
 fn arg(name: &str) -> Option<String> {
@@ -174,12 +174,23 @@ impl Job for Rows {
         let mut tiny = MambaConfig::new(4096, 64, 2);
         tiny.state_size = 16;
         let name = "tiny (sample.toml) 8x2x128";
-        rows.push(bench::<B>(name, device, Precision::F32, &tiny, 8, 2, 128, iters)?);
+        rows.push(bench::<B>(
+            name,
+            device,
+            Precision::F32,
+            &tiny,
+            8,
+            2,
+            128,
+            iters,
+        )?);
         if flag("--skip-130m") {
             return Ok(rows);
         }
         let len: usize = arg("--len").and_then(|s| s.parse().ok()).unwrap_or(2048);
-        let mb: usize = arg("--micro-batch").and_then(|s| s.parse().ok()).unwrap_or(1);
+        let mb: usize = arg("--micro-batch")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(1);
         let mut c = MambaConfig::mamba_130m();
         if let Some(l) = arg("--layers").and_then(|s| s.parse().ok()) {
             c.num_hidden_layers = l;
@@ -188,7 +199,10 @@ impl Job for Rows {
             if p.check::<B>(device, "precision").is_err() {
                 continue;
             }
-            let name = format!("mamba-130m ({} layers) {mb}x1x{len} {p}", c.num_hidden_layers);
+            let name = format!(
+                "mamba-130m ({} layers) {mb}x1x{len} {p}",
+                c.num_hidden_layers
+            );
             rows.push(bench::<B>(&name, device, p, &c, mb, 1, len, iters)?);
         }
         Ok(rows)

@@ -128,7 +128,10 @@ impl Selection {
         Self {
             selected: Selected::Cpu,
             backend: "cpu",
-            description: format!("cpu (ndarray f32, {} threads)", rayon::current_num_threads()),
+            description: format!(
+                "cpu (ndarray f32, {} threads)",
+                rayon::current_num_threads()
+            ),
             reason,
         }
     }
@@ -308,19 +311,31 @@ mod wgpu {
                  software Vulkan driver lavapipe (Debian: apt-get install mesa-vulkan-drivers)"
             );
         }
-        let describe = |i: &::wgpu::AdapterInfo| format!("{} ({:?}, {:?})", i.name, i.device_type, i.backend);
+        let describe =
+            |i: &::wgpu::AdapterInfo| format!("{} ({:?}, {:?})", i.name, i.device_type, i.backend);
         let (device, info) = match n {
-            None => (WgpuDevice::DefaultDevice, default_adapter(&instance, &infos)),
+            None => (
+                WgpuDevice::DefaultDevice,
+                default_adapter(&instance, &infos),
+            ),
             Some(n) => {
                 let Some(info) = infos.get(n) else {
                     bail!(
                         "--device wgpu:{n}: this machine has {} wgpu adapter(s): {}",
                         infos.len(),
-                        infos.iter().enumerate().map(|(k, i)| format!("{k}: {}", describe(i))).collect::<Vec<_>>().join("; ")
+                        infos
+                            .iter()
+                            .enumerate()
+                            .map(|(k, i)| format!("{k}: {}", describe(i)))
+                            .collect::<Vec<_>>()
+                            .join("; ")
                     );
                 };
                 // CubeCL numbers adapters within their type.
-                let k = infos[..n].iter().filter(|i| i.device_type == info.device_type).count();
+                let k = infos[..n]
+                    .iter()
+                    .filter(|i| i.device_type == info.device_type)
+                    .count();
                 let device = match info.device_type {
                     DeviceType::DiscreteGpu => WgpuDevice::DiscreteGpu(k),
                     DeviceType::IntegratedGpu => WgpuDevice::IntegratedGpu(k),
@@ -348,7 +363,10 @@ mod wgpu {
 
     /// The adapter CubeCL's default device takes: wgpu's high-performance choice.
     #[cfg(feature = "wgpu")]
-    fn default_adapter(instance: &::wgpu::Instance, infos: &[::wgpu::AdapterInfo]) -> Option<::wgpu::AdapterInfo> {
+    fn default_adapter(
+        instance: &::wgpu::Instance,
+        infos: &[::wgpu::AdapterInfo],
+    ) -> Option<::wgpu::AdapterInfo> {
         let options = ::wgpu::RequestAdapterOptions {
             power_preference: ::wgpu::PowerPreference::HighPerformance,
             force_fallback_adapter: false,

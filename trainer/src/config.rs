@@ -81,7 +81,9 @@ pub struct TrainSection {
 impl Config {
     /// Read `path` (or take the defaults when `None`) and check `sections`.
     pub fn load(path: Option<&Path>, sections: &[Section]) -> Result<Self> {
-        let name = path.map_or("the default config".to_string(), |p| p.display().to_string());
+        let name = path.map_or("the default config".to_string(), |p| {
+            p.display().to_string()
+        });
         let table: toml::Table = match path {
             Some(p) => {
                 let text = std::fs::read_to_string(p)
@@ -101,11 +103,15 @@ impl Config {
         }
         if wanted(Section::Pretrain) {
             c.pretrain = section(&table, Section::Pretrain.name(), &name)?;
-            c.pretrain.validate().with_context(|| format!("in {name}"))?;
+            c.pretrain
+                .validate()
+                .with_context(|| format!("in {name}"))?;
         }
         if wanted(Section::Finetune) {
             c.finetune = section(&table, Section::Finetune.name(), &name)?;
-            c.finetune.validate().with_context(|| format!("in {name}"))?;
+            c.finetune
+                .validate()
+                .with_context(|| format!("in {name}"))?;
         }
         if wanted(Section::Tasks) {
             let tasks: BTreeMap<String, TaskConfig> =
@@ -175,7 +181,11 @@ impl Config {
 }
 
 /// Section `name` of `table` (its defaults when absent).
-fn section<T: DeserializeOwned + Default>(table: &toml::Table, name: &str, file: &str) -> Result<T> {
+fn section<T: DeserializeOwned + Default>(
+    table: &toml::Table,
+    name: &str,
+    file: &str,
+) -> Result<T> {
     match table.get(name) {
         None => Ok(T::default()),
         Some(v) => v
@@ -482,6 +492,17 @@ pub struct Resolved {
     pub tables: TaskConfig,
 }
 
+impl Resolved {
+    /// The task's row label in reports: its configured `label`, else the task name.
+    pub fn label(&self) -> String {
+        if self.tables.label.is_empty() {
+            self.task.clone()
+        } else {
+            self.tables.label.clone()
+        }
+    }
+}
+
 impl FinetuneConfig {
     /// Optimizer steps of a run over `examples` training examples: `epochs` passes in batches
     /// of `batch_size` (the order crosses epoch boundaries), at most `max_steps`.
@@ -558,14 +579,22 @@ mod tests {
         )
         .unwrap();
         let l = Config::load(Some(&p), Section::FINETUNE).unwrap();
-        let r = l.resolve_task("bioasq-4b", Some(5), None, Some(2), None).unwrap();
+        let r = l
+            .resolve_task("bioasq-4b", Some(5), None, Some(2), None)
+            .unwrap();
         assert_eq!(
             (r.cfg.epochs, r.cfg.lr, r.cfg.max_steps, r.cfg.limit),
             (2, 3e-5, Some(5), Some(2))
         );
         assert!(l.resolve_task("bioasq-5b", None, None, None, None).is_err());
         std::fs::write(&p, "[finetune]\nepoch = 2\n").unwrap();
-        assert!(format!("{:#}", Config::load(Some(&p), Section::FINETUNE).unwrap_err()).contains("epoch"));
+        assert!(
+            format!(
+                "{:#}",
+                Config::load(Some(&p), Section::FINETUNE).unwrap_err()
+            )
+            .contains("epoch")
+        );
         let d = Config::load(None, Section::FINETUNE).unwrap();
         assert_eq!(d.tasks.len(), 3);
         assert_eq!(

@@ -89,8 +89,17 @@ fn cuda_without_a_driver_is_a_clear_error_and_auto_falls_back_to_the_cpu() {
     let tmp = tempfile::tempdir().unwrap();
     let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/sample.toml");
     for args in [
-        vec!["pretrain", "--run-dir", "r", "--device", "cuda:0,1", "--config"],
-        vec!["finetune", "--init", "m", "--task", "t", "--device", "cuda", "--config"],
+        vec![
+            "pretrain",
+            "--run-dir",
+            "r",
+            "--device",
+            "cuda:0,1",
+            "--config",
+        ],
+        vec![
+            "finetune", "--init", "m", "--task", "t", "--device", "cuda", "--config",
+        ],
     ] {
         let o = Command::new(env!("CARGO_BIN_EXE_trainer"))
             .current_dir(tmp.path())
@@ -101,7 +110,9 @@ fn cuda_without_a_driver_is_a_clear_error_and_auto_falls_back_to_the_cpu() {
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(!o.status.success(), "{args:?} succeeded");
         assert!(
-            err.contains("--device cuda") && err.contains("libcuda") && err.contains("--device cpu"),
+            err.contains("--device cuda")
+                && err.contains("libcuda")
+                && err.contains("--device cpu"),
             "{err}"
         );
         assert!(!err.contains("panicked"), "{err}");
@@ -113,7 +124,15 @@ fn cuda_without_a_driver_is_a_clear_error_and_auto_falls_back_to_the_cpu() {
     // auto: the CPU, and the first log line says so and why.
     let o = Command::new(env!("CARGO_BIN_EXE_trainer"))
         .current_dir(tmp.path())
-        .args(["pretrain", "--run-dir", "r", "--max-steps", "0", "--data-dir", "no-data"])
+        .args([
+            "pretrain",
+            "--run-dir",
+            "r",
+            "--max-steps",
+            "0",
+            "--data-dir",
+            "no-data",
+        ])
         .arg("--config")
         .arg(&config)
         .output()

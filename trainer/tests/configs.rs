@@ -43,7 +43,8 @@ fn every_config_parses_and_has_its_recipes_sections() {
         let path = configs().join(file);
         let t = raw(&path);
         // The trainer's loader accepts every file (unknown keys in its sections are errors).
-        let train = Config::load(Some(&path), Section::ALL).unwrap_or_else(|e| panic!("{file}: {e:#}"));
+        let train =
+            Config::load(Some(&path), Section::ALL).unwrap_or_else(|e| panic!("{file}: {e:#}"));
         for recipe in *recipes {
             let trains = matches!(*recipe, "demo" | "pretrain");
             let finetunes = matches!(*recipe, "demo" | "finetune");

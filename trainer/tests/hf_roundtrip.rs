@@ -4,8 +4,8 @@ mod common;
 
 use burn::backend::NdArray;
 use common::fixture;
-use trainer::model::hf::{HfConfig, load_pretrained, save_pretrained};
 use trainer::model::hf::safetensors::{self as st, OutTensor, StFile};
+use trainer::model::hf::{HfConfig, load_pretrained, save_pretrained};
 
 type Be = NdArray<f32>;
 

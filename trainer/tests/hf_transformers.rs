@@ -7,8 +7,8 @@ use std::process::Command;
 use burn::backend::NdArray;
 use burn::tensor::{Int, Tensor, TensorData};
 use trainer::MambaConfig;
-use trainer::model::hf::{HfConfig, save_pretrained};
 use trainer::model::hf::safetensors::{self as st, OutTensor, StFile};
+use trainer::model::hf::{HfConfig, save_pretrained};
 
 const SCRIPT: &str = r#"
 import sys, torch

@@ -51,10 +51,30 @@ fn make_data(dir: &Path) {
     let (train, val) = seqs.split_at(seqs.len() - n_val);
     let half = train.len() / 2;
     let t = dir.join("shards/train");
-    testkit::shards::write_sequences(&t.join("shard-00000.arrow"), &train[..half], SEQ_LEN, 256, 0).unwrap();
-    testkit::shards::write_sequences(&t.join("shard-00001.arrow"), &train[half..], SEQ_LEN, 256, 0).unwrap();
-    testkit::shards::write_sequences(&dir.join("shards/val/shard-00000.arrow"), val, SEQ_LEN, 256, 0)
-        .unwrap();
+    testkit::shards::write_sequences(
+        &t.join("shard-00000.arrow"),
+        &train[..half],
+        SEQ_LEN,
+        256,
+        0,
+    )
+    .unwrap();
+    testkit::shards::write_sequences(
+        &t.join("shard-00001.arrow"),
+        &train[half..],
+        SEQ_LEN,
+        256,
+        0,
+    )
+    .unwrap();
+    testkit::shards::write_sequences(
+        &dir.join("shards/val/shard-00000.arrow"),
+        val,
+        SEQ_LEN,
+        256,
+        0,
+    )
+    .unwrap();
 }
 
 fn write_config(dir: &Path) -> PathBuf {

@@ -10,8 +10,8 @@ use burn::backend::wgpu::{Wgpu, WgpuDevice};
 use burn::backend::{Autodiff, NdArray};
 use burn::tensor::{Tensor, TensorData, backend::Backend};
 use common::rel_err;
-use trainer::model::scan::selective_scan_sequential;
 use trainer::model::scan::cubecl::{self as scan_cubecl, ScanKernel, SeqConfig};
+use trainer::model::scan::{ScanInputs, selective_scan_sequential};
 
 type Gpu = Wgpu<f32, i32, u32>;
 type CpuAd = Autodiff<NdArray<f32>>;
@@ -182,25 +182,25 @@ fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
 fn fused(kernel: ScanKernel, p: &Problem) -> Vec<Vec<f32>> {
     let dev = WgpuDevice::DefaultDevice;
     let (u, delta, a, b, c, d, dy) = p.tensors::<Gpu>(&dev);
-    let (y, last) = scan_cubecl::forward_with(
-        kernel,
-        u.clone(),
-        delta.clone(),
-        a.clone(),
-        b.clone(),
-        c.clone(),
-        d.clone(),
-    );
-    let (du, ddelta, da, db, dc, dd) = scan_cubecl::backward_with(kernel, u, delta, a, b, c, d, dy);
+    let x = ScanInputs {
+        u,
+        delta,
+        a,
+        b,
+        c,
+        d,
+    };
+    let (y, last) = scan_cubecl::forward_with(kernel, x.clone());
+    let g = scan_cubecl::backward_with(kernel, x, dy);
     vec![
         host(y),
         host(last),
-        host(du),
-        host(ddelta),
-        host(da),
-        host(db),
-        host(dc),
-        host(dd),
+        host(g.u),
+        host(g.delta),
+        host(g.a),
+        host(g.b),
+        host(g.c),
+        host(g.d),
     ]
 }
 

@@ -38,12 +38,18 @@ fn score_on_wgpu(dir: &Path) -> Vec<(String, f64)> {
         assert_eq!(rs, gs, "{name} shape");
         errors.push((name, rel_err(&have, &want)));
     }
-    let grads = errors.iter().filter(|(n, _)| n.starts_with("grad.")).count();
+    let grads = errors
+        .iter()
+        .filter(|(n, _)| n.starts_with("grad."))
+        .count();
     let hidden = errors
         .iter()
         .filter(|(n, _)| n.starts_with("hidden_states."))
         .count();
-    assert!(grads > 10 && hidden >= 2, "{grads} gradients, {hidden} hidden states");
+    assert!(
+        grads > 10 && hidden >= 2,
+        "{grads} gradients, {hidden} hidden states"
+    );
     errors
 }
 

@@ -43,6 +43,24 @@ pub fn sample() -> PathBuf {
     testkit::fixtures::sample_dir()
 }
 
+/// Every `*.xml` / `*.xml.gz` below `dir`, sorted.
+pub fn xml_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_dir() {
+            out.extend(xml_files(&p));
+        } else {
+            let n = p.file_name().unwrap().to_string_lossy().into_owned();
+            if n.ends_with(".xml") || n.ends_with(".xml.gz") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 /// The expect-file view of a citation.
 pub fn expect_view(c: &Citation) -> Value {
     json!({

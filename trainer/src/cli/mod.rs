@@ -290,7 +290,10 @@ fn devices() -> Result<()> {
         DeviceRequest::Auto,
     ] {
         match backend::select(&request) {
-            Ok(s) => println!("{request:<6} {} [{}]: {}", s.description, s.backend, s.reason),
+            Ok(s) => println!(
+                "{request:<6} {} [{}]: {}",
+                s.description, s.backend, s.reason
+            ),
             Err(e) => println!("{request:<6} unavailable: {e:#}"),
         }
     }
@@ -425,7 +428,10 @@ impl Job for EvalJob<'_> {
         let tok_path = a.tokenizer.clone().or(config.finetune.tokenizer.clone());
         let tokenizer = hf::load_tokenizer(tok_path.as_deref(), &model_dir)?;
         if a.ppl {
-            let out = a.out.clone().unwrap_or_else(|| model.join("eval").join("ppl"));
+            let out = a
+                .out
+                .clone()
+                .unwrap_or_else(|| model.join("eval").join("ppl"));
             let s = PplSettings {
                 batch_size: a.batch_size,
                 doc_len: a.doc_len,
@@ -440,7 +446,10 @@ impl Job for EvalJob<'_> {
             bail!("give --task NAME (BioASQ answering) or --ppl (perplexity)");
         };
         let r = config.resolve_task(task, None, None, a.limit, None)?;
-        let out = a.out.clone().unwrap_or_else(|| model.join("eval").join(task));
+        let out = a
+            .out
+            .clone()
+            .unwrap_or_else(|| model.join("eval").join(task));
         let res = answer::answer_task_as::<B::InnerBackend>(
             &r,
             &model_dir,

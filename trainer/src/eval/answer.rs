@@ -19,19 +19,19 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokenizers::Tokenizer;
 
-use crate::model::generate::{GenerateConfig, beam_search};
 use crate::eval::candidates::{self, MAX_ANSWERS};
 use crate::eval::metrics::{self, QuestionScore, TaskMetrics};
 use crate::eval::results::{AnswerSettings, TaskResult};
 use crate::eval::submission::{answer_slots, submission_questions};
 use crate::model::MambaLm;
+use crate::model::generate::{GenerateConfig, beam_search};
 use schemas::bioasq::{Example, GoldenRow};
 
 use crate::config::Resolved;
 use crate::eval::golden::{factoid_questions, select_golden};
 use crate::eval::qa::QaEncoder;
-use crate::model::hf::load_pretrained;
 use crate::eval::token_bytes::TokenBytes;
+use crate::model::hf::load_pretrained;
 
 /// The answers to one question.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -44,7 +44,6 @@ pub struct QuestionAnswers {
     pub contexts: usize,
     pub score: QuestionScore,
 }
-
 
 /// Answer the task's test questions with the model in `model_dir` and score them; writes
 /// `predictions.json`, `details.jsonl`, `results.json` and `results.md` under `out`. The
@@ -89,11 +88,7 @@ pub fn answer_task_as<B: ScanBackend>(
     )?;
     let result = TaskResult {
         task: r.task.clone(),
-        label: if r.tables.label.is_empty() {
-            r.task.clone()
-        } else {
-            r.tables.label.clone()
-        },
+        label: r.label(),
         system: system.map_or_else(|| model_dir.display().to_string(), str::to_string),
         model: model_dir.display().to_string(),
         submission: None,

@@ -39,10 +39,7 @@ pub fn select_golden(
         test.iter().map(|e| e.question_id.as_str()).collect();
     for b in &task.batches {
         if !golden.iter().any(|g| g.batch.as_ref() == Some(b)) {
-            let mut have: Vec<&str> = golden
-                .iter()
-                .filter_map(|g| g.batch.as_deref())
-                .collect();
+            let mut have: Vec<&str> = golden.iter().filter_map(|g| g.batch.as_deref()).collect();
             have.sort();
             have.dedup();
             bail!(

@@ -72,7 +72,11 @@ pub fn score<B: TrainBackend>(
     ];
     for (k, h) in out.hidden_states.into_iter().enumerate() {
         let dims = h.dims().to_vec();
-        front.push(OutTensor::f32(format!("hidden_states.{k}"), dims, &host(h)?));
+        front.push(OutTensor::f32(
+            format!("hidden_states.{k}"),
+            dims,
+            &host(h)?,
+        ));
     }
     if let Some(n) = request.greedy {
         let Some(prompt) = prompt.filter(|p| !p.is_empty()) else {

@@ -22,11 +22,11 @@ use anyhow::{Context, Result, bail};
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
+use crate::eval::token_bytes::TokenBytes;
+use crate::model::MambaLm;
 use crate::model::hf::load_pretrained;
 use crate::train::data::{SequenceSource, Shards};
 use crate::train::loss::next_token_nll;
-use crate::model::MambaLm;
-use crate::eval::token_bytes::TokenBytes;
 
 /// What is evaluated: packed validation rows, and the documents they hold.
 pub struct Validation {
@@ -43,7 +43,9 @@ impl Validation {
         let rows = (0..n)
             .map(|i| shards.sequence(i))
             .collect::<Result<Vec<_>>>()?;
-        let starts: Vec<Vec<u32>> = (0..n).map(|i| shards.set().doc_starts(i).to_vec()).collect();
+        let starts: Vec<Vec<u32>> = (0..n)
+            .map(|i| shards.set().doc_starts(i).to_vec())
+            .collect();
         Ok(Self {
             docs: documents(&rows, &starts, eos),
             rows,

@@ -22,8 +22,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::config::Resolved;
-use crate::eval::golden::{factoid_questions, select_golden};
 use crate::eval::candidates::MAX_ANSWERS;
+use crate::eval::golden::{factoid_questions, select_golden};
 use crate::eval::metrics::{self, QuestionScore};
 use crate::eval::results::TaskResult;
 
@@ -232,11 +232,7 @@ pub fn score_task(
     );
     let result = TaskResult {
         task: r.task.clone(),
-        label: if r.tables.label.is_empty() {
-            r.task.clone()
-        } else {
-            r.tables.label.clone()
-        },
+        label: r.label(),
         system: system.map_or(file_name, str::to_string),
         model: String::new(),
         submission: Some(submission.display().to_string()),

@@ -205,7 +205,11 @@ pub fn complete_text<B: ScanBackend>(
     let ids = enc.get_ids().to_vec();
     anyhow::ensure!(!ids.is_empty(), "the prompt tokenizes to nothing");
     let vocab = model.vocab_size;
-    if let Some((pos, id)) = ids.iter().enumerate().find(|(_, id)| **id as usize >= vocab) {
+    if let Some((pos, id)) = ids
+        .iter()
+        .enumerate()
+        .find(|(_, id)| **id as usize >= vocab)
+    {
         anyhow::bail!(
             "prompt token {pos} has id {id}, outside the model's vocabulary of {vocab} (the \
              tokenizer and the model do not match)"
@@ -226,4 +230,3 @@ pub fn complete_text<B: ScanBackend>(
         })
         .collect()
 }
-

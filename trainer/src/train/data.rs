@@ -95,7 +95,11 @@ impl Shards {
         // xxh3 of every shard's name and bytes: any changed token or shard changes the data.
         let mut fp = Xxh3::new();
         for shard in set.shards() {
-            let name = shard.path().file_name().unwrap_or_default().to_string_lossy();
+            let name = shard
+                .path()
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy();
             fp.update(name.as_bytes());
             fp.update(&[0]);
             fp.update(&xxh3_64(shard.bytes()).to_le_bytes());

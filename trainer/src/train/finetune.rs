@@ -174,7 +174,9 @@ pub fn train<B: AutodiffBackend + ScanBackend>(
     let warmup = (total as f64 * cfg.warmup_ratio).round() as u64;
     tracing::info!(
         "finetune {}: {n} examples ({} skipped, {} contexts cut), {total} steps",
-        r.task, data.skipped, data.context_cut
+        r.task,
+        data.skipped,
+        data.context_cut
     );
     let init_hash = schemas::manifest::hash_file(&init_dir.join(crate::model::hf::WEIGHTS_FILE))?;
     // The tokenizer shapes the training ids as much as the weights do.

@@ -327,9 +327,12 @@ mod tests {
         let mut cfg = crate::MambaConfig::new(16, 8, 1);
         cfg.state_size = 4;
         let model = cfg.init_seeded::<B>(&dev, 3);
-        let ids =
-            crate::train::data::batch_tensor::<B>(&[(0..12).map(|i| (i * 5) % 16).collect()], 16, &dev)
-                .unwrap();
+        let ids = crate::train::data::batch_tensor::<B>(
+            &[(0..12).map(|i| (i * 5) % 16).collect()],
+            16,
+            &dev,
+        )
+        .unwrap();
         let before: BTreeMap<String, Vec<f32>> = model
             .hf_tensors()
             .unwrap()
@@ -403,7 +406,8 @@ mod tests {
         }
         assert_eq!(checked, cfg.num_params());
         // The moments round-trip exactly through safetensors.
-        let bytes = crate::model::hf::safetensors::serialize(&opt.state_tensors().unwrap()).unwrap();
+        let bytes =
+            crate::model::hf::safetensors::serialize(&opt.state_tensors().unwrap()).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("opt.safetensors");
         std::fs::write(&path, &bytes).unwrap();

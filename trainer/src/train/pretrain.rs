@@ -16,9 +16,9 @@ use burn::tensor::backend::AutodiffBackend;
 use schemas::{Layout, layout};
 
 use crate::config::Config;
+use crate::model::MambaLm;
 use crate::model::hf::{self, HfConfig};
 use crate::model::scan::ScanBackend;
-use crate::model::MambaLm;
 use crate::train::data::{self, Loader, SequenceSource, Shards};
 use crate::train::loss::causal_lm_loss;
 use crate::train::optim::lr_at;

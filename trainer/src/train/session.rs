@@ -18,12 +18,12 @@ use anyhow::{Context, Result, bail};
 use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
+use crate::model::MambaLm;
+use crate::model::hf::safetensors::{self as st, StFile};
+use crate::model::hf::{self, HfConfig};
 use crate::train::checkpoint::{self, Cursor, CursorStore};
 use crate::train::data::DataPosition;
-use crate::model::hf::{self, HfConfig};
-use crate::model::MambaLm;
 use crate::train::optim::{AdamW, AdamWParams};
-use crate::model::hf::safetensors::{self as st, StFile};
 
 pub const RUN_CONFIG_FILE: &str = "run-config.json";
 pub const METRICS_FILE: &str = "metrics.jsonl";
@@ -301,7 +301,8 @@ fn check_data(c: &Cursor, spec: &RunSpec<'_>) -> Result<()> {
     }
     tracing::warn!(
         "the {} changed since step {} (--allow-data-change); continuing at the same position",
-        spec.data_what, c.step
+        spec.data_what,
+        c.step
     );
     Ok(())
 }

@@ -126,4 +126,3 @@ pub fn scalar<B: Backend>(t: Tensor<B, 1>) -> Result<f64> {
         .copied()
         .context("empty scalar tensor")
 }
-

@@ -446,10 +446,7 @@ pub fn load_pretrained<B: Backend>(
 }
 
 /// The tokenizer of a model: `explicit` when given, else `tokenizer.json` next to the model.
-pub fn load_tokenizer(
-    explicit: Option<&Path>,
-    model_dir: &Path,
-) -> Result<tokenizers::Tokenizer> {
+pub fn load_tokenizer(explicit: Option<&Path>, model_dir: &Path) -> Result<tokenizers::Tokenizer> {
     let path = match explicit {
         Some(p) => p.to_path_buf(),
         None => model_dir.join("tokenizer.json"),

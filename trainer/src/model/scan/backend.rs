@@ -39,23 +39,13 @@ where
         if !super::cubecl::fused_scan() {
             return reference::forward(x, DEFAULT_CHUNK);
         }
-        super::cubecl::forward(x.u, x.delta, x.a, x.b, x.c, x.d)
+        super::cubecl::forward(x)
     }
 
     fn selective_scan_backward(x: ScanInputs<Self>, dy: Tensor<Self, 3>) -> ScanGrads<Self> {
         if !super::cubecl::fused_scan() {
             return reference::backward(x, dy, DEFAULT_CHUNK);
         }
-        let (u, delta, a, b, c, d) =
-            super::cubecl::backward(x.u, x.delta, x.a, x.b, x.c, x.d, dy);
-        ScanGrads {
-            u,
-            delta,
-            a,
-            b,
-            c,
-            d,
-        }
+        super::cubecl::backward(x, dy)
     }
 }
-

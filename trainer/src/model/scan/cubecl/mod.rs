@@ -83,6 +83,8 @@ use burn_cubecl::{
 };
 use cubecl::prelude::ComputeClient;
 
+use super::{ScanGrads, ScanInputs};
+
 pub mod cuda_source;
 mod per_channel;
 mod reduce;
@@ -209,27 +211,17 @@ type Outputs<R, F, I, BT> = (Tensor<Cube<R, F, I, BT>, 3>, Tensor<Cube<R, F, I, 
 /// [`crate::model::scan`]; returns `y [B, D, L]` and the final state `[B, D, N]`, both in the element
 /// type of `u`.
 pub fn forward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
-    u: Tensor<Cube<R, F, I, BT>, 3>,
-    delta: Tensor<Cube<R, F, I, BT>, 3>,
-    a: Tensor<Cube<R, F, I, BT>, 2>,
-    b: Tensor<Cube<R, F, I, BT>, 3>,
-    c: Tensor<Cube<R, F, I, BT>, 3>,
-    d: Tensor<Cube<R, F, I, BT>, 1>,
+    x: ScanInputs<Cube<R, F, I, BT>>,
 ) -> Outputs<R, F, I, BT> {
-    forward_with(scan_kernel(), u, delta, a, b, c, d)
+    forward_with(scan_kernel(), x)
 }
 
 /// [`forward`] with the kernels chosen by the caller.
 pub fn forward_with<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
     kernel: ScanKernel,
-    u: Tensor<Cube<R, F, I, BT>, 3>,
-    delta: Tensor<Cube<R, F, I, BT>, 3>,
-    a: Tensor<Cube<R, F, I, BT>, 2>,
-    b: Tensor<Cube<R, F, I, BT>, 3>,
-    c: Tensor<Cube<R, F, I, BT>, 3>,
-    d: Tensor<Cube<R, F, I, BT>, 1>,
+    x: ScanInputs<Cube<R, F, I, BT>>,
 ) -> Outputs<R, F, I, BT> {
-    let x = inputs(u, delta, a, b, c, d);
+    let x = inputs(x);
     if x.is_empty() {
         let y = x.zeros([x.bsz, x.dim, x.len]);
         let last = x.zeros([x.bsz, x.dim, x.n]);
@@ -244,46 +236,20 @@ pub fn forward_with<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElem
 
 /// Gradients of `sum(y ⊙ dy)` with respect to `(u, delta, a, b, c, d)`, same shapes and element
 /// type as the inputs, with the kernels of [`scan_kernel`].
-#[allow(clippy::type_complexity)]
 pub fn backward<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
-    u: Tensor<Cube<R, F, I, BT>, 3>,
-    delta: Tensor<Cube<R, F, I, BT>, 3>,
-    a: Tensor<Cube<R, F, I, BT>, 2>,
-    b: Tensor<Cube<R, F, I, BT>, 3>,
-    c: Tensor<Cube<R, F, I, BT>, 3>,
-    d: Tensor<Cube<R, F, I, BT>, 1>,
+    x: ScanInputs<Cube<R, F, I, BT>>,
     dy: Tensor<Cube<R, F, I, BT>, 3>,
-) -> (
-    Tensor<Cube<R, F, I, BT>, 3>,
-    Tensor<Cube<R, F, I, BT>, 3>,
-    Tensor<Cube<R, F, I, BT>, 2>,
-    Tensor<Cube<R, F, I, BT>, 3>,
-    Tensor<Cube<R, F, I, BT>, 3>,
-    Tensor<Cube<R, F, I, BT>, 1>,
-) {
-    backward_with(scan_kernel(), u, delta, a, b, c, d, dy)
+) -> ScanGrads<Cube<R, F, I, BT>> {
+    backward_with(scan_kernel(), x, dy)
 }
 
 /// [`backward`] with the kernels chosen by the caller.
-#[allow(clippy::type_complexity, clippy::too_many_arguments)]
 pub fn backward_with<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
     kernel: ScanKernel,
-    u: Tensor<Cube<R, F, I, BT>, 3>,
-    delta: Tensor<Cube<R, F, I, BT>, 3>,
-    a: Tensor<Cube<R, F, I, BT>, 2>,
-    b: Tensor<Cube<R, F, I, BT>, 3>,
-    c: Tensor<Cube<R, F, I, BT>, 3>,
-    d: Tensor<Cube<R, F, I, BT>, 1>,
+    x: ScanInputs<Cube<R, F, I, BT>>,
     dy: Tensor<Cube<R, F, I, BT>, 3>,
-) -> (
-    Tensor<Cube<R, F, I, BT>, 3>,
-    Tensor<Cube<R, F, I, BT>, 3>,
-    Tensor<Cube<R, F, I, BT>, 2>,
-    Tensor<Cube<R, F, I, BT>, 3>,
-    Tensor<Cube<R, F, I, BT>, 3>,
-    Tensor<Cube<R, F, I, BT>, 1>,
-) {
-    let x = inputs(u, delta, a, b, c, d);
+) -> ScanGrads<Cube<R, F, I, BT>> {
+    let x = inputs(x);
     assert_eq!(
         dy.dims(),
         [x.bsz, x.dim, x.len],
@@ -306,24 +272,27 @@ pub fn backward_with<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolEle
             _ => per_channel::backward(&x, dy),
         }
     };
-    (
-        tensor(g.du),
-        tensor(g.ddelta),
-        tensor(g.da),
-        tensor(g.db),
-        tensor(g.dc),
-        tensor(g.dd),
-    )
+    ScanGrads {
+        u: tensor(g.du),
+        delta: tensor(g.ddelta),
+        a: tensor(g.da),
+        b: tensor(g.db),
+        c: tensor(g.dc),
+        d: tensor(g.dd),
+    }
 }
 
 fn inputs<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement>(
-    u: Tensor<Cube<R, F, I, BT>, 3>,
-    delta: Tensor<Cube<R, F, I, BT>, 3>,
-    a: Tensor<Cube<R, F, I, BT>, 2>,
-    b: Tensor<Cube<R, F, I, BT>, 3>,
-    c: Tensor<Cube<R, F, I, BT>, 3>,
-    d: Tensor<Cube<R, F, I, BT>, 1>,
+    x: ScanInputs<Cube<R, F, I, BT>>,
 ) -> Inputs<R> {
+    let ScanInputs {
+        u,
+        delta,
+        a,
+        b,
+        c,
+        d,
+    } = x;
     let [bsz, dim, len] = u.dims();
     let [ad, n] = a.dims();
     assert_eq!(
