@@ -216,8 +216,10 @@ mod cuda {
     }
 
     /// Where to get what is missing, for the errors.
+    #[cfg(feature = "cuda")]
     const DRIVER_HELP: &str = "install the NVIDIA driver (it provides libcuda.so.1), or choose \
                                --device cpu or --device wgpu";
+    #[cfg(feature = "cuda")]
     const NVRTC_HELP: &str = "CubeCL compiles its kernels with NVRTC when they are first \
                               launched: install a CUDA toolkit, or `pip install \
                               nvidia-cuda-nvrtc-cu12` and add its nvidia/cuda_nvrtc/lib \

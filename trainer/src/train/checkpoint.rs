@@ -256,12 +256,12 @@ pub fn verify_checkpoint(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// A checkpoint's step and path, if any, and the warnings about checkpoints passed over.
+pub type NewestValid = (Option<(u64, PathBuf)>, Vec<String>);
+
 /// The newest checkpoint at or before `cursor_step` that passes its checksums. Failing ones are
 /// reported (returned as warnings) and renamed to `*.corrupt` so they are never picked again.
-pub fn newest_valid_checkpoint(
-    run_dir: &Path,
-    cursor_step: u64,
-) -> Result<(Option<(u64, PathBuf)>, Vec<String>)> {
+pub fn newest_valid_checkpoint(run_dir: &Path, cursor_step: u64) -> Result<NewestValid> {
     let mut warnings = Vec::new();
     for (step, path) in list_checkpoints(run_dir)?.into_iter().rev() {
         if step > cursor_step {

@@ -351,16 +351,16 @@ mod tests {
         let dev = Default::default();
         let mut o = AdamW::<B>::new(PretrainConfig::default().adamw());
         let micro = vec![vec![seq(8, 1, 0)], vec![vec![3, 99, 4]]]; // 99 is outside vocab 32
-        let err = train_step(
+        let Err(err) = train_step(
             tiny_model(1),
             &mut o,
             &[dev, dev],
             &micro,
             1e-2,
             lm_loss_share(2, 32),
-        )
-        .err()
-        .expect("the bad micro-batch must fail the step");
+        ) else {
+            panic!("the bad micro-batch must fail the step");
+        };
         let msg = format!("{err:#}");
         assert!(
             msg.contains("data-parallel device 1") && msg.contains("99"),

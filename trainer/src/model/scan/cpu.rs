@@ -116,6 +116,8 @@ pub fn exp_f32(x: f32) -> f32 {
     const MAGIC: f32 = 12_582_912.0; // 1.5 · 2^23: adding it rounds to an integer
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
+    // max/min, not clamp: a NaN input becomes exp(-86) as it always has (clamp would keep it).
+    #[allow(clippy::manual_clamp)]
     let x = x.max(-86.0).min(88.0);
     let t = x * LOG2E + MAGIC;
     let k = t - MAGIC;
@@ -124,7 +126,7 @@ pub fn exp_f32(x: f32) -> f32 {
     let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
         + 1.666_666_5e-1)
         * r
-        + 5.000_000_1e-1;
+        + 0.5;
     let p = p * z + r + 1.0;
     // t's bits are 0x4B40_0000 + k; the float 2^k has bits (k + 127) << 23.
     let scale = f32::from_bits(t.to_bits().wrapping_sub(0x4B40_0000 - 127) << 23);
