@@ -887,7 +887,12 @@ def extract(data):
                 lab = s.get("Label")
                 txt = text_of(s)
                 sections.append(txt)
-                parts.append(f"{lab}: {txt}" if lab else txt)
+                # `Label: text`; `Label:` for a labelled section without text; an unlabelled
+                # empty section adds no line.
+                if lab:
+                    parts.append(f"{lab}: {txt}" if txt else f"{lab}:")
+                elif txt:
+                    parts.append(txt)
             abstract = "\n".join(parts)
         year = None
         if pd is not None:
