@@ -1,4 +1,5 @@
-//! Progress for long work: an indicatif bar (rate, ETA) on a terminal, periodic plain lines otherwise.
+//! Progress for long work: an indicatif bar (rate, ETA) on a terminal, otherwise periodic plain lines
+//! logged through `tracing` like every other log line.
 
 use std::io::IsTerminal;
 use std::sync::Mutex;
@@ -167,7 +168,7 @@ impl Progress {
             let mut p = plain.lock().expect("progress lock");
             if p.last.elapsed() >= p.interval {
                 p.last = Instant::now();
-                eprintln!("{}", self.line());
+                tracing::info!("{}", self.line());
             }
         }
     }
@@ -175,7 +176,7 @@ impl Progress {
     /// Finish the bar; in plain mode print a final line.
     pub fn finish(&self) {
         if self.plain.is_some() {
-            eprintln!(
+            tracing::info!(
                 "{} done in {}",
                 self.line(),
                 HumanDuration(self.bar.elapsed())
