@@ -361,8 +361,34 @@ fn swap_dir(temp_dir: &Path, final_dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Remove temporaries left in `dir` by killed runs. Returns how many were removed.
+/// Remove temporaries left in `dir` by killed runs. Returns how many were removed. Only for a
+/// folder this run owns: a run writing beside others (one task of a job array) sweeps with
+/// [`remove_stale_temps_of`].
 pub fn remove_stale_temps(dir: &Path) -> Result<usize> {
+    remove_temps_where(dir, |name| {
+        name.starts_with('.') && name.contains(TEMP_MARKER)
+    })
+}
+
+/// Remove the temporaries of the files `finals` (`.NAME.tmp-*` beside each) left by killed runs,
+/// and nothing else: runs that write other files of the same folders at the same time (other
+/// tasks of a job array) keep theirs. Each folder is listed once. Returns how many were removed.
+pub fn remove_stale_temps_of<'a>(finals: impl IntoIterator<Item = &'a Path>) -> Result<usize> {
+    let mut by_dir: std::collections::BTreeMap<&Path, Vec<String>> = Default::default();
+    for f in finals {
+        if let (Some(dir), Some(name)) = (f.parent(), f.file_name()) {
+            let prefix = format!(".{}{TEMP_MARKER}", name.to_string_lossy());
+            by_dir.entry(dir).or_default().push(prefix);
+        }
+    }
+    let mut removed = 0;
+    for (dir, prefixes) in by_dir {
+        removed += remove_temps_where(dir, |name| prefixes.iter().any(|p| name.starts_with(p)))?;
+    }
+    Ok(removed)
+}
+
+fn remove_temps_where(dir: &Path, is_stale: impl Fn(&str) -> bool) -> Result<usize> {
     let Ok(entries) = fs::read_dir(dir) else {
         return Ok(0);
     };
@@ -370,7 +396,7 @@ pub fn remove_stale_temps(dir: &Path) -> Result<usize> {
     for entry in entries {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') && name.contains(TEMP_MARKER) {
+        if is_stale(&name) {
             let path = entry.path();
             if path.is_dir() {
                 fs::remove_dir_all(&path)
@@ -387,6 +413,38 @@ pub fn remove_stale_temps(dir: &Path) -> Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sweeping_own_temporaries_leaves_other_runs_alone() {
+        let dir = tempfile_dir("own-temps");
+        let mine = dir.join("a.bin");
+        let theirs = dir.join("b.bin");
+        for p in [&mine, &theirs] {
+            fs::write(temp_path_for(p), b"partial").unwrap();
+        }
+        fs::write(dir.join(".a.binary.tmp-1"), b"x").unwrap(); // another file's name prefix
+        assert_eq!(remove_stale_temps_of([mine.as_path()]).unwrap(), 1);
+        let mut left: Vec<String> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left.len(), 2, "{left:?}");
+        assert!(
+            left.iter().any(|n| n.starts_with(".b.bin.tmp-")),
+            "{left:?}"
+        );
+        assert!(left.contains(&".a.binary.tmp-1".to_string()), "{left:?}");
+        assert_eq!(remove_stale_temps(&dir).unwrap(), 2);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn tempfile_dir(tag: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("atomic-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
 
     #[test]
     fn uncommitted_file_never_appears() {

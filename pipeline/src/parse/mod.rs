@@ -364,8 +364,12 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<ParseSummary> {
         ctx.layout.parquet_deletions(),
     ] {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        schemas::atomic::remove_stale_temps(&dir)?;
     }
+    // Only the parts of this run's inputs: other tasks of a job array write beside them.
+    let outputs: Vec<PathBuf> = (inputs.iter())
+        .flat_map(|p| <[PathBuf; 2]>::from(output_paths(ctx, p)))
+        .collect();
+    schemas::atomic::remove_stale_temps_of(outputs.iter().map(PathBuf::as_path))?;
     let root = ctx.layout.root();
     let stage = open_stage(ctx, &config, ctx.force)?.with_settings(&ParseSettings {
         config: config.clone(),
