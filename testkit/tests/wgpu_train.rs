@@ -11,6 +11,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use testkit::process::{count_lines, random_below, wait_kill};
 use testkit::{pipeline_binary, sample_dir, trainer_binary, wgpu_available, workspace_dir};
 
 const STEPS: &str = "20";
@@ -153,8 +154,7 @@ fn max_rel(a: &[Value], b: &[Value], keys: &[&str]) -> (f64, usize) {
 }
 
 fn final_weights(run_dir: &Path) -> Vec<u8> {
-    std::fs::read(run_dir.join(format!("checkpoints/step-000000{STEPS}/model.safetensors")))
-        .unwrap()
+    std::fs::read(run_dir.join(format!("checkpoints/step-{STEPS:0>8}/model.safetensors"))).unwrap()
 }
 
 #[test]
@@ -181,30 +181,20 @@ fn pretraining_on_wgpu_matches_the_cpu_and_resumes_exactly() {
 
     // SIGKILL at a step chosen by the clock, resume, and end where the uninterrupted run did.
     let killed = s.data.join("runs/wgpu-killed");
-    let at = 2 + std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos() as usize
-        % 15;
+    let at = 2 + random_below(15);
     println!("killing the wgpu run after {at} logged lines");
-    let mut child = pretrain(&s.data, &killed, "wgpu")
+    let child = pretrain(&s.data, &killed, "wgpu")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let lines = || {
-        std::fs::read_to_string(killed.join("metrics.jsonl"))
-            .map(|t| t.lines().count())
-            .unwrap_or(0)
-    };
-    let t = Instant::now();
-    while lines() < at {
-        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
-        assert!(t.elapsed() < Duration::from_secs(600), "timeout");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    let metrics = killed.join("metrics.jsonl");
+    wait_kill(
+        child,
+        || count_lines(&metrics) >= at,
+        "the kill point",
+        Duration::from_secs(600),
+    );
     let (_, err) = run(pretrain(&s.data, &killed, "wgpu"));
     assert!(err.contains("resuming"), "{err}");
     assert!(

@@ -135,15 +135,6 @@ impl Selection {
             reason,
         }
     }
-
-    /// How many devices a step is spread over.
-    pub fn device_count(&self) -> usize {
-        match &self.selected {
-            #[cfg(feature = "cuda")]
-            Selected::Cuda(ids) => ids.len(),
-            _ => 1,
-        }
-    }
 }
 
 /// Probe what `request` needs and choose the backend; an error names the device and what is

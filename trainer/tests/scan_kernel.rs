@@ -217,21 +217,6 @@ const SHAPES: [[usize; 4]; 7] = [
     [2, 20, 129, 16],
 ];
 
-/// Tiles besides the defaults: chunks of 8 and 9 steps (hundreds of chunks at L = 4097), channel
-/// counts that do not divide 2·items (partial reduction rounds) and odd unit counts.
-const SMALL_TILES: [SeqConfig; 2] = [
-    SeqConfig {
-        units: 4,
-        items: 2,
-        channels: 3,
-    },
-    SeqConfig {
-        units: 3,
-        items: 3,
-        channels: 5,
-    },
-];
-
 /// Rel. errors of every output of `kernel` against the f64 reference; a failure message for each
 /// above 1e-4 or all zeros where the reference is not (a pipeline that never ran leaves zeros).
 fn compare(kernel: ScanKernel, p: &Problem, failures: &mut Vec<String>) -> [f64; 8] {
@@ -305,7 +290,7 @@ fn seq_kernels_default_tiles_match_reference() {
 /// The sequence-parallel kernels with small tiles: many chunks, ragged reduction rounds.
 #[test]
 fn seq_kernels_small_tiles_match_reference() {
-    for tile in SMALL_TILES {
+    for tile in SeqConfig::SMALL_TILES {
         check(ScanKernel::Seq(tile));
     }
 }
@@ -322,7 +307,7 @@ fn backward_is_deterministic() {
     let p = Problem::new([2, 70, 650, 16], 7);
     for kernel in [
         ScanKernel::Auto,
-        ScanKernel::Seq(SMALL_TILES[0]),
+        ScanKernel::Seq(SeqConfig::SMALL_TILES[0]),
         ScanKernel::PerChannel,
     ] {
         let a = fused(kernel, &p);

@@ -132,24 +132,20 @@ impl TokenizeConfig {
     /// These settings as a manifest records them: paths relative to the data directory when inside
     /// it, else absolute.
     pub fn recorded(&self, root: &Path) -> Self {
-        Self {
-            tokenizer: settings_path(root, &self.tokenizer),
-            input: settings_path(root, &self.input),
-            decontaminate: (self.decontaminate.iter())
-                .map(|p| settings_path(root, p))
-                .collect(),
-            ..self.clone()
-        }
+        self.map_paths(|p| settings_path(root, p))
     }
 
     /// Recorded settings back with paths to open (the inverse of [`TokenizeConfig::recorded`]).
     pub fn opened(&self, root: &Path) -> Self {
+        self.map_paths(|p| in_data_dir(root, p))
+    }
+
+    /// These settings with `f` applied to every path in them.
+    fn map_paths(&self, f: impl Fn(&Path) -> PathBuf) -> Self {
         Self {
-            tokenizer: in_data_dir(root, &self.tokenizer),
-            input: in_data_dir(root, &self.input),
-            decontaminate: (self.decontaminate.iter())
-                .map(|p| in_data_dir(root, p))
-                .collect(),
+            tokenizer: f(&self.tokenizer),
+            input: f(&self.input),
+            decontaminate: self.decontaminate.iter().map(|p| f(p)).collect(),
             ..self.clone()
         }
     }
@@ -505,11 +501,9 @@ pub fn tokenize_parts(
     stage.retain_units(&|k| all_keys.iter().any(|key| key == k))?;
     let keys: Vec<String> = parts.iter().map(|p| unit_key(root, p)).collect();
     let tokens_dir = ctx.layout.tokens();
-    for p in &parts {
-        if let Some(dir) = token_path(&tokens_dir, p).parent() {
-            schemas::atomic::remove_stale_temps(dir)?;
-        }
-    }
+    // Only this run's token files: other tasks of a job array write beside them.
+    let outputs: Vec<PathBuf> = parts.iter().map(|p| token_path(&tokens_dir, p)).collect();
+    schemas::atomic::remove_stale_temps_of(outputs.iter().map(PathBuf::as_path))?;
     let total_rows: u64 = parts
         .iter()
         .map(|p| {

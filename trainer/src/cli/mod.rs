@@ -450,7 +450,7 @@ impl Job for EvalJob<'_> {
             .out
             .clone()
             .unwrap_or_else(|| model.join("eval").join(task));
-        let res = answer::answer_task_as::<B::InnerBackend>(
+        let res = answer::answer_task::<B::InnerBackend>(
             &r,
             &model_dir,
             data.root(),

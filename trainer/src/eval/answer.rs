@@ -11,7 +11,7 @@
 //! probabilities, gold, scores), `results.json` and `results.md` (Table 3 layout).
 
 use crate::model::scan::ScanBackend;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
@@ -21,14 +21,16 @@ use tokenizers::Tokenizer;
 
 use crate::eval::candidates::{self, MAX_ANSWERS};
 use crate::eval::metrics::{self, QuestionScore, TaskMetrics};
-use crate::eval::results::{AnswerSettings, TaskResult};
+use crate::eval::results::{
+    AnswerSettings, TaskResult, pretty_json, write_result_file, write_task_files,
+};
 use crate::eval::submission::{answer_slots, submission_questions};
 use crate::model::MambaLm;
 use crate::model::generate::{GenerateConfig, beam_search};
 use schemas::bioasq::{Example, GoldenRow};
 
 use crate::config::Resolved;
-use crate::eval::golden::{factoid_questions, select_golden};
+use crate::eval::golden::{factoid_questions, task_golden};
 use crate::eval::qa::QaEncoder;
 use crate::eval::token_bytes::TokenBytes;
 use crate::model::hf::load_pretrained;
@@ -46,21 +48,9 @@ pub struct QuestionAnswers {
 }
 
 /// Answer the task's test questions with the model in `model_dir` and score them; writes
-/// `predictions.json`, `details.jsonl`, `results.json` and `results.md` under `out`. The
-/// results' column label (`system`) is the model path ([`answer_task_as`] sets another).
+/// `predictions.json`, `details.jsonl`, `results.json` and `results.md` under `out`. `system`
+/// labels the results' column (default: the model path).
 pub fn answer_task<B: ScanBackend>(
-    r: &Resolved,
-    model_dir: &Path,
-    data_dir: &Path,
-    tokenizer: &tokenizers::Tokenizer,
-    out: &Path,
-    device: &B::Device,
-) -> Result<TaskResult> {
-    answer_task_as::<B>(r, model_dir, data_dir, tokenizer, out, None, device)
-}
-
-/// [`answer_task`] with the results' column label `system` (default: the model path).
-pub fn answer_task_as<B: ScanBackend>(
     r: &Resolved,
     model_dir: &Path,
     data_dir: &Path,
@@ -71,11 +61,7 @@ pub fn answer_task_as<B: ScanBackend>(
 ) -> Result<TaskResult> {
     let (_, model) = load_pretrained::<B>(model_dir, device)?;
     let examples = schemas::bioasq::read_examples(&data_dir.join(&r.tables.test))?;
-    let golden = select_golden(
-        &r.tables,
-        schemas::bioasq::read_golden(&data_dir.join(&r.tables.golden))?,
-        &examples,
-    )?;
+    let golden = task_golden(r, data_dir, &examples)?;
     let settings = AnswerSettings {
         beams: r.cfg.beams,
         max_new_tokens: r.cfg.max_new_tokens,
@@ -256,38 +242,8 @@ pub fn write_outputs(out: &Path, result: &TaskResult, answers: &[QuestionAnswers
     let sub = submission_json(answers);
     let ids: Vec<String> = answers.iter().map(|q| q.question_id.clone()).collect();
     validate_submission(&sub, &ids)?;
-    let w = |name: &str, bytes: Vec<u8>| -> Result<()> {
-        schemas::atomic::write_atomic(out.join(name), &bytes)
-            .with_context(|| format!("writing {}", out.join(name).display()))
-    };
-    w("predictions.json", pretty(&sub)?)?;
-    let mut details = Vec::new();
-    for q in answers {
-        serde_json::to_writer(&mut details, q)?;
-        details.push(b'\n');
-    }
-    w("details.jsonl", details)?;
-    w("results.json", pretty(&serde_json::to_value(result)?)?)?;
-    w(
-        "results.md",
-        crate::eval::results::table3_markdown(std::slice::from_ref(result)).into_bytes(),
-    )?;
-    Ok(())
-}
-
-fn pretty(v: &Value) -> Result<Vec<u8>> {
-    let mut b = serde_json::to_vec_pretty(v)?;
-    b.push(b'\n');
-    Ok(b)
-}
-
-/// Counts questions of `answers` per batch (for logs).
-pub fn per_batch_counts(answers: &[QuestionAnswers]) -> BTreeMap<String, usize> {
-    let mut m = BTreeMap::new();
-    for q in answers {
-        *m.entry(q.batch.clone()).or_insert(0) += 1;
-    }
-    m
+    write_result_file(out, "predictions.json", &pretty_json(&sub)?)?;
+    write_task_files(out, result, answers)
 }
 
 #[cfg(test)]

@@ -2,11 +2,12 @@
 //! their factoid questions, each once. Shared by answering and submission scoring.
 
 use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
 
 use anyhow::{Result, bail};
 use schemas::bioasq::{Example, GoldenRow};
 
-use crate::config::TaskConfig;
+use crate::config::{Resolved, TaskConfig};
 
 /// The factoid questions of `golden`, each once, in table order (a repeated id is an
 /// error: the submission must list every id exactly once).
@@ -35,13 +36,10 @@ pub fn select_golden(
     test: &[Example],
 ) -> Result<Vec<GoldenRow>> {
     let path = task.golden.display();
-    let test_ids: std::collections::HashSet<&str> =
-        test.iter().map(|e| e.question_id.as_str()).collect();
+    let test_ids: HashSet<&str> = test.iter().map(|e| e.question_id.as_str()).collect();
     for b in &task.batches {
         if !golden.iter().any(|g| g.batch.as_ref() == Some(b)) {
-            let mut have: Vec<&str> = golden.iter().filter_map(|g| g.batch.as_deref()).collect();
-            have.sort();
-            have.dedup();
+            let have = batch_labels(golden.iter().filter_map(|g| g.batch.as_deref()));
             bail!(
                 "{path}: no golden batch {b:?} (batches: {})",
                 have.join(", ")
@@ -77,6 +75,21 @@ pub fn select_golden(
         );
     }
     Ok(out)
+}
+
+/// Task `r`'s golden rows, read from its golden table under `data_dir` and chosen by
+/// [`select_golden`] (`test`: the task's test examples; needed only when it lists no batches).
+pub fn task_golden(r: &Resolved, data_dir: &Path, test: &[Example]) -> Result<Vec<GoldenRow>> {
+    let golden = schemas::bioasq::read_golden(&data_dir.join(&r.tables.golden))?;
+    select_golden(&r.tables, golden, test)
+}
+
+/// Batch labels, sorted, each once.
+pub fn batch_labels<'a>(labels: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut v: Vec<&str> = labels.collect();
+    v.sort();
+    v.dedup();
+    v
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use anyhow::{Context, Result, bail};
 
-use crate::eval::results::{Table3, TaskResult};
+use crate::eval::results::{Table3, TaskResult, pretty_json};
 
 /// One input of `trainer report`: `PATH`, or `LABEL=PATH` to put every result found under PATH
 /// in the column LABEL (an existing path containing `=` is taken as a path).
@@ -106,9 +106,7 @@ pub fn run(args: ReportOptions) -> Result<()> {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
         schemas::atomic::write_atomic(with_ext(".md"), md.as_bytes())?;
-        let mut j = serde_json::to_vec_pretty(&table.json(&results))?;
-        j.push(b'\n');
-        schemas::atomic::write_atomic(with_ext(".json"), &j)?;
+        schemas::atomic::write_atomic(with_ext(".json"), &pretty_json(&table.json(&results))?)?;
     }
     Ok(())
 }

@@ -2,7 +2,9 @@
 //! answering and by scoring a submission, read by `trainer report`), and Table 3: rows task ×
 //! measure, one column per system, in Markdown and JSON.
 
-use anyhow::{Result, bail};
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -246,6 +248,42 @@ pub fn table3_markdown(results: &[TaskResult]) -> String {
         Ok(t) => t.markdown(),
         Err(e) => format!("{e:#}\n"),
     }
+}
+
+/// `v` as pretty JSON with a final newline, keys sorted (how every JSON file of a result is
+/// written).
+pub fn pretty_json(v: &impl Serialize) -> Result<Vec<u8>> {
+    let mut b = serde_json::to_vec_pretty(&serde_json::to_value(v)?)?;
+    b.push(b'\n');
+    Ok(b)
+}
+
+/// Write `bytes` to `out/name` atomically.
+pub fn write_result_file(out: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    schemas::atomic::write_atomic(out.join(name), bytes)
+        .with_context(|| format!("writing {}", out.join(name).display()))
+}
+
+/// Write a task's `details.jsonl` (one line per question of `details`), `results.json` and
+/// `results.md` under `out` (created), as answering and submission scoring both do.
+pub fn write_task_files<T: Serialize>(
+    out: &Path,
+    result: &TaskResult,
+    details: &[T],
+) -> Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut lines = Vec::new();
+    for q in details {
+        serde_json::to_writer(&mut lines, q)?;
+        lines.push(b'\n');
+    }
+    write_result_file(out, "details.jsonl", &lines)?;
+    write_result_file(out, "results.json", &pretty_json(result)?)?;
+    write_result_file(
+        out,
+        "results.md",
+        table3_markdown(std::slice::from_ref(result)).as_bytes(),
+    )
 }
 
 #[cfg(test)]

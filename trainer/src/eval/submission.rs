@@ -23,9 +23,9 @@ use serde_json::Value;
 
 use crate::config::Resolved;
 use crate::eval::candidates::MAX_ANSWERS;
-use crate::eval::golden::{factoid_questions, select_golden};
+use crate::eval::golden::{batch_labels, factoid_questions, task_golden};
 use crate::eval::metrics::{self, QuestionScore};
-use crate::eval::results::TaskResult;
+use crate::eval::results::{TaskResult, write_task_files};
 
 /// One golden factoid question, scored.
 #[derive(Debug, Clone, Serialize)]
@@ -110,7 +110,7 @@ pub fn answer_slots(id: &str, ea: Option<&Value>) -> Result<Vec<Vec<String>>> {
 }
 
 /// Score `sub` (a parsed submission) against the task's golden rows (as
-/// [`select_golden`] returns them).
+/// [`crate::eval::golden::select_golden`] returns them).
 pub fn score_submission(sub: &Value, golden: &[GoldenRow]) -> Result<SubmissionScores> {
     let factoids = factoid_questions(golden)?;
     let qtype: HashMap<&str, &str> = golden
@@ -135,9 +135,7 @@ pub fn score_submission(sub: &Value, golden: &[GoldenRow]) -> Result<SubmissionS
         }
     }
     if !unknown.is_empty() {
-        let mut batches: Vec<&str> = golden.iter().map(GoldenRow::batch_label).collect();
-        batches.sort();
-        batches.dedup();
+        let batches = batch_labels(golden.iter().map(GoldenRow::batch_label));
         bail!(
             "submission: {} id(s) are not questions of the task's golden batches ({}): {}",
             unknown.len(),
@@ -183,14 +181,13 @@ pub fn score_task(
     system: Option<&str>,
     out: &Path,
 ) -> Result<TaskResult> {
-    let golden = schemas::bioasq::read_golden(&data_dir.join(&r.tables.golden))?;
     // The test table only names the questions when the task lists no batches.
     let examples = if r.tables.batches.is_empty() {
         schemas::bioasq::read_examples(&data_dir.join(&r.tables.test))?
     } else {
         Vec::new()
     };
-    let golden = select_golden(&r.tables, golden, &examples)?;
+    let golden = task_golden(r, data_dir, &examples)?;
     let text = std::fs::read(submission)
         .with_context(|| format!("reading submission {}", submission.display()))?;
     let sub: Value = serde_json::from_slice(&text)
@@ -241,24 +238,7 @@ pub fn score_task(
         missing: scores.missing.len(),
         metrics: metrics::aggregate(&scored),
     };
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let mut details = Vec::new();
-    for q in &scores.questions {
-        serde_json::to_writer(&mut details, q)?;
-        details.push(b'\n');
-    }
-    let w = |name: &str, bytes: &[u8]| -> Result<()> {
-        schemas::atomic::write_atomic(out.join(name), bytes)
-            .with_context(|| format!("writing {}", out.join(name).display()))
-    };
-    w("details.jsonl", &details)?;
-    let mut j = serde_json::to_vec_pretty(&result)?;
-    j.push(b'\n');
-    w("results.json", &j)?;
-    w(
-        "results.md",
-        crate::eval::results::table3_markdown(std::slice::from_ref(&result)).as_bytes(),
-    )?;
+    write_task_files(out, &result, &scores.questions)?;
     Ok(result)
 }
 

@@ -301,7 +301,7 @@ where
     if !opts.no_eval {
         let out = run_dir.join("eval").join(&opts.task);
         let res = answer::answer_task::<B::InnerBackend>(
-            &r, &model_dir, &data_dir, &tokenizer, &out, device,
+            &r, &model_dir, &data_dir, &tokenizer, &out, None, device,
         )?;
         print!("{}", crate::eval::results::table3_markdown(&[res]));
         println!("wrote {}", out.display());

@@ -3,42 +3,18 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use trainer::train::checkpoint::{
     PAUSE_BEFORE_CURSOR_ENV, PAUSE_BEFORE_CURSOR_MARKER, PAUSE_ENV, PAUSE_MARKER,
 };
 
-/// A "random" number below `n` (from the clock), to be printed so a failure can be replayed.
-pub fn random_below(n: usize) -> usize {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos() as usize;
-    nanos % n.max(1)
-}
+#[allow(unused_imports)] // not every test crate that includes `common` uses them
+pub use testkit::process::{count_lines, random_below};
 
-pub fn count_lines(path: &Path) -> usize {
-    std::fs::read_to_string(path)
-        .map(|s| s.lines().count())
-        .unwrap_or(0)
-}
-
-/// Wait until `until()` holds, then SIGKILL the child.
-pub fn wait_kill(mut child: Child, until: impl Fn() -> bool, what: &str) {
-    let t = Instant::now();
-    while !until() {
-        if let Some(st) = child.try_wait().unwrap() {
-            panic!("trainer exited ({st}) before {what}");
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(120),
-            "timeout waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+/// Wait until `until()` holds (at most 2 minutes), then SIGKILL the child.
+pub fn wait_kill(child: Child, until: impl Fn() -> bool, what: &str) {
+    testkit::process::wait_kill(child, until, what, Duration::from_secs(120));
 }
 
 /// Run `c` with the checkpoint pause hook (it sleeps after the first file of a checkpoint)

@@ -29,8 +29,8 @@ use cubecl_cpp::{
 };
 
 use super::per_channel::{self, scan_backward_kernel, scan_forward_kernel};
-use super::reduce::sum_groups_kernel;
-use super::seq::{SeqConfig, seq_backward_kernel, seq_forward_kernel};
+use super::reduce::{self, sum_groups_kernel};
+use super::seq::{self, SeqConfig, seq_backward_kernel, seq_forward_kernel};
 
 /// The compiler `cubecl-cuda` uses (without its `ptx-wmma` feature, as Burn builds it).
 type CudaCompiler = CppCompiler<CudaDialect<CudaWmmaCompiler>>;
@@ -72,16 +72,8 @@ pub fn cuda_sources(arch: u32, dtype: DType, n: usize) -> Result<Vec<CudaKernelS
         });
         Ok(())
     };
-    let tiles = [
-        SeqConfig::FORWARD,
-        SeqConfig::BACKWARD,
-        SeqConfig {
-            units: 4,
-            items: 2,
-            channels: 3,
-        },
-    ];
-    for cfg in tiles {
+    let tiles = [SeqConfig::FORWARD, SeqConfig::BACKWARD];
+    for cfg in tiles.into_iter().chain(SeqConfig::SMALL_TILES) {
         for write_y in [true, false] {
             emit(
                 format!("seq_forward {cfg:?} write_y={write_y} {dtype:?} N={n}"),
@@ -231,11 +223,7 @@ fn seq_forward(
         !write_y,
         elem,
     );
-    b.build(settings(
-        "seq_forward_kernel",
-        elem,
-        CubeDim::new_2d(cfg.units as u32, cfg.channels as u32),
-    ))
+    b.build(settings("seq_forward_kernel", elem, seq::cube_dim(cfg)))
 }
 
 fn seq_backward(
@@ -283,11 +271,7 @@ fn seq_backward(
         cfg.channels,
         elem,
     );
-    b.build(settings(
-        "seq_backward_kernel",
-        elem,
-        CubeDim::new_2d(cfg.units as u32, cfg.channels as u32),
-    ))
+    b.build(settings("seq_backward_kernel", elem, seq::cube_dim(cfg)))
 }
 
 fn per_channel_forward(props: &DeviceProperties, elem: StorageType, n: usize) -> KernelDefinition {
@@ -306,7 +290,7 @@ fn per_channel_forward(props: &DeviceProperties, elem: StorageType, n: usize) ->
     b.build(settings(
         "scan_forward_kernel",
         elem,
-        CubeDim::new_1d(per_channel::CHANNELS_PER_CUBE as u32),
+        per_channel::cube_dim(),
     ))
 }
 
@@ -351,7 +335,7 @@ fn per_channel_backward(props: &DeviceProperties, elem: StorageType, n: usize) -
     b.build(settings(
         "scan_backward_kernel",
         elem,
-        CubeDim::new_1d(per_channel::CHANNELS_PER_CUBE as u32),
+        per_channel::cube_dim(),
     ))
 }
 
@@ -362,5 +346,9 @@ fn sum_groups(props: &DeviceProperties, elem: StorageType) -> KernelDefinition {
     let parts = arg!(b, in f32);
     let out = arg!(b, out F);
     sum_groups_kernel::expand::<F>(&mut b.scope, parts, out, elem);
-    b.build(settings("sum_groups_kernel", elem, CubeDim::new_1d(256)))
+    b.build(settings(
+        "sum_groups_kernel",
+        elem,
+        CubeDim::new_1d(reduce::SUM_CUBE),
+    ))
 }

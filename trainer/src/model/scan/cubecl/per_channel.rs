@@ -18,6 +18,11 @@ use super::{Grads, Inputs, reduce::sum_groups};
 
 /// Channels per cube (units of one cube share the `B_t`, `C_t` reads).
 pub const CHANNELS_PER_CUBE: usize = 32;
+/// The cube of both per-channel kernels: one unit per channel.
+pub(super) fn cube_dim() -> CubeDim {
+    CubeDim::new_1d(CHANNELS_PER_CUBE as u32)
+}
+
 /// Steps between saved boundary states in the backward pass.
 pub const CHUNK: usize = 32;
 
@@ -211,7 +216,7 @@ pub(super) fn forward<R: CubeRuntime>(x: &Inputs<R>) -> (CubeTensor<R>, CubeTens
     scan_forward_kernel::launch::<R>(
         x.client(),
         CubeCount::Static(x.dim.div_ceil(CHANNELS_PER_CUBE) as u32, x.bsz as u32, 1),
-        CubeDim::new_1d(CHANNELS_PER_CUBE as u32),
+        cube_dim(),
         x.u.clone().into_tensor_arg(),
         x.delta.clone().into_tensor_arg(),
         x.a.clone().into_tensor_arg(),
@@ -243,7 +248,7 @@ pub(super) fn backward<R: CubeRuntime>(x: &Inputs<R>, dy: CubeTensor<R>) -> Grad
     scan_backward_kernel::launch::<R>(
         x.client(),
         CubeCount::Static(dim.div_ceil(CHANNELS_PER_CUBE) as u32, bsz as u32, 1),
-        CubeDim::new_1d(CHANNELS_PER_CUBE as u32),
+        cube_dim(),
         x.u.clone().into_tensor_arg(),
         x.delta.clone().into_tensor_arg(),
         x.a.clone().into_tensor_arg(),

@@ -9,7 +9,7 @@ use cubecl::prelude::*;
 use super::{assert_contiguous, empty};
 
 /// Units per cube of the sum kernel.
-const SUM_CUBE: u32 = 256;
+pub(super) const SUM_CUBE: u32 = 256;
 
 #[cube(launch)]
 pub fn sum_groups_kernel<F: Float>(

@@ -40,6 +40,23 @@ impl SeqConfig {
         channels: 16,
     };
 
+    /// Small tiles the tests and the CUDA compile check run besides the defaults: chunks of 8 and
+    /// 9 steps (hundreds of chunks at L = 4097), channel counts that do not divide 2·items
+    /// (partial reduction rounds) and odd unit counts.
+    #[doc(hidden)]
+    pub const SMALL_TILES: [SeqConfig; 2] = [
+        SeqConfig {
+            units: 4,
+            items: 2,
+            channels: 3,
+        },
+        SeqConfig {
+            units: 3,
+            items: 3,
+            channels: 5,
+        },
+    ];
+
     /// Steps per chunk.
     pub fn chunk(&self) -> usize {
         self.units * self.items
@@ -487,7 +504,7 @@ pub fn seq_backward_kernel<F: Float>(
     }
 }
 
-fn cube_dim(cfg: SeqConfig) -> CubeDim {
+pub(super) fn cube_dim(cfg: SeqConfig) -> CubeDim {
     CubeDim::new_2d(cfg.units as u32, cfg.channels as u32)
 }
 
