@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::DeviceRequest;
-use crate::model::{MambaConfig, Precision};
+use crate::model::{Arch, Mamba2Config, MambaConfig, ModelConfig, Precision};
 use crate::train::optim::AdamWParams;
 
 /// The trainer's sections of one config file; those a command did not ask for keep their
@@ -199,14 +199,28 @@ fn section<T: DeserializeOwned + Default>(
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ModelSection {
-    /// HF directory (config.json + model.safetensors); `--init` overrides it.
+    /// HF directory (config.json + model.safetensors, or mamba_ssm's pytorch_model.bin; either
+    /// architecture, read from its config.json); `--init` overrides it.
     pub init: Option<PathBuf>,
+    /// Architecture of a from-scratch model: `"mamba"` (Mamba-1, the default) or `"mamba2"`.
+    /// Left out of the recorded recipe for Mamba-1, so older runs still resume.
+    #[serde(skip_serializing_if = "Arch::is_mamba")]
+    pub arch: Arch,
     pub vocab_size: usize,
     pub hidden_size: usize,
     pub num_hidden_layers: usize,
     pub state_size: usize,
     pub expand: usize,
     pub conv_kernel: usize,
+    /// Mamba-2 only: channels per head (num_heads = expand · hidden_size / head_dim; default 64).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub head_dim: Option<usize>,
+    /// Mamba-2 only: groups of B and C shared by the heads (default 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub n_groups: Option<usize>,
+    /// Mamba-2 only: SSD chunk length (default 256).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chunk_size: Option<usize>,
     /// Seed of the from-scratch (mamba_ssm) initialization.
     pub init_seed: u64,
 }
@@ -216,24 +230,62 @@ impl Default for ModelSection {
         let c = MambaConfig::mamba_130m();
         Self {
             init: None,
+            arch: Arch::Mamba,
             vocab_size: c.vocab_size,
             hidden_size: c.hidden_size,
             num_hidden_layers: c.num_hidden_layers,
             state_size: c.state_size,
             expand: c.expand,
             conv_kernel: c.conv_kernel,
+            head_dim: None,
+            n_groups: None,
+            chunk_size: None,
             init_seed: 0,
         }
     }
 }
 
 impl ModelSection {
-    pub fn scratch_config(&self) -> MambaConfig {
-        let mut c = MambaConfig::new(self.vocab_size, self.hidden_size, self.num_hidden_layers);
-        c.state_size = self.state_size;
-        c.expand = self.expand;
-        c.conv_kernel = self.conv_kernel;
-        c
+    /// The from-scratch model these settings describe (errors name the `[model]` key).
+    pub fn scratch_config(&self) -> Result<ModelConfig> {
+        match self.arch {
+            Arch::Mamba => {
+                for (key, v) in [
+                    ("head_dim", self.head_dim),
+                    ("n_groups", self.n_groups),
+                    ("chunk_size", self.chunk_size),
+                ] {
+                    ensure!(
+                        v.is_none(),
+                        "[model] {key} is a Mamba-2 setting; set arch = \"mamba2\" or remove it"
+                    );
+                }
+                let mut c =
+                    MambaConfig::new(self.vocab_size, self.hidden_size, self.num_hidden_layers);
+                c.state_size = self.state_size;
+                c.expand = self.expand;
+                c.conv_kernel = self.conv_kernel;
+                Ok(c.into())
+            }
+            Arch::Mamba2 => {
+                let mut c =
+                    Mamba2Config::new(self.vocab_size, self.hidden_size, self.num_hidden_layers);
+                c.state_size = self.state_size;
+                c.expand = self.expand;
+                c.conv_kernel = self.conv_kernel;
+                if let Some(v) = self.head_dim {
+                    c.head_dim = v;
+                }
+                if let Some(v) = self.n_groups {
+                    c.n_groups = v;
+                }
+                if let Some(v) = self.chunk_size {
+                    c.chunk_size = v;
+                }
+                c.validate().context("[model]")?;
+                Ok(c.into())
+            }
+        }
     }
 }
 

@@ -1,4 +1,5 @@
-//! Parity with transformers' MambaForCausalLM on the golden fixtures (tiny-a, tiny-b).
+//! Parity with transformers' MambaForCausalLM (tiny-a, tiny-b) and Mamba2ForCausalLM (tiny-m2-a,
+//! its mamba_ssm-layout copy tiny-m2-a-ssm, tiny-m2-b) on the golden fixtures.
 
 mod common;
 
@@ -7,7 +8,7 @@ use std::path::Path;
 use burn::backend::{Autodiff, NdArray};
 use burn::module::AutodiffModule;
 use burn::tensor::{Int, Tensor, TensorData};
-use common::{fixture, rel_err};
+use common::{fixture, golden_file, rel_err};
 use trainer::model::hf::safetensors::StFile;
 use trainer::{GenerateConfig, causal_lm_loss, greedy, hf_grads, load_pretrained};
 
@@ -17,10 +18,29 @@ fn vec_f32<const D: usize>(t: Tensor<Be, D>) -> Vec<f32> {
     t.into_data().convert::<f32>().to_vec::<f32>().unwrap()
 }
 
-fn check_fixture(dir: &Path) {
+/// Largest relative errors allowed: logits and hidden states, the loss (absolute), gradients.
+struct Tolerance {
+    out: f64,
+    loss: f32,
+    grad: f64,
+}
+
+/// Mamba-1 since the first port; Mamba-2 as its issue asks.
+const MAMBA1: Tolerance = Tolerance {
+    out: 1e-4,
+    loss: 1e-4,
+    grad: 1e-3,
+};
+const MAMBA2: Tolerance = Tolerance {
+    out: 1e-5,
+    loss: 1e-5,
+    grad: 1e-4,
+};
+
+fn check_fixture(dir: &Path, tol: Tolerance) {
     let dev = Default::default();
     let (_cfg, model) = load_pretrained::<Be>(dir, &dev).unwrap();
-    let g = StFile::open(&dir.join("golden.safetensors")).unwrap();
+    let g = StFile::open(&golden_file(dir)).unwrap();
     let (ishape, ids) = g.i64("input_ids").unwrap();
     let ids_t: Tensor<Be, 2, Int> =
         Tensor::from_data(TensorData::new(ids.clone(), [ishape[0], ishape[1]]), &dev);
@@ -30,12 +50,12 @@ fn check_fixture(dir: &Path) {
     let (_, gl) = g.f32("logits").unwrap();
     let e = rel_err(&vec_f32(out.logits.clone()), &gl);
     println!("{}: logits rel err {e:.3e}", dir.display());
-    assert!(e < 1e-4, "logits rel err {e}");
+    assert!(e < tol.out, "logits rel err {e}");
     assert_eq!(out.hidden_states.len(), model.num_layers() + 1);
     for (k, h) in out.hidden_states.iter().enumerate() {
         let (_, gh) = g.f32(&format!("hidden_states.{k}")).unwrap();
         let e = rel_err(&vec_f32(h.clone()), &gh);
-        assert!(e < 1e-4, "hidden_states.{k} rel err {e}");
+        assert!(e < tol.out, "hidden_states.{k} rel err {e}");
     }
 
     // Loss and gradients.
@@ -43,7 +63,7 @@ fn check_fixture(dir: &Path) {
     let (_, gloss) = g.f32("loss").unwrap();
     let l = vec_f32(loss.clone())[0];
     println!("loss ours {l} golden {}", gloss[0]);
-    assert!((l - gloss[0]).abs() < 1e-4, "loss {l} vs {}", gloss[0]);
+    assert!((l - gloss[0]).abs() < tol.loss, "loss {l} vs {}", gloss[0]);
     let grads = loss.backward();
     let ours = hf_grads(&model, &grads).unwrap();
     let golden_names: Vec<String> = g
@@ -66,7 +86,7 @@ fn check_fixture(dir: &Path) {
             .collect();
         let e = rel_err(&v, &gv);
         worst = worst.max(e);
-        assert!(e < 1e-3, "{} rel err {e}", t.name);
+        assert!(e < tol.grad, "{} rel err {e}", t.name);
     }
     println!("worst grad rel err {worst:.3e}");
 
@@ -129,13 +149,36 @@ fn check_fixture(dir: &Path) {
 #[test]
 fn golden_tiny_a() {
     if let Some(d) = fixture("tiny-a") {
-        check_fixture(&d);
+        check_fixture(&d, MAMBA1);
     }
 }
 
 #[test]
 fn golden_tiny_b() {
     if let Some(d) = fixture("tiny-b") {
-        check_fixture(&d);
+        check_fixture(&d, MAMBA1);
+    }
+}
+
+#[test]
+fn golden_tiny_m2_a() {
+    if let Some(d) = fixture("tiny-m2-a") {
+        check_fixture(&d, MAMBA2);
+    }
+}
+
+/// The same weights in mamba_ssm's layout (`pytorch_model.bin`, `backbone.embedding.`, its
+/// config.json) give the same numbers.
+#[test]
+fn golden_tiny_m2_a_in_the_mamba_ssm_layout() {
+    if let Some(d) = fixture("tiny-m2-a-ssm") {
+        check_fixture(&d, MAMBA2);
+    }
+}
+
+#[test]
+fn golden_tiny_m2_b() {
+    if let Some(d) = fixture("tiny-m2-b") {
+        check_fixture(&d, MAMBA2);
     }
 }

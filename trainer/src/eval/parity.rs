@@ -54,7 +54,7 @@ pub fn score<B: TrainBackend>(
         bail!("input_ids must be [B, L] with B >= 1 and L >= 2, found {shape:?}");
     }
     let (cfg, model) = load_pretrained::<B>(model_dir, device)?;
-    let v = cfg.config.vocab_size;
+    let v = cfg.config.vocab_size();
     if let Some(bad) = ids.iter().find(|&&t| t < 0 || t as usize >= v) {
         bail!("input_ids contains token {bad}, outside the vocabulary [0, {v})");
     }

@@ -7,9 +7,10 @@ use burn::tensor::backend::Backend;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use super::mamba2::Mamba2Config;
 use super::mixer::{MambaMixer, RmsNorm};
 use super::precision::Precision;
-use super::{MambaBlock, MambaLm};
+use super::{MambaBlock, MambaLm, Mixer};
 
 /// Model hyper-parameters; field names follow HF `MambaConfig` / `config.json`.
 #[derive(Config, Debug, PartialEq)]
@@ -114,11 +115,7 @@ impl MambaConfig {
             self.conv_kernel,
             self.dt_rank(),
         );
-        let uni = |rng: &mut StdRng, len: usize, bound: f64| -> Vec<f32> {
-            (0..len)
-                .map(|_| ((rng.random::<f64>() * 2.0 - 1.0) * bound) as f32)
-                .collect()
-        };
+        let uni = uniform;
         let p1 = |v: Vec<f32>, s: [usize; 1]| Param::from_data(TensorData::new(v, s), device);
         let p2 = |v: Vec<f32>, s: [usize; 2]| Param::from_data(TensorData::new(v, s), device);
         let p3 = |v: Vec<f32>, s: [usize; 3]| Param::from_data(TensorData::new(v, s), device);
@@ -174,7 +171,7 @@ impl MambaConfig {
                     weight: p1(vec![1.0; d], [d]),
                     eps: self.layer_norm_epsilon,
                 },
-                mixer: MambaMixer {
+                mixer: Mixer::Mamba(MambaMixer {
                     in_proj,
                     in_proj_bias,
                     conv1d_weight: conv_w,
@@ -191,7 +188,7 @@ impl MambaConfig {
                     dt_rank: r,
                     d_conv: k,
                     precision: Precision::F32,
-                },
+                }),
             });
         }
         let lm_head = (!self.tie_word_embeddings).then(|| {
@@ -216,9 +213,119 @@ impl MambaConfig {
     }
 }
 
-fn normal(rng: &mut StdRng) -> f64 {
-    // Box–Muller; u1 in (0, 1] so ln is finite.
+/// A standard normal draw (Box–Muller; u1 in (0, 1] so ln is finite).
+pub(super) fn normal(rng: &mut StdRng) -> f64 {
     let u1 = 1.0 - rng.random::<f64>();
     let u2 = rng.random::<f64>();
     (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+}
+
+/// `len` draws from U(−bound, bound) (PyTorch's kaiming-uniform default for Linear/Conv1d).
+pub(super) fn uniform(rng: &mut StdRng, len: usize, bound: f64) -> Vec<f32> {
+    (0..len)
+        .map(|_| ((rng.random::<f64>() * 2.0 - 1.0) * bound) as f32)
+        .collect()
+}
+
+/// The architecture of a model (HF `model_type`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Arch {
+    /// Mamba-1: the selective scan (`MambaForCausalLM`).
+    #[default]
+    Mamba,
+    /// Mamba-2: SSD (`Mamba2ForCausalLM`).
+    Mamba2,
+}
+
+impl Arch {
+    pub fn is_mamba(&self) -> bool {
+        *self == Arch::Mamba
+    }
+}
+
+impl std::fmt::Display for Arch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Arch::Mamba => "mamba",
+            Arch::Mamba2 => "mamba2",
+        })
+    }
+}
+
+/// The hyper-parameters of either architecture.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ModelConfig {
+    Mamba(MambaConfig),
+    Mamba2(Mamba2Config),
+}
+
+impl From<MambaConfig> for ModelConfig {
+    fn from(c: MambaConfig) -> Self {
+        ModelConfig::Mamba(c)
+    }
+}
+
+impl From<Mamba2Config> for ModelConfig {
+    fn from(c: Mamba2Config) -> Self {
+        ModelConfig::Mamba2(c)
+    }
+}
+
+impl ModelConfig {
+    pub fn arch(&self) -> Arch {
+        match self {
+            ModelConfig::Mamba(_) => Arch::Mamba,
+            ModelConfig::Mamba2(_) => Arch::Mamba2,
+        }
+    }
+    pub fn vocab_size(&self) -> usize {
+        match self {
+            ModelConfig::Mamba(c) => c.vocab_size,
+            ModelConfig::Mamba2(c) => c.vocab_size,
+        }
+    }
+    pub fn hidden_size(&self) -> usize {
+        match self {
+            ModelConfig::Mamba(c) => c.hidden_size,
+            ModelConfig::Mamba2(c) => c.hidden_size,
+        }
+    }
+    pub fn num_hidden_layers(&self) -> usize {
+        match self {
+            ModelConfig::Mamba(c) => c.num_hidden_layers,
+            ModelConfig::Mamba2(c) => c.num_hidden_layers,
+        }
+    }
+    pub fn tie_word_embeddings(&self) -> bool {
+        match self {
+            ModelConfig::Mamba(c) => c.tie_word_embeddings,
+            ModelConfig::Mamba2(c) => c.tie_word_embeddings,
+        }
+    }
+    pub fn layer_norm_epsilon(&self) -> f64 {
+        match self {
+            ModelConfig::Mamba(c) => c.layer_norm_epsilon,
+            ModelConfig::Mamba2(c) => c.layer_norm_epsilon,
+        }
+    }
+    pub fn eos_token_id(&self) -> usize {
+        match self {
+            ModelConfig::Mamba(c) => c.eos_token_id,
+            ModelConfig::Mamba2(c) => c.eos_token_id,
+        }
+    }
+    pub fn num_params(&self) -> usize {
+        match self {
+            ModelConfig::Mamba(c) => c.num_params(),
+            ModelConfig::Mamba2(c) => c.num_params(),
+        }
+    }
+    /// Random initialization of the architecture, deterministic in `seed`.
+    pub fn init_seeded<B: Backend>(&self, device: &B::Device, seed: u64) -> MambaLm<B> {
+        match self {
+            ModelConfig::Mamba(c) => c.init_seeded(device, seed),
+            ModelConfig::Mamba2(c) => c.init_seeded(device, seed),
+        }
+    }
 }

@@ -34,6 +34,53 @@ impl<B: Backend> RmsNorm<B> {
     }
 }
 
+/// Causal depthwise conv1d (PyTorch `Conv1d(groups=C, padding=K-1)` cut to the first L
+/// outputs) of `x` `[B, C, L]` with `weight` `[C, 1, K]`: y_t = Σ_j w_j x_{t-K+1+j} (+ bias).
+/// With `want_state`, also the last K inputs `[B, C, K]` (zero-padded on the left when L < K),
+/// the conv state of the recurrent form.
+pub fn causal_conv1d<B: Backend>(
+    x: Tensor<B, 3>,
+    weight: &Param<Tensor<B, 3>>,
+    bias: Option<&Param<Tensor<B, 1>>>,
+    want_state: bool,
+) -> (Tensor<B, 3>, Option<Tensor<B, 3>>) {
+    let [_, ch, len] = x.dims();
+    let k = weight.dims()[2];
+    let xp = x.pad([(k - 1, 0)], burn::tensor::ops::PadMode::Constant(0.0));
+    let w = weight.val().reshape([1, ch, k]);
+    let mut conv = xp.clone().narrow(2, 0, len) * w.clone().narrow(2, 0, 1);
+    for j in 1..k {
+        conv = conv + xp.clone().narrow(2, j, len) * w.clone().narrow(2, j, 1);
+    }
+    if let Some(b) = bias {
+        conv = conv + b.val().reshape([1, ch, 1]);
+    }
+    // xp[j] = x[j-K+1], so the last K padded inputs are the state.
+    (conv, want_state.then(|| xp.narrow(2, len - 1, k)))
+}
+
+/// One step of [`causal_conv1d`]: shift `x` `[B, C]` into `state` `[B, C, K]`, return the output.
+pub fn conv1d_step<B: Backend>(
+    x: Tensor<B, 2>,
+    state: &mut Tensor<B, 3>,
+    weight: &Param<Tensor<B, 3>>,
+    bias: Option<&Param<Tensor<B, 1>>>,
+) -> Tensor<B, 2> {
+    let [bsz, ch] = x.dims();
+    let k = weight.dims()[2];
+    let window = Tensor::cat(
+        vec![state.clone().narrow(2, 1, k - 1), x.reshape([bsz, ch, 1])],
+        2,
+    );
+    let w = weight.val().reshape([1, ch, k]);
+    let mut conv = (window.clone() * w).sum_dim(2).reshape([bsz, ch]);
+    if let Some(b) = bias {
+        conv = conv + b.val().reshape([1, ch]);
+    }
+    *state = window;
+    conv
+}
+
 /// The selective-SSM mixer (HF `MambaMixer`).
 #[derive(Module, Debug)]
 pub struct MambaMixer<B: Backend> {
@@ -92,25 +139,18 @@ impl<B: ScanBackend> MambaMixer<B> {
         x: Tensor<B, 3>,
         want_state: bool,
     ) -> (Tensor<B, 3>, Option<LayerState<B>>) {
-        let [_bsz, len, _] = x.dims();
-        let (di, n, r, k) = (self.d_inner, self.d_state, self.dt_rank, self.d_conv);
+        let (di, n, r) = (self.d_inner, self.d_state, self.dt_rank);
         let p = self.precision;
         let xz = linear(x, &self.in_proj, self.in_proj_bias.as_ref(), p); // [B, L, 2Di]
         let xs = xz.clone().narrow(2, 0, di).swap_dims(1, 2); // [B, Di, L]
         let z = xz.narrow(2, di, di).swap_dims(1, 2);
 
-        // Causal depthwise conv: left-pad K-1 zeros, y_t = Σ_j w_j x_{t-K+1+j}.
-        let xp = xs
-            .clone()
-            .pad([(k - 1, 0)], burn::tensor::ops::PadMode::Constant(0.0));
-        let w = self.conv1d_weight.val().reshape([1, di, k]);
-        let mut conv = xp.clone().narrow(2, 0, len) * w.clone().narrow(2, 0, 1);
-        for j in 1..k {
-            conv = conv + xp.clone().narrow(2, j, len) * w.clone().narrow(2, j, 1);
-        }
-        if let Some(b) = self.conv_bias() {
-            conv = conv + b.reshape([1, di, 1]);
-        }
+        let (conv, conv_state) = causal_conv1d(
+            xs,
+            &self.conv1d_weight,
+            self.conv1d_bias.as_ref(),
+            want_state,
+        );
         let u = silu(conv); // [B, Di, L]
 
         let x_dbl = linear(u.clone().swap_dims(1, 2), &self.x_proj, None, p); // [B, L, R+2N]
@@ -135,11 +175,7 @@ impl<B: ScanBackend> MambaMixer<B> {
             self.out_proj_bias.as_ref(),
             p,
         );
-        let state = want_state.then(|| {
-            // The last K conv inputs (zero-padded on the left when L < K): xp[j] = xs[j-K+1].
-            let conv = xp.narrow(2, len - 1, k);
-            LayerState { conv, ssm: last }
-        });
+        let state = conv_state.map(|conv| LayerState { conv, ssm: last });
         (out, state)
     }
 }
@@ -149,32 +185,20 @@ impl<B: Backend> MambaMixer<B> {
         self.a_log.val().exp().neg()
     }
 
-    fn conv_bias(&self) -> Option<Tensor<B, 1>> {
-        self.conv1d_bias.as_ref().map(|b| b.val())
-    }
-
     /// One recurrent step. `x`: [B, d_model] → [B, d_model]; updates `state`.
     pub fn step(&self, x: Tensor<B, 2>, state: &mut LayerState<B>) -> Tensor<B, 2> {
         let [bsz, _] = x.dims();
-        let (di, n, r, k) = (self.d_inner, self.d_state, self.dt_rank, self.d_conv);
+        let (di, n, r) = (self.d_inner, self.d_state, self.dt_rank);
         let p = self.precision;
         let xz = linear(x, &self.in_proj, self.in_proj_bias.as_ref(), p);
         let xs = xz.clone().narrow(1, 0, di); // [B, Di]
         let z = xz.narrow(1, di, di);
-        let conv_state = Tensor::cat(
-            vec![
-                state.conv.clone().narrow(2, 1, k - 1),
-                xs.reshape([bsz, di, 1]),
-            ],
-            2,
-        );
-        let w = self.conv1d_weight.val().reshape([1, di, k]);
-        let mut conv = (conv_state.clone() * w).sum_dim(2).reshape([bsz, di]);
-        if let Some(b) = self.conv_bias() {
-            conv = conv + b.reshape([1, di]);
-        }
-        state.conv = conv_state;
-        let u = silu(conv);
+        let u = silu(conv1d_step(
+            xs,
+            &mut state.conv,
+            &self.conv1d_weight,
+            self.conv1d_bias.as_ref(),
+        ));
         let x_dbl = linear(u.clone(), &self.x_proj, None, p);
         let dt = x_dbl.clone().narrow(1, 0, r);
         let bm = x_dbl.clone().narrow(1, r, n).reshape([bsz, 1, n]);

@@ -1,10 +1,12 @@
-//! Mamba-1 language model (`MambaForCausalLM`) in Burn, numerically matching
-//! transformers' pure-PyTorch ("slow") path: the config ([`config`]), the mixer ([`mixer`]),
-//! autocast ([`precision`]), the selective scan per backend ([`scan`]), HF weights in and out
-//! ([`hf`]) and generation ([`generate`]).
+//! Mamba language models in Burn — Mamba-1 (`MambaForCausalLM`) and Mamba-2
+//! (`Mamba2ForCausalLM`) — numerically matching transformers' pure-PyTorch ("slow") paths. The
+//! two share the embedding, the pre-norm residual blocks, norm_f, the (tied) head and the
+//! generation loop ([`MambaLm`]); they differ in the block's mixer ([`Mixer`]): the selective
+//! scan ([`mixer`], [`scan`]) or SSD ([`mamba2`], [`ssd`]). Also: configs ([`config`]), autocast
+//! ([`precision`]), HF weights in and out ([`hf`]) and generation ([`generate`]).
 //!
 //! Parameters are stored in the HF layout (`Linear` weights as `[out, in]`, conv weight
-//! `[D, 1, K]`) so import/export is a plain copy and gradients map 1:1 to HF names.
+//! `[C, 1, K]`) so import/export is a plain copy and gradients map 1:1 to HF names.
 
 use burn::module::{Module, Param};
 use burn::tensor::backend::Backend;
@@ -13,12 +15,16 @@ use burn::tensor::{Int, Tensor};
 pub mod config;
 pub mod generate;
 pub mod hf;
+pub mod mamba2;
 pub mod mixer;
 pub mod precision;
 pub mod scan;
+pub mod ssd;
 
-pub use config::MambaConfig;
+pub use config::{Arch, MambaConfig, ModelConfig};
+use config::{normal, uniform};
 pub use generate::{Candidate, GenerateConfig, beam_search, greedy};
+pub use mamba2::{GatedRmsNorm, Mamba2Config, Mamba2Mixer};
 pub use mixer::{LayerState, MambaCache, MambaMixer, RmsNorm, softplus_torch};
 pub use precision::Precision;
 
@@ -29,7 +35,75 @@ use scan::ScanBackend;
 #[derive(Module, Debug)]
 pub struct MambaBlock<B: Backend> {
     pub norm: RmsNorm<B>,
-    pub mixer: MambaMixer<B>,
+    pub mixer: Mixer<B>,
+}
+
+/// A block's sequence mixer: Mamba-1's selective scan or Mamba-2's SSD. Both keep a recurrent
+/// [`LayerState`] of the same form (conv inputs `[B, C, K]`, SSM state `[B, D, N]`).
+#[derive(Module, Debug)]
+pub enum Mixer<B: Backend> {
+    Mamba(MambaMixer<B>),
+    Mamba2(Mamba2Mixer<B>),
+}
+
+impl<B: Backend> Mixer<B> {
+    pub fn arch(&self) -> Arch {
+        match self {
+            Mixer::Mamba(_) => Arch::Mamba,
+            Mixer::Mamba2(_) => Arch::Mamba2,
+        }
+    }
+
+    pub fn precision(&self) -> Precision {
+        match self {
+            Mixer::Mamba(m) => m.precision,
+            Mixer::Mamba2(m) => m.precision,
+        }
+    }
+
+    fn set_precision(&mut self, precision: Precision) {
+        match self {
+            Mixer::Mamba(m) => m.precision = precision,
+            Mixer::Mamba2(m) => m.precision = precision,
+        }
+    }
+
+    /// The input projection (both architectures have one).
+    pub fn in_proj(&self) -> &Param<Tensor<B, 2>> {
+        match self {
+            Mixer::Mamba(m) => &m.in_proj,
+            Mixer::Mamba2(m) => &m.in_proj,
+        }
+    }
+
+    /// One recurrent step. `x`: [B, d_model] → [B, d_model]; updates `state`.
+    pub fn step(&self, x: Tensor<B, 2>, state: &mut LayerState<B>) -> Tensor<B, 2> {
+        match self {
+            Mixer::Mamba(m) => m.step(x, state),
+            Mixer::Mamba2(m) => m.step(x, state),
+        }
+    }
+
+    fn empty_state(&self, bsz: usize, device: &B::Device) -> LayerState<B> {
+        match self {
+            Mixer::Mamba(m) => m.empty_state(bsz, device),
+            Mixer::Mamba2(m) => m.empty_state(bsz, device),
+        }
+    }
+}
+
+impl<B: ScanBackend> Mixer<B> {
+    /// Parallel forward. `x`: [B, L, d_model] → ([B, L, d_model], final state when asked).
+    pub fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        want_state: bool,
+    ) -> (Tensor<B, 3>, Option<LayerState<B>>) {
+        match self {
+            Mixer::Mamba(m) => m.forward(x, want_state),
+            Mixer::Mamba2(m) => m.forward(x, want_state),
+        }
+    }
 }
 
 /// `MambaForCausalLM`: embeddings, blocks, norm_f, (tied) lm head.
@@ -60,6 +134,11 @@ impl<B: Backend> MambaLm<B> {
         self.layers.len()
     }
 
+    /// The architecture of the blocks (Mamba-1 when there are none).
+    pub fn arch(&self) -> Arch {
+        self.layers.first().map_or(Arch::Mamba, |l| l.mixer.arch())
+    }
+
     fn head_weight(&self) -> Tensor<B, 2> {
         self.lm_head.as_ref().unwrap_or(&self.embeddings).val()
     }
@@ -73,7 +152,7 @@ impl<B: Backend> MambaLm<B> {
     pub fn with_precision(mut self, precision: Precision) -> Self {
         self.precision = precision;
         for layer in &mut self.layers {
-            layer.mixer.precision = precision;
+            layer.mixer.set_precision(precision);
         }
         self
     }
@@ -208,7 +287,9 @@ mod tests {
         let dev = Default::default();
         let c = tiny();
         let m: MambaLm<Be> = c.init_seeded(&dev, 7);
-        let mx = &m.layers[1].mixer;
+        let Mixer::Mamba(mx) = &m.layers[1].mixer else {
+            panic!("a Mamba-1 config builds Mamba-1 mixers")
+        };
         let a_log = mx.a_log.val().into_data().to_vec::<f32>().unwrap();
         assert!((a_log[3] - 4f32.ln()).abs() < 1e-6 && a_log[4].abs() < 1e-6);
         assert!(
@@ -268,7 +349,7 @@ mod tests {
             for g in [
                 m.embeddings.grad(&grads).unwrap(),
                 m.lm_head.as_ref().unwrap().grad(&grads).unwrap(),
-                m.layers[0].mixer.in_proj.grad(&grads).unwrap(),
+                m.layers[0].mixer.in_proj().grad(&grads).unwrap(),
             ] {
                 assert_eq!(g.dtype(), DType::F32, "master-weight gradients stay f32");
             }
@@ -278,7 +359,7 @@ mod tests {
         };
         let (want, want_g) = run(&base);
         let wide = base.clone().with_precision(Precision::F64);
-        assert_eq!(wide.valid().layers[1].mixer.precision, Precision::F64);
+        assert_eq!(wide.valid().layers[1].mixer.precision(), Precision::F64);
         let (got, got_g) = run(&wide);
         let rel = crate::model::scan::tests::rel;
         assert_ne!(got, want, "the f64 products were not used");

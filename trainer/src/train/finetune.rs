@@ -178,7 +178,7 @@ pub fn train<B: AutodiffBackend + ScanBackend>(
         data.skipped,
         data.context_cut
     );
-    let init_hash = schemas::manifest::hash_file(&init_dir.join(crate::model::hf::WEIGHTS_FILE))?;
+    let init_hash = schemas::manifest::hash_file(&hf::Weights::find(init_dir)?)?;
     // The tokenizer shapes the training ids as much as the weights do.
     let tok_json = tokenizer
         .to_string(false)

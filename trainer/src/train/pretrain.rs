@@ -151,7 +151,7 @@ where
         Some(dir) => hf::load_pretrained::<B>(dir, device)
             .with_context(|| format!("loading the initial model from {}", dir.display())),
         None => {
-            let c = model_section.scratch_config();
+            let c = model_section.scratch_config()?;
             let m = c.init_seeded::<B>(device, model_section.init_seed);
             Ok((HfConfig::from_config(c), m))
         }
@@ -159,7 +159,7 @@ where
     let mut run = Session::<B>::open(spec, init, device)?;
     run.model = run.model.with_precision(cfg.precision);
     run.note_devices(&B::name(device), devices.len());
-    let vocab = run.hf_config.config.vocab_size;
+    let vocab = run.hf_config.config.vocab_size();
     let validate = |m: &MambaLm<B>| {
         evaluate(
             &m.valid(),

@@ -8,16 +8,34 @@ use std::process::Command;
 
 use trainer::model::hf::safetensors::{self as st, OutTensor, StFile};
 
-/// `$BIOMAMBA_GOLDEN/mamba/<name>`, or `<workspace>/../shared/golden/mamba/<name>`;
-/// `None` (the test prints SKIP) when absent.
+/// A golden model directory: `$BIOMAMBA_GOLDEN/{mamba,mamba2}/<name>` (default
+/// `<workspace>/../shared/golden/...`); `None` (the test prints SKIP) when absent.
 pub fn fixture(name: &str) -> Option<PathBuf> {
-    let dir = testkit::fixtures::golden_dir().join("mamba").join(name);
-    if dir.join("golden.safetensors").exists() && dir.join("model.safetensors").exists() {
+    let golden = testkit::fixtures::golden_dir();
+    let arch = if name.starts_with("tiny-m2") {
+        "mamba2"
+    } else {
+        "mamba"
+    };
+    let dir = golden.join(arch).join(name);
+    if dir.join("config.json").exists() && golden_file(&dir).exists() {
         Some(dir)
     } else {
         println!("SKIP: golden fixture {} not found", dir.display());
         None
     }
+}
+
+/// The golden numbers of a fixture: its own `golden.safetensors`, or, for a copy of another
+/// fixture's weights in another layout (`tiny-m2-a-ssm`), that fixture's.
+pub fn golden_file(dir: &Path) -> PathBuf {
+    let own = dir.join("golden.safetensors");
+    if own.exists() {
+        return own;
+    }
+    let name = dir.file_name().unwrap().to_string_lossy();
+    dir.with_file_name(name.trim_end_matches("-ssm"))
+        .join("golden.safetensors")
 }
 
 /// ‖a − b‖ / ‖b‖ (in f64).
@@ -37,7 +55,7 @@ pub fn rel_err(a: &[f32], b: &[f32]) -> f64 {
 /// and the command's stderr (it must succeed).
 pub fn score_cli(dir: &Path, device: &str, args: &[&str]) -> (StFile, StFile, String) {
     let tmp = tempfile::tempdir().unwrap();
-    let g = StFile::open(&dir.join("golden.safetensors")).unwrap();
+    let g = StFile::open(&golden_file(dir)).unwrap();
     let (shape, ids) = g.i64("input_ids").unwrap();
     let (pshape, prompt) = g.i64("generate.prompt").unwrap();
     let input = tmp.path().join("in.safetensors");

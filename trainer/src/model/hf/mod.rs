@@ -1,215 +1,31 @@
-//! Hugging Face interop: `config.json` + `model.safetensors` in the layout that
-//! transformers' `MambaForCausalLM.save_pretrained` writes (tied head not stored).
+//! Hugging Face interop: `config.json` + `model.safetensors` in the layout that transformers'
+//! `MambaForCausalLM` / `Mamba2ForCausalLM.save_pretrained` writes (tied head not stored); also
+//! read: mamba_ssm's layout (`pytorch_model.bin`, `backbone.embedding.`, its config.json).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use burn::module::Param;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData};
-use serde_json::{Map, Value, json};
 
-use crate::model::{MambaBlock, MambaConfig, MambaLm, MambaMixer, Precision, RmsNorm};
+use crate::model::mamba2::GatedRmsNorm;
+use crate::model::{
+    Mamba2Config, Mamba2Mixer, MambaBlock, MambaConfig, MambaLm, MambaMixer, Mixer, ModelConfig,
+    Precision, RmsNorm,
+};
+pub mod config;
 pub mod safetensors;
+pub mod torch;
 
+pub use config::HfConfig;
 use safetensors::{self as st, OutTensor, StFile};
+use torch::TorchFile;
 
 pub const CONFIG_FILE: &str = "config.json";
 pub const WEIGHTS_FILE: &str = "model.safetensors";
-
-/// A config plus the keys of the original `config.json` we do not model, so that
-/// round-tripping keeps them (e.g. `bos_token_id`, `initializer_range`).
-#[derive(Debug, Clone)]
-pub struct HfConfig {
-    pub config: MambaConfig,
-    pub extra: Map<String, Value>,
-}
-
-fn get_usize(m: &Map<String, Value>, k: &str) -> Result<Option<usize>> {
-    match m.get(k) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => v.as_u64().map(|x| Some(x as usize)).with_context(|| {
-            format!("config key `{k}`: expected a non-negative integer, found {v}")
-        }),
-    }
-}
-fn get_f64(m: &Map<String, Value>, k: &str) -> Result<Option<f64>> {
-    match m.get(k) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => v
-            .as_f64()
-            .map(Some)
-            .with_context(|| format!("config key `{k}`: expected a number, found {v}")),
-    }
-}
-fn get_bool(m: &Map<String, Value>, k: &str) -> Result<Option<bool>> {
-    match m.get(k) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => v
-            .as_bool()
-            .map(Some)
-            .with_context(|| format!("config key `{k}`: expected a boolean, found {v}")),
-    }
-}
-
-const KNOWN: &[&str] = &[
-    "vocab_size",
-    "hidden_size",
-    "d_model",
-    "num_hidden_layers",
-    "n_layer",
-    "state_size",
-    "expand",
-    "conv_kernel",
-    "time_step_rank",
-    "intermediate_size",
-    "layer_norm_epsilon",
-    "use_bias",
-    "use_conv_bias",
-    "residual_in_fp32",
-    "tie_word_embeddings",
-    "time_step_min",
-    "time_step_max",
-    "time_step_floor",
-    "time_step_init_scheme",
-    "time_step_scale",
-    "rescale_prenorm_residual",
-    "eos_token_id",
-];
-
-impl HfConfig {
-    /// Parse an HF `config.json` value (also accepts the original mamba_ssm keys
-    /// `d_model` / `n_layer`). `rescale_prenorm_residual` is ignored (see `to_json`).
-    pub fn from_json(v: &Value) -> Result<Self> {
-        let m = v.as_object().context("config.json is not a JSON object")?;
-        let req = |a: &str, b: &str| -> Result<usize> {
-            get_usize(m, a)?
-                .or(get_usize(m, b)?)
-                .with_context(|| format!("config.json lacks `{a}`"))
-        };
-        let mut c = MambaConfig::new(
-            req("vocab_size", "vocab_size")?,
-            req("hidden_size", "d_model")?,
-            req("num_hidden_layers", "n_layer")?,
-        );
-        // mamba_ssm configs store d_state under ssm_cfg; HF uses state_size.
-        if let Some(x) = get_usize(m, "state_size")? {
-            c.state_size = x;
-        }
-        if let Some(x) = get_usize(m, "expand")? {
-            c.expand = x;
-        }
-        if let Some(x) = get_usize(m, "conv_kernel")? {
-            c.conv_kernel = x;
-        }
-        c.time_step_rank = match m.get("time_step_rank") {
-            Some(Value::String(s)) if s == "auto" => None,
-            _ => get_usize(m, "time_step_rank")?,
-        };
-        c.intermediate_size = get_usize(m, "intermediate_size")?;
-        if let Some(x) = get_f64(m, "layer_norm_epsilon")? {
-            c.layer_norm_epsilon = x;
-        }
-        for (k, dst) in [
-            ("use_bias", &mut c.use_bias),
-            ("use_conv_bias", &mut c.use_conv_bias),
-            ("residual_in_fp32", &mut c.residual_in_fp32),
-            ("tie_word_embeddings", &mut c.tie_word_embeddings),
-        ] {
-            if let Some(x) = get_bool(m, k)? {
-                *dst = x;
-            }
-        }
-        for (k, dst) in [
-            ("time_step_min", &mut c.time_step_min),
-            ("time_step_max", &mut c.time_step_max),
-            ("time_step_floor", &mut c.time_step_floor),
-            ("time_step_scale", &mut c.time_step_scale),
-        ] {
-            if let Some(x) = get_f64(m, k)? {
-                *dst = x;
-            }
-        }
-        if let Some(s) = m.get("time_step_init_scheme").and_then(|v| v.as_str()) {
-            c.time_step_init_scheme = s.to_string();
-        }
-        if let Some(x) = get_usize(m, "eos_token_id")? {
-            c.eos_token_id = x;
-        }
-        let extra = m
-            .iter()
-            .filter(|(k, _)| !KNOWN.contains(&k.as_str()))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        Ok(HfConfig { config: c, extra })
-    }
-
-    pub fn from_config(config: MambaConfig) -> Self {
-        HfConfig {
-            config,
-            extra: Map::new(),
-        }
-    }
-
-    /// The `config.json` transformers expects (our keys override kept extras).
-    pub fn to_json(&self) -> Value {
-        let c = &self.config;
-        let mut m = self.extra.clone();
-        let ours = json!({
-            "architectures": ["MambaForCausalLM"],
-            "model_type": "mamba",
-            "vocab_size": c.vocab_size,
-            "hidden_size": c.hidden_size,
-            "num_hidden_layers": c.num_hidden_layers,
-            "state_size": c.state_size,
-            "expand": c.expand,
-            "conv_kernel": c.conv_kernel,
-            "intermediate_size": c.d_inner(),
-            "time_step_rank": c.dt_rank(),
-            "layer_norm_epsilon": c.layer_norm_epsilon,
-            "use_bias": c.use_bias,
-            "use_conv_bias": c.use_conv_bias,
-            "residual_in_fp32": c.residual_in_fp32,
-            "tie_word_embeddings": c.tie_word_embeddings,
-            "time_step_min": c.time_step_min,
-            "time_step_max": c.time_step_max,
-            "time_step_floor": c.time_step_floor,
-            "time_step_init_scheme": c.time_step_init_scheme,
-            "time_step_scale": c.time_step_scale,
-            // Always false on disk: transformers (5.x) applies this rescale to *loaded*
-            // out_proj weights too, which would corrupt an exported model. For us it is
-            // only an init-time choice (mamba_ssm style), not part of the weights.
-            "rescale_prenorm_residual": false,
-            "eos_token_id": c.eos_token_id,
-        });
-        for (k, v) in ours.as_object().unwrap() {
-            m.insert(k.clone(), v.clone());
-        }
-        for (k, v) in [
-            ("hidden_act", json!("silu")),
-            ("bos_token_id", json!(0)),
-            ("pad_token_id", json!(0)),
-            ("use_cache", json!(true)),
-            ("dtype", json!("float32")),
-        ] {
-            m.entry(k).or_insert(v);
-        }
-        Value::Object(m)
-    }
-
-    pub fn load(path: &Path) -> Result<Self> {
-        let s =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let v: Value =
-            serde_json::from_str(&s).with_context(|| format!("parsing {}", path.display()))?;
-        Self::from_json(&v).with_context(|| format!("in {}", path.display()))
-    }
-
-    pub fn save(&self, path: &Path) -> Result<()> {
-        let s = serde_json::to_string_pretty(&self.to_json())? + "\n";
-        schemas::atomic::write_atomic(path, s.as_bytes())
-    }
-}
+/// mamba_ssm's (and older transformers') weights file: a `torch.save` state dict.
+pub const TORCH_WEIGHTS_FILE: &str = "pytorch_model.bin";
 
 /// A borrowed parameter of any rank (to walk the model under HF names).
 pub enum ParamRef<'a, B: Backend> {
@@ -246,6 +62,51 @@ impl<B: AutodiffBackend> ParamRef<'_, B> {
     }
 }
 
+/// A mixer's parameters under their names inside `mixer.` (transformers' names).
+fn mixer_params<B: Backend>(mixer: &Mixer<B>) -> Vec<(&'static str, ParamRef<'_, B>)> {
+    let mut v = Vec::new();
+    match mixer {
+        Mixer::Mamba(m) => {
+            v.push(("A_log", ParamRef::R2(&m.a_log)));
+            v.push(("D", ParamRef::R1(&m.d)));
+            v.push(("conv1d.weight", ParamRef::R3(&m.conv1d_weight)));
+            if let Some(b) = &m.conv1d_bias {
+                v.push(("conv1d.bias", ParamRef::R1(b)));
+            }
+            v.push(("in_proj.weight", ParamRef::R2(&m.in_proj)));
+            if let Some(b) = &m.in_proj_bias {
+                v.push(("in_proj.bias", ParamRef::R1(b)));
+            }
+            v.push(("x_proj.weight", ParamRef::R2(&m.x_proj)));
+            v.push(("dt_proj.weight", ParamRef::R2(&m.dt_proj)));
+            v.push(("dt_proj.bias", ParamRef::R1(&m.dt_proj_bias)));
+            v.push(("out_proj.weight", ParamRef::R2(&m.out_proj)));
+            if let Some(b) = &m.out_proj_bias {
+                v.push(("out_proj.bias", ParamRef::R1(b)));
+            }
+        }
+        Mixer::Mamba2(m) => {
+            v.push(("A_log", ParamRef::R1(&m.a_log)));
+            v.push(("D", ParamRef::R1(&m.d)));
+            v.push(("dt_bias", ParamRef::R1(&m.dt_bias)));
+            v.push(("conv1d.weight", ParamRef::R3(&m.conv1d_weight)));
+            if let Some(b) = &m.conv1d_bias {
+                v.push(("conv1d.bias", ParamRef::R1(b)));
+            }
+            v.push(("in_proj.weight", ParamRef::R2(&m.in_proj)));
+            if let Some(b) = &m.in_proj_bias {
+                v.push(("in_proj.bias", ParamRef::R1(b)));
+            }
+            v.push(("norm.weight", ParamRef::R1(&m.norm.weight)));
+            v.push(("out_proj.weight", ParamRef::R2(&m.out_proj)));
+            if let Some(b) = &m.out_proj_bias {
+                v.push(("out_proj.bias", ParamRef::R1(b)));
+            }
+        }
+    }
+    v
+}
+
 impl<B: Backend> MambaLm<B> {
     /// Every parameter under its transformers name (`backbone.embeddings.weight`, ...),
     /// in a stable order. The tied head is not listed (it *is* the embedding).
@@ -256,39 +117,9 @@ impl<B: Backend> MambaLm<B> {
         )];
         for (i, l) in self.layers.iter().enumerate() {
             let p = format!("backbone.layers.{i}");
-            let m = &l.mixer;
             v.push((format!("{p}.norm.weight"), ParamRef::R1(&l.norm.weight)));
-            v.push((format!("{p}.mixer.A_log"), ParamRef::R2(&m.a_log)));
-            v.push((format!("{p}.mixer.D"), ParamRef::R1(&m.d)));
-            v.push((
-                format!("{p}.mixer.conv1d.weight"),
-                ParamRef::R3(&m.conv1d_weight),
-            ));
-            if let Some(b) = &m.conv1d_bias {
-                v.push((format!("{p}.mixer.conv1d.bias"), ParamRef::R1(b)));
-            }
-            v.push((
-                format!("{p}.mixer.in_proj.weight"),
-                ParamRef::R2(&m.in_proj),
-            ));
-            if let Some(b) = &m.in_proj_bias {
-                v.push((format!("{p}.mixer.in_proj.bias"), ParamRef::R1(b)));
-            }
-            v.push((format!("{p}.mixer.x_proj.weight"), ParamRef::R2(&m.x_proj)));
-            v.push((
-                format!("{p}.mixer.dt_proj.weight"),
-                ParamRef::R2(&m.dt_proj),
-            ));
-            v.push((
-                format!("{p}.mixer.dt_proj.bias"),
-                ParamRef::R1(&m.dt_proj_bias),
-            ));
-            v.push((
-                format!("{p}.mixer.out_proj.weight"),
-                ParamRef::R2(&m.out_proj),
-            ));
-            if let Some(b) = &m.out_proj_bias {
-                v.push((format!("{p}.mixer.out_proj.bias"), ParamRef::R1(b)));
+            for (name, r) in mixer_params(&l.mixer) {
+                v.push((format!("{p}.mixer.{name}"), r));
             }
         }
         v.push((
@@ -338,31 +169,104 @@ pub fn hf_grads<B: AutodiffBackend>(
         .collect()
 }
 
-fn param<B: Backend, const D: usize>(
-    f: &StFile,
-    name: &str,
-    shape: [usize; D],
-    device: &B::Device,
-) -> Result<Param<Tensor<B, D>>> {
-    let v = f.f32_shaped(name, &shape)?;
-    Ok(Param::from_data(TensorData::new(v, shape), device))
+/// Where a model's weights are read from: transformers' `model.safetensors` or a `torch.save`
+/// state dict (mamba_ssm's `pytorch_model.bin`).
+pub enum Weights {
+    Safetensors(StFile),
+    Torch(TorchFile),
 }
 
-/// Build a model from a config and a safetensors file with HF names.
+impl Weights {
+    pub fn open(path: &Path) -> Result<Self> {
+        if path.extension().is_some_and(|e| e == "safetensors") {
+            Ok(Weights::Safetensors(StFile::open(path)?))
+        } else {
+            Ok(Weights::Torch(TorchFile::open(path)?))
+        }
+    }
+
+    /// The weights file of a model directory: `model.safetensors`, else `pytorch_model.bin`.
+    pub fn find(dir: &Path) -> Result<PathBuf> {
+        for name in [WEIGHTS_FILE, TORCH_WEIGHTS_FILE] {
+            let p = dir.join(name);
+            if p.is_file() {
+                return Ok(p);
+            }
+        }
+        bail!(
+            "{} holds no weights: expected {WEIGHTS_FILE} (transformers) or {TORCH_WEIGHTS_FILE} \
+             (mamba_ssm)",
+            dir.display()
+        )
+    }
+
+    pub fn path(&self) -> &Path {
+        match self {
+            Weights::Safetensors(f) => f.path(),
+            Weights::Torch(f) => f.path(),
+        }
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        match self {
+            Weights::Safetensors(f) => f.names(),
+            Weights::Torch(f) => f.names(),
+        }
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        match self {
+            Weights::Safetensors(f) => f.contains(name),
+            Weights::Torch(f) => f.contains(name),
+        }
+    }
+
+    /// Tensor `name` as f32, checking its shape.
+    pub fn f32_shaped(&self, name: &str, expected: &[usize]) -> Result<Vec<f32>> {
+        let (shape, v) = match self {
+            Weights::Safetensors(f) => f.f32(name)?,
+            Weights::Torch(f) => f.f32(name)?,
+        };
+        if shape != expected {
+            bail!(
+                "tensor `{name}` in {}: expected shape {expected:?}, found {shape:?}",
+                self.path().display()
+            );
+        }
+        Ok(v)
+    }
+
+    fn param<B: Backend, const D: usize>(
+        &self,
+        name: &str,
+        shape: [usize; D],
+        device: &B::Device,
+    ) -> Result<Param<Tensor<B, D>>> {
+        let v = self.f32_shaped(name, &shape)?;
+        Ok(Param::from_data(TensorData::new(v, shape), device))
+    }
+
+    /// `name` when `present`, else `None` (optional biases).
+    fn optional<B: Backend, const D: usize>(
+        &self,
+        present: bool,
+        name: &str,
+        shape: [usize; D],
+        device: &B::Device,
+    ) -> Result<Option<Param<Tensor<B, D>>>> {
+        present.then(|| self.param(name, shape, device)).transpose()
+    }
+}
+
+/// Build a model from a config and its weights under HF (or mamba_ssm) names.
 pub fn load_weights<B: Backend>(
-    config: &MambaConfig,
-    f: &StFile,
+    config: &ModelConfig,
+    f: &Weights,
     device: &B::Device,
 ) -> Result<MambaLm<B>> {
-    let (d, di, n, k, r, v) = (
-        config.hidden_size,
-        config.d_inner(),
-        config.state_size,
-        config.conv_kernel,
-        config.dt_rank(),
-        config.vocab_size,
-    );
-    // The original state-spaces checkpoints call it `embedding`.
+    let (d, v) = (config.hidden_size(), config.vocab_size());
+    let eps = config.layer_norm_epsilon();
+    // The original state-spaces (mamba_ssm) checkpoints call it `embedding`.
     let emb_name = if f.contains("backbone.embeddings.weight") {
         "backbone.embeddings.weight"
     } else if f.contains("backbone.embedding.weight") {
@@ -373,56 +277,32 @@ pub fn load_weights<B: Backend>(
             f.path().display()
         );
     };
-    let embeddings = param(f, emb_name, [v, d], device)?;
-    let mut layers = Vec::with_capacity(config.num_hidden_layers);
-    for i in 0..config.num_hidden_layers {
+    let embeddings = f.param(emb_name, [v, d], device)?;
+    let mut layers = Vec::with_capacity(config.num_hidden_layers());
+    for i in 0..config.num_hidden_layers() {
         let p = format!("backbone.layers.{i}");
         let mx = |s: &str| format!("{p}.mixer.{s}");
+        let mixer = match config {
+            ModelConfig::Mamba(c) => Mixer::Mamba(mamba_mixer(c, f, &mx, device)?),
+            ModelConfig::Mamba2(c) => Mixer::Mamba2(mamba2_mixer(c, f, &mx, device)?),
+        };
         layers.push(MambaBlock {
             norm: RmsNorm {
-                weight: param(f, &format!("{p}.norm.weight"), [d], device)?,
-                eps: config.layer_norm_epsilon,
+                weight: f.param(&format!("{p}.norm.weight"), [d], device)?,
+                eps,
             },
-            mixer: MambaMixer {
-                in_proj: param(f, &mx("in_proj.weight"), [2 * di, d], device)?,
-                in_proj_bias: if config.use_bias {
-                    Some(param(f, &mx("in_proj.bias"), [2 * di], device)?)
-                } else {
-                    None
-                },
-                conv1d_weight: param(f, &mx("conv1d.weight"), [di, 1, k], device)?,
-                conv1d_bias: if config.use_conv_bias {
-                    Some(param(f, &mx("conv1d.bias"), [di], device)?)
-                } else {
-                    None
-                },
-                x_proj: param(f, &mx("x_proj.weight"), [r + 2 * n, di], device)?,
-                dt_proj: param(f, &mx("dt_proj.weight"), [di, r], device)?,
-                dt_proj_bias: param(f, &mx("dt_proj.bias"), [di], device)?,
-                a_log: param(f, &mx("A_log"), [di, n], device)?,
-                d: param(f, &mx("D"), [di], device)?,
-                out_proj: param(f, &mx("out_proj.weight"), [d, di], device)?,
-                out_proj_bias: if config.use_bias {
-                    Some(param(f, &mx("out_proj.bias"), [d], device)?)
-                } else {
-                    None
-                },
-                d_inner: di,
-                d_state: n,
-                dt_rank: r,
-                d_conv: k,
-                precision: Precision::F32,
-            },
+            mixer,
         });
     }
     let norm_f = RmsNorm {
-        weight: param(f, "backbone.norm_f.weight", [d], device)?,
-        eps: config.layer_norm_epsilon,
+        weight: f.param("backbone.norm_f.weight", [d], device)?,
+        eps,
     };
-    let lm_head = if config.tie_word_embeddings {
+    // A tied head is the embedding (mamba_ssm's state dict lists it under both names).
+    let lm_head = if config.tie_word_embeddings() {
         None
     } else {
-        Some(param(f, "lm_head.weight", [v, d], device)?)
+        Some(f.param("lm_head.weight", [v, d], device)?)
     };
     Ok(MambaLm {
         embeddings,
@@ -434,13 +314,75 @@ pub fn load_weights<B: Backend>(
     })
 }
 
-/// Load `DIR/config.json` + `DIR/model.safetensors` (f32, f16 or bf16 on disk).
+fn mamba_mixer<B: Backend>(
+    c: &MambaConfig,
+    f: &Weights,
+    mx: &dyn Fn(&str) -> String,
+    device: &B::Device,
+) -> Result<MambaMixer<B>> {
+    let (d, di, n, k, r) = (
+        c.hidden_size,
+        c.d_inner(),
+        c.state_size,
+        c.conv_kernel,
+        c.dt_rank(),
+    );
+    Ok(MambaMixer {
+        in_proj: f.param(&mx("in_proj.weight"), [2 * di, d], device)?,
+        in_proj_bias: f.optional(c.use_bias, &mx("in_proj.bias"), [2 * di], device)?,
+        conv1d_weight: f.param(&mx("conv1d.weight"), [di, 1, k], device)?,
+        conv1d_bias: f.optional(c.use_conv_bias, &mx("conv1d.bias"), [di], device)?,
+        x_proj: f.param(&mx("x_proj.weight"), [r + 2 * n, di], device)?,
+        dt_proj: f.param(&mx("dt_proj.weight"), [di, r], device)?,
+        dt_proj_bias: f.param(&mx("dt_proj.bias"), [di], device)?,
+        a_log: f.param(&mx("A_log"), [di, n], device)?,
+        d: f.param(&mx("D"), [di], device)?,
+        out_proj: f.param(&mx("out_proj.weight"), [d, di], device)?,
+        out_proj_bias: f.optional(c.use_bias, &mx("out_proj.bias"), [d], device)?,
+        d_inner: di,
+        d_state: n,
+        dt_rank: r,
+        d_conv: k,
+        precision: Precision::F32,
+    })
+}
+
+fn mamba2_mixer<B: Backend>(
+    c: &Mamba2Config,
+    f: &Weights,
+    mx: &dyn Fn(&str) -> String,
+    device: &B::Device,
+) -> Result<Mamba2Mixer<B>> {
+    let (d, di, h, k) = (c.hidden_size, c.d_inner(), c.heads(), c.conv_kernel);
+    let (conv, inp) = (c.conv_dim(), c.in_proj_dim());
+    Ok(Mamba2Mixer {
+        in_proj: f.param(&mx("in_proj.weight"), [inp, d], device)?,
+        in_proj_bias: f.optional(c.use_bias, &mx("in_proj.bias"), [inp], device)?,
+        conv1d_weight: f.param(&mx("conv1d.weight"), [conv, 1, k], device)?,
+        conv1d_bias: f.optional(c.use_conv_bias, &mx("conv1d.bias"), [conv], device)?,
+        dt_bias: f.param(&mx("dt_bias"), [h], device)?,
+        a_log: f.param(&mx("A_log"), [h], device)?,
+        d: f.param(&mx("D"), [h], device)?,
+        norm: GatedRmsNorm {
+            weight: f.param(&mx("norm.weight"), [di], device)?,
+            eps: c.layer_norm_epsilon,
+            groups: c.n_groups,
+        },
+        out_proj: f.param(&mx("out_proj.weight"), [d, di], device)?,
+        out_proj_bias: f.optional(c.use_bias, &mx("out_proj.bias"), [d], device)?,
+        shape: c.mixer_shape(),
+        precision: Precision::F32,
+    })
+}
+
+/// Load `DIR/config.json` + the weights (`model.safetensors` in f32, f16 or bf16, or mamba_ssm's
+/// `pytorch_model.bin`), either architecture.
 pub fn load_pretrained<B: Backend>(
     dir: &Path,
     device: &B::Device,
 ) -> Result<(HfConfig, MambaLm<B>)> {
     let cfg = HfConfig::load(&dir.join(CONFIG_FILE))?;
-    let f = StFile::open(&dir.join(WEIGHTS_FILE))?;
+    let f = Weights::open(&Weights::find(dir)?)?;
     let model = load_weights(&cfg.config, &f, device)?;
     Ok((cfg, model))
 }
