@@ -42,10 +42,10 @@ impl Default for DataConfig {
 
 impl Config {
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading config {}", path.display()))?;
-        let mut config: Self =
-            toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))?;
+        let table = schemas::config_file::read(path)?;
+        let mut config: Self = toml::Value::Table(table)
+            .try_into()
+            .with_context(|| format!("parsing config {}", path.display()))?;
         config.source = Some(path.to_path_buf());
         Ok(config)
     }

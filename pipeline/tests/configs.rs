@@ -1,16 +1,22 @@
 //! Every file in `configs/` parses with the pipeline's config loader and has the sections the `just`
 //! recipes that use it need (trainer/tests/configs.rs checks the trainer's side).
 
-/// Each config and the recipes that read it (`just demo` uses sample.toml; `CONFIG` defaults to
-/// pubmed-130m.toml for the others; bioasq-tasks.toml is the `[bioasq]` snippet).
+/// Each config and the recipes that read it (`just demo` uses sample.toml, or sample-mamba2.toml when
+/// given; `CONFIG` defaults to pubmed-130m.toml for the others and may name a mamba2-*.toml;
+/// bioasq-tasks.toml is the `[bioasq]` snippet). Files are read with `extends` resolved.
 const RECIPES: &[(&str, &[&str])] = &[
     ("bioasq-tasks.toml", &[]),
-    (
-        "pubmed-130m.toml",
-        &["ingest", "pretrain", "finetune", "eval"],
-    ),
+    ("mamba2-1.3b.toml", REAL),
+    ("mamba2-130m.toml", REAL),
+    ("mamba2-2.7b.toml", REAL),
+    ("mamba2-370m.toml", REAL),
+    ("mamba2-780m.toml", REAL),
+    ("pubmed-130m.toml", REAL),
+    ("sample-mamba2.toml", &["demo"]),
     ("sample.toml", &["demo"]),
 ];
+/// The recipes of a real run (`CONFIG=... just ingest`, then pretrain, finetune, eval).
+const REAL: &[&str] = &["ingest", "pretrain", "finetune", "eval"];
 
 /// Sections of the pipeline each recipe runs stages of.
 fn needs(recipe: &str) -> &'static [&'static str] {
@@ -31,9 +37,8 @@ fn every_config_parses_and_has_its_recipes_sections() {
         files, listed,
         "a config in configs/ without its recipes in RECIPES"
     );
-    let raw = |file: &str| -> toml::Table {
-        toml::from_str(&std::fs::read_to_string(configs().join(file)).unwrap()).unwrap()
-    };
+    let raw =
+        |file: &str| -> toml::Table { schemas::config_file::read(&configs().join(file)).unwrap() };
     for (file, recipes) in RECIPES {
         let c = pipeline::Config::load(&configs().join(file))
             .unwrap_or_else(|e| panic!("{file}: {e:#}"));

@@ -484,3 +484,127 @@ fn model_assets_come_verified_by_sha256_and_resume() {
     let err = hub::fetch_repo(&ctx, &trunc, repo, hub::MODEL_FILES).unwrap_err();
     assert!(format!("{err:#}").contains("data bytes"), "{err:#}");
 }
+
+/// A one-entry zip archive (stored, no compression) in the layout `torch.save` writes:
+/// `archive/data.pkl` holding `payload`.
+fn torch_zip(payload: &[u8]) -> Vec<u8> {
+    let name = b"archive/data.pkl";
+    let mut crc = flate2::Crc::new();
+    crc.update(payload);
+    let crc = crc.sum();
+    let le16 = |v: u16| v.to_le_bytes();
+    let le32 = |v: u32| v.to_le_bytes();
+    let mut out = Vec::new();
+    out.extend_from_slice(b"PK\x03\x04");
+    out.extend(le16(20)); // version needed
+    out.extend(le16(0)); // flags
+    out.extend(le16(0)); // stored
+    out.extend(le32(0)); // time, date
+    out.extend(le32(crc));
+    out.extend(le32(payload.len() as u32));
+    out.extend(le32(payload.len() as u32));
+    out.extend(le16(name.len() as u16));
+    out.extend(le16(0));
+    out.extend_from_slice(name);
+    out.extend_from_slice(payload);
+    let central = out.len() as u32;
+    out.extend_from_slice(b"PK\x01\x02");
+    out.extend(le16(20));
+    out.extend(le16(20));
+    out.extend(le16(0));
+    out.extend(le16(0));
+    out.extend(le32(0));
+    out.extend(le32(crc));
+    out.extend(le32(payload.len() as u32));
+    out.extend(le32(payload.len() as u32));
+    out.extend(le16(name.len() as u16));
+    out.extend([0; 12]); // extra, comment, disk, attributes (internal 2 + external 4)
+    out.extend(le32(0)); // local header offset
+    out.extend_from_slice(name);
+    let central_len = out.len() as u32 - central;
+    out.extend_from_slice(b"PK\x05\x06");
+    out.extend([0; 4]);
+    out.extend(le16(1));
+    out.extend(le16(1));
+    out.extend(le32(central_len));
+    out.extend(le32(central));
+    out.extend(le16(0));
+    out
+}
+
+/// state-spaces publishes Mamba-2 only in mamba_ssm's layout: no model.safetensors (404), a
+/// `pytorch_model.bin`. fetch-model takes it, verified, cached; a repository with neither is a
+/// clear error; a cut-off .bin is refused.
+#[test]
+fn mamba_ssm_repositories_give_pytorch_model_bin() {
+    let server = TestServer::start().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = test_ctx(tmp.path());
+    let repo = "state-spaces/mamba2-130m";
+    let config = br#"{"d_model": 768, "n_layer": 24, "ssm_cfg": {"layer": "Mamba2"}}"#.to_vec();
+    let weights = torch_zip(&random_bytes(MB / 4, 31));
+    let sha = sha256_hex(&weights);
+    server.add(&format!("/{repo}/resolve/main/config.json"), config.clone());
+    server.redirect(
+        &format!("/{repo}/resolve/main/pytorch_model.bin"),
+        &format!("{}/cdn/pytorch_model.bin", server.url()),
+        &[
+            ("X-Linked-Etag", &format!("\"{sha}\"")),
+            ("X-Linked-Size", &weights.len().to_string()),
+        ],
+    );
+    server.add("/cdn/pytorch_model.bin", weights.clone());
+    let hub_args = HubArgs {
+        base_url: Some(server.url()),
+        ..Default::default()
+    };
+    let s = hub::fetch_repo(&ctx, &hub_args, repo, hub::MODEL_FILES).unwrap();
+    let names: Vec<&str> = s.files.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["config.json", "pytorch_model.bin"]);
+    let dir = tmp.path().join("models/state-spaces__mamba2-130m");
+    assert_eq!(
+        std::fs::read(dir.join("pytorch_model.bin")).unwrap(),
+        weights
+    );
+    assert!(!dir.join("model.safetensors").exists());
+    assert_eq!(s.files[1].sha256.as_deref(), Some(sha.as_str()));
+    assert_eq!(s.files[1].source, Source::Downloaded);
+    let again = hub::fetch_repo(&ctx, &hub_args, repo, hub::MODEL_FILES).unwrap();
+    assert!(again.files.iter().all(|f| f.source == Source::Cached));
+    assert_eq!(server.hits("/cdn/pytorch_model.bin").gets, 1);
+
+    // Neither weights file: an error naming both.
+    let bare = "someone/config-only";
+    server.add(&format!("/{bare}/resolve/main/config.json"), config.clone());
+    let err = format!(
+        "{:#}",
+        hub::fetch_repo(&ctx, &hub_args, bare, hub::MODEL_FILES).unwrap_err()
+    );
+    assert!(
+        err.contains("model.safetensors") && err.contains("pytorch_model.bin"),
+        "{err}"
+    );
+
+    // Offline from a local copy, and a truncated one refused.
+    let local = tmp.path().join("local");
+    std::fs::create_dir_all(&local).unwrap();
+    std::fs::write(local.join("config.json"), &config).unwrap();
+    std::fs::write(local.join("pytorch_model.bin"), &weights).unwrap();
+    let from = |out: &str| HubArgs {
+        from: Some(local.clone()),
+        out: Some(tmp.path().join(out)),
+        ..Default::default()
+    };
+    let s = hub::fetch_repo(&ctx, &from("copy"), repo, hub::MODEL_FILES).unwrap();
+    assert_eq!(s.files[1].name, "pytorch_model.bin");
+    std::fs::write(
+        local.join("pytorch_model.bin"),
+        &weights[..weights.len() - 30],
+    )
+    .unwrap();
+    let err = format!(
+        "{:#}",
+        hub::fetch_repo(&ctx, &from("trunc"), repo, hub::MODEL_FILES).unwrap_err()
+    );
+    assert!(err.contains("end-of-central-directory"), "{err}");
+}

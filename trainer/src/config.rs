@@ -85,11 +85,7 @@ impl Config {
             p.display().to_string()
         });
         let table: toml::Table = match path {
-            Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .with_context(|| format!("reading config {}", p.display()))?;
-                toml::from_str(&text).with_context(|| format!("parsing config {}", p.display()))?
-            }
+            Some(p) => schemas::config_file::read(p)?,
             None => toml::Table::new(),
         };
         let wanted = |s: Section| sections.contains(&s);

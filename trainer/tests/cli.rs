@@ -39,7 +39,10 @@ fn run_score(dir: &Path, out: f64, grad: f64) {
         let e = rel_err(&a, &b);
         assert!(e < tol, "{name} rel err {e}");
     }
-    assert!(grads > 10 && hidden >= 3, "{grads} gradients, {hidden} hidden states");
+    assert!(
+        grads > 10 && hidden >= 3,
+        "{grads} gradients, {hidden} hidden states"
+    );
 }
 
 #[test]

@@ -6,22 +6,27 @@ use std::path::Path;
 
 use trainer::config::{Config, Section};
 
-/// Each config and the recipes that read it (`just demo` uses sample.toml; `CONFIG` defaults to
-/// pubmed-130m.toml for the others; bioasq-tasks.toml is the `[bioasq]` snippet).
+/// Each config and the recipes that read it (`just demo` uses sample.toml, or sample-mamba2.toml when
+/// given; `CONFIG` defaults to pubmed-130m.toml for the others and may name a mamba2-*.toml;
+/// bioasq-tasks.toml is the `[bioasq]` snippet). Files are read with `extends` resolved.
 const RECIPES: &[(&str, &[&str])] = &[
     ("bioasq-tasks.toml", &[]),
-    (
-        "pubmed-130m.toml",
-        &["ingest", "pretrain", "finetune", "eval"],
-    ),
+    ("mamba2-1.3b.toml", REAL),
+    ("mamba2-130m.toml", REAL),
+    ("mamba2-2.7b.toml", REAL),
+    ("mamba2-370m.toml", REAL),
+    ("mamba2-780m.toml", REAL),
+    ("pubmed-130m.toml", REAL),
+    ("sample-mamba2.toml", &["demo"]),
     ("sample.toml", &["demo"]),
 ];
+/// The recipes of a real run (`CONFIG=... just ingest`, then pretrain, finetune, eval).
+const REAL: &[&str] = &["ingest", "pretrain", "finetune", "eval"];
 
 use testkit::fixtures::configs_dir as configs;
 
 fn raw(path: &Path) -> toml::Table {
-    toml::from_str(&std::fs::read_to_string(path).unwrap())
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    schemas::config_file::read(path).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()))
 }
 
 fn section<'a>(t: &'a toml::Table, name: &str, file: &str, recipe: &str) -> &'a toml::Table {
@@ -50,6 +55,12 @@ fn every_config_parses_and_has_its_recipes_sections() {
             let finetunes = matches!(*recipe, "demo" | "finetune");
             if trains {
                 section(&t, "model", file, recipe);
+                // The [model] shape is a valid from-scratch model of its architecture.
+                let scratch = train
+                    .model
+                    .scratch_config()
+                    .unwrap_or_else(|e| panic!("{file}: {e:#}"));
+                assert_eq!(scratch.arch(), train.model.arch, "{file}");
                 section(&t, "pretrain", file, recipe);
                 let tok = section(&t, "tokenize", file, recipe);
                 assert_eq!(
@@ -110,6 +121,37 @@ fn every_config_parses_and_has_its_recipes_sections() {
                     "{file}: [model] vocab_size must cover the trained tokenizer's {v}"
                 );
             }
+        }
+    }
+}
+
+/// The five Mamba-2 configs describe the published checkpoints: mamba2-130m is exactly what its
+/// mamba_ssm config.json gives, and each size's parameter count is near its name.
+#[test]
+fn mamba2_configs_have_the_published_shapes() {
+    use trainer::model::{Mamba2Config, ModelConfig};
+    for (size, nominal) in [
+        ("130m", 130e6),
+        ("370m", 370e6),
+        ("780m", 780e6),
+        ("1.3b", 1.3e9),
+        ("2.7b", 2.7e9),
+    ] {
+        let file = format!("mamba2-{size}.toml");
+        let c = Config::load(Some(&configs().join(&file)), Section::ALL).unwrap();
+        let m = c.model.scratch_config().unwrap();
+        let ModelConfig::Mamba2(m2) = &m else {
+            panic!("{file}: not Mamba-2")
+        };
+        assert_eq!(m2.vocab_size % 16, 0, "{file}: vocabulary padded to 16");
+        let n = m.num_params() as f64;
+        println!("{file}: {:.1}M parameters", n / 1e6);
+        assert!(
+            (n / nominal - 1.0).abs() < 0.1,
+            "{file}: {n} parameters for a {size} model"
+        );
+        if size == "130m" {
+            assert_eq!(m, ModelConfig::Mamba2(Mamba2Config::mamba2_130m()));
         }
     }
 }

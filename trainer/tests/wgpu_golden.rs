@@ -31,8 +31,7 @@ fn score_on_wgpu(dir: &Path) -> Vec<(String, f64)> {
     let mut errors = Vec::new();
     for name in g.names() {
         // `logits_f32_transformers` is transformers' own float32 result, for reference only.
-        if name == "input_ids" || name.starts_with("generate.") || name.ends_with("_transformers")
-        {
+        if name == "input_ids" || name.starts_with("generate.") || name.ends_with("_transformers") {
             continue;
         }
         let (gs, want) = g.f32(&name).unwrap();
@@ -75,7 +74,11 @@ fn check(name: &str, out: f64, grad: f64) {
         worst.0
     );
     for (tensor, e) in &errors {
-        let tol = if tensor.starts_with("grad.") { grad } else { out };
+        let tol = if tensor.starts_with("grad.") {
+            grad
+        } else {
+            out
+        };
         assert!(*e < tol, "{name}: {tensor} rel err {e:.3e}");
     }
 }

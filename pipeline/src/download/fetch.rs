@@ -198,6 +198,8 @@ fn status_failure(resp: &reqwest::Response, url: &str) -> Failure {
 pub struct HeadInfo {
     pub size: Option<u64>,
     pub sha256: Option<String>,
+    /// The server answered 404: the repository has no such file.
+    pub missing: bool,
 }
 
 fn header_str<'a>(resp: &'a reqwest::Response, name: &str) -> Option<&'a str> {
@@ -497,6 +499,12 @@ impl Fetcher {
                     {
                         return Ok(HeadInfo::default());
                     }
+                    if status == StatusCode::NOT_FOUND {
+                        return Ok(HeadInfo {
+                            missing: true,
+                            ..HeadInfo::default()
+                        });
+                    }
                     if !(status.is_success() || status.is_redirection()) {
                         return Err(status_failure(&resp, url));
                     }
@@ -516,7 +524,11 @@ impl Fetcher {
                                 .flatten()
                         })
                         .and_then(sha256_from_etag);
-                    Ok(HeadInfo { size, sha256 })
+                    Ok(HeadInfo {
+                        size,
+                        sha256,
+                        missing: false,
+                    })
                 },
             )
             .await?;

@@ -2,7 +2,10 @@
 //! the same verified download as PubMed files.
 //!
 //! Files come from `{base}/{repo}/resolve/main/{file}` into `DATA/models/<owner>__<name>/` (or
-//! `--out`). There is no `.md5` there: a HEAD request (redirects not followed) gives the size and, for
+//! `--out`). A model is `config.json` and its weights: `model.safetensors` (transformers' layout,
+//! also the community conversions such as `AntonV/mamba2-130m-hf`), or, where the repository has
+//! none (a HEAD answers 404), `pytorch_model.bin` (mamba_ssm's layout: `state-spaces/mamba2-*`).
+//! There is no `.md5` there: a HEAD request (redirects not followed) gives the size and, for
 //! LFS files, the SHA-256 (`X-Linked-Size`, `X-Linked-Etag`); the body must match them and its
 //! Content-Length, and must parse (JSON, safetensors header) before it takes its final name. Verified
 //! files are recorded in `manifests/models.json`. Offline (`--offline`, or `--from DIR`), a local
@@ -23,8 +26,14 @@ use crate::Ctx;
 use crate::stage::Stage;
 
 pub const STAGE: &str = "models";
-pub const MODEL_FILES: &[&str] = &["config.json", "model.safetensors"];
-pub const TOKENIZER_FILES: &[&str] = &["tokenizer.json"];
+/// The files of a repository to fetch: each entry is one file, the first of its names that the
+/// repository has.
+pub type Wanted = &'static [&'static [&'static str]];
+pub const MODEL_FILES: Wanted = &[
+    &["config.json"],
+    &["model.safetensors", "pytorch_model.bin"],
+];
+pub const TOKENIZER_FILES: Wanted = &[&["tokenizer.json"]];
 
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct HubArgs {
@@ -88,7 +97,7 @@ pub fn run_tokenizer(ctx: &Ctx, args: HubArgs) -> Result<()> {
     )
 }
 
-fn run(ctx: &Ctx, args: HubArgs, default_repo: &str, files: &[&str]) -> Result<()> {
+fn run(ctx: &Ctx, args: HubArgs, default_repo: &str, files: Wanted) -> Result<()> {
     let repo = args
         .repo
         .clone()
@@ -136,9 +145,43 @@ fn validator(name: &str) -> Option<fn(&Path) -> Result<()>> {
         Some(validate_json)
     } else if name.ends_with(".safetensors") {
         Some(validate_safetensors)
+    } else if name.ends_with(".bin") {
+        Some(validate_torch)
     } else {
         None
     }
+}
+
+/// A `torch.save` file: the zip archive PyTorch has written since 1.6 (a local-file header at the
+/// start and the end-of-central-directory record within the last 64 KiB, so a cut-off download
+/// fails), or the legacy pickle format (protocol 2 magic).
+pub fn validate_torch(path: &Path) -> Result<()> {
+    let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let len = file.metadata()?.len();
+    let mut head = [0u8; 4];
+    file.read_exact(&mut head)
+        .with_context(|| format!("{}: shorter than a PyTorch file", path.display()))?;
+    if head[..2] == [0x80, 0x02] {
+        return Ok(());
+    }
+    if head != *b"PK\x03\x04" {
+        bail!(
+            "{}: not a PyTorch file (expected a zip archive or a pickle, found bytes {head:02x?})",
+            path.display()
+        );
+    }
+    use std::io::{Seek, SeekFrom};
+    let tail_len = len.min(65_536 + 22);
+    file.seek(SeekFrom::Start(len - tail_len))?;
+    let mut tail = vec![0u8; tail_len as usize];
+    file.read_exact(&mut tail)?;
+    if !tail.windows(4).any(|w| w == b"PK\x05\x06") {
+        bail!(
+            "{}: the zip archive has no end-of-central-directory record (a truncated download?)",
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 pub fn validate_json(path: &Path) -> Result<()> {
@@ -223,7 +266,7 @@ fn open_stage(ctx: &Ctx) -> Result<Stage> {
 }
 
 /// Get `files` of `repo` into its output directory (see the module docs).
-pub fn fetch_repo(ctx: &Ctx, args: &HubArgs, repo: &str, files: &[&str]) -> Result<HubSummary> {
+pub fn fetch_repo(ctx: &Ctx, args: &HubArgs, repo: &str, files: Wanted) -> Result<HubSummary> {
     check_repo(repo)?;
     let dir = args.out.clone().unwrap_or_else(|| repo_dir(ctx, repo));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -242,60 +285,76 @@ pub fn fetch_repo(ctx: &Ctx, args: &HubArgs, repo: &str, files: &[&str]) -> Resu
     let started = Instant::now();
     let bars = Bars::new("total");
     let mut out = Vec::new();
-    for &name in files {
-        let dest = dir.join(name);
-        let key = format!("{repo}/{name}");
-        let url = format!("{base}/{repo}/resolve/main/{name}");
-        if stage.plan(&key, &[])?.is_cached() {
-            let unit = stage.recorded(&key).unwrap_or_default();
+    'wanted: for &names in files {
+        // Fetched before under one of its names: cached.
+        for &name in names {
+            let dest = dir.join(name);
+            if stage.plan(&format!("{repo}/{name}"), &[])?.is_cached() {
+                let unit = stage
+                    .recorded(&format!("{repo}/{name}"))
+                    .unwrap_or_default();
+                out.push(HubFile {
+                    name: name.to_string(),
+                    size: std::fs::metadata(&dest)?.len(),
+                    sha256: unit.stats["sha256"].as_str().map(str::to_string),
+                    path: dest,
+                    source: Source::Cached,
+                });
+                continue 'wanted;
+            }
+        }
+        for (i, &name) in names.iter().enumerate() {
+            let dest = dir.join(name);
+            let url = format!("{base}/{repo}/resolve/main/{name}");
+            let head = runtime
+                .block_on(fetcher.head_info(&url))
+                .with_context(|| format!("{name} of {repo}"))?;
+            if head.missing {
+                if i + 1 < names.len() {
+                    continue;
+                }
+                bail!(
+                    "{repo} has none of {} (HTTP 404 for each at {base})",
+                    names.join(", ")
+                );
+            }
+            let file = runtime.block_on(async {
+                let expect = Expect {
+                    md5: None,
+                    sha256: head.sha256.clone(),
+                    size: head.size,
+                    validate: validator(name),
+                };
+                // Already here with the published checksum (e.g. copied offline earlier): keep it.
+                if let (Some(want), true) = (&head.sha256, dest.is_file()) {
+                    let (_, have) = super::fetch::hash_file(&dest, true).await?;
+                    if have.as_deref() == Some(want.as_str()) {
+                        return Ok::<_, anyhow::Error>((Source::Cached, head.sha256));
+                    }
+                }
+                let fetched = fetcher
+                    .fetch_verified(&url, &dest, &expect, Some(&bars))
+                    .await
+                    .with_context(|| format!("{name} of {repo}"))?;
+                Ok((Source::Downloaded, fetched.sha256.or(head.sha256)))
+            })?;
+            let (source, sha256) = file;
+            let size = std::fs::metadata(&dest)?.len();
+            stage.record(
+                &format!("{repo}/{name}"),
+                Vec::new(),
+                std::slice::from_ref(&dest),
+                serde_json::json!({ "url": url, "size": size, "sha256": sha256 }),
+            )?;
             out.push(HubFile {
                 name: name.to_string(),
-                size: std::fs::metadata(&dest)?.len(),
-                sha256: unit.stats["sha256"].as_str().map(str::to_string),
                 path: dest,
-                source: Source::Cached,
+                size,
+                sha256,
+                source,
             });
-            continue;
+            continue 'wanted;
         }
-        let file = runtime.block_on(async {
-            let head = fetcher
-                .head_info(&url)
-                .await
-                .with_context(|| format!("{name} of {repo}"))?;
-            let expect = Expect {
-                md5: None,
-                sha256: head.sha256.clone(),
-                size: head.size,
-                validate: validator(name),
-            };
-            // Already here with the published checksum (e.g. copied offline earlier): keep it.
-            if let (Some(want), true) = (&head.sha256, dest.is_file()) {
-                let (_, have) = super::fetch::hash_file(&dest, true).await?;
-                if have.as_deref() == Some(want.as_str()) {
-                    return Ok::<_, anyhow::Error>((Source::Cached, head.sha256));
-                }
-            }
-            let fetched = fetcher
-                .fetch_verified(&url, &dest, &expect, Some(&bars))
-                .await
-                .with_context(|| format!("{name} of {repo}"))?;
-            Ok((Source::Downloaded, fetched.sha256.or(head.sha256)))
-        })?;
-        let (source, sha256) = file;
-        let size = std::fs::metadata(&dest)?.len();
-        stage.record(
-            &key,
-            Vec::new(),
-            std::slice::from_ref(&dest),
-            serde_json::json!({ "url": url, "size": size, "sha256": sha256 }),
-        )?;
-        out.push(HubFile {
-            name: name.to_string(),
-            path: dest,
-            size,
-            sha256,
-            source,
-        });
     }
     bars.finish();
     let retries = fetcher.counters.snapshot().retries;
@@ -312,19 +371,21 @@ pub fn fetch_repo(ctx: &Ctx, args: &HubArgs, repo: &str, files: &[&str]) -> Resu
     })
 }
 
-/// Validate `files` in `src` and put them in `dir` (a copy, atomically, unless `src` is `dir`).
-fn use_local(src: &Path, dir: &Path, repo: &str, files: &[&str]) -> Result<HubSummary> {
+/// Validate `files` in `src` (for each, the first of its names there) and put them in `dir` (a
+/// copy, atomically, unless `src` is `dir`).
+fn use_local(src: &Path, dir: &Path, repo: &str, files: Wanted) -> Result<HubSummary> {
     let mut out = Vec::new();
     let same = src.canonicalize().ok() == dir.canonicalize().ok();
-    for &name in files {
-        let from = src.join(name);
-        if !from.is_file() {
+    for &names in files {
+        let Some(&name) = names.iter().find(|n| src.join(n).is_file()) else {
             bail!(
-                "offline: {} is missing (expected {name} of {repo} in {})",
-                from.display(),
+                "offline: {} is missing (expected {} of {repo} in {})",
+                src.join(names[0]).display(),
+                names.join(" or "),
                 src.display()
             );
-        }
+        };
+        let from = src.join(name);
         if let Some(validate) = validator(name) {
             validate(&from)?;
         }
