@@ -21,27 +21,27 @@ trainer := "cargo run -q -p trainer --"
 release_pipeline := "cargo run -q --release -p pipeline --"
 release_trainer := "cargo run -q --release -p trainer --"
 
-# Whole chain on the bundled sample into data/demo, on the CPU (DEVICE=wgpu|cuda to run there): parse → tokenizer → shards → BioASQ → pretrain → finetune → eval.
-demo:
+# Whole chain on the bundled sample into data/demo, on the CPU (DEVICE=wgpu|cuda to run there): parse → tokenizer → shards → BioASQ → pretrain → finetune → eval. Mamba-2: `just demo configs/sample-mamba2.toml data/demo-mamba2`.
+demo cfg="configs/sample.toml" d="data/demo":
     #!/usr/bin/env bash
     set -euo pipefail
-    cfg=configs/sample.toml
-    d=data/demo
+    cfg={{cfg}}
+    d={{d}}
     dev="--device {{ if device == "" { "cpu" } else { device } }}"
     mkdir -p $d/raw/pubmed $d/raw/bioasq
     cp -rp data/sample/pubmed/baseline data/sample/pubmed/updatefiles $d/raw/pubmed/
     cp -p data/sample/bioasq/*.json $d/raw/bioasq/
     cargo build -q -p pipeline -p trainer
-    {{pipeline}} --config $cfg parse
-    {{pipeline}} --config $cfg train-tokenizer
-    {{pipeline}} --config $cfg bioasq --offline
-    {{pipeline}} --config $cfg tokenize
-    {{pipeline}} --config $cfg status
-    {{trainer}} pretrain --config $cfg --run-dir $d/runs/pretrain $dev
+    {{pipeline}} --config $cfg --data-dir $d parse
+    {{pipeline}} --config $cfg --data-dir $d train-tokenizer
+    {{pipeline}} --config $cfg --data-dir $d bioasq --offline
+    {{pipeline}} --config $cfg --data-dir $d tokenize
+    {{pipeline}} --config $cfg --data-dir $d status
+    {{trainer}} pretrain --config $cfg --data-dir $d --run-dir $d/runs/pretrain $dev
     {{trainer}} export $d/runs/pretrain --out $d/runs/pretrain/export
     cp $d/tokenizer/tokenizer.json $d/runs/pretrain/export/
-    {{trainer}} finetune --config $cfg --init $d/runs/pretrain/export --task sample --run-dir $d/runs/finetune-sample $dev
-    {{trainer}} eval --config $cfg --ppl --model $d/runs/pretrain/export --tokenizer $d/tokenizer/tokenizer.json $dev
+    {{trainer}} finetune --config $cfg --data-dir $d --init $d/runs/pretrain/export --tokenizer $d/tokenizer/tokenizer.json --task sample --run-dir $d/runs/finetune-sample $dev
+    {{trainer}} eval --config $cfg --data-dir $d --ppl --model $d/runs/pretrain/export --tokenizer $d/tokenizer/tokenizer.json $dev
     echo; echo "== BioASQ factoid QA (Table 3 layout)"; cat $d/runs/finetune-sample/eval/sample/results.md
     echo; echo "== Perplexity on the validation shards (Table 4 layout)"; cat $d/runs/pretrain/export/eval/ppl/ppl.md
 

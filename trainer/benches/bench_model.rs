@@ -20,6 +20,7 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Int, Tensor, TensorData};
 use trainer::backend::{self, DeviceRequest, Job, TrainBackend};
 use trainer::model::hf::HfConfig;
+use trainer::model::{Mamba2Config, ModelConfig};
 use trainer::{AutodiffCpu, Cpu, MambaConfig, causal_lm_loss};
 
 fn arg(name: &str) -> Option<String> {
@@ -61,13 +62,13 @@ fn random_ids(v: usize, len: usize) -> Vec<i64> {
 
 /// Median forward+backward seconds and peak RSS (MiB) during it.
 fn ours_fwd_bwd<B: AutodiffBackend + trainer::model::scan::ScanBackend>(
-    cfg: &MambaConfig,
+    cfg: &ModelConfig,
     len: usize,
     iters: usize,
     dev: B::Device,
 ) -> (f64, f64) {
     let model = cfg.init_seeded::<B>(&dev, 0);
-    let ids = random_ids(cfg.vocab_size, len);
+    let ids = random_ids(cfg.vocab_size(), len);
     let mut times = Vec::new();
     reset_peak_rss();
     for i in 0..=iters {
@@ -91,7 +92,7 @@ fn ours_fwd_bwd<B: AutodiffBackend + trainer::model::scan::ScanBackend>(
 /// transformers' median forward+backward seconds and the peer process's peak RSS (MiB).
 fn peer_fwd_bwd(
     python: &str,
-    cfg: &MambaConfig,
+    cfg: &ModelConfig,
     threads: usize,
     len: usize,
     iters: usize,
@@ -168,16 +169,44 @@ fn main() -> Result<()> {
     );
 
     let golden = testkit::fixtures::golden_dir();
-    let tiny_b = HfConfig::load(&golden.join("mamba/tiny-b/config.json"))
+    let fixture =
+        |arch: &str, name: &str| HfConfig::load(&golden.join(arch).join(name).join("config.json"));
+    let tiny_b = fixture("mamba", "tiny-b")
         .map(|c| c.config)
-        .unwrap_or_else(|_| MambaConfig::new(256, 64, 3).with_time_step_rank(Some(4)));
+        .unwrap_or_else(|_| {
+            MambaConfig::new(256, 64, 3)
+                .with_time_step_rank(Some(4))
+                .into()
+        });
+    let tiny_m2_b = fixture("mamba2", "tiny-m2-b")
+        .map(|c| c.config)
+        .unwrap_or_else(|_| {
+            Mamba2Config::new(160, 48, 3)
+                .with_state_size(8)
+                .with_head_dim(16)
+                .with_n_groups(2)
+                .with_chunk_size(16)
+                .into()
+        });
     let mut m130 = MambaConfig::mamba_130m();
+    let mut m2_130 = Mamba2Config::mamba2_130m();
     if let Some(l) = arg("--layers") {
         m130.num_hidden_layers = l.parse()?;
+        m2_130.num_hidden_layers = l.parse()?;
     }
-    let mut cases = vec![("tiny-b", tiny_b)];
-    if !flag("--skip-130m") {
-        cases.push(("mamba-130m", m130.clone()));
+    let only = arg("--arch");
+    let mut cases: Vec<(&str, ModelConfig)> = Vec::new();
+    if only.as_deref() != Some("mamba2") {
+        cases.push(("tiny-b", tiny_b));
+        if !flag("--skip-130m") {
+            cases.push(("mamba-130m", m130.clone().into()));
+        }
+    }
+    if only.as_deref() != Some("mamba") {
+        cases.push(("tiny-m2-b", tiny_m2_b));
+        if !flag("--skip-130m") {
+            cases.push(("mamba2-130m", m2_130.into()));
+        }
     }
 
     println!(
@@ -199,7 +228,7 @@ fn main() -> Result<()> {
             Err(anyhow::anyhow!("skipped"))
         } else {
             // 130m: one warm-up and one timed run (the peer's reference scan is slow on CPU).
-            let pi = if *name == "mamba-130m" {
+            let pi = if name.ends_with("-130m") {
                 iters.min(1)
             } else {
                 iters
@@ -216,11 +245,11 @@ fn main() -> Result<()> {
         };
         println!(
             "| {name} | {} | {ours:.3} | {rss:.0} | {p} | {prss} | {ratio} |",
-            cfg.num_hidden_layers
+            cfg.num_hidden_layers()
         );
     }
 
-    if !flag("--skip-130m") {
+    if !flag("--skip-130m") && only.as_deref() != Some("mamba2") {
         // Inference memory: one forward at L=2048 on the plain backend (no tape).
         let l2 = 2048;
         let dev = Default::default();
@@ -244,7 +273,7 @@ fn main() -> Result<()> {
 
 /// Our forward+backward on the backend of `--device`.
 struct FwdBwd<'a> {
-    cfg: &'a MambaConfig,
+    cfg: &'a ModelConfig,
     len: usize,
     iters: usize,
 }

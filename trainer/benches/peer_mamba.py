@@ -1,4 +1,5 @@
-"""Peer timing for bench_model: transformers' MambaForCausalLM forward+backward on CPU.
+"""Peer timing for bench_model: transformers' MambaForCausalLM or Mamba2ForCausalLM (by the
+config's model_type) forward+backward on CPU, through its pure-PyTorch path.
 
 Usage: peer_mamba.py --config JSON --threads N --len L [--iters K]
 Prints one JSON line {"fwd_bwd_s": median seconds, "peak_rss_mib": peak RSS of the process,
@@ -14,12 +15,13 @@ p.add_argument("--iters", type=int, default=3)
 a = p.parse_args()
 
 import torch, transformers
-from transformers import MambaConfig, MambaForCausalLM
+from transformers import AutoConfig, AutoModelForCausalLM
 
 torch.set_num_threads(a.threads)
 torch.manual_seed(0)
-cfg = MambaConfig(**{k: v for k, v in json.load(open(a.config)).items() if k not in ("architectures",)})
-model = MambaForCausalLM(cfg).float().train()
+# from_pretrained's reader: it understands transformers 5's {"__float__": "Infinity"}.
+cfg = AutoConfig.from_pretrained(a.config)
+model = AutoModelForCausalLM.from_config(cfg).float().train()
 ids = torch.randint(0, cfg.vocab_size, (1, a.len))
 times = []
 for i in range(a.iters + 1 if a.iters > 0 else 1):

@@ -4,6 +4,7 @@ mod common;
 
 use burn::backend::NdArray;
 use common::fixture;
+use trainer::model::ModelConfig;
 use trainer::model::hf::safetensors::{self as st, OutTensor, StFile};
 use trainer::model::hf::{HfConfig, load_pretrained, save_pretrained};
 
@@ -11,18 +12,27 @@ type Be = NdArray<f32>;
 
 #[test]
 fn import_export_import_is_identical() {
-    let Some(dir) = fixture("tiny-b") else { return };
+    for name in ["tiny-b", "tiny-m2-b"] {
+        if let Some(dir) = fixture(name) {
+            round_trip(&dir);
+        }
+    }
+}
+
+fn round_trip(dir: &std::path::Path) {
     let dev = Default::default();
-    let (cfg, m1) = load_pretrained::<Be>(&dir, &dev).unwrap();
+    let (cfg, m1) = load_pretrained::<Be>(dir, &dev).unwrap();
     let t1 = tempfile::tempdir().unwrap();
     save_pretrained(t1.path(), &cfg, &m1).unwrap();
     let (cfg2, m2) = load_pretrained::<Be>(t1.path(), &dev).unwrap();
     assert_eq!(cfg.config, cfg2.config);
     // Keys we do not model survive.
-    assert_eq!(
-        cfg2.extra.get("use_mambapy"),
-        Some(&serde_json::json!(false))
-    );
+    if cfg.arch().is_mamba() {
+        assert_eq!(
+            cfg2.extra.get("use_mambapy"),
+            Some(&serde_json::json!(false))
+        );
+    }
     assert_eq!(
         cfg2.extra.get("initializer_range"),
         Some(&serde_json::json!(0.1))
@@ -144,16 +154,54 @@ fn config_time_step_rank_auto_and_round_trip() {
         "time_step_rank": "auto", "state_size": 16, "custom_key": [1, 2]
     });
     let c = HfConfig::from_json(&v).unwrap();
-    assert_eq!(c.config.dt_rank(), 48);
-    assert_eq!(c.config.d_inner(), 1536);
+    let ModelConfig::Mamba(m) = &c.config else {
+        panic!("no model_type means Mamba-1")
+    };
+    assert_eq!(m.dt_rank(), 48);
+    assert_eq!(m.d_inner(), 1536);
     let back = c.to_json();
     assert_eq!(back["time_step_rank"], 48);
     assert_eq!(back["custom_key"], serde_json::json!([1, 2]));
     assert_eq!(HfConfig::from_json(&back).unwrap().config, {
-        let mut x = c.config.clone();
+        let mut x = m.clone();
         x.time_step_rank = Some(48);
         x.intermediate_size = Some(1536);
-        x
+        ModelConfig::Mamba(x)
     });
     assert!(HfConfig::from_json(&serde_json::json!({"hidden_size": 4})).is_err());
+}
+
+/// mamba_ssm's layout (pytorch_model.bin, `backbone.embedding.`, its config.json) exports to
+/// transformers' layout with the same tensors as transformers' own save of those weights.
+#[test]
+fn mamba_ssm_layout_exports_as_transformers_saves_it() {
+    let (Some(ssm), Some(hf)) = (fixture("tiny-m2-a-ssm"), fixture("tiny-m2-a")) else {
+        return;
+    };
+    let dev = Default::default();
+    let (cfg, m) = load_pretrained::<Be>(&ssm, &dev).unwrap();
+    let (hf_cfg, _) = load_pretrained::<Be>(&hf, &dev).unwrap();
+    assert_eq!(
+        cfg.config, hf_cfg.config,
+        "mamba_ssm config = transformers config"
+    );
+    let out = tempfile::tempdir().unwrap();
+    save_pretrained(out.path(), &cfg, &m).unwrap();
+    let ours = StFile::open(&out.path().join("model.safetensors")).unwrap();
+    let theirs = StFile::open(&hf.join("model.safetensors")).unwrap();
+    let (mut a, mut b) = (ours.names(), theirs.names());
+    a.sort();
+    b.sort();
+    assert_eq!(
+        a, b,
+        "tensor names (transformers' layout, tied head not stored)"
+    );
+    for n in &a {
+        assert_eq!(ours.f32(n).unwrap(), theirs.f32(n).unwrap(), "{n}");
+    }
+    let written: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("config.json")).unwrap()).unwrap();
+    assert_eq!(written["model_type"], "mamba2");
+    assert_eq!(written["architectures"][0], "Mamba2ForCausalLM");
+    assert!(written.get("ssm_cfg").is_none() && written.get("d_model").is_none());
 }

@@ -1,41 +1,42 @@
-//! A model initialized and exported by us loads in transformers' `MambaForCausalLM`
-//! and gives the same logits. Needs a Python with torch + transformers:
-//! set BIOMAMBA_PEER_PYTHON (otherwise SKIP).
+//! A model initialized and exported by us loads in transformers' `MambaForCausalLM` (Mamba-1) or
+//! `Mamba2ForCausalLM` (Mamba-2, also one first loaded from mamba_ssm's layout) and gives the same
+//! logits. Needs a Python with torch + transformers: set BIOMAMBA_PEER_PYTHON (otherwise SKIP).
 
 use std::process::Command;
 
 use burn::backend::NdArray;
 use burn::tensor::{Int, Tensor, TensorData};
-use trainer::MambaConfig;
 use trainer::model::hf::safetensors::{self as st, OutTensor, StFile};
 use trainer::model::hf::{HfConfig, save_pretrained};
+use trainer::model::{Mamba2Config, MambaLm, ModelConfig};
+use trainer::{MambaConfig, load_pretrained};
 
 const SCRIPT: &str = r#"
 import sys, torch
 from safetensors.torch import load_file, save_file
-from transformers import MambaForCausalLM
+from transformers import AutoModelForCausalLM
 d = sys.argv[1]
-m = MambaForCausalLM.from_pretrained(d).float().eval()
+m = AutoModelForCausalLM.from_pretrained(d).float().eval()
+print(type(m).__name__)
 ids = load_file(d + "/ids.safetensors")["input_ids"]
 with torch.no_grad():
     out = m(input_ids=ids).logits
 save_file({"logits": out.contiguous()}, d + "/hf_logits.safetensors")
 "#;
 
-#[test]
-fn exported_model_loads_in_transformers() {
+type Be = NdArray<f32>;
+
+/// Export `model` with `cfg`, run transformers on it, compare the logits.
+fn check_in_transformers(cfg: HfConfig, model: &MambaLm<Be>, want_class: &str) {
     let Some(py) = std::env::var_os("BIOMAMBA_PEER_PYTHON") else {
         println!("SKIP: BIOMAMBA_PEER_PYTHON not set");
         return;
     };
     let dev = Default::default();
-    let cfg = MambaConfig::new(96, 32, 2)
-        .with_state_size(8)
-        .with_time_step_rank(Some(3));
-    let model = cfg.init_seeded::<NdArray<f32>>(&dev, 42);
+    let vocab = cfg.config.vocab_size();
     let tmp = tempfile::tempdir().unwrap();
-    save_pretrained(tmp.path(), &HfConfig::from_config(cfg.clone()), &model).unwrap();
-    let ids: Vec<i64> = (0..2 * 19).map(|i| (i * 7 + 3) % 96).collect();
+    save_pretrained(tmp.path(), &cfg, model).unwrap();
+    let ids: Vec<i64> = (0..2 * 19).map(|i| (i * 7 + 3) % vocab as i64).collect();
     st::save(
         &tmp.path().join("ids.safetensors"),
         &[OutTensor::i64("input_ids", vec![2, 19], &ids)],
@@ -47,11 +48,13 @@ fn exported_model_loads_in_transformers() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let class = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(class.trim(), want_class);
     let (_, hf) = StFile::open(&tmp.path().join("hf_logits.safetensors"))
         .unwrap()
         .f32("logits")
         .unwrap();
-    let t: Tensor<NdArray<f32>, 2, Int> = Tensor::from_data(TensorData::new(ids, [2, 19]), &dev);
+    let t: Tensor<Be, 2, Int> = Tensor::from_data(TensorData::new(ids, [2, 19]), &dev);
     let ours = model.forward(t).into_data().to_vec::<f32>().unwrap();
     let num: f64 = ours
         .iter()
@@ -60,6 +63,41 @@ fn exported_model_loads_in_transformers() {
         .sum();
     let den: f64 = hf.iter().map(|b| (*b as f64).powi(2)).sum();
     let e = (num / den).sqrt();
-    println!("ours vs transformers logits rel err {e:.3e}");
-    assert!(e < 1e-4, "rel err {e}");
+    println!("{want_class}: ours vs transformers logits rel err {e:.3e}");
+    assert!(e < 1e-5, "rel err {e}");
+}
+
+#[test]
+fn exported_model_loads_in_transformers() {
+    let cfg = MambaConfig::new(96, 32, 2)
+        .with_state_size(8)
+        .with_time_step_rank(Some(3));
+    let model = cfg.init_seeded::<Be>(&Default::default(), 42);
+    check_in_transformers(HfConfig::from_config(cfg), &model, "MambaForCausalLM");
+}
+
+/// A fresh Mamba-2 (2 groups, untied head, a chunk that does not divide the 19 tokens).
+#[test]
+fn exported_mamba2_loads_in_transformers() {
+    let cfg = Mamba2Config::new(96, 32, 2)
+        .with_state_size(8)
+        .with_head_dim(8)
+        .with_n_groups(2)
+        .with_chunk_size(8)
+        .with_tie_word_embeddings(false);
+    let model = cfg.init_seeded::<Be>(&Default::default(), 42);
+    check_in_transformers(HfConfig::from_config(cfg), &model, "Mamba2ForCausalLM");
+}
+
+/// Loaded from mamba_ssm's layout (`pytorch_model.bin`), exported in transformers'.
+#[test]
+fn mamba_ssm_checkpoint_exports_to_transformers() {
+    let dir = testkit::fixtures::golden_dir().join("mamba2/tiny-m2-a-ssm");
+    if !dir.join("pytorch_model.bin").exists() {
+        println!("SKIP: {} not found", dir.display());
+        return;
+    }
+    let (cfg, model) = load_pretrained::<Be>(&dir, &Default::default()).unwrap();
+    assert!(matches!(cfg.config, ModelConfig::Mamba2(_)));
+    check_in_transformers(cfg, &model, "Mamba2ForCausalLM");
 }

@@ -1,5 +1,6 @@
 //! Acceptance tests of `trainer pretrain`: exact resume after SIGKILL (also inside a checkpoint
-//! write), fallback from a corrupt checkpoint, and a falling validation loss on sample text.
+//! write), fallback from a corrupt checkpoint, and a falling validation loss on sample text, for
+//! Mamba-1 and (kill/resume and the loss) Mamba-2.
 //!
 //! Data: the abstracts of `data/sample/expect/*.jsonl` (synthetic, committed), byte-tokenized
 //! (vocabulary 256) and packed into `shard-*.arrow` files with the shards schema.
@@ -77,11 +78,23 @@ fn make_data(dir: &Path) {
     .unwrap();
 }
 
-fn write_config(dir: &Path) -> PathBuf {
+/// The architectures under test and the `[model]` lines that pick them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Arch {
+    Mamba,
+    Mamba2,
+}
+
+fn write_config(dir: &Path, arch: Arch) -> PathBuf {
+    // Mamba-2: d_inner 64 in 4 heads of 16, chunks of 16 (4 per sequence).
+    let model = match arch {
+        Arch::Mamba => "",
+        Arch::Mamba2 => "arch = \"mamba2\"\nhead_dim = 16\nchunk_size = 16\n",
+    };
     let cfg = format!(
         r#"
 [model]
-vocab_size = 256
+{model}vocab_size = 256
 hidden_size = 32
 num_hidden_layers = 2
 state_size = 8
@@ -102,7 +115,7 @@ keep_checkpoints = 2
 threads = 2
 "#
     );
-    let p = dir.join("tiny.toml");
+    let p = dir.join(format!("tiny-{arch:?}.toml"));
     std::fs::write(&p, cfg).unwrap();
     p
 }
@@ -151,41 +164,66 @@ fn export(exe: &Path, run: &Path, out: &Path) -> Vec<u8> {
 
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
-    F.get_or_init(|| {
-        // A fixed place under target/ (a static is never dropped, so a TempDir would leak);
-        // cleared at the start of every test run.
-        let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("pretrain_resume");
-        let _ = std::fs::remove_dir_all(&root);
-        make_data(&root);
-        // Worktrees sharing one CARGO_TARGET_DIR overwrite each other's `debug/trainer`; a
-        // copy taken now keeps this test run on the binary it was built with.
-        let exe = root.join("trainer-under-test");
-        std::fs::copy(env!("CARGO_BIN_EXE_trainer"), &exe).unwrap();
-        let config = write_config(&root);
-        let mut f = Fixture {
-            exe,
-            root: root.clone(),
-            config,
-            weights: Vec::new(),
-            metrics: Vec::new(),
-        };
-        let run = root.join("runs/reference");
-        let t = Instant::now();
-        run_ok(trainer_cmd(&f, &run, &[]));
-        eprintln!(
-            "reference run: {STEPS} steps in {:.1}s",
-            t.elapsed().as_secs_f64()
-        );
-        f.weights = export(&f.exe, &run, &root.join("export/reference"));
-        f.metrics = deterministic_metrics(&run, "tokens_per_s");
-        assert!(run.join("loss.png").exists());
-        f
-    })
+    F.get_or_init(|| make_fixture(Arch::Mamba))
+}
+
+fn fixture_mamba2() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| make_fixture(Arch::Mamba2))
+}
+
+fn make_fixture(arch: Arch) -> Fixture {
+    // A fixed place under target/ (a static is never dropped, so a TempDir would leak);
+    // cleared at the start of every test run.
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("pretrain_resume-{arch:?}"));
+    let _ = std::fs::remove_dir_all(&root);
+    make_data(&root);
+    // Worktrees sharing one CARGO_TARGET_DIR overwrite each other's `debug/trainer`; a
+    // copy taken now keeps this test run on the binary it was built with.
+    let exe = root.join("trainer-under-test");
+    std::fs::copy(env!("CARGO_BIN_EXE_trainer"), &exe).unwrap();
+    let config = write_config(&root, arch);
+    let mut f = Fixture {
+        exe,
+        root: root.clone(),
+        config,
+        weights: Vec::new(),
+        metrics: Vec::new(),
+    };
+    let run = root.join("runs/reference");
+    let t = Instant::now();
+    run_ok(trainer_cmd(&f, &run, &[]));
+    eprintln!(
+        "{arch:?} reference run: {STEPS} steps in {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+    f.weights = export(&f.exe, &run, &root.join("export/reference"));
+    f.metrics = deterministic_metrics(&run, "tokens_per_s");
+    assert!(run.join("loss.png").exists());
+    let exported = std::fs::read_to_string(root.join("export/reference/config.json")).unwrap();
+    let model_type = if arch == Arch::Mamba2 {
+        "mamba2"
+    } else {
+        "mamba"
+    };
+    assert!(
+        exported.contains(&format!("\"model_type\": \"{model_type}\"")),
+        "{exported}"
+    );
+    f
 }
 
 #[test]
 fn sigkill_anywhere_then_resume_is_bit_identical() {
-    let f = fixture();
+    sigkill_then_resume(fixture());
+}
+
+#[test]
+fn mamba2_sigkill_anywhere_then_resume_is_bit_identical() {
+    sigkill_then_resume(fixture_mamba2());
+}
+
+fn sigkill_then_resume(f: &Fixture) {
     let run = f.root.join("runs/killed");
     // A "random" kill moment, printed so a failure can be replayed.
     let kill_after_lines = 2 + random_below(STEPS as usize - 6);
@@ -294,7 +332,15 @@ fn changed_data_is_refused_unless_allowed() {
 
 #[test]
 fn validation_loss_falls_on_sample_text() {
-    let f = fixture();
+    loss_falls(fixture());
+}
+
+#[test]
+fn mamba2_validation_loss_falls_on_sample_text() {
+    loss_falls(fixture_mamba2());
+}
+
+fn loss_falls(f: &Fixture) {
     let vals: Vec<f64> = f
         .metrics
         .iter()

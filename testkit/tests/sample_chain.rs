@@ -1,10 +1,13 @@
-//! The whole trainer on the wgpu backend, with the binaries users get, against the CPU backend on
-//! the bundled sample (the pipeline builds its shards and BioASQ tables first, as `just demo`
-//! does): pretraining for 20 steps (every logged loss within 1e-3 relative of the CPU run, and a
-//! SIGKILLed-and-resumed wgpu run equal to the uninterrupted one), fine-tuning, answering and
-//! perplexity. On a machine without a GPU wgpu runs on Mesa's lavapipe (`.ci/run` installs it);
-//! without any adapter these tests print SKIP, except under `CI=true`, where that is a failure.
+//! The whole trainer on the bundled sample, with the binaries users get (the pipeline builds its
+//! shards and BioASQ tables first, as `just demo` does), for both architectures: Mamba-1
+//! (`configs/sample.toml`) and Mamba-2 (`configs/sample-mamba2.toml`). On the CPU: pretraining
+//! for 20 steps, export, fine-tuning, answering and perplexity. On wgpu, against the CPU: every
+//! logged pretraining loss within 1e-3 relative, a SIGKILLed-and-resumed wgpu run equal to the
+//! uninterrupted one, fine-tuning losses, identical answers, perplexity within 1e-4. On a machine
+//! without a GPU wgpu runs on Mesa's lavapipe (`.ci/run` installs it); without any adapter the
+//! wgpu halves print SKIP, except under `CI=true`, where that is a failure.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock};
@@ -16,18 +19,27 @@ use testkit::{pipeline_binary, sample_dir, trainer_binary, wgpu_available, works
 
 const STEPS: &str = "20";
 
-/// The sample's data directory (pipeline outputs) and a CPU pretraining run on it, made once.
+/// The sample's data directory (pipeline outputs), made once.
 struct Sample {
     _tmp: tempfile::TempDir,
     data: PathBuf,
-    cpu_run: PathBuf,
-    /// The CPU run exported in the HF layout.
+    /// Per config: its CPU pretraining run, made once.
+    cpu: Mutex<BTreeMap<&'static str, &'static CpuRun>>,
+}
+
+/// A CPU pretraining run of one config and its export in the HF layout.
+struct CpuRun {
+    run: PathBuf,
     model: PathBuf,
 }
 
-fn config() -> PathBuf {
-    workspace_dir().join("configs/sample.toml")
+/// `configs/NAME`: the Mamba-1 sample or the Mamba-2 one (the same pipeline sections).
+fn config(name: &str) -> PathBuf {
+    workspace_dir().join("configs").join(name)
 }
+
+const MAMBA1: &str = "sample.toml";
+const MAMBA2: &str = "sample-mamba2.toml";
 
 fn tokenizer(s: &Sample) -> PathBuf {
     s.data.join("tokenizer/tokenizer.json")
@@ -46,7 +58,10 @@ fn run(mut c: Command) -> (String, String) {
 
 fn pipeline(data: &Path, args: &[&str]) {
     let mut c = Command::new(pipeline_binary());
-    c.arg("--config").arg(config()).arg("--data-dir").arg(data);
+    c.arg("--config")
+        .arg(config(MAMBA1))
+        .arg("--data-dir")
+        .arg(data);
     c.args(args);
     run(c);
 }
@@ -57,9 +72,9 @@ fn trainer(args: &[&str]) -> Command {
     c
 }
 
-fn pretrain(s_data: &Path, run_dir: &Path, device: &str) -> Command {
+fn pretrain(cfg: &str, s_data: &Path, run_dir: &Path, device: &str) -> Command {
     let mut c = trainer(&["pretrain", "--device", device, "--max-steps", STEPS]);
-    c.arg("--config").arg(config());
+    c.arg("--config").arg(config(cfg));
     c.arg("--data-dir")
         .arg(s_data)
         .arg("--run-dir")
@@ -97,19 +112,37 @@ fn sample() -> &'static Sample {
         pipeline(&data, &["train-tokenizer"]);
         pipeline(&data, &["bioasq", "--offline"]);
         pipeline(&data, &["tokenize"]);
-        let cpu_run = data.join("runs/cpu");
-        run(pretrain(&data, &cpu_run, "cpu"));
-        let model = data.join("runs/cpu-export");
-        let mut c = trainer(&["export"]);
-        c.arg(&cpu_run).arg("--out").arg(&model);
-        run(c);
         Sample {
             _tmp: tmp,
             data,
-            cpu_run,
-            model,
+            cpu: Mutex::new(BTreeMap::new()),
         }
     })
+}
+
+impl Sample {
+    /// The CPU pretraining run of `cfg` (and its export), made on first use.
+    fn cpu(&self, cfg: &'static str) -> &'static CpuRun {
+        let mut runs = self.cpu.lock().unwrap();
+        runs.entry(cfg).or_insert_with(|| {
+            let name = cfg.trim_end_matches(".toml");
+            let run_dir = self.data.join(format!("runs/cpu-{name}"));
+            let t = Instant::now();
+            run(pretrain(cfg, &self.data, &run_dir, "cpu"));
+            println!(
+                "{cfg}: CPU pretraining took {:.1} s",
+                t.elapsed().as_secs_f64()
+            );
+            let model = self.data.join(format!("runs/cpu-{name}-export"));
+            let mut c = trainer(&["export"]);
+            c.arg(&run_dir).arg("--out").arg(&model);
+            run(c);
+            Box::leak(Box::new(CpuRun {
+                run: run_dir,
+                model,
+            }))
+        })
+    }
 }
 
 fn metrics(run_dir: &Path) -> Vec<Value> {
@@ -159,19 +192,45 @@ fn final_weights(run_dir: &Path) -> Vec<u8> {
 
 #[test]
 fn pretraining_on_wgpu_matches_the_cpu_and_resumes_exactly() {
+    pretraining_on_wgpu(MAMBA1);
+}
+
+#[test]
+fn mamba2_pretraining_on_wgpu_matches_the_cpu_and_resumes_exactly() {
+    pretraining_on_wgpu(MAMBA2);
+}
+
+fn pretraining_on_wgpu(cfg: &'static str) {
     let _one = serial();
+    let s = sample();
+    let cpu = s.cpu(cfg);
+    let vals: Vec<f64> = metrics(&cpu.run)
+        .iter()
+        .filter_map(|m| m["val_loss"].as_f64())
+        .collect();
+    println!(
+        "{cfg}: CPU validation loss {:.4} -> {:.4}",
+        vals[0],
+        vals[vals.len() - 1]
+    );
+    assert!(
+        vals[vals.len() - 1] < vals[0] - 0.5,
+        "{cfg}: validation loss did not fall: {vals:?}"
+    );
     if !wgpu_available(&trainer_binary()) {
         return;
     }
-    let s = sample();
-    let gpu = s.data.join("runs/wgpu");
+    let name = cfg.trim_end_matches(".toml");
+    let gpu = s.data.join(format!("runs/wgpu-{name}"));
     let t = Instant::now();
-    let (_, err) = run(pretrain(&s.data, &gpu, "wgpu"));
+    let (_, err) = run(pretrain(cfg, &s.data, &gpu, "wgpu"));
     assert!(err.contains("[wgpu backend]"), "not on wgpu:\n{err}");
     let secs = t.elapsed().as_secs_f64();
-    let (cpu_log, gpu_log) = (metrics(&s.cpu_run), metrics(&gpu));
+    let (cpu_log, gpu_log) = (metrics(&cpu.run), metrics(&gpu));
     let (worst, n) = max_rel(&cpu_log, &gpu_log, &["loss", "val_loss"]);
-    println!("pretrain {STEPS} steps: wgpu vs cpu, {n} logged losses, max rel diff {worst:.2e}");
+    println!(
+        "{cfg}: pretrain {STEPS} steps: wgpu vs cpu, {n} logged losses, max rel diff {worst:.2e}"
+    );
     println!("wgpu pretraining took {secs:.1} s");
     assert!(n > 20, "only {n} losses compared");
     assert!(
@@ -180,10 +239,10 @@ fn pretraining_on_wgpu_matches_the_cpu_and_resumes_exactly() {
     );
 
     // SIGKILL at a step chosen by the clock, resume, and end where the uninterrupted run did.
-    let killed = s.data.join("runs/wgpu-killed");
+    let killed = s.data.join(format!("runs/wgpu-{name}-killed"));
     let at = 2 + random_below(15);
     println!("killing the wgpu run after {at} logged lines");
-    let child = pretrain(&s.data, &killed, "wgpu")
+    let child = pretrain(cfg, &s.data, &killed, "wgpu")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -195,7 +254,7 @@ fn pretraining_on_wgpu_matches_the_cpu_and_resumes_exactly() {
         "the kill point",
         Duration::from_secs(600),
     );
-    let (_, err) = run(pretrain(&s.data, &killed, "wgpu"));
+    let (_, err) = run(pretrain(cfg, &s.data, &killed, "wgpu"));
     assert!(err.contains("resuming"), "{err}");
     assert!(
         final_weights(&killed) == final_weights(&gpu),
@@ -210,41 +269,65 @@ fn pretraining_on_wgpu_matches_the_cpu_and_resumes_exactly() {
 
 #[test]
 fn finetuning_answering_and_perplexity_on_wgpu_match_the_cpu() {
+    finetuning_answering_and_perplexity(MAMBA1);
+}
+
+#[test]
+fn mamba2_finetuning_answering_and_perplexity_on_wgpu_match_the_cpu() {
+    finetuning_answering_and_perplexity(MAMBA2);
+}
+
+fn finetuning_answering_and_perplexity(cfg: &'static str) {
     let _one = serial();
-    if !wgpu_available(&trainer_binary()) {
-        return;
-    }
     let s = sample();
+    let pretrained = s.cpu(cfg);
+    let name = cfg.trim_end_matches(".toml");
     let tok = tokenizer(s);
+    let wgpu = wgpu_available(&trainer_binary());
     let finetune = |device: &str| {
-        let dir = s.data.join(format!("runs/finetune-{device}"));
+        let dir = s.data.join(format!("runs/finetune-{name}-{device}"));
         let mut c = trainer(&[
             "finetune", "--task", "sample", "--steps", "6", "--device", device,
         ]);
         c.arg("--config")
-            .arg(config())
+            .arg(config(cfg))
             .arg("--data-dir")
             .arg(&s.data);
-        c.arg("--init").arg(&s.model).arg("--tokenizer").arg(&tok);
+        c.arg("--init")
+            .arg(&pretrained.model)
+            .arg("--tokenizer")
+            .arg(&tok);
         c.arg("--run-dir").arg(&dir);
         let (_, err) = run(c);
         assert!(err.contains(&format!("[{device} backend]")), "{err}");
         dir
     };
-    let (cpu, gpu) = (finetune("cpu"), finetune("wgpu"));
-    let (worst, n) = max_rel(&metrics(&cpu), &metrics(&gpu), &["loss"]);
-    println!("finetune: wgpu vs cpu, {n} losses, max rel diff {worst:.2e}");
+    let cpu = finetune("cpu");
+    let losses: Vec<f64> = metrics(&cpu)
+        .iter()
+        .filter_map(|m| m["loss"].as_f64())
+        .collect();
+    assert_eq!(losses.len(), 6, "{cfg}: fine-tuning steps logged");
     assert!(
-        n == 6 && worst < 1e-3,
-        "finetune loss differs by {worst:.3e}"
+        losses.iter().all(|l| l.is_finite()),
+        "{cfg}: fine-tuning loss {losses:?}"
     );
+    if wgpu {
+        let gpu = finetune("wgpu");
+        let (worst, n) = max_rel(&metrics(&cpu), &metrics(&gpu), &["loss"]);
+        println!("{cfg}: finetune: wgpu vs cpu, {n} losses, max rel diff {worst:.2e}");
+        assert!(
+            n == 6 && worst < 1e-3,
+            "finetune loss differs by {worst:.3e}"
+        );
+    }
 
     // Answering: the same (CPU-trained) model answers the same on both backends.
     let answer = |device: &str| {
-        let out = s.data.join(format!("answers-{device}"));
+        let out = s.data.join(format!("answers-{name}-{device}"));
         let mut c = trainer(&["eval", "--task", "sample", "--device", device]);
         c.arg("--config")
-            .arg(config())
+            .arg(config(cfg))
             .arg("--data-dir")
             .arg(&s.data);
         c.arg("--model")
@@ -258,59 +341,82 @@ fn finetuning_answering_and_perplexity_on_wgpu_match_the_cpu() {
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
+        let results: Value =
+            serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
         (
             std::fs::read(out.join("predictions.json")).unwrap(),
             details,
+            results,
         )
     };
-    let ((cpu_pred, cpu_details), (gpu_pred, gpu_details)) = (answer("cpu"), answer("wgpu"));
-    let mut worst = 0f64;
-    for (a, b) in cpu_details.iter().zip(&gpu_details) {
-        let pairs = |q: &Value| -> Vec<(String, f64)> {
-            q["answers"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|p| (p[0].as_str().unwrap().to_string(), p[1].as_f64().unwrap()))
-                .collect()
-        };
-        for ((ta, pa), (tb, pb)) in pairs(a).into_iter().zip(pairs(b)) {
-            assert_eq!(ta, tb, "question {}: answers differ", a["question_id"]);
-            worst = worst.max((pa - pb).abs() / pa.max(1e-30));
-        }
-    }
-    println!(
-        "answers: {} questions, identical lists, max rel diff of probabilities {worst:.2e}",
-        cpu_details.len()
-    );
+    let (cpu_pred, cpu_details, results) = answer("cpu");
+    assert!(!cpu_details.is_empty(), "{cfg}: no question answered");
     assert!(
-        cpu_pred == gpu_pred,
-        "predictions.json differs between cpu and wgpu"
+        results["metrics"]["mean_over_batches"]["mrr"].is_number(),
+        "{cfg}: results.json has no MRR: {results}"
     );
+    if wgpu {
+        let (gpu_pred, gpu_details, _) = answer("wgpu");
+        let mut worst = 0f64;
+        for (a, b) in cpu_details.iter().zip(&gpu_details) {
+            let pairs = |q: &Value| -> Vec<(String, f64)> {
+                q["answers"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|p| (p[0].as_str().unwrap().to_string(), p[1].as_f64().unwrap()))
+                    .collect()
+            };
+            for ((ta, pa), (tb, pb)) in pairs(a).into_iter().zip(pairs(b)) {
+                assert_eq!(ta, tb, "question {}: answers differ", a["question_id"]);
+                worst = worst.max((pa - pb).abs() / pa.max(1e-30));
+            }
+        }
+        println!(
+            "{cfg}: answers: {} questions, identical lists, max rel diff of probabilities {worst:.2e}",
+            cpu_details.len()
+        );
+        assert!(
+            cpu_pred == gpu_pred,
+            "predictions.json differs between cpu and wgpu"
+        );
+    }
 
     // Perplexity of the pretrained model on the validation shards.
     let ppl = |device: &str| -> Vec<Value> {
-        let out = s.data.join(format!("ppl-{device}"));
+        let out = s.data.join(format!("ppl-{name}-{device}"));
         let mut c = trainer(&["eval", "--ppl", "--device", device]);
         c.arg("--config")
-            .arg(config())
+            .arg(config(cfg))
             .arg("--data-dir")
             .arg(&s.data);
-        c.arg("--model").arg(&s.model).arg("--tokenizer").arg(&tok);
+        c.arg("--model")
+            .arg(&pretrained.model)
+            .arg("--tokenizer")
+            .arg(&tok);
         c.arg("--out").arg(&out);
         run(c);
         let j: Value =
             serde_json::from_slice(&std::fs::read(out.join("ppl.json")).unwrap()).unwrap();
         j["results"].as_array().unwrap().clone()
     };
-    let (a, b) = (ppl("cpu"), ppl("wgpu"));
+    let a = ppl("cpu");
     assert_eq!(a.len(), 3, "three protocols");
+    for x in &a {
+        let p = x["perplexity"].as_f64().unwrap();
+        println!("{cfg}: ppl {} on the cpu: {p:.3}", x["protocol"]);
+        assert!(p.is_finite() && p > 1.0, "{cfg}: perplexity {p}");
+    }
+    if !wgpu {
+        return;
+    }
+    let b = ppl("wgpu");
     for (x, y) in a.iter().zip(&b) {
         for k in ["cross_entropy", "perplexity"] {
             let (p, q) = (x[k].as_f64().unwrap(), y[k].as_f64().unwrap());
             let rel = (p - q).abs() / p;
             println!(
-                "ppl {} {k}: cpu {p:.6} wgpu {q:.6} rel {rel:.2e}",
+                "{cfg}: ppl {} {k}: cpu {p:.6} wgpu {q:.6} rel {rel:.2e}",
                 x["protocol"]
             );
             assert!(rel < 1e-4, "{} {k}: rel {rel:.3e}", x["protocol"]);
