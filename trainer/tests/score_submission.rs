@@ -128,7 +128,7 @@ fn scores_a_hand_built_submission_and_reports_two_systems() {
     assert!(close(&m["all_questions"]["mrr"], 1.5 / 4.0));
     assert_eq!(m["all_questions"]["questions"], 4);
     let details = std::fs::read_to_string(tmp.path().join("ours-t/details.jsonl")).unwrap();
-    assert_eq!(details.lines().count(), 4);
+    assert_eq!(details.lines().count(), 5); // 4 factoid questions and the yes/no one
     assert!(tmp.path().join("ours-t/results.md").is_file());
 
     // Every answer exact: a second system with its own label.
