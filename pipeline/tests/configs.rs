@@ -5,6 +5,8 @@
 /// pubmed-130m.toml for the others; bioasq-tasks.toml is the `[bioasq]` snippet).
 const RECIPES: &[(&str, &[&str])] = &[
     ("bioasq-tasks.toml", &[]),
+    // `trainer report --published` (no config sections; read by `just finetune`'s report).
+    ("published.toml", &[]),
     (
         "pubmed-130m.toml",
         &["ingest", "pretrain", "finetune", "eval"],
