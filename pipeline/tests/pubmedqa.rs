@@ -77,7 +77,7 @@ fn official_split_tables_and_caching() {
 
     // The split itself, order included, equals Python's run of the published algorithm.
     let (want_test, want_folds) = expected_split();
-    let (train, test, folds) =
+    let pubmedqa::PqalTables { train, test, folds } =
         pubmedqa::build_rows(&fx.join(ORI_PQAL), &fx.join(TEST_GROUND_TRUTH)).unwrap();
     assert_eq!(folds, want_folds);
     let split_test: Vec<u64> = {
@@ -114,11 +114,18 @@ fn official_split_tables_and_caching() {
         .collect();
     assert_eq!(r.len(), 500);
     for row in &r {
-        assert_eq!((row.split.as_str(), row.fold), ("train", Some(fold_of[&row.pmid])));
+        assert_eq!(
+            (row.split.as_str(), row.fold),
+            ("train", Some(fold_of[&row.pmid]))
+        );
     }
     // Rows keep the file order; contexts keep their section labels.
     let order = ordered_pmids(&fx.join(ORI_PQAL));
-    let in_order: Vec<u64> = order.iter().copied().filter(|p| fold_of.contains_key(p)).collect();
+    let in_order: Vec<u64> = order
+        .iter()
+        .copied()
+        .filter(|p| fold_of.contains_key(p))
+        .collect();
     assert_eq!(r.iter().map(|x| x.pmid).collect::<Vec<_>>(), in_order);
     let first = t.iter().find(|x| x.pmid == 21645374).unwrap();
     assert_eq!(first.context_labels, ["BACKGROUND", "RESULTS"]);
@@ -214,12 +221,19 @@ fn offline_without_files_and_files_that_are_not_the_published_ones() {
     copy_raw(&fx, tmp.path());
     let gt = tmp.path().join("raw/pubmedqa").join(TEST_GROUND_TRUTH);
     let text = std::fs::read_to_string(&gt).unwrap();
-    std::fs::write(&gt, text.replacen("\"12377809\": \"yes\"", "\"12377809\": \"no\"", 1)).unwrap();
+    std::fs::write(
+        &gt,
+        text.replacen("\"12377809\": \"yes\"", "\"12377809\": \"no\"", 1),
+    )
+    .unwrap();
     let e = format!(
         "{:#}",
         pubmedqa::run(&test_ctx(tmp.path(), false), offline()).unwrap_err()
     );
-    assert!(e.contains("12377809") && e.contains("final_decision"), "{e}");
+    assert!(
+        e.contains("12377809") && e.contains("final_decision"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -232,7 +246,10 @@ fn downloads_the_published_files_through_the_verified_fetcher() {
     let ori = std::fs::read(fx.join(ORI_PQAL)).unwrap();
     let truth = std::fs::read(fx.join(TEST_GROUND_TRUTH)).unwrap();
     server.add("/pubmedqa/master/data/ori_pqal.json", ori.clone());
-    server.add("/pubmedqa/master/data/test_ground_truth.json", truth.clone());
+    server.add(
+        "/pubmedqa/master/data/test_ground_truth.json",
+        truth.clone(),
+    );
     // The first body arrives corrupted (SHA-256 mismatch), the second attempt is whole.
     server.fault("/pubmedqa/master/data/ori_pqal.json", Fault::Corrupt);
     let tmp = tempfile::tempdir().unwrap();
@@ -249,7 +266,12 @@ fn downloads_the_published_files_through_the_verified_fetcher() {
     // Present files are never fetched again.
     pubmedqa::run(&test_ctx(tmp.path(), false), args).unwrap();
     assert_eq!(server.hits("/pubmedqa/master/data/ori_pqal.json").gets, 2);
-    assert_eq!(server.hits("/pubmedqa/master/data/test_ground_truth.json").gets, 1);
+    assert_eq!(
+        server
+            .hits("/pubmedqa/master/data/test_ground_truth.json")
+            .gets,
+        1
+    );
     let seen: HashSet<u64> = schemas::pubmedqa::read(&tmp.path().join("pubmedqa/train.arrow"))
         .unwrap()
         .iter()

@@ -318,10 +318,7 @@ pub(crate) fn strings<'a>(b: &'a RecordBatch, name: &str) -> &'a StringArray {
 }
 
 /// Row `i` of a list-of-strings column (null → `None`).
-pub(crate) fn string_list(
-    a: &GenericListArray<i32>,
-    i: usize,
-) -> Option<Vec<String>> {
+pub(crate) fn string_list(a: &GenericListArray<i32>, i: usize) -> Option<Vec<String>> {
     (!a.is_null(i)).then(|| {
         let v = a.value(i);
         let v = v.as_string::<i32>();

@@ -799,10 +799,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.tasks["yn"].kind.0, [TaskKind::Yesno]);
         assert_eq!(c.tasks["yl"].kind.qtypes(), ["list", "yesno"]);
-        assert_eq!(
-            c.tasks["yl"].train,
-            PathBuf::from("bioasq/yl/train.arrow")
-        );
+        assert_eq!(c.tasks["yl"].train, PathBuf::from("bioasq/yl/train.arrow"));
         let pqa = &c.tasks["pqa"];
         assert!(pqa.kind.is_pubmedqa());
         assert_eq!(
@@ -821,11 +818,16 @@ mod tests {
         // A factoid task records the same recipe as before `kind` existed.
         let v = serde_json::to_value(TaskConfig::for_year("4b")).unwrap();
         assert!(v.get("kind").is_none() && v.get("setting").is_none(), "{v}");
-        assert!(serde_json::to_value(FinetuneConfig::default())
-            .unwrap()
-            .get("list_answers")
-            .is_none());
-        assert_eq!(serde_json::to_value(&c.tasks["yl"].kind).unwrap(), serde_json::json!(["list", "yesno"]));
+        assert!(
+            serde_json::to_value(FinetuneConfig::default())
+                .unwrap()
+                .get("list_answers")
+                .is_none()
+        );
+        assert_eq!(
+            serde_json::to_value(&c.tasks["yl"].kind).unwrap(),
+            serde_json::json!(["list", "yesno"])
+        );
         for (bad, says) in [
             ("kind = \"essay\"", "expected \"factoid\""),
             ("kind = [\"yesno\", \"pubmedqa\"]", "cannot be combined"),

@@ -133,5 +133,8 @@ fn every_config_parses_and_has_its_recipes_sections() {
 fn published_numbers_load() {
     let p = trainer::eval::results::Published::load(&configs().join("published.toml")).unwrap();
     let biogpt = p.result.iter().find(|r| r.system == "BioGPT").unwrap();
-    assert_eq!((biogpt.label.as_str(), biogpt.values["accuracy"]), ("PubMedQA", 0.782));
+    assert_eq!(
+        (biogpt.label.as_str(), biogpt.values["accuracy"]),
+        ("PubMedQA", 0.782)
+    );
 }

@@ -139,7 +139,10 @@ fn test_tables(golden_dir: &Path) -> (Vec<GoldenRow>, Vec<Example>) {
     let (mut golden, mut test) = (Vec::new(), Vec::new());
     for b in (1..=5).map(|i| format!("5B{i}")) {
         let name = format!("{b}_golden.json");
-        for q in read_json(&golden_dir.join(&name))["questions"].as_array().unwrap() {
+        for q in read_json(&golden_dir.join(&name))["questions"]
+            .as_array()
+            .unwrap()
+        {
             let id = q["id"].as_str().unwrap().to_string();
             golden.push(GoldenRow {
                 question_id: id.clone(),
@@ -161,7 +164,10 @@ fn test_tables(golden_dir: &Path) -> (Vec<GoldenRow>, Vec<Example>) {
             };
             let mut docs: Vec<(u64, Vec<String>)> = Vec::new();
             for s in q["snippets"].as_array().unwrap() {
-                let (p, text) = (pmid(s["document"].as_str().unwrap()), s["text"].as_str().unwrap());
+                let (p, text) = (
+                    pmid(s["document"].as_str().unwrap()),
+                    s["text"].as_str().unwrap(),
+                );
                 match docs.iter_mut().find(|(d, _)| *d == p) {
                     Some((_, v)) if !v.iter().any(|x| x == text) => v.push(text.into()),
                     Some(_) => {}
@@ -308,7 +314,8 @@ fn every_task_type_finetuned_answered_and_rescored_to_the_same_numbers() {
             bioasq_task(""),
             bioasq_task("kind = \"yesno\"\n"),
             bioasq_task("kind = \"list\"\n"),
-            bioasq_task("kind = [\"list\", \"yesno\"]\n").replace("\"5b\"", "\"5b (yes/no + list)\""),
+            bioasq_task("kind = [\"list\", \"yesno\"]\n")
+                .replace("\"5b\"", "\"5b (yes/no + list)\""),
         ),
     )
     .unwrap();
@@ -321,8 +328,20 @@ fn every_task_type_finetuned_answered_and_rescored_to_the_same_numbers() {
         let (_, train_secs) = trainer(
             &bin,
             &[
-                "finetune", "--init", init.to_str().unwrap(), "--task", task, "--config", c,
-                "--data-dir", d, "--run-dir", run.to_str().unwrap(), "--steps", "3", "--no-eval",
+                "finetune",
+                "--init",
+                init.to_str().unwrap(),
+                "--task",
+                task,
+                "--config",
+                c,
+                "--data-dir",
+                d,
+                "--run-dir",
+                run.to_str().unwrap(),
+                "--steps",
+                "3",
+                "--no-eval",
             ],
         );
         let log = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
@@ -331,8 +350,19 @@ fn every_task_type_finetuned_answered_and_rescored_to_the_same_numbers() {
         let (answered, answer_secs) = trainer(
             &bin,
             &[
-                "eval", "--task", task, "--model", run.join("model").to_str().unwrap(),
-                "--config", c, "--data-dir", d, "--out", out.to_str().unwrap(), "--label", "tiny",
+                "eval",
+                "--task",
+                task,
+                "--model",
+                run.join("model").to_str().unwrap(),
+                "--config",
+                c,
+                "--data-dir",
+                d,
+                "--out",
+                out.to_str().unwrap(),
+                "--label",
+                "tiny",
             ],
         );
         times.push((task.to_string(), train_secs, answer_secs));
@@ -340,18 +370,32 @@ fn every_task_type_finetuned_answered_and_rescored_to_the_same_numbers() {
         let sub = read_json(&out.join("predictions.json"));
         // The official formats, with every test question of the task's kinds.
         if task == "pubmedqa" {
-            let keys: HashSet<&str> = sub.as_object().unwrap().keys().map(String::as_str).collect();
+            let keys: HashSet<&str> = sub
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(String::as_str)
+                .collect();
             assert_eq!(keys.len(), 500);
-            assert!(sub.as_object().unwrap().values().all(|v| ["yes", "no", "maybe"]
-                .contains(&v.as_str().unwrap())));
-            assert!(res["metrics"]["accuracy"].is_number() && res["metrics"]["macro_f1"].is_number());
+            assert!(
+                sub.as_object()
+                    .unwrap()
+                    .values()
+                    .all(|v| ["yes", "no", "maybe"].contains(&v.as_str().unwrap()))
+            );
+            assert!(
+                res["metrics"]["accuracy"].is_number() && res["metrics"]["macro_f1"].is_number()
+            );
         } else {
             let kinds: Vec<&str> = match task {
                 "factoid" => vec!["factoid"],
                 "yesno-list" => vec!["yesno", "list"],
                 t => vec![t],
             };
-            let want: usize = golden.iter().filter(|g| kinds.contains(&g.qtype.as_str())).count();
+            let want: usize = golden
+                .iter()
+                .filter(|g| kinds.contains(&g.qtype.as_str()))
+                .count();
             let qs = sub["questions"].as_array().unwrap();
             assert_eq!(qs.len(), want, "{task}");
             let m = &res["metrics"]["all_questions"];
@@ -361,7 +405,11 @@ fn every_task_type_finetuned_answered_and_rescored_to_the_same_numbers() {
                     "yesno" => "yesno_acc",
                     _ => "list_f1",
                 };
-                assert_eq!(m.get(key).is_some(), kinds.contains(&k), "{task}: {k} measures");
+                assert_eq!(
+                    m.get(key).is_some(),
+                    kinds.contains(&k),
+                    "{task}: {k} measures"
+                );
             }
             // The model answered (the rescoring below compares real strings, not empty lists).
             for k in kinds.iter().filter(|k| **k != "yesno") {
@@ -378,7 +426,10 @@ fn every_task_type_finetuned_answered_and_rescored_to_the_same_numbers() {
             }
             if kinds.contains(&"yesno") {
                 let yes = qs.iter().filter(|q| q["exact_answer"] == "yes").count();
-                println!("{task}: {yes} yes of {} yes/no answers", res["metrics"]["all_questions"]["yesno_questions"]);
+                println!(
+                    "{task}: {yes} yes of {} yes/no answers",
+                    res["metrics"]["all_questions"]["yesno_questions"]
+                );
             }
         }
         assert!(answered.contains("| Task | Measure | tiny |"), "{answered}");
@@ -389,8 +440,19 @@ fn every_task_type_finetuned_answered_and_rescored_to_the_same_numbers() {
         trainer(
             &bin,
             &[
-                "eval", "--task", task, "--submission", out.join("predictions.json").to_str().unwrap(),
-                "--config", c, "--data-dir", d, "--out", scored.to_str().unwrap(), "--label", "tiny",
+                "eval",
+                "--task",
+                task,
+                "--submission",
+                out.join("predictions.json").to_str().unwrap(),
+                "--config",
+                c,
+                "--data-dir",
+                d,
+                "--out",
+                scored.to_str().unwrap(),
+                "--label",
+                "tiny",
             ],
         );
         let rescored = read_json(&scored.join("results.json"));
@@ -419,31 +481,55 @@ fn every_task_type_finetuned_answered_and_rescored_to_the_same_numbers() {
                     json!(if gold == "yes" { "no" } else { "yes" })
                 }
             }
-            "list" if i % 2 == 0 => Value::Array(g.exact_answer.iter().map(|e| json!([e[0]])).collect()),
+            "list" if i % 2 == 0 => {
+                Value::Array(g.exact_answer.iter().map(|e| json!([e[0]])).collect())
+            }
             "list" => json!([[g.exact_answer[0][0]], ["no such entity"]]),
             _ => continue,
         };
         questions.push(json!({"id": g.question_id, "exact_answer": ea}));
     }
     let hand = tmp.path().join("hand-made-5b.json");
-    std::fs::write(&hand, serde_json::to_vec(&json!({ "questions": questions })).unwrap()).unwrap();
+    std::fs::write(
+        &hand,
+        serde_json::to_vec(&json!({ "questions": questions })).unwrap(),
+    )
+    .unwrap();
     let hand_out = tmp.path().join("hand-made-5b");
     trainer(
         &bin,
         &[
-            "eval", "--task", "factoid", "--submission", hand.to_str().unwrap(), "--config", c,
-            "--data-dir", d, "--out", hand_out.to_str().unwrap(), "--label", "hand-made",
+            "eval",
+            "--task",
+            "factoid",
+            "--submission",
+            hand.to_str().unwrap(),
+            "--config",
+            c,
+            "--data-dir",
+            d,
+            "--out",
+            hand_out.to_str().unwrap(),
+            "--label",
+            "hand-made",
         ],
     );
     let m = &read_json(&hand_out.join("results.json"))["metrics"]["all_questions"];
     let close = |v: &Value, x: f64| (v.as_f64().unwrap() - x).abs() < 1e-12;
-    assert!(close(&m["yesno_acc"], right_yesno as f64 / n_yesno as f64), "{m}");
+    assert!(
+        close(&m["yesno_acc"], right_yesno as f64 / n_yesno as f64),
+        "{m}"
+    );
     assert!(m["list_f1"].as_f64().unwrap() > 0.5, "{m}");
     let pq_hand: BTreeMap<String, String> = pq_test
         .iter()
         .enumerate()
         .map(|(i, r)| {
-            let p = if i % 2 == 0 { r.label.clone() } else { "no".to_string() };
+            let p = if i % 2 == 0 {
+                r.label.clone()
+            } else {
+                "no".to_string()
+            };
             (r.pmid.to_string(), p)
         })
         .collect();
@@ -453,13 +539,29 @@ fn every_task_type_finetuned_answered_and_rescored_to_the_same_numbers() {
     trainer(
         &bin,
         &[
-            "eval", "--task", "pubmedqa", "--submission", pq_file.to_str().unwrap(), "--config", c,
-            "--data-dir", d, "--out", pq_out.to_str().unwrap(), "--label", "hand-made",
+            "eval",
+            "--task",
+            "pubmedqa",
+            "--submission",
+            pq_file.to_str().unwrap(),
+            "--config",
+            c,
+            "--data-dir",
+            d,
+            "--out",
+            pq_out.to_str().unwrap(),
+            "--label",
+            "hand-made",
         ],
     );
-    let gold_pq: HashMap<String, &str> =
-        pq_test.iter().map(|r| (r.pmid.to_string(), r.label.as_str())).collect();
-    let right = pq_hand.iter().filter(|(k, v)| gold_pq[*k] == v.as_str()).count();
+    let gold_pq: HashMap<String, &str> = pq_test
+        .iter()
+        .map(|r| (r.pmid.to_string(), r.label.as_str()))
+        .collect();
+    let right = pq_hand
+        .iter()
+        .filter(|(k, v)| gold_pq[*k] == v.as_str())
+        .count();
     let pm = &read_json(&pq_out.join("results.json"))["metrics"];
     assert!(close(&pm["accuracy"], right as f64 / 500.0), "{pm}");
     // A missing PMID is an error naming it.
@@ -469,8 +571,17 @@ fn every_task_type_finetuned_answered_and_rescored_to_the_same_numbers() {
     std::fs::write(&pq_file, serde_json::to_vec(&short).unwrap()).unwrap();
     let o = Command::new(&bin)
         .args([
-            "eval", "--task", "pubmedqa", "--submission", pq_file.to_str().unwrap(), "--config", c,
-            "--data-dir", d, "--out", tmp.path().join("short").to_str().unwrap(),
+            "eval",
+            "--task",
+            "pubmedqa",
+            "--submission",
+            pq_file.to_str().unwrap(),
+            "--config",
+            c,
+            "--data-dir",
+            d,
+            "--out",
+            tmp.path().join("short").to_str().unwrap(),
         ])
         .output()
         .unwrap();
@@ -492,7 +603,9 @@ fn every_task_type_finetuned_answered_and_rescored_to_the_same_numbers() {
     let (table, _) = trainer(&bin, &args.iter().map(String::as_str).collect::<Vec<_>>());
     println!("{table}");
     assert!(
-        table.contains("| Task | Measure | tiny | hand-made | BioGPT (published) | BioGPT-Large (published) |"),
+        table.contains(
+            "| Task | Measure | tiny | hand-made | BioGPT (published) | BioGPT-Large (published) |"
+        ),
         "{table}"
     );
     for row in [

@@ -275,7 +275,7 @@ fn tricky_yesno(i: usize, gold: &str) -> (Value, bool) {
     match i % 6 {
         0 => (json!(gold), true),
         1 => (json!(format!("{}.", gold.to_uppercase())), true), // "YES." is yes
-        2 => (json!("maybe"), false),                           // neither
+        2 => (json!("maybe"), false),                            // neither
         3 => (json!(if gold == "yes" { "no" } else { "yes" }), false),
         4 => (json!("Not sure"), gold == "no"), // contains "no"
         _ => (json!(""), false),
@@ -289,13 +289,13 @@ fn tricky_list(i: usize, gold: &[Vec<String>]) -> Value {
     let last = gold.last().unwrap().last().unwrap().clone();
     let firsts: Vec<Value> = gold.iter().map(|e| json!([e[0]])).collect();
     match i % 8 {
-        0 => Value::Array(firsts),                                     // every entity
-        1 => json!([[first.to_uppercase()], [first], [last]]),         // case, duplicate
-        2 => json!([[format!(" {first}")], [format!("{first} ")]]),    // padding kept
-        3 => json!([[first], [gold[0].get(1).unwrap_or(&last)]]),      // second synonym
-        4 => json!([[], [first], ["no such entity"]]),                 // empty item dropped
-        5 => json!([]),                                                // empty answer
-        6 => json!([[""]]),                                            // empty string
+        0 => Value::Array(firsts),                                  // every entity
+        1 => json!([[first.to_uppercase()], [first], [last]]),      // case, duplicate
+        2 => json!([[format!(" {first}")], [format!("{first} ")]]), // padding kept
+        3 => json!([[first], [gold[0].get(1).unwrap_or(&last)]]),   // second synonym
+        4 => json!([[], [first], ["no such entity"]]),              // empty item dropped
+        5 => json!([]),                                             // empty answer
+        6 => json!([[""]]),                                         // empty string
         _ => json!([[first, "ignored synonym"], ["no such entity"], [last]]),
     }
 }
@@ -472,7 +472,11 @@ fn fixture_goldens_scored_by_every_rule_match_the_expected_and_official_numbers(
             "{}",
             text(&o)
         );
-        assert!(!text(&o).contains("not in"), "nothing missing: {}", text(&o));
+        assert!(
+            !text(&o).contains("not in"),
+            "nothing missing: {}",
+            text(&o)
+        );
         let m = read_json(&out.join("results.json"))["metrics"].clone();
         for (b, bm) in m["batches"].as_object().unwrap() {
             let mine: Vec<&(f64, f64, f64)> = expected

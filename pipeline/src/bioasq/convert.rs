@@ -241,7 +241,10 @@ pub fn training_examples(
                 found.sort();
                 let mut entities: Vec<String> = Vec::new();
                 for (_, _, text) in found {
-                    if !entities.iter().any(|e| e.to_lowercase() == text.to_lowercase()) {
+                    if !entities
+                        .iter()
+                        .any(|e| e.to_lowercase() == text.to_lowercase())
+                    {
                         entities.push(text);
                     }
                 }
@@ -487,7 +490,11 @@ mod tests {
 
     #[test]
     fn yesno_training_rows_are_every_snippet_with_the_label() {
-        let q = question("yesno", &["A binds B.", "No effect was seen."], json!(" Yes"));
+        let q = question(
+            "yesno",
+            &["A binds B.", "No effect was seen."],
+            json!(" Yes"),
+        );
         let (out, counts) = convert(&q);
         assert_eq!(out.len(), 2);
         assert!(out.iter().all(|e| e.answer_text.as_deref() == Some("yes")
@@ -497,22 +504,35 @@ mod tests {
         assert_eq!(counts.snippets_without_answer, 0);
         let (none, counts) = convert(&question("yesno", &["x"], json!("perhaps")));
         assert!(none.is_empty());
-        assert_eq!((counts.unknown_answer, counts.questions_without_examples), (1, 1));
+        assert_eq!(
+            (counts.unknown_answer, counts.questions_without_examples),
+            (1, 1)
+        );
     }
 
     #[test]
     fn list_training_rows_hold_the_entities_each_snippet_mentions() {
         let q = question(
             "list",
-            &["tp53 and BRCA1 are mutated; brca1 again.", "Nothing here.", "Only EGFR."],
+            &[
+                "tp53 and BRCA1 are mutated; brca1 again.",
+                "Nothing here.",
+                "Only EGFR.",
+            ],
             json!([["BRCA1", "breast cancer 1"], ["TP53"], ["EGFR"]]),
         );
         let (out, counts) = convert(&q);
         assert_eq!(out.len(), 2);
         // Order of first mention, text as written, each once.
-        assert_eq!(out[0].answer_list, Some(vec!["tp53".into(), "BRCA1".into()]));
+        assert_eq!(
+            out[0].answer_list,
+            Some(vec!["tp53".into(), "BRCA1".into()])
+        );
         assert_eq!(out[1].answer_list, Some(vec!["EGFR".into()]));
-        assert_eq!((out[1].id.as_str(), out[1].answer_text.as_deref()), ("q_002", None));
+        assert_eq!(
+            (out[1].id.as_str(), out[1].answer_text.as_deref()),
+            ("q_002", None)
+        );
         assert_eq!((counts.snippets, counts.snippets_without_answer), (3, 1));
     }
 
@@ -530,7 +550,12 @@ mod tests {
         l.answer_list = Some(vec!["TP53".into()]);
         assert!(validate(&l).is_ok());
         l.answer_list = Some(vec!["tp53".into()]);
-        assert!(validate(&l).unwrap_err().to_string().contains("not in the context"));
+        assert!(
+            validate(&l)
+                .unwrap_err()
+                .to_string()
+                .contains("not in the context")
+        );
         l.answer_list = Some(vec![]);
         assert!(validate(&l).is_err());
         let mut f = ex("abc", "a", 0);

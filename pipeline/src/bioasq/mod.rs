@@ -702,7 +702,12 @@ mod tests {
         let tasks = &config.bioasq.tasks;
         assert_eq!(
             tasks.keys().collect::<Vec<_>>(),
-            ["bioasq-4b", "bioasq-5b", "bioasq-6b", "bioasq-6b-yesno-list"]
+            [
+                "bioasq-4b",
+                "bioasq-5b",
+                "bioasq-6b",
+                "bioasq-6b-yesno-list"
+            ]
         );
         assert_eq!(
             (tasks["bioasq-4b"].year, tasks["bioasq-6b"].test.len()),

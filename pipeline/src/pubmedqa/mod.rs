@@ -180,7 +180,9 @@ pub fn status(ctx: &Ctx) -> Result<StageStatus> {
     if let Some(m) = schemas::StageManifest::load(&ctx.layout.manifest(STAGE))? {
         status.note = format!(
             "{} train ({} folds), {} test questions",
-            m.summary["train"], m.summary["folds"].as_array().map_or(0, Vec::len), m.summary["test"]
+            m.summary["train"],
+            m.summary["folds"].as_array().map_or(0, Vec::len),
+            m.summary["test"]
         );
     }
     Ok(status)
@@ -235,8 +237,16 @@ fn some_pmids(p: &[u64]) -> String {
     s
 }
 
-/// The tables' rows from the two files: `(train, test, folds)`.
-pub fn build_rows(ori: &Path, truth: &Path) -> Result<(Vec<PubmedqaRow>, Vec<PubmedqaRow>, Vec<Vec<u64>>)> {
+/// The rows of both tables and the folds (each in the script's order).
+#[derive(Clone, Debug)]
+pub struct PqalTables {
+    pub train: Vec<PubmedqaRow>,
+    pub test: Vec<PubmedqaRow>,
+    pub folds: Vec<Vec<u64>>,
+}
+
+/// The tables' rows from the two files (module docs).
+pub fn build_rows(ori: &Path, truth: &Path) -> Result<PqalTables> {
     let dataset: Vec<(u64, PqalEntry)> = read_by_pmid(ori)?;
     let ground: Vec<(u64, String)> = read_by_pmid(truth)?;
     let labels: Vec<(u64, &str)> = dataset
@@ -317,7 +327,11 @@ pub fn build_rows(ori: &Path, truth: &Path) -> Result<(Vec<PubmedqaRow>, Vec<Pub
             train.push(row);
         }
     }
-    Ok((train, test_rows, folds))
+    Ok(PqalTables {
+        train,
+        test: test_rows,
+        folds,
+    })
 }
 
 fn label_counts(rows: &[PubmedqaRow]) -> BTreeMap<&str, usize> {
@@ -368,9 +382,12 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<Value> {
         }
         Plan::Run(reason) => tracing::info!("pubmedqa: building ({reason})"),
     }
-    let (train, test, folds) = build_rows(&files[0], &files[1])?;
+    let PqalTables { train, test, folds } = build_rows(&files[0], &files[1])?;
     let mut outputs = Vec::new();
-    for (rows, split) in [(&train, schemas::layout::TRAIN), (&test, schemas::layout::TEST)] {
+    for (rows, split) in [
+        (&train, schemas::layout::TRAIN),
+        (&test, schemas::layout::TEST),
+    ] {
         outputs.extend(crate::bioasq::tables::write_table(
             &schemas::pubmedqa::batch(rows)?,
             &ctx.layout.pubmedqa_table(split),

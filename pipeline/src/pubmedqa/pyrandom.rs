@@ -102,7 +102,10 @@ impl PyRandom {
 
     /// `getrandbits(k)` for `k` in 0..=32.
     pub fn getrandbits(&mut self, k: u32) -> u32 {
-        assert!(k <= 32, "getrandbits of more than 32 bits is not needed here");
+        assert!(
+            k <= 32,
+            "getrandbits of more than 32 bits is not needed here"
+        );
         if k == 0 {
             return 0;
         }
@@ -145,14 +148,19 @@ mod tests {
     fn seed_zero_matches_cpython() {
         let mut r = PyRandom::seed(0);
         let v: Vec<u32> = (0..5).map(|_| r.getrandbits(32)).collect();
-        assert_eq!(v, [3626764237, 1654615998, 3255389356, 3823568514, 1806341205]);
+        assert_eq!(
+            v,
+            [3626764237, 1654615998, 3255389356, 3823568514, 1806341205]
+        );
         // random.seed(0); x = list(range(20)); random.shuffle(x); then 8 x random.choice("abcdefghij")
         let mut r = PyRandom::seed(0);
         let mut x: Vec<u32> = (0..20).collect();
         r.shuffle(&mut x);
         assert_eq!(
             x,
-            [10, 18, 16, 14, 0, 17, 11, 2, 3, 9, 5, 7, 4, 19, 6, 15, 8, 1, 13, 12]
+            [
+                10, 18, 16, 14, 0, 17, 11, 2, 3, 9, 5, 7, 4, 19, 6, 15, 8, 1, 13, 12
+            ]
         );
         let letters: Vec<u8> = b"abcdefghij".to_vec();
         let picked: String = (0..8)

@@ -86,7 +86,9 @@ mod tests {
     /// parts printed by Python 3.11.7 running the script's `split` on the same dict.
     #[test]
     fn unequal_parts_are_rebalanced_like_the_script() {
-        let labels = ["yes", "no", "maybe", "yes", "yes", "no", "yes", "maybe", "yes", "no", "yes"];
+        let labels = [
+            "yes", "no", "maybe", "yes", "yes", "no", "yes", "maybe", "yes", "no", "yes",
+        ];
         let data: Vec<(u64, &str)> = labels
             .iter()
             .enumerate()

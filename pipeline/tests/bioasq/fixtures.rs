@@ -138,7 +138,10 @@ fn fixtures_both_formats_round_trip_golden_leaks_offsets_rerun() {
     for t in qtype::EXACT {
         assert_eq!(questions(&test, t), count(&b51, t), "5B1 {t}");
     }
-    assert!(test.iter().all(|e| e.answer_text.is_none() && e.answer_list.is_none()));
+    assert!(
+        test.iter()
+            .all(|e| e.answer_text.is_none() && e.answer_list.is_none())
+    );
 
     // Every factoid question of the 4B and 5B golden files, with all synonyms.
     let golden = golden_rows(&out.join("golden.arrow"));

@@ -96,11 +96,17 @@ fn sample_offline_conversion_leaks_and_rerun() {
     // 29 factoid questions, and the yes/no question (its one snippet); the list question's two
     // snippets mention none of its entities, so it has no training example.
     assert_eq!(qids(&b1_train).len(), 30);
-    let yesno: Vec<&Example> = b1_train.iter().filter(|e| e.qtype == qtype::YESNO).collect();
+    let yesno: Vec<&Example> = b1_train
+        .iter()
+        .filter(|e| e.qtype == qtype::YESNO)
+        .collect();
     assert_eq!(yesno.len(), 1);
     assert_eq!(yesno[0].answer_text.as_deref(), Some("yes"));
     assert!(!b1_train.iter().any(|e| e.qtype == qtype::LIST));
-    assert_eq!(summary["training_conversion"]["list"]["snippets_without_answer"], 2);
+    assert_eq!(
+        summary["training_conversion"]["list"]["snippets_without_answer"],
+        2
+    );
 
     // Offline: nothing in parquet/current, so every test context is the snippet fallback; the missing
     // PMID 99999901 without snippets (question 2) is dropped, the one with a snippet (question 5) kept.

@@ -48,7 +48,7 @@ use tokenizers::Tokenizer;
 use crate::eval::candidates::{self, MAX_ANSWERS};
 use crate::eval::metrics::{self, ListScore, QuestionScore, Scored, TaskMetrics, YesNoScore};
 use crate::eval::results::{
-    AnswerSettings, ResultMetrics, TaskResult, pretty_json, write_result_file, write_task_files,
+    AnswerSettings, TaskResult, pretty_json, write_result_file, write_task_files,
 };
 use crate::eval::submission::{answer_slots, submission_questions, type_name, yesno_answer};
 use crate::model::MambaLm;
@@ -147,9 +147,7 @@ impl Answered {
     }
     /// The `exact_answer` the submission holds: factoid and list `[["a"], ["b"]]`, yes/no `"yes"`.
     pub fn exact_answer(&self) -> Value {
-        let items = |a: &[(String, f64)]| {
-            Value::Array(a.iter().map(|(t, _)| json!([t])).collect())
-        };
+        let items = |a: &[(String, f64)]| Value::Array(a.iter().map(|(t, _)| json!([t])).collect());
         match self {
             Answered::Factoid(q) => items(&q.answers),
             Answered::YesNo(q) => json!(q.answer),
@@ -185,7 +183,10 @@ pub fn answer_task<B: ScanBackend>(
         max_len: r.cfg.max_len,
         limit: r.cfg.limit,
         max_contexts: r.cfg.max_contexts,
-        list_answers: r.kinds().contains(TaskKind::List).then_some(r.cfg.list_answers),
+        list_answers: r
+            .kinds()
+            .contains(TaskKind::List)
+            .then_some(r.cfg.list_answers),
         setting: None,
     };
     let mut answered: Vec<Answered> = Vec::new();
@@ -223,7 +224,7 @@ pub fn answer_task<B: ScanBackend>(
         settings: Some(settings),
         questions_without_context: answered.iter().filter(|q| q.contexts() == 0).count(),
         missing: 0,
-        metrics: ResultMetrics::Bioasq(task_metrics(&answered)),
+        metrics: task_metrics(&answered).into(),
     };
     write_outputs(out, &result, &answered)?;
     Ok(result)
@@ -312,7 +313,10 @@ pub fn answer_yesno<B: ScanBackend>(
 ) -> Result<Vec<YesNoAnswer>> {
     const LABELS: [&str; 2] = ["yes", "no"];
     let enc = QaEncoder { tokenizer, eos };
-    let targets: Vec<Vec<u32>> = LABELS.iter().map(|l| enc.target(l)).collect::<Result<_>>()?;
+    let targets: Vec<Vec<u32>> = LABELS
+        .iter()
+        .map(|l| enc.target(l))
+        .collect::<Result<_>>()?;
     let longest = targets.iter().map(Vec::len).max().unwrap_or(0);
     let budget = settings
         .max_len
@@ -650,17 +654,23 @@ mod tests {
         // yes/no answers are "yes" or "no"; list answers may be longer than 5.
         let typed = [("y", "yesno"), ("l", "list")];
         let seven: Vec<Vec<String>> = (0..7).map(|i| vec![format!("e{i}")]).collect();
-        let ok = json!({"questions":[{"id":"y","exact_answer":"no"},{"id":"l","exact_answer":seven}]});
+        let ok =
+            json!({"questions":[{"id":"y","exact_answer":"no"},{"id":"l","exact_answer":seven}]});
         validate_submission(&ok, &typed).unwrap();
-        let maybe = json!({"questions":[{"id":"y","exact_answer":"maybe"},{"id":"l","exact_answer":[]}]});
+        let maybe =
+            json!({"questions":[{"id":"y","exact_answer":"maybe"},{"id":"l","exact_answer":[]}]});
         assert!(validate_submission(&maybe, &typed).is_err());
-        let list_y = json!({"questions":[{"id":"y","exact_answer":["yes"]},{"id":"l","exact_answer":[]}]});
+        let list_y =
+            json!({"questions":[{"id":"y","exact_answer":["yes"]},{"id":"l","exact_answer":[]}]});
         assert!(validate_submission(&list_y, &typed).is_err());
     }
 
     #[test]
     fn list_entities_follow_the_stopping_rule() {
-        assert_eq!(list_entities("TP53; BRCA1;EGFR.", true), ["TP53", "BRCA1", "EGFR"]);
+        assert_eq!(
+            list_entities("TP53; BRCA1;EGFR.", true),
+            ["TP53", "BRCA1", "EGFR"]
+        );
         // Ran into max_new_tokens: the last part is cut off, dropped unless it is alone.
         assert_eq!(list_entities("TP53; BRCA1; EG", false), ["TP53", "BRCA1"]);
         assert_eq!(list_entities("TP5", false), ["TP5"]);
@@ -670,7 +680,10 @@ mod tests {
     #[test]
     fn best_label_takes_the_highest_and_the_first_on_a_tie() {
         assert_eq!(best_label(&["yes", "no"], &[-2.0, -1.0]), "no");
-        assert_eq!(best_label(&["yes", "no", "maybe"], &[-1.0, -1.0, -3.0]), "yes");
+        assert_eq!(
+            best_label(&["yes", "no", "maybe"], &[-1.0, -1.0, -3.0]),
+            "yes"
+        );
     }
 
     /// The continuation log-likelihood equals the sum of the next-token log-probabilities of a
@@ -688,7 +701,10 @@ mod tests {
         for (cont, lp) in conts.iter().zip(&got) {
             let ids: Vec<u32> = prompt.iter().chain(cont).copied().collect();
             let t: Tensor<B, 2, Int> = Tensor::from_data(
-                TensorData::new(ids.iter().map(|&x| x as i64).collect::<Vec<_>>(), [1, ids.len()]),
+                TensorData::new(
+                    ids.iter().map(|&x| x as i64).collect::<Vec<_>>(),
+                    [1, ids.len()],
+                ),
                 &dev,
             );
             let lsm = log_softmax(model.forward(t), 2)

@@ -161,7 +161,11 @@ pub struct YesNoScore {
 /// Score a yes/no answer (`None`: no answer) against the gold `exact_answer` (`[["yes"]]` or
 /// `[["no"]]`; its first string is read like an answer).
 pub fn score_yesno(answer: Option<&str>, gold: &[Vec<String>]) -> YesNoScore {
-    let gold = yesno_label(gold.first().and_then(|g| g.first()).map_or("", String::as_str));
+    let gold = yesno_label(
+        gold.first()
+            .and_then(|g| g.first())
+            .map_or("", String::as_str),
+    );
     let answer = answer.map(yesno_label);
     YesNoScore {
         gold,
@@ -440,7 +444,10 @@ pub struct TaskMetrics {
 }
 
 /// `mean(values present)`; `None` when no value is present.
-fn mean_of<T: Copy>(values: impl Iterator<Item = Option<T>>, mean: impl Fn(&[T]) -> T) -> Option<T> {
+fn mean_of<T: Copy>(
+    values: impl Iterator<Item = Option<T>>,
+    mean: impl Fn(&[T]) -> T,
+) -> Option<T> {
     let present: Vec<T> = values.flatten().collect();
     (!present.is_empty()).then(|| mean(&present))
 }
@@ -889,7 +896,10 @@ mod tests {
     fn a_batch_without_no_questions_has_f1_no_zero() {
         let all_right = [yn(Some("yes"), "yes"), yn(Some("yes"), "yes")];
         let m = YesNoMetrics::of(&all_right).unwrap();
-        assert_eq!((m.yesno_acc, m.yesno_f1_yes, m.yesno_f1_no), (1.0, 1.0, 0.0));
+        assert_eq!(
+            (m.yesno_acc, m.yesno_f1_yes, m.yesno_f1_no),
+            (1.0, 1.0, 0.0)
+        );
         assert_eq!(m.yesno_macro_f1, 0.5);
         let one_wrong = [yn(Some("yes"), "yes"), yn(Some("no"), "yes")];
         let m = YesNoMetrics::of(&one_wrong).unwrap();
@@ -898,7 +908,10 @@ mod tests {
         // Missing answers count as wrong.
         let missing = [yn(None, "yes"), yn(None, "no")];
         let m = YesNoMetrics::of(&missing).unwrap();
-        assert_eq!((m.yesno_acc, m.yesno_f1_yes, m.yesno_f1_no), (0.0, 0.0, 0.0));
+        assert_eq!(
+            (m.yesno_acc, m.yesno_f1_yes, m.yesno_f1_no),
+            (0.0, 0.0, 0.0)
+        );
     }
 
     fn prf(l: ListScore) -> (f64, f64, f64) {
@@ -949,9 +962,15 @@ mod tests {
         let none: Vec<Vec<String>> = vec![];
         assert_eq!(score_list(&none, &g), ListScore::ZERO);
         assert_eq!(score_list(&slots(&[&[], &[]]), &g), ListScore::ZERO);
-        let m = ListMetrics::of(&[ListScore::ZERO, score_list(&slots(&[&["tp53"], &["egfr"]]), &g)])
-            .unwrap();
-        assert_eq!((m.list_precision, m.list_recall, m.list_f1), (0.5, 0.5, 0.5));
+        let m = ListMetrics::of(&[
+            ListScore::ZERO,
+            score_list(&slots(&[&["tp53"], &["egfr"]]), &g),
+        ])
+        .unwrap();
+        assert_eq!(
+            (m.list_precision, m.list_recall, m.list_f1),
+            (0.5, 0.5, 0.5)
+        );
         assert_eq!(m.list_questions, 2);
     }
 
@@ -975,20 +994,24 @@ mod tests {
 
     #[test]
     fn measures_of_mixed_types_per_batch_and_pooled() {
-        let f = |s: f64| Scored::Factoid(QuestionScore {
-            strict: s,
-            lenient: s,
-            reciprocal_rank: s,
-        });
+        let f = |s: f64| {
+            Scored::Factoid(QuestionScore {
+                strict: s,
+                lenient: s,
+                reciprocal_rank: s,
+            })
+        };
         let y = |a: &str, g: &str| Scored::YesNo(yn(Some(a), g));
-        let l = |p: f64| Scored::List(ListScore {
-            precision: p,
-            recall: p,
-            f1: p,
-            tp: 0,
-            fp: 0,
-            fn_: 0,
-        });
+        let l = |p: f64| {
+            Scored::List(ListScore {
+                precision: p,
+                recall: p,
+                f1: p,
+                tp: 0,
+                fp: 0,
+                fn_: 0,
+            })
+        };
         let scored: Vec<(String, Scored)> = vec![
             ("B1".into(), f(1.0)),
             ("B1".into(), y("yes", "yes")),
@@ -1011,7 +1034,10 @@ mod tests {
         assert_eq!(b2.yesno_f1_no, 0.0); // the one "no" question was answered wrong
         // Mean over batches that have the type: yes/no over B1, B2, B3; list over B1, B2.
         let m = t.mean_over_batches;
-        assert!(close(m.yesno.unwrap().yesno_acc, (1.0 + 2.0 / 3.0 + 0.0) / 3.0));
+        assert!(close(
+            m.yesno.unwrap().yesno_acc,
+            (1.0 + 2.0 / 3.0 + 0.0) / 3.0
+        ));
         assert!(close(m.list.unwrap().list_f1, (1.0 + 0.25) / 2.0));
         assert_eq!(m.list.unwrap().list_questions, 3);
         assert_eq!(m.yesno.unwrap().yesno_questions, 6);
@@ -1021,7 +1047,10 @@ mod tests {
         // yes: TP 3 (B1, B2 x2), FP 1 (B3); no: TP 1 (B1), FP 1 (B2); FN(yes) = 1, FN(no) = 1.
         assert!(close(all.yesno_f1_yes, 6.0 / 8.0));
         assert!(close(all.yesno_f1_no, 2.0 / 4.0));
-        assert!(close(t.all_questions.list.unwrap().list_precision, 1.5 / 3.0));
+        assert!(close(
+            t.all_questions.list.unwrap().list_precision,
+            1.5 / 3.0
+        ));
         assert_eq!(t.all_questions.questions(), 11);
         assert_eq!(t.all_questions.get("yesno_f1_no"), Some(all.yesno_f1_no));
         assert_eq!(t.batches["B3"].get("list_f1"), None);
@@ -1035,7 +1064,10 @@ mod tests {
             Scored::List(ListScore::ZERO),
         ]);
         let v = serde_json::to_value(m).unwrap();
-        assert!(v.get("strict_acc").is_none() && v.get("questions").is_none(), "{v}");
+        assert!(
+            v.get("strict_acc").is_none() && v.get("questions").is_none(),
+            "{v}"
+        );
         assert_eq!(v["yesno_acc"], 1.0);
         assert_eq!(v["list_questions"], 1);
         let back: Measures = serde_json::from_value(v).unwrap();
@@ -1060,7 +1092,10 @@ mod tests {
         assert!(close(m.labels["yes"].f1, 0.8));
         assert!(close(m.labels["no"].f1, 2.0 / 3.0));
         assert_eq!(m.labels["maybe"].f1, 0.0);
-        assert_eq!((m.labels["maybe"].support, m.labels["maybe"].predicted), (1, 0));
+        assert_eq!(
+            (m.labels["maybe"].support, m.labels["maybe"].predicted),
+            (1, 0)
+        );
         assert!(close(m.macro_f1, (0.8 + 2.0 / 3.0 + 0.0) / 3.0));
         assert!(close(m.macro_f1, 0.48888888888888893));
         assert_eq!(m.questions, 6);

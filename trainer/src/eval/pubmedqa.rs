@@ -86,7 +86,10 @@ pub fn answer_task<B: ScanBackend>(
         eos: r.cfg.eos,
     };
     let labels = schemas::pubmedqa::LABELS;
-    let targets: Vec<Vec<u32>> = labels.iter().map(|l| enc.target(l)).collect::<Result<_>>()?;
+    let targets: Vec<Vec<u32>> = labels
+        .iter()
+        .map(|l| enc.target(l))
+        .collect::<Result<_>>()?;
     let budget = r
         .cfg
         .max_len
@@ -148,7 +151,11 @@ pub fn answer_task<B: ScanBackend>(
         metrics: ResultMetrics::Pubmedqa(metrics::pubmedqa_metrics(&gold, &pred)),
     };
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    write_result_file(out, "predictions.json", &pretty_json(&submission_json(&answers))?)?;
+    write_result_file(
+        out,
+        "predictions.json",
+        &pretty_json(&submission_json(&answers))?,
+    )?;
     write_task_files(out, &result, &answers)?;
     Ok(result)
 }
@@ -298,13 +305,19 @@ mod tests {
         let missing = e(json!({"1": "yes", "2": "no"}));
         assert!(missing.contains("2 test PMIDs missing (3, 4)"), "{missing}");
         let extra = e(json!({"1": "yes", "2": "no", "3": "no", "4": "yes", "99": "no"}));
-        assert!(extra.contains("1 PMIDs not in the test set (99)"), "{extra}");
+        assert!(
+            extra.contains("1 PMIDs not in the test set (99)"),
+            "{extra}"
+        );
         let not_string = e(json!({"1": "yes", "2": "no", "3": 1, "4": "yes"}));
         assert!(not_string.contains("PMID 3"), "{not_string}");
         assert!(e(json!(["yes"])).contains("JSON object"));
         // Any string is a label of its own, as for sklearn.
-        let odd = score_predictions(&json!({"1": "Yes", "2": "no", "3": "maybe", "4": "yes"}), &gold())
-            .unwrap();
+        let odd = score_predictions(
+            &json!({"1": "Yes", "2": "no", "3": "maybe", "4": "yes"}),
+            &gold(),
+        )
+        .unwrap();
         assert!(!odd[0].correct && odd[1].correct);
     }
 }

@@ -129,7 +129,12 @@ impl QaEncoder<'_> {
 
     /// The prompt of `item` ([`Self::prompt_with`]).
     pub fn item_prompt(&self, item: &QaItem, max_len: usize) -> Result<(Vec<u32>, usize)> {
-        self.prompt_with(&item.context, item.extra.as_deref(), &item.question, max_len)
+        self.prompt_with(
+            &item.context,
+            item.extra.as_deref(),
+            &item.question,
+            max_len,
+        )
     }
 
     /// Target ids: `" " + answer` then EOS.

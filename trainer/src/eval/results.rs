@@ -37,8 +37,14 @@ pub struct AnswerSettings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum ResultMetrics {
-    Bioasq(TaskMetrics),
+    Bioasq(Box<TaskMetrics>),
     Pubmedqa(PubmedqaMetrics),
+}
+
+impl From<TaskMetrics> for ResultMetrics {
+    fn from(m: TaskMetrics) -> Self {
+        ResultMetrics::Bioasq(Box::new(m))
+    }
 }
 
 /// Which aggregate a table shows.
@@ -51,14 +57,6 @@ pub enum View {
 }
 
 impl ResultMetrics {
-    /// The BioASQ measures, if these are BioASQ's.
-    pub fn bioasq(&self) -> Option<&TaskMetrics> {
-        match self {
-            ResultMetrics::Bioasq(m) => Some(m),
-            ResultMetrics::Pubmedqa(_) => None,
-        }
-    }
-
     /// The value of measure `key` ([`MEASURES`]) in `view`, if this result has it.
     pub fn value(&self, key: &str, view: View) -> Option<f64> {
         match self {
@@ -304,9 +302,9 @@ impl<'a> Table3<'a> {
             let cell = &mut cells[label_index(&r.label)][ci];
             for prev in &cell.results {
                 let shared = MEASURES.iter().find(|(_, k)| {
-                    [View::MeanOverBatches, View::AllQuestions]
-                        .iter()
-                        .any(|v| prev.metrics.value(k, *v).is_some() && r.metrics.value(k, *v).is_some())
+                    [View::MeanOverBatches, View::AllQuestions].iter().any(|v| {
+                        prev.metrics.value(k, *v).is_some() && r.metrics.value(k, *v).is_some()
+                    })
                 });
                 if prev.task == r.task || shared.is_some() {
                     bail!(
@@ -332,8 +330,16 @@ impl<'a> Table3<'a> {
                 .unwrap();
             let cell = &mut cells[label_index(&p.label)][ci];
             for (k, v) in &p.values {
-                if cell.published.insert(k.clone(), (*v, p.source.clone())).is_some() {
-                    bail!("published numbers: {} / {} / {k} given twice", p.system, p.label);
+                if cell
+                    .published
+                    .insert(k.clone(), (*v, p.source.clone()))
+                    .is_some()
+                {
+                    bail!(
+                        "published numbers: {} / {} / {k} given twice",
+                        p.system,
+                        p.label
+                    );
                 }
             }
         }
@@ -538,7 +544,7 @@ mod tests {
                 )
             })
             .collect();
-        with_metrics(task, label, system, ResultMetrics::Bioasq(aggregate(&scored)))
+        with_metrics(task, label, system, aggregate(&scored).into())
     }
 
     fn with_metrics(task: &str, label: &str, system: &str, metrics: ResultMetrics) -> TaskResult {
@@ -564,7 +570,7 @@ mod tests {
                 ("B1".to_string(), Scored::YesNo(score_yesno(Some(a), &gold)))
             })
             .collect();
-        with_metrics(task, label, system, ResultMetrics::Bioasq(aggregate(&scored)))
+        with_metrics(task, label, system, aggregate(&scored).into())
     }
 
     /// A results.json written before issue #18 (no `system`, `submission`, `missing`) loads;
@@ -661,7 +667,10 @@ mod tests {
     /// batches only).
     #[test]
     fn every_measure_and_task_with_published_numbers() {
-        let pmqa = ResultMetrics::Pubmedqa(pubmedqa_metrics(&["yes", "no", "maybe"], &["yes", "no", "no"]));
+        let pmqa = ResultMetrics::Pubmedqa(pubmedqa_metrics(
+            &["yes", "no", "maybe"],
+            &["yes", "no", "no"],
+        ));
         let results = vec![
             result("bioasq-6b", "6b", "ours", &[1.0, 0.0]),
             yesno("bioasq-6b-yesno-list", "6b", "ours", 3, 4),
@@ -679,15 +688,39 @@ mod tests {
         let t = Table3::with_published(&results, &published).unwrap();
         assert_eq!(t.systems(), ["ours", "hand-made", "BioGPT (published)"]);
         let md = t.markdown();
-        assert!(md.contains("| 6b | ACC (strict) | 0.5000 | – | – |"), "{md}");
-        assert!(md.contains("| 6b | Yes/no ACC | 0.7500 | 1.0000 | – |"), "{md}");
-        assert!(md.contains("| 6b | Yes/no F1 (no) | 0.0000 | 0.0000 | – |"), "{md}");
-        assert!(md.contains("| PubMedQA | ACC | 0.6667 | – | 0.7820 |"), "{md}");
-        assert!(md.contains("| PubMedQA | Macro-F1 | 0.5556 | – | – |"), "{md}");
-        assert!(!md.contains("List F1"), "no list result, no list rows: {md}");
+        assert!(
+            md.contains("| 6b | ACC (strict) | 0.5000 | – | – |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| 6b | Yes/no ACC | 0.7500 | 1.0000 | – |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| 6b | Yes/no F1 (no) | 0.0000 | 0.0000 | – |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| PubMedQA | ACC | 0.6667 | – | 0.7820 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| PubMedQA | Macro-F1 | 0.5556 | – | – |"),
+            "{md}"
+        );
+        assert!(
+            !md.contains("List F1"),
+            "no list result, no list rows: {md}"
+        );
         let all = &md[md.find("Over all questions").unwrap()..md.find("| System |").unwrap()];
-        assert!(all.contains("| Task | Measure | ours | hand-made |\n"), "{all}");
-        assert!(md.contains("| BioGPT (published) | PubMedQA | accuracy | Luo et al. 2022 |"), "{md}");
+        assert!(
+            all.contains("| Task | Measure | ours | hand-made |\n"),
+            "{all}"
+        );
+        assert!(
+            md.contains("| BioGPT (published) | PubMedQA | accuracy | Luo et al. 2022 |"),
+            "{md}"
+        );
         let j = t.json(&results);
         assert_eq!(j["published"], json!([false, false, true]));
         let acc = j["rows"]
@@ -715,7 +748,10 @@ mod tests {
             "[[result]]\nsystem = \"BioGPT\"\nlabel = \"PubMedQA\"\nsource = \"x\"\naccuracy = 0.782\n",
         )
         .unwrap();
-        assert_eq!(Published::load(&p).unwrap().result[0].values["accuracy"], 0.782);
+        assert_eq!(
+            Published::load(&p).unwrap().result[0].values["accuracy"],
+            0.782
+        );
         std::fs::write(
             &p,
             "[[result]]\nsystem = \"BioGPT\"\nlabel = \"PubMedQA\"\nsource = \"x\"\naccuracy = 78.2\n",

@@ -29,7 +29,7 @@ use crate::config::Resolved;
 use crate::eval::candidates::MAX_ANSWERS;
 use crate::eval::golden::{batch_labels, questions_of_type, task_golden};
 use crate::eval::metrics::{self, Scored};
-use crate::eval::results::{ResultMetrics, TaskResult, write_task_files};
+use crate::eval::results::{TaskResult, write_task_files};
 
 /// One golden question of a scored type, scored.
 #[derive(Debug, Clone, Serialize)]
@@ -336,7 +336,7 @@ pub fn score_task(
         settings: None,
         questions_without_context: 0,
         missing: scores.missing.len(),
-        metrics: ResultMetrics::Bioasq(metrics::aggregate(&scored)),
+        metrics: metrics::aggregate(&scored).into(),
     };
     write_task_files(out, &result, &scores.questions)?;
     Ok(result)
@@ -538,6 +538,11 @@ mod tests {
         // A list answer longer than 5 is no factoid over-limit.
         let long: Vec<Vec<&str>> = (0..7).map(|_| vec!["x"]).collect();
         let sub = json!({"questions": [{"id": "l1", "exact_answer": long}]});
-        assert!(score_submission(&sub, &golden()).unwrap().over_limit.is_empty());
+        assert!(
+            score_submission(&sub, &golden())
+                .unwrap()
+                .over_limit
+                .is_empty()
+        );
     }
 }
