@@ -310,7 +310,9 @@ fn every_task_type_finetuned_answered_and_rescored_to_the_same_numbers() {
              train_limit = 24\nlist_answers = 3\n\
              [tasks.factoid]\n{}[tasks.yesno]\n{}[tasks.list]\n{}max_new_tokens = 6\n\
              [tasks.yesno-list]\n{}\
-             [tasks.pubmedqa]\nlabel = \"PubMedQA\"\nkind = \"pubmedqa\"\ndev_fold = 0\n",
+             [tasks.pubmedqa]\nlabel = \"PubMedQA\"\nkind = \"pubmedqa\"\ndev_fold = 0\n\
+             [tasks.pubmedqa-free]\nlabel = \"PubMedQA (reasoning-free)\"\nkind = \"pubmedqa\"\n\
+             setting = \"reasoning-free\"\n",
             bioasq_task(""),
             bioasq_task("kind = \"yesno\"\n"),
             bioasq_task("kind = \"list\"\n"),
@@ -323,7 +325,14 @@ fn every_task_type_finetuned_answered_and_rescored_to_the_same_numbers() {
 
     let mut times: Vec<(String, f64, f64)> = Vec::new();
     let mut scored_dirs = Vec::new();
-    for task in ["factoid", "yesno", "list", "yesno-list", "pubmedqa"] {
+    for task in [
+        "factoid",
+        "yesno",
+        "list",
+        "yesno-list",
+        "pubmedqa",
+        "pubmedqa-free",
+    ] {
         let run = tmp.path().join(format!("run-{task}"));
         let (_, train_secs) = trainer(
             &bin,
@@ -369,7 +378,15 @@ fn every_task_type_finetuned_answered_and_rescored_to_the_same_numbers() {
         let res = read_json(&out.join("results.json"));
         let sub = read_json(&out.join("predictions.json"));
         // The official formats, with every test question of the task's kinds.
-        if task == "pubmedqa" {
+        if task.starts_with("pubmedqa") {
+            assert_eq!(
+                res["settings"]["setting"],
+                if task == "pubmedqa" {
+                    "reasoning-required"
+                } else {
+                    "reasoning-free"
+                }
+            );
             let keys: HashSet<&str> = sub
                 .as_object()
                 .unwrap()
@@ -615,6 +632,7 @@ fn every_task_type_finetuned_answered_and_rescored_to_the_same_numbers() {
         "| 5b (yes/no + list) | Yes/no ACC |",
         "| PubMedQA | ACC |",
         "| PubMedQA | Macro-F1 |",
+        "| PubMedQA (reasoning-free) | ACC |",
     ] {
         assert!(table.contains(row), "{row}: {table}");
     }

@@ -7,7 +7,8 @@
 //!   list rows one snippet with the entities it mentions.
 //! - PubMedQA tasks: the rows of `pubmedqa/train.arrow` (the 500 cross-validation questions), all
 //!   of them or all but `dev_fold`'s; the context is the question's contexts as `LABEL: text`
-//!   joined by spaces, the reasoning-free setting adds the long answer, the answer is the label.
+//!   joined by spaces, the reasoning-free setting adds the long answer on a line of its own after
+//!   them, the answer is the label.
 
 use std::path::{Path, PathBuf};
 
@@ -34,14 +35,17 @@ pub fn pubmedqa_context(row: &PubmedqaRow) -> String {
         .join(" ")
 }
 
-/// The prompt of a PubMedQA question in `setting`, with its label as the answer.
+/// The prompt of a PubMedQA question in `setting`, with its label as the answer: reasoning-free
+/// adds `"\nLong answer: {long answer}"` at the end of the context (cut from the left last).
 pub fn pubmedqa_item(row: &PubmedqaRow, setting: PubmedqaSetting) -> QaItem {
+    let context = pubmedqa_context(row);
     QaItem {
         id: row.pmid.to_string(),
-        context: pubmedqa_context(row),
-        extra: match setting {
-            PubmedqaSetting::ReasoningRequired => None,
-            PubmedqaSetting::ReasoningFree => Some(format!("Long answer: {}", row.long_answer)),
+        context: match setting {
+            PubmedqaSetting::ReasoningRequired => context,
+            PubmedqaSetting::ReasoningFree => {
+                format!("{context}\nLong answer: {}", row.long_answer)
+            }
         },
         question: row.question.clone(),
         answer: Some(row.label.clone()),
@@ -104,9 +108,12 @@ mod tests {
         };
         let rr = pubmedqa_item(&row, PubmedqaSetting::ReasoningRequired);
         assert_eq!(rr.context, "BACKGROUND: We studied X. X helped.");
-        assert_eq!((rr.extra, rr.answer.as_deref()), (None, Some("yes")));
+        assert_eq!(rr.answer.as_deref(), Some("yes"));
         let rf = pubmedqa_item(&row, PubmedqaSetting::ReasoningFree);
-        assert_eq!(rf.extra.as_deref(), Some("Long answer: X helps."));
+        assert_eq!(
+            rf.context,
+            "BACKGROUND: We studied X. X helped.\nLong answer: X helps."
+        );
         assert_eq!(rf.id, "7");
     }
 }

@@ -11,10 +11,11 @@
 //! | BioASQ list | a snippet / a document | the entities it mentions, joined by `"; "` ([`LIST_SEPARATOR`]) |
 //! | PubMedQA | the contexts as `LABEL: text`, joined by spaces | `yes`, `no` or `maybe` |
 //!
-//! PubMedQA's reasoning-free setting adds the long answer after the context, on its own line
-//! (`"…\nLong answer: {long answer}\nQuestion: …"`), kept whole. The context and the rest of the
+//! PubMedQA's reasoning-free setting puts the long answer at the end of the context, on its own
+//! line (`"{contexts}\nLong answer: {long answer}\nQuestion: …"`). The context and the rest of the
 //! prompt are tokenized separately, so the context can be cut from the left at token level
-//! (keeping the question and "Answer:") when the prompt does not fit.
+//! (keeping the question and "Answer:") when the prompt does not fit: the contexts go first, the
+//! long answer last.
 
 use anyhow::{Result, bail};
 use schemas::bioasq::{Example, qtype};
@@ -30,8 +31,6 @@ pub struct QaItem {
     pub id: String,
     /// Cut from the left when the prompt does not fit.
     pub context: String,
-    /// Kept whole after the context, on its own line (PubMedQA reasoning-free: the long answer).
-    pub extra: Option<String>,
     pub question: String,
     /// The target's text; `None` for test items.
     pub answer: Option<String>,
@@ -56,7 +55,6 @@ impl QaItem {
         QaItem {
             id: ex.id.clone(),
             context: ex.context.clone(),
-            extra: None,
             question: ex.question.clone(),
             answer: answer_text(ex),
         }
@@ -97,23 +95,8 @@ impl QaEncoder<'_> {
         question: &str,
         max_len: usize,
     ) -> Result<(Vec<u32>, usize)> {
-        self.prompt_with(context, None, question, max_len)
-    }
-
-    /// [`Self::prompt`] with an `extra` line after the context, kept whole.
-    pub fn prompt_with(
-        &self,
-        context: &str,
-        extra: Option<&str>,
-        question: &str,
-        max_len: usize,
-    ) -> Result<(Vec<u32>, usize)> {
         let ctx = encode(self.tokenizer, context)?;
-        let extra = extra.map(|e| format!("\n{e}")).unwrap_or_default();
-        let rest = encode(
-            self.tokenizer,
-            &format!("{extra}\nQuestion: {question}\nAnswer:"),
-        )?;
+        let rest = encode(self.tokenizer, &format!("\nQuestion: {question}\nAnswer:"))?;
         if rest.len() > max_len {
             bail!(
                 "question {question:?} takes {} tokens, more than the {max_len} allowed for a prompt",
@@ -127,14 +110,9 @@ impl QaEncoder<'_> {
         Ok((ids, cut))
     }
 
-    /// The prompt of `item` ([`Self::prompt_with`]).
+    /// The prompt of `item` ([`Self::prompt`]).
     pub fn item_prompt(&self, item: &QaItem, max_len: usize) -> Result<(Vec<u32>, usize)> {
-        self.prompt_with(
-            &item.context,
-            item.extra.as_deref(),
-            &item.question,
-            max_len,
-        )
+        self.prompt(&item.context, &item.question, max_len)
     }
 
     /// Target ids: `" " + answer` then EOS.
@@ -327,11 +305,10 @@ mod tests {
         assert_eq!(&e.ids[e.prompt_len..], &[1, 12, 3, 0]);
         l.answer_list = Some(vec![]);
         assert_eq!(answer_text(&l), None);
-        // The extra line comes after the context and is never cut.
+        // A line at the end of the context (the long answer) is cut last.
         let item = QaItem {
             id: "p".into(),
-            context: "a b c".into(),
-            extra: Some("d".into()),
+            context: "a b c\nd".into(),
             question: "what ?".into(),
             answer: Some("e".into()),
         };
