@@ -45,13 +45,14 @@ demo cfg="configs/sample.toml" d="data/demo":
     echo; echo "== BioASQ factoid QA (Table 3 layout)"; cat $d/runs/finetune-sample/eval/sample/results.md
     echo; echo "== Perplexity on the validation shards (Table 4 layout)"; cat $d/runs/pretrain/export/eval/ppl/ppl.md
 
-# Real data: download PubMed, parse, current view, BioASQ tables, GPT-NeoX tokens (CONFIG, DATA to override).
+# Real data: download PubMed, parse, current view, BioASQ and PubMedQA tables, GPT-NeoX tokens (CONFIG, DATA to override).
 ingest:
     {{release_pipeline}} --config {{config}} --data-dir {{data}} download
     {{release_pipeline}} --config {{config}} --data-dir {{data}} fetch-tokenizer
     {{release_pipeline}} --config {{config}} --data-dir {{data}} fetch-model
     {{release_pipeline}} --config {{config}} --data-dir {{data}} parse
     {{release_pipeline}} --config {{config}} --data-dir {{data}} bioasq
+    {{release_pipeline}} --config {{config}} --data-dir {{data}} pubmedqa
     {{release_pipeline}} --config {{config}} --data-dir {{data}} tokenize
     {{release_pipeline}} --config {{config}} --data-dir {{data}} status
 
@@ -60,10 +61,17 @@ pretrain run="pubmed-130m":
     {{release_trainer}} pretrain --config {{config}} --data-dir {{data}} --run-dir {{data}}/runs/{{run}} {{device_flag}}
     {{release_trainer}} export {{data}}/runs/{{run}} --out {{data}}/runs/{{run}}/export
 
-# Fine-tune RUN's model on BioASQ 4b, 5b and 6b and answer their test questions; Table 3 of these three runs.
+# Fine-tune RUN's model on BioASQ factoid 4b, 5b, 6b, yes/no + list 6b and PubMedQA, answering each one's test questions; one report of all five runs beside the published numbers (configs/published.toml).
 finetune run="pubmed-130m":
-    for task in bioasq-4b bioasq-5b bioasq-6b; do {{release_trainer}} finetune --config {{config}} --data-dir {{data}} --init {{data}}/runs/{{run}}/export --task $task --run-dir {{data}}/runs/{{run}}/finetune-$task {{device_flag}}; done
-    {{release_trainer}} report {{run}}={{data}}/runs/{{run}}/finetune-bioasq-4b {{run}}={{data}}/runs/{{run}}/finetune-bioasq-5b {{run}}={{data}}/runs/{{run}}/finetune-bioasq-6b --out {{data}}/runs/{{run}}/table3
+    #!/usr/bin/env bash
+    set -euo pipefail
+    tasks="bioasq-4b bioasq-5b bioasq-6b bioasq-6b-yesno-list pubmedqa"
+    runs=()
+    for task in $tasks; do
+        {{release_trainer}} finetune --config {{config}} --data-dir {{data}} --init {{data}}/runs/{{run}}/export --task $task --run-dir {{data}}/runs/{{run}}/finetune-$task {{device_flag}}
+        runs+=("{{run}}={{data}}/runs/{{run}}/finetune-$task")
+    done
+    {{release_trainer}} report "${runs[@]}" --published configs/published.toml --out {{data}}/runs/{{run}}/table3
 
 # Perplexity on held-out PubMed, honest and paper protocol side by side (Table 4).
 eval run="pubmed-130m":

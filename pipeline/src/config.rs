@@ -17,6 +17,7 @@ pub struct Config {
     pub parse: ParseConfig,
     pub current: CurrentConfig,
     pub bioasq: BioasqConfig,
+    pub pubmedqa: PubmedqaConfig,
     pub tokenize: TokenizeConfig,
     pub train_tokenizer: TrainTokenizerConfig,
     /// The file this config was loaded from; None for the defaults (no `--config`). `pipeline
@@ -235,6 +236,23 @@ pub struct TaskInputs {
     pub train: String,
     /// Test files: official golden batches (converted against PubMed) or BioBERT SQuAD test files.
     pub test: Vec<String>,
+}
+
+/// `[pubmedqa]` section of the config.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PubmedqaConfig {
+    /// Root of the pubmedqa repository's raw files: `data/ori_pqal.json` and
+    /// `data/test_ground_truth.json` are fetched from below it (`--base-url` overrides).
+    pub base_url: String,
+}
+
+impl Default for PubmedqaConfig {
+    fn default() -> Self {
+        Self {
+            base_url: "https://raw.githubusercontent.com/pubmedqa/pubmedqa/master".into(),
+        }
+    }
 }
 
 /// Which documents a test question gets one example for.

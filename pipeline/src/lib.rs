@@ -1,4 +1,5 @@
-//! biomamba's data pipeline: PubMed XML → Parquet → packed token shards, and BioASQ → SQuAD-style tables.
+//! biomamba's data pipeline: PubMed XML → Parquet → packed token shards, BioASQ → SQuAD-style tables,
+//! and PubMedQA → its official split.
 //! Every stage runs through the cached [`stage::Stage`] runner and writes files atomically.
 
 pub mod bioasq;
@@ -7,6 +8,7 @@ pub mod current;
 pub mod download;
 pub mod inspect;
 pub mod parse;
+pub mod pubmedqa;
 pub mod stage;
 pub mod status;
 pub mod tokenize;

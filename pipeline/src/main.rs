@@ -47,6 +47,8 @@ enum Command {
     Inspect(pipeline::inspect::Args),
     /// BioASQ JSON (official or SQuAD) to SQuAD-style Arrow tables, joined with PubMed, leak-free.
     Bioasq(pipeline::bioasq::Args),
+    /// PubMedQA (PQA-L) to Arrow tables: the official test set and the 10 cross-validation folds.
+    Pubmedqa(pipeline::pubmedqa::Args),
     /// Tokenize the abstracts and pack them into train/val Arrow shards (with `--shard i/n`: tokenize
     /// one shard of the parts only; then `pipeline pack` after all shards).
     Tokenize(tokenize::TokenizeArgs),
@@ -68,6 +70,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Current(args) => pipeline::current::run(&ctx, args).map(|_| ()),
         Command::Inspect(args) => pipeline::inspect::run(&ctx, args),
         Command::Bioasq(args) => pipeline::bioasq::run(&ctx, args).map(|_| ()),
+        Command::Pubmedqa(args) => pipeline::pubmedqa::run(&ctx, args).map(|_| ()),
         Command::Tokenize(args) => tokenize_then_pack(&ctx, &args),
         Command::Pack(args) => pack(&ctx, &args),
         Command::TrainTokenizer(args) => pipeline::train_tokenizer::run(&ctx, args),

@@ -17,6 +17,7 @@ pub const STAGES: &[StatusFn] = &[
     crate::tokenize::status,
     crate::tokenize::pack::status,
     crate::bioasq::status,
+    crate::pubmedqa::status,
 ];
 
 pub fn run(ctx: &Ctx) -> Result<Vec<StageStatus>> {

@@ -11,6 +11,8 @@ const RECIPES: &[(&str, &[&str])] = &[
     ("mamba2-2.7b.toml", REAL),
     ("mamba2-370m.toml", REAL),
     ("mamba2-780m.toml", REAL),
+    // `trainer report --published` (no config sections; read by `just finetune`'s report).
+    ("published.toml", &[]),
     ("pubmed-130m.toml", REAL),
     ("sample-mamba2.toml", &["demo"]),
     ("sample.toml", &["demo"]),

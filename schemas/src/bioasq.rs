@@ -1,4 +1,5 @@
-//! `bioasq/`: BioASQ factoid questions as SQuAD-style examples and the official golden answers.
+//! `bioasq/`: BioASQ questions of the exact-answer types (factoid, yes/no, list) as SQuAD-style
+//! examples, and the official golden answers.
 //!
 //! The row types ([`Example`], [`GoldenRow`]) are the one in-memory form of both tables: the
 //! pipeline builds record batches from them ([`examples_batch`], [`golden_batch`]) and the trainer
@@ -10,14 +11,15 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail, ensure};
 use arrow::array::{
-    Array, ArrayRef, AsArray, Int32Builder, Int64Builder, ListBuilder, RecordBatch, StringArray,
-    StringBuilder, UInt64Builder,
+    Array, ArrayRef, AsArray, GenericListArray, Int32Builder, Int64Builder, ListBuilder,
+    RecordBatch, StringArray, StringBuilder, UInt64Builder,
 };
 use arrow::datatypes::{DataType, Field, Int32Type, Int64Type, Schema, SchemaRef, UInt64Type};
 use serde::{Deserialize, Serialize};
 
-/// 2: `split` in examples, `year` in golden.
-pub const VERSION: u32 = 2;
+/// 2: `split` in examples, `year` in golden. 3: `type` and `answer_list` in examples (yes/no and
+/// list questions; tables of version 2, without them, still read as factoid-only).
+pub const VERSION: u32 = 3;
 
 fn utf8(name: &str, nullable: bool) -> Field {
     Field::new(name, DataType::Utf8, nullable)
@@ -41,6 +43,12 @@ pub fn examples_schema() -> SchemaRef {
             utf8("context_source", false),
             utf8("split", false),
             utf8("source_file", false),
+            utf8("type", false),
+            Field::new(
+                "answer_list",
+                DataType::List(non_null_item(DataType::Utf8)),
+                true,
+            ),
         ])
         .with_metadata(crate::table_metadata("bioasq_examples", VERSION)),
     )
@@ -105,6 +113,18 @@ pub mod source {
     pub const ALL: [&str; 5] = [SQUAD, SNIPPET, PUBMED, EFETCH, SNIPPET_FALLBACK];
 }
 
+/// The question types of BioASQ Task B (the `type` columns).
+pub mod qtype {
+    pub const FACTOID: &str = "factoid";
+    pub const YESNO: &str = "yesno";
+    pub const LIST: &str = "list";
+    pub const SUMMARY: &str = "summary";
+    /// Every type of Task B.
+    pub const ALL: [&str; 4] = [FACTOID, LIST, YESNO, SUMMARY];
+    /// The types with an exact answer: the ones the examples tables hold.
+    pub const EXACT: [&str; 3] = [FACTOID, YESNO, LIST];
+}
+
 /// One row of the examples tables.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Example {
@@ -119,6 +139,11 @@ pub struct Example {
     pub context_source: &'static str,
     pub split: Split,
     pub source_file: String,
+    /// The question's type, one of [`qtype::EXACT`].
+    pub qtype: &'static str,
+    /// List training rows: the gold entities the context mentions, each as written there, in
+    /// order of first mention; `None` for other rows.
+    pub answer_list: Option<Vec<String>>,
 }
 
 /// One row of the golden table.
@@ -160,6 +185,9 @@ pub fn examples_batch(rows: &[Example]) -> Result<RecordBatch> {
     let mut context_source = StringBuilder::new();
     let mut split = StringBuilder::new();
     let mut source_file = StringBuilder::new();
+    let mut qtype = StringBuilder::new();
+    let mut answer_list =
+        ListBuilder::new(StringBuilder::new()).with_field(non_null_item(DataType::Utf8));
     for r in rows {
         id.append_value(&r.id);
         question_id.append_value(&r.question_id);
@@ -171,6 +199,16 @@ pub fn examples_batch(rows: &[Example]) -> Result<RecordBatch> {
         context_source.append_value(r.context_source);
         split.append_value(r.split.as_str());
         source_file.append_value(&r.source_file);
+        qtype.append_value(r.qtype);
+        match &r.answer_list {
+            Some(list) => {
+                for a in list {
+                    answer_list.values().append_value(a);
+                }
+                answer_list.append(true);
+            }
+            None => answer_list.append(false),
+        }
     }
     let columns: Vec<ArrayRef> = vec![
         Arc::new(id.finish()),
@@ -183,6 +221,8 @@ pub fn examples_batch(rows: &[Example]) -> Result<RecordBatch> {
         Arc::new(context_source.finish()),
         Arc::new(split.finish()),
         Arc::new(source_file.finish()),
+        Arc::new(qtype.finish()),
+        Arc::new(answer_list.finish()),
     ];
     RecordBatch::try_new(examples_schema(), columns).context("building the examples batch")
 }
@@ -235,14 +275,21 @@ pub fn golden_batch(rows: &[GoldenRow]) -> Result<RecordBatch> {
 }
 
 /// The record batches of an Arrow IPC table, after checking that every column of `expected`
-/// is there with its type (extra columns are allowed).
-fn read_table(path: &Path, expected: &Schema) -> Result<Vec<RecordBatch>> {
+/// is there with its type (extra columns are allowed; those named in `optional` may be absent).
+pub(crate) fn read_table(
+    path: &Path,
+    expected: &Schema,
+    optional: &[&str],
+) -> Result<Vec<RecordBatch>> {
     let f = File::open(path).with_context(|| format!("opening table {}", path.display()))?;
     let reader = arrow::ipc::reader::FileReader::try_new(f, None)
         .with_context(|| format!("{}: not an Arrow IPC file", path.display()))?;
     let schema = reader.schema();
     for field in expected.fields() {
         let Ok(found) = schema.field_with_name(field.name()) else {
+            if optional.contains(&field.name().as_str()) {
+                continue;
+            }
             bail!("{}: missing column `{}`", path.display(), field.name());
         };
         ensure!(
@@ -260,18 +307,33 @@ fn read_table(path: &Path, expected: &Schema) -> Result<Vec<RecordBatch>> {
 }
 
 /// A column checked by [`read_table`].
-fn column<'a>(b: &'a RecordBatch, name: &str) -> &'a dyn Array {
+pub(crate) fn column<'a>(b: &'a RecordBatch, name: &str) -> &'a dyn Array {
     b.column_by_name(name)
         .expect("columns checked against the schema")
         .as_ref()
 }
 
-fn strings<'a>(b: &'a RecordBatch, name: &str) -> &'a StringArray {
+pub(crate) fn strings<'a>(b: &'a RecordBatch, name: &str) -> &'a StringArray {
     column(b, name).as_string::<i32>()
 }
 
+/// Row `i` of a list-of-strings column (null → `None`).
+pub(crate) fn string_list(a: &GenericListArray<i32>, i: usize) -> Option<Vec<String>> {
+    (!a.is_null(i)).then(|| {
+        let v = a.value(i);
+        let v = v.as_string::<i32>();
+        (0..v.len()).map(|k| v.value(k).to_string()).collect()
+    })
+}
+
 /// A non-null string cell; `row` counts rows over the whole table, for the error.
-fn required(a: &StringArray, i: usize, path: &Path, name: &str, row: usize) -> Result<String> {
+pub(crate) fn required(
+    a: &StringArray,
+    i: usize,
+    path: &Path,
+    name: &str,
+    row: usize,
+) -> Result<String> {
     ensure!(
         !a.is_null(i),
         "{}: row {row}: `{name}` is null",
@@ -280,14 +342,17 @@ fn required(a: &StringArray, i: usize, path: &Path, name: &str, row: usize) -> R
     Ok(a.value(i).to_string())
 }
 
-fn optional(a: &StringArray, i: usize) -> Option<String> {
+pub(crate) fn optional(a: &StringArray, i: usize) -> Option<String> {
     (!a.is_null(i)).then(|| a.value(i).to_string())
 }
 
 /// Every row of an examples table (`bioasq/examples.arrow`, `bioasq/<task>/<split>.arrow`).
+/// Tables of schema version 2 (no `type`, no `answer_list`) read as factoid rows.
 pub fn read_examples(path: &Path) -> Result<Vec<Example>> {
     let mut out = Vec::new();
-    for b in read_table(path, &examples_schema())? {
+    for b in read_table(path, &examples_schema(), &["type", "answer_list"])? {
+        let types = b.column_by_name("type").map(|c| c.as_string::<i32>());
+        let lists = b.column_by_name("answer_list").map(|c| c.as_list::<i32>());
         let (id, qid, q, ctx, ans, src, split, file) = (
             strings(&b, "id"),
             strings(&b, "question_id"),
@@ -329,6 +394,21 @@ pub fn read_examples(path: &Path) -> Result<Vec<Example>> {
                 context_source,
                 split,
                 source_file: required(file, i, path, "source_file", row)?,
+                qtype: match types {
+                    None => qtype::FACTOID,
+                    Some(t) => {
+                        let t = required(t, i, path, "type", row)?;
+                        match qtype::EXACT.into_iter().find(|q| *q == t) {
+                            Some(q) => q,
+                            None => bail!(
+                                "{}: row {row}: unknown type {t:?} (expected one of {:?})",
+                                path.display(),
+                                qtype::EXACT
+                            ),
+                        }
+                    }
+                },
+                answer_list: lists.and_then(|l| string_list(l, i)),
             });
         }
     }
@@ -338,7 +418,7 @@ pub fn read_examples(path: &Path) -> Result<Vec<Example>> {
 /// Every row of a golden table (`bioasq/golden.arrow`).
 pub fn read_golden(path: &Path) -> Result<Vec<GoldenRow>> {
     let mut out = Vec::new();
-    for b in read_table(path, &golden_schema())? {
+    for b in read_table(path, &golden_schema(), &[])? {
         let (qid, ty, body, batch, file) = (
             strings(&b, "question_id"),
             strings(&b, "type"),
@@ -403,6 +483,22 @@ mod tests {
                 context_source: source::SNIPPET,
                 split: Split::Train,
                 source_file: "train.json".into(),
+                qtype: qtype::FACTOID,
+                answer_list: None,
+            },
+            Example {
+                id: "q3_001".into(),
+                question_id: "q3".into(),
+                question: "Which genes?".into(),
+                context: "BRCA1 and TP53.".into(),
+                answer_text: None,
+                answer_start: None,
+                pmid: None,
+                context_source: source::SNIPPET,
+                split: Split::Train,
+                source_file: "train.json".into(),
+                qtype: qtype::LIST,
+                answer_list: Some(vec!["BRCA1".into(), "TP53".into()]),
             },
             Example {
                 id: "q2_001".into(),
@@ -415,6 +511,8 @@ mod tests {
                 context_source: source::SNIPPET_FALLBACK,
                 split: Split::Test,
                 source_file: "4B1_golden.json".into(),
+                qtype: qtype::YESNO,
+                answer_list: None,
             },
         ];
         let golden = vec![GoldenRow {
@@ -439,6 +537,33 @@ mod tests {
             e.contains("g.arrow") && e.contains("missing column `id`"),
             "{e}"
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A version-2 examples table (no `type`, no `answer_list`) reads as factoid rows.
+    #[test]
+    fn version_2_examples_read_as_factoid() {
+        let dir = std::env::temp_dir().join(format!("bioasq-v2-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let row = Example {
+            id: "q1_001".into(),
+            question_id: "q1".into(),
+            question: "Which gene?".into(),
+            context: "BRCA1 is a gene.".into(),
+            answer_text: Some("BRCA1".into()),
+            answer_start: Some(0),
+            pmid: None,
+            context_source: source::SNIPPET,
+            split: Split::Train,
+            source_file: "train.json".into(),
+            qtype: qtype::FACTOID,
+            answer_list: None,
+        };
+        let full = examples_batch(std::slice::from_ref(&row)).unwrap();
+        let v2 = full.project(&(0..10).collect::<Vec<_>>()).unwrap();
+        assert_eq!(v2.schema().fields().len(), 10);
+        write(&dir.join("v2.arrow"), &v2);
+        assert_eq!(read_examples(&dir.join("v2.arrow")).unwrap(), vec![row]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -50,6 +50,10 @@ impl Layout {
     pub fn raw_bioasq(&self) -> PathBuf {
         self.root.join("raw/bioasq")
     }
+    /// `raw/pubmedqa/`: PubMedQA's `ori_pqal.json` and `test_ground_truth.json`.
+    pub fn raw_pubmedqa(&self) -> PathBuf {
+        self.root.join("raw/pubmedqa")
+    }
     /// `parquet/abstracts/`: one Parquet part per input XML file.
     pub fn parquet_abstracts(&self) -> PathBuf {
         self.root.join("parquet/abstracts")
@@ -88,6 +92,15 @@ impl Layout {
     /// `bioasq/golden.arrow`: the golden answers of every official file.
     pub fn bioasq_golden(&self) -> PathBuf {
         self.bioasq().join("golden.arrow")
+    }
+    /// `pubmedqa/`: the PubMedQA tables.
+    pub fn pubmedqa(&self) -> PathBuf {
+        self.root.join("pubmedqa")
+    }
+    /// `pubmedqa/<split>.arrow`: PubMedQA's training ([`TRAIN`], with the cross-validation folds)
+    /// or test ([`TEST`]) questions.
+    pub fn pubmedqa_table(&self, split: &str) -> PathBuf {
+        self.pubmedqa().join(format!("{split}.arrow"))
     }
     /// `models/`: Hugging Face model and tokenizer files.
     pub fn models(&self) -> PathBuf {
@@ -168,6 +181,7 @@ mod tests {
             Path::new("bioasq/bioasq-4b/train.arrow")
         );
         assert_eq!(l.bioasq_golden(), Path::new("bioasq/golden.arrow"));
+        assert_eq!(l.pubmedqa_table(TEST), Path::new("pubmedqa/test.arrow"));
         assert_eq!(Layout::new("d").shards(VAL), Path::new("d/shards/val"));
     }
 

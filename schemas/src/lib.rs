@@ -3,9 +3,10 @@
 //! This crate is the contract between `pipeline` and `trainer`: every column is documented in
 //! `schemas/README.md`; the functions here are the single source of truth that the pipeline writes
 //! with and the trainer reads with — table schemas, the shard reader and writer ([`shards`]), the
-//! BioASQ row types ([`bioasq`]) and the data-directory layout ([`layout`]). The small runtime
-//! pieces the stage contract needs on both sides (atomic file replacement, manifests, progress
-//! reporting) live here too, so that `pipeline` and `trainer` never depend on each other.
+//! BioASQ and PubMedQA row types ([`bioasq`], [`pubmedqa`]) and the data-directory layout
+//! ([`layout`]). The small runtime pieces the stage contract needs on both sides (atomic file
+//! replacement, manifests, progress reporting) live here too, so that `pipeline` and `trainer`
+//! never depend on each other.
 
 pub mod abstracts;
 pub mod atomic;
@@ -15,6 +16,7 @@ pub mod layout;
 pub mod logging;
 pub mod manifest;
 pub mod progress;
+pub mod pubmedqa;
 pub mod shards;
 
 pub use atomic::AtomicFile;

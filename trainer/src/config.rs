@@ -115,10 +115,11 @@ impl Config {
             c.tasks = tasks
                 .into_iter()
                 .map(|(task, t)| {
+                    t.validate(&task).with_context(|| format!("in {name}"))?;
                     let t = t.with_default_tables(&task);
-                    (task, t)
+                    Ok((task, t))
                 })
-                .collect();
+                .collect::<Result<_>>()?;
             if c.tasks.is_empty() {
                 for y in ["4b", "5b", "6b"] {
                     c.tasks
@@ -163,6 +164,12 @@ impl Config {
         }
         if let Some(v) = t.seed {
             cfg.seed = v;
+        }
+        if let Some(v) = t.max_new_tokens {
+            cfg.max_new_tokens = v;
+        }
+        if let Some(v) = t.list_answers {
+            cfg.list_answers = v;
         }
         cfg.max_steps = max_steps.or(cfg.max_steps);
         cfg.train_limit = train_limit.or(cfg.train_limit);
@@ -421,11 +428,21 @@ pub struct FinetuneConfig {
     /// Beam search answering.
     pub beams: usize,
     pub max_new_tokens: usize,
-    /// Answer only the first N factoid test questions (demo, tests).
+    /// Answer only the first N test questions of each type (demo, tests).
     pub limit: Option<usize>,
     /// Use at most K contexts per test question (demo, tests).
     pub max_contexts: Option<usize>,
     pub eos: u32,
+    /// List questions: at most this many entities per answer ([`crate::eval::answer`]).
+    #[serde(skip_serializing_if = "is_default_list_answers")]
+    pub list_answers: usize,
+}
+
+/// The default of `[finetune] list_answers`.
+pub const LIST_ANSWERS: usize = 5;
+
+fn is_default_list_answers(n: &usize) -> bool {
+    *n == LIST_ANSWERS
 }
 
 impl Default for FinetuneConfig {
@@ -456,31 +473,143 @@ impl Default for FinetuneConfig {
             limit: None,
             max_contexts: None,
             eos: 0,
+            list_answers: LIST_ANSWERS,
         }
     }
 }
 
-/// `[tasks.NAME]`: how to fine-tune on and score BioASQ task NAME, whose tables
-/// `pipeline bioasq` builds from `[bioasq.tasks.NAME]`; per-task overrides of `[finetune]`.
+/// What a task trains on and answers: a BioASQ exact-answer type, or PubMedQA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskKind {
+    Factoid,
+    Yesno,
+    List,
+    Pubmedqa,
+}
+
+impl TaskKind {
+    /// The BioASQ question type (`type` column) of this kind; `None` for PubMedQA.
+    pub fn qtype(self) -> Option<&'static str> {
+        use schemas::bioasq::qtype;
+        match self {
+            TaskKind::Factoid => Some(qtype::FACTOID),
+            TaskKind::Yesno => Some(qtype::YESNO),
+            TaskKind::List => Some(qtype::LIST),
+            TaskKind::Pubmedqa => None,
+        }
+    }
+}
+
+/// `kind` of `[tasks.NAME]`: one kind (`kind = "yesno"`) or several BioASQ types trained together
+/// and each answered its way (`kind = ["yesno", "list"]`). Default: factoid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskKinds(pub Vec<TaskKind>);
+
+impl Default for TaskKinds {
+    fn default() -> Self {
+        TaskKinds(vec![TaskKind::Factoid])
+    }
+}
+
+impl TaskKinds {
+    pub fn is_factoid_only(&self) -> bool {
+        *self == TaskKinds::default()
+    }
+    pub fn is_pubmedqa(&self) -> bool {
+        self.0.contains(&TaskKind::Pubmedqa)
+    }
+    pub fn contains(&self, k: TaskKind) -> bool {
+        self.0.contains(&k)
+    }
+    /// The BioASQ question types, in the order given.
+    pub fn qtypes(&self) -> Vec<&'static str> {
+        self.0.iter().filter_map(|k| k.qtype()).collect()
+    }
+}
+
+impl Serialize for TaskKinds {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0.as_slice() {
+            [one] => one.serialize(s),
+            many => many.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for TaskKinds {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum OneOrMany {
+            One(TaskKind),
+            Many(Vec<TaskKind>),
+        }
+        let kinds = match OneOrMany::deserialize(d).map_err(|_| {
+            serde::de::Error::custom(
+                "kind: expected \"factoid\", \"yesno\", \"list\", \"pubmedqa\" or a list of \
+                 the BioASQ ones, e.g. [\"yesno\", \"list\"]",
+            )
+        })? {
+            OneOrMany::One(k) => vec![k],
+            OneOrMany::Many(v) => v,
+        };
+        Ok(TaskKinds(kinds))
+    }
+}
+
+/// The PubMedQA settings of the paper (Jin et al., 2019).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PubmedqaSetting {
+    /// Question + contexts (the abstract without its conclusion): the benchmark.
+    #[default]
+    ReasoningRequired,
+    /// Question + contexts + the long answer (the conclusion).
+    ReasoningFree,
+}
+
+/// `[tasks.NAME]`: how to fine-tune on and score task NAME — BioASQ (tables `pipeline bioasq`
+/// builds from `[bioasq.tasks.NAME]`) or PubMedQA (`pipeline pubmedqa`); per-task overrides of
+/// `[finetune]`. Keys left at their defaults stay out of a run's recorded recipe, so runs made
+/// before a key existed still resume.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct TaskConfig {
     /// Row label in the results table, e.g. `4b`; default: the task name.
     pub label: String,
+    /// What the task trains on and answers: `"factoid"` (default), `"yesno"`, `"list"`, several
+    /// BioASQ types (`["yesno", "list"]`), or `"pubmedqa"` ([`TaskKinds`]).
+    #[serde(skip_serializing_if = "TaskKinds::is_factoid_only")]
+    pub kind: TaskKinds,
     /// Tables relative to the data dir; default: where `pipeline bioasq` writes task NAME's
-    /// (`bioasq/NAME/train.arrow`, `bioasq/NAME/test.arrow`, `bioasq/golden.arrow`).
+    /// (`bioasq/NAME/train.arrow`, `bioasq/NAME/test.arrow`, `bioasq/golden.arrow`), or for
+    /// PubMedQA where `pipeline pubmedqa` writes (`pubmedqa/train.arrow`, `pubmedqa/test.arrow`;
+    /// the test table holds the gold labels, `golden` is not used).
     pub train: PathBuf,
     pub test: PathBuf,
     pub golden: PathBuf,
-    /// Golden test batches of the task (e.g. `4B1`…`4B5`): each of their factoid questions
-    /// is answered and scored (no context → no answer, scored 0). Empty: the golden test
-    /// batches' questions that have a row in the test table
-    /// ([`crate::eval::golden::select_golden`]).
+    /// BioASQ: golden test batches of the task (e.g. `4B1`…`4B5`): each of their questions of
+    /// the task's kinds is answered and scored (no context → no answer, scored 0; yes/no
+    /// questions are then answered from the question alone). Empty: the golden test batches'
+    /// questions that have a row in the test table ([`crate::eval::golden::select_golden`]).
     pub batches: Vec<String>,
     pub epochs: Option<usize>,
     pub lr: Option<f64>,
     pub batch_size: Option<usize>,
     pub seed: Option<u64>,
+    /// PubMedQA: `"reasoning-required"` (default) or `"reasoning-free"` ([`PubmedqaSetting`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub setting: Option<PubmedqaSetting>,
+    /// PubMedQA: leave this cross-validation fold (0–9) out of training (a CV run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dev_fold: Option<u32>,
+    /// Overrides `[finetune] max_new_tokens` for this task (list answers are longer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_new_tokens: Option<usize>,
+    /// Overrides `[finetune] list_answers` for this task.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub list_answers: Option<usize>,
 }
 
 impl TaskConfig {
@@ -498,12 +627,24 @@ impl TaskConfig {
     }
 
     /// Tables not given default to where `pipeline bioasq` writes those of task `name`
-    /// ([`schemas::Layout::bioasq_table`], [`schemas::Layout::bioasq_golden`]).
+    /// ([`schemas::Layout::bioasq_table`], [`schemas::Layout::bioasq_golden`]), or for a PubMedQA
+    /// task where `pipeline pubmedqa` writes ([`schemas::Layout::pubmedqa_table`]).
     pub fn with_default_tables(mut self, name: &str) -> Self {
         let tables = Layout::relative();
+        let (train, test) = if self.kind.is_pubmedqa() {
+            (
+                tables.pubmedqa_table(layout::TRAIN),
+                tables.pubmedqa_table(layout::TEST),
+            )
+        } else {
+            (
+                tables.bioasq_table(name, layout::TRAIN),
+                tables.bioasq_table(name, layout::TEST),
+            )
+        };
         for (path, default) in [
-            (&mut self.train, tables.bioasq_table(name, layout::TRAIN)),
-            (&mut self.test, tables.bioasq_table(name, layout::TEST)),
+            (&mut self.train, train),
+            (&mut self.test, test),
             (&mut self.golden, tables.bioasq_golden()),
         ] {
             if path.as_os_str().is_empty() {
@@ -511,6 +652,39 @@ impl TaskConfig {
             }
         }
         self
+    }
+
+    /// Check the keys against the kind: `kind` not empty, each kind once, PubMedQA alone;
+    /// `setting` and `dev_fold` only for PubMedQA, `dev_fold` below the number of folds.
+    pub fn validate(&self, name: &str) -> Result<()> {
+        let k = &self.kind.0;
+        ensure!(!k.is_empty(), "[tasks.{name}] kind: give at least one kind");
+        let mut sorted = k.clone();
+        sorted.sort();
+        sorted.dedup();
+        ensure!(
+            sorted.len() == k.len(),
+            "[tasks.{name}] kind: a kind is listed twice"
+        );
+        if self.kind.is_pubmedqa() {
+            ensure!(
+                k.len() == 1,
+                "[tasks.{name}] kind: pubmedqa cannot be combined with BioASQ types"
+            );
+            if let Some(f) = self.dev_fold {
+                ensure!(
+                    f < schemas::pubmedqa::FOLDS,
+                    "[tasks.{name}] dev_fold = {f}: the folds are 0..{}",
+                    schemas::pubmedqa::FOLDS
+                );
+            }
+        } else {
+            ensure!(
+                self.setting.is_none() && self.dev_fold.is_none(),
+                "[tasks.{name}] setting and dev_fold are PubMedQA keys (kind = \"pubmedqa\")"
+            );
+        }
+        Ok(())
     }
 }
 
@@ -541,6 +715,11 @@ pub struct Resolved {
 }
 
 impl Resolved {
+    /// The task's kinds ([`TaskConfig::kind`]).
+    pub fn kinds(&self) -> &TaskKinds {
+        &self.tables.kind
+    }
+
     /// The task's row label in reports: its configured `label`, else the task name.
     pub fn label(&self) -> String {
         if self.tables.label.is_empty() {
@@ -650,5 +829,63 @@ mod tests {
             PathBuf::from("bioasq/bioasq-6b/train.arrow")
         );
         assert_eq!(d.tasks["bioasq-6b"].batches[4], "6B5");
+    }
+
+    #[test]
+    fn task_kinds_tables_and_checks() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        let load = |text: &str| {
+            std::fs::write(&p, text).unwrap();
+            Config::load(Some(&p), Section::FINETUNE)
+        };
+        let c = load(
+            "[tasks.yn]\nkind = \"yesno\"\n[tasks.yl]\nkind = [\"list\", \"yesno\"]\n\
+             max_new_tokens = 48\nlist_answers = 8\n[tasks.pqa]\nkind = \"pubmedqa\"\n\
+             setting = \"reasoning-free\"\ndev_fold = 3\n",
+        )
+        .unwrap();
+        assert_eq!(c.tasks["yn"].kind.0, [TaskKind::Yesno]);
+        assert_eq!(c.tasks["yl"].kind.qtypes(), ["list", "yesno"]);
+        assert_eq!(c.tasks["yl"].train, PathBuf::from("bioasq/yl/train.arrow"));
+        let pqa = &c.tasks["pqa"];
+        assert!(pqa.kind.is_pubmedqa());
+        assert_eq!(
+            (pqa.train.as_path(), pqa.test.as_path()),
+            (
+                Path::new("pubmedqa/train.arrow"),
+                Path::new("pubmedqa/test.arrow")
+            )
+        );
+        assert_eq!(
+            (pqa.setting, pqa.dev_fold),
+            (Some(PubmedqaSetting::ReasoningFree), Some(3))
+        );
+        let r = c.resolve_task("yl", None, None, None, None).unwrap();
+        assert_eq!((r.cfg.max_new_tokens, r.cfg.list_answers), (48, 8));
+        // A factoid task records the same recipe as before `kind` existed.
+        let v = serde_json::to_value(TaskConfig::for_year("4b")).unwrap();
+        assert!(v.get("kind").is_none() && v.get("setting").is_none(), "{v}");
+        assert!(
+            serde_json::to_value(FinetuneConfig::default())
+                .unwrap()
+                .get("list_answers")
+                .is_none()
+        );
+        assert_eq!(
+            serde_json::to_value(&c.tasks["yl"].kind).unwrap(),
+            serde_json::json!(["list", "yesno"])
+        );
+        for (bad, says) in [
+            ("kind = \"essay\"", "expected \"factoid\""),
+            ("kind = [\"yesno\", \"pubmedqa\"]", "cannot be combined"),
+            ("kind = [\"list\", \"list\"]", "listed twice"),
+            ("kind = []", "at least one"),
+            ("kind = \"pubmedqa\"\ndev_fold = 10", "dev_fold = 10"),
+            ("setting = \"reasoning-free\"", "PubMedQA keys"),
+        ] {
+            let e = format!("{:#}", load(&format!("[tasks.t]\n{bad}\n")).unwrap_err());
+            assert!(e.contains(says), "{bad}: {e}");
+        }
     }
 }

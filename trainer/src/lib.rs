@@ -1,5 +1,5 @@
-//! biomamba trainer: Mamba-1 in Burn, HF-compatible, with pretraining, BioASQ fine-tuning and
-//! evaluation. `ARCHITECTURE.md` at the workspace root is the map; in short:
+//! biomamba trainer: Mamba-1 in Burn, HF-compatible, with pretraining, BioASQ and PubMedQA
+//! fine-tuning and evaluation. `ARCHITECTURE.md` at the workspace root is the map; in short:
 //!
 //! - [`model`]: the model (config, mixer, autocast), the selective scan per backend
 //!   ([`model::scan`]: reference tensor ops, fused CPU loops, CubeCL kernels, one autodiff node),
@@ -9,7 +9,8 @@
 //!   [`train::optim`]), data order ([`train::data`]), losses ([`train::loss`]) — and the
 //!   commands built on it: [`train::pretrain`], [`train::finetune`], [`train::export`],
 //!   [`train::plot`].
-//! - [`eval`]: BioASQ answering and its measures ([`eval::answer`], [`eval::metrics`],
+//! - [`eval`]: BioASQ (factoid, yes/no, list) and PubMedQA answering and their official
+//!   measures ([`eval::answer`], [`eval::pubmedqa`], [`eval::metrics`], [`eval::submission`],
 //!   [`eval::results`], [`eval::report`]), perplexity ([`eval::perplexity`]) and HF parity
 //!   scoring ([`eval::parity`]).
 //! - [`config`]: the one TOML config, loaded once per command; [`backend`]: the backends;

@@ -16,6 +16,8 @@ const RECIPES: &[(&str, &[&str])] = &[
     ("mamba2-2.7b.toml", REAL),
     ("mamba2-370m.toml", REAL),
     ("mamba2-780m.toml", REAL),
+    // `trainer report --published` (no config sections; read by `just finetune`'s report).
+    ("published.toml", &[]),
     ("pubmed-130m.toml", REAL),
     ("sample-mamba2.toml", &["demo"]),
     ("sample.toml", &["demo"]),
@@ -80,7 +82,13 @@ fn every_config_parses_and_has_its_recipes_sections() {
             if finetunes {
                 let tasks = section(&t, "tasks", file, recipe);
                 let wanted: Vec<&str> = if *recipe == "finetune" {
-                    vec!["bioasq-4b", "bioasq-5b", "bioasq-6b"]
+                    vec![
+                        "bioasq-4b",
+                        "bioasq-5b",
+                        "bioasq-6b",
+                        "bioasq-6b-yesno-list",
+                        "pubmedqa",
+                    ]
                 } else {
                     tasks.keys().map(String::as_str).collect()
                 };
@@ -94,6 +102,12 @@ fn every_config_parses_and_has_its_recipes_sections() {
                     );
                     let r = train.resolve_task(task, None, None, None, None).unwrap();
                     assert!(!r.tables.label.is_empty(), "{file}: [tasks.{task}] label");
+                    if r.kinds().is_pubmedqa() {
+                        // The tables `pipeline pubmedqa` writes.
+                        assert_eq!(r.tables.train, Path::new("pubmedqa/train.arrow"));
+                        assert_eq!(r.tables.test, Path::new("pubmedqa/test.arrow"));
+                        continue;
+                    }
                     assert!(
                         !r.tables.batches.is_empty(),
                         "{file}: [tasks.{task}] batches"
@@ -154,4 +168,15 @@ fn mamba2_configs_have_the_published_shapes() {
             assert_eq!(m, ModelConfig::Mamba2(Mamba2Config::mamba2_130m()));
         }
     }
+}
+
+/// `configs/published.toml` loads as published numbers (measures known, values fractions).
+#[test]
+fn published_numbers_load() {
+    let p = trainer::eval::results::Published::load(&configs().join("published.toml")).unwrap();
+    let biogpt = p.result.iter().find(|r| r.system == "BioGPT").unwrap();
+    assert_eq!(
+        (biogpt.label.as_str(), biogpt.values["accuracy"]),
+        ("PubMedQA", 0.782)
+    );
 }

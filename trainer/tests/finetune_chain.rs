@@ -10,10 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use arrow::array::{
-    ArrayRef, Int64Array, ListBuilder, RecordBatch, StringArray, StringBuilder, UInt64Array,
-    UInt64Builder,
-};
+use arrow::array::{ArrayRef, ListBuilder, RecordBatch, StringArray, StringBuilder, UInt64Builder};
 use arrow::ipc::writer::FileWriter;
 use serde_json::Value;
 
@@ -37,12 +34,13 @@ fn write_table(path: &Path, batch: RecordBatch) {
     w.finish().unwrap();
 }
 
-/// SQuAD-format files → examples table.
+/// SQuAD-format files → examples table (factoid rows).
 fn squad_to_examples(files: &[PathBuf], out: &Path, context_source: &str, limit: Option<usize>) {
-    let mut cols: [Vec<Option<String>>; 5] = Default::default();
-    let mut starts = Vec::new();
-    let mut sources = Vec::new();
-    let mut files_col = Vec::new();
+    let context_source = schemas::bioasq::source::ALL
+        .into_iter()
+        .find(|s| *s == context_source)
+        .unwrap();
+    let mut rows = Vec::new();
     for f in files {
         let v: Value = serde_json::from_slice(&std::fs::read(f).unwrap()).unwrap();
         for art in v["data"].as_array().unwrap() {
@@ -54,43 +52,31 @@ fn squad_to_examples(files: &[PathBuf], out: &Path, context_source: &str, limit:
                         .get("answers")
                         .and_then(|a| a.as_array())
                         .and_then(|a| a.first());
-                    cols[0].push(Some(id));
-                    cols[1].push(Some(qid));
-                    cols[2].push(Some(qa["question"].as_str().unwrap().to_string()));
-                    cols[3].push(Some(p["context"].as_str().unwrap().to_string()));
-                    cols[4].push(ans.map(|a| a["text"].as_str().unwrap().to_string()));
-                    starts.push(ans.map(|a| a["answer_start"].as_i64().unwrap()));
-                    sources.push(context_source.to_string());
-                    files_col.push(f.file_name().unwrap().to_string_lossy().into_owned());
+                    rows.push(schemas::bioasq::Example {
+                        id,
+                        question_id: qid,
+                        question: qa["question"].as_str().unwrap().to_string(),
+                        context: p["context"].as_str().unwrap().to_string(),
+                        answer_text: ans.map(|a| a["text"].as_str().unwrap().to_string()),
+                        answer_start: ans.map(|a| a["answer_start"].as_i64().unwrap()),
+                        pmid: None,
+                        context_source,
+                        // `split`: training files carry answers, test files do not.
+                        split: if ans.is_some() {
+                            schemas::bioasq::Split::Train
+                        } else {
+                            schemas::bioasq::Split::Test
+                        },
+                        source_file: f.file_name().unwrap().to_string_lossy().into_owned(),
+                        qtype: schemas::bioasq::qtype::FACTOID,
+                        answer_list: None,
+                    });
                 }
             }
         }
     }
-    let n = limit.unwrap_or(usize::MAX).min(starts.len());
-    let s = |v: &[Option<String>]| Arc::new(StringArray::from(v[..n].to_vec())) as ArrayRef;
-    let batch = RecordBatch::try_new(
-        schemas::bioasq::examples_schema(),
-        vec![
-            s(&cols[0]),
-            s(&cols[1]),
-            s(&cols[2]),
-            s(&cols[3]),
-            s(&cols[4]),
-            Arc::new(Int64Array::from(starts[..n].to_vec())),
-            Arc::new(UInt64Array::from(vec![None::<u64>; n])),
-            Arc::new(StringArray::from(sources[..n].to_vec())),
-            // `split`: training files carry answers, test files do not.
-            Arc::new(StringArray::from(
-                starts[..n]
-                    .iter()
-                    .map(|a| if a.is_some() { "train" } else { "test" })
-                    .collect::<Vec<_>>(),
-            )),
-            Arc::new(StringArray::from(files_col[..n].to_vec())),
-        ],
-    )
-    .unwrap();
-    write_table(out, batch);
+    rows.truncate(limit.unwrap_or(usize::MAX));
+    write_table(out, schemas::bioasq::examples_batch(&rows).unwrap());
 }
 
 /// Official golden JSON files → golden table; returns the factoid ids.
@@ -297,7 +283,11 @@ fn finetune_answer_and_score_bioasq_4b_5b_with_a_tiny_model() {
         let out = run.join("eval").join(task);
         let sub: Value =
             serde_json::from_slice(&std::fs::read(out.join("predictions.json")).unwrap()).unwrap();
-        trainer::eval::answer::validate_submission(&sub, &factoid_ids[y]).unwrap();
+        let typed: Vec<(&str, &str)> = factoid_ids[y]
+            .iter()
+            .map(|id| (id.as_str(), "factoid"))
+            .collect();
+        trainer::eval::answer::validate_submission(&sub, &typed).unwrap();
         let qs = sub["questions"].as_array().unwrap();
         assert_eq!(qs.len(), factoid_ids[y].len());
         let unique: BTreeSet<&str> = qs.iter().map(|q| q["id"].as_str().unwrap()).collect();

@@ -10,9 +10,8 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
-use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray, UInt64Array};
 use common::kill::{
     count_lines, deterministic_metrics, hidden_entries, kill_in_checkpoint_write, random_below,
     run_ok, wait_kill,
@@ -46,30 +45,27 @@ fn sample_questions() -> Vec<(String, String, String, i64)> {
     out
 }
 
-/// The examples table (schema `schemas::bioasq::examples_schema`).
+/// The examples table (written with `schemas::bioasq::examples_batch`).
 fn write_table(path: &Path, rows: &[(String, String, String, i64)]) {
-    let n = rows.len();
-    let s = |f: &dyn Fn(usize) -> String| {
-        Arc::new(StringArray::from((0..n).map(f).collect::<Vec<_>>())) as ArrayRef
-    };
-    let batch = RecordBatch::try_new(
-        schemas::bioasq::examples_schema(),
-        vec![
-            s(&|i| format!("q{i}_001")),
-            s(&|i| format!("q{i}")),
-            s(&|i| rows[i].0.clone()),
-            s(&|i| rows[i].1.clone()),
-            s(&|i| rows[i].2.clone()),
-            Arc::new(Int64Array::from(
-                rows.iter().map(|r| r.3).collect::<Vec<_>>(),
-            )),
-            Arc::new(UInt64Array::from(vec![None::<u64>; n])),
-            s(&|_| "snippet".to_string()),
-            s(&|_| "train".to_string()),
-            s(&|_| "squad-train-sample.json".to_string()),
-        ],
-    )
-    .unwrap();
+    let examples: Vec<schemas::bioasq::Example> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| schemas::bioasq::Example {
+            id: format!("q{i}_001"),
+            question_id: format!("q{i}"),
+            question: r.0.clone(),
+            context: r.1.clone(),
+            answer_text: Some(r.2.clone()),
+            answer_start: Some(r.3),
+            pmid: None,
+            context_source: schemas::bioasq::source::SNIPPET,
+            split: schemas::bioasq::Split::Train,
+            source_file: "squad-train-sample.json".into(),
+            qtype: schemas::bioasq::qtype::FACTOID,
+            answer_list: None,
+        })
+        .collect();
+    let batch = schemas::bioasq::examples_batch(&examples).unwrap();
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     let mut w = arrow::ipc::writer::FileWriter::try_new(
         std::fs::File::create(path).unwrap(),

@@ -1,14 +1,16 @@
 //! `trainer eval --task TASK --submission FILE` through the built binary: hand-built golden
 //! rows (always run), and the real 4b/5b golden fixtures scored with submissions that exercise
-//! every rule, checked against the numbers the rules give and — when `BIOASQ_EVALUATOR_JAR`
-//! names the official evaluator's `BioASQEvaluation.jar` (with its `lib/`) and `java` runs —
-//! against the official `EvaluatorTask1b -phaseB -e 5`, batch by batch.
+//! every rule of every exact-answer type (factoid, yes/no, list), checked against the numbers
+//! the rules give and — when `BIOASQ_EVALUATOR_JAR` names the official evaluator's
+//! `BioASQEvaluation.jar` (with its `lib/`) and `java` runs — against the official
+//! `EvaluatorTask1b -phaseB -e 5`, batch by batch, all ten of its measures.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use schemas::bioasq::{GoldenRow, golden_batch};
 use serde_json::{Value, json};
+use trainer::eval::metrics::{ListMetrics, ListScore, YesNo, YesNoMetrics, YesNoScore, score_list};
 
 fn write_golden(path: &Path, rows: &[GoldenRow]) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -128,7 +130,7 @@ fn scores_a_hand_built_submission_and_reports_two_systems() {
     assert!(close(&m["all_questions"]["mrr"], 1.5 / 4.0));
     assert_eq!(m["all_questions"]["questions"], 4);
     let details = std::fs::read_to_string(tmp.path().join("ours-t/details.jsonl")).unwrap();
-    assert_eq!(details.lines().count(), 4);
+    assert_eq!(details.lines().count(), 5); // 4 factoid questions and the yes/no one
     assert!(tmp.path().join("ours-t/results.md").is_file());
 
     // Every answer exact: a second system with its own label.
@@ -268,22 +270,33 @@ fn questions(file: &Path) -> Vec<(String, String, Vec<Vec<String>>)> {
         .collect()
 }
 
-/// The factoid questions of a golden JSON file: (id, synonym lists).
-fn factoids(file: &Path) -> Vec<(String, Vec<Vec<String>>)> {
-    questions(file)
-        .into_iter()
-        .filter(|(_, t, _)| t == "factoid")
-        .map(|(id, _, g)| (id, g))
-        .collect()
+/// A yes/no answer for question `i` that exercises one rule, and whether it is right.
+fn tricky_yesno(i: usize, gold: &str) -> (Value, bool) {
+    match i % 6 {
+        0 => (json!(gold), true),
+        1 => (json!(format!("{}.", gold.to_uppercase())), true), // "YES." is yes
+        2 => (json!("maybe"), false),                            // neither
+        3 => (json!(if gold == "yes" { "no" } else { "yes" }), false),
+        4 => (json!("Not sure"), gold == "no"), // contains "no"
+        _ => (json!(""), false),
+    }
 }
 
-/// An answer to a non-factoid question: ignored by our scorer, and there so that the official
-/// evaluator, which stops on a golden question missing from the submission, runs.
-fn other_answer(id: &str, qtype: &str) -> Value {
-    match qtype {
-        "yesno" => json!({"id": id, "exact_answer": "yes"}),
-        "list" => json!({"id": id, "exact_answer": [["something"]]}),
-        _ => json!({"id": id, "ideal_answer": "something"}),
+/// A list answer for question `i` that exercises one rule (its expected scores come from the
+/// unit-tested `score_list`; the official jar checks the whole).
+fn tricky_list(i: usize, gold: &[Vec<String>]) -> Value {
+    let first = gold[0][0].clone();
+    let last = gold.last().unwrap().last().unwrap().clone();
+    let firsts: Vec<Value> = gold.iter().map(|e| json!([e[0]])).collect();
+    match i % 8 {
+        0 => Value::Array(firsts),                                  // every entity
+        1 => json!([[first.to_uppercase()], [first], [last]]),      // case, duplicate
+        2 => json!([[format!(" {first}")], [format!("{first} ")]]), // padding kept
+        3 => json!([[first], [gold[0].get(1).unwrap_or(&last)]]),   // second synonym
+        4 => json!([[], [first], ["no such entity"]]),              // empty item dropped
+        5 => json!([]),                                             // empty answer
+        6 => json!([[""]]),                                         // empty string
+        _ => json!([[first, "ignored synonym"], ["no such entity"], [last]]),
     }
 }
 
@@ -326,8 +339,9 @@ fn tricky(i: usize, gold: &[Vec<String>]) -> (Value, (f64, f64, f64)) {
     }
 }
 
-/// The official evaluator's factoid (strict, lenient, MRR) of `submission` on `golden`.
-fn official(jar: &Path, golden: &Path, submission: &Path) -> (f64, f64, f64) {
+/// The official evaluator's ten Phase B numbers of `submission` on `golden`: yes/no accuracy,
+/// factoid strict, lenient, MRR, list P, R, F1, yes/no macro-F1, F1 yes, F1 no.
+fn official(jar: &Path, golden: &Path, submission: &Path) -> Vec<f64> {
     let o = Command::new("java")
         .arg("-cp")
         .arg(jar)
@@ -342,13 +356,25 @@ fn official(jar: &Path, golden: &Path, submission: &Path) -> (f64, f64, f64) {
         "{out}{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    let v: Vec<f64> = out
-        .split_whitespace()
-        .take(4)
+    out.split_whitespace()
+        .take(10)
         .map(|x| x.parse().unwrap())
-        .collect();
-    (v[1], v[2], v[3])
+        .collect()
 }
+
+/// The `results.json` keys in the order the evaluator prints them.
+const OFFICIAL_ORDER: [&str; 10] = [
+    "yesno_acc",
+    "strict_acc",
+    "lenient_acc",
+    "mrr",
+    "list_precision",
+    "list_recall",
+    "list_f1",
+    "yesno_macro_f1",
+    "yesno_f1_yes",
+    "yesno_f1_no",
+];
 
 #[test]
 fn fixture_goldens_scored_by_every_rule_match_the_expected_and_official_numbers() {
@@ -383,21 +409,44 @@ fn fixture_goldens_scored_by_every_rule_match_the_expected_and_official_numbers(
     for y in ["4b", "5b"] {
         let task = format!("bioasq-{y}");
         let mut answers = Vec::new();
-        let mut expected = Vec::new(); // (batch, scores)
-        let mut i = 0;
+        let mut expected = Vec::new(); // (batch, factoid scores)
+        let mut expected_yesno: Vec<(String, YesNoScore)> = Vec::new();
+        let mut expected_list: Vec<(String, ListScore)> = Vec::new();
+        let (mut i, mut iy, mut il) = (0, 0, 0);
         for b in (1..=5).map(|k| format!("{}{k}", y.to_uppercase())) {
             let file = golden_dir.join(format!("{b}_golden.json"));
-            for (id, gold) in factoids(&file) {
-                let (ea, want) = tricky(i, &gold);
-                answers.push(json!({"id": id, "exact_answer": ea}));
-                expected.push((b.clone(), want));
-                i += 1;
-            }
-            for (id, t, _) in questions(&file)
-                .into_iter()
-                .filter(|(_, t, _)| t != "factoid")
-            {
-                answers.push(other_answer(&id, &t));
+            for (id, t, gold) in questions(&file) {
+                match t.as_str() {
+                    "factoid" => {
+                        let (ea, want) = tricky(i, &gold);
+                        answers.push(json!({"id": id, "exact_answer": ea}));
+                        expected.push((b.clone(), want));
+                        i += 1;
+                    }
+                    "yesno" => {
+                        let g = gold[0][0].to_lowercase();
+                        let (ea, correct) = tricky_yesno(iy, &g);
+                        answers.push(json!({"id": id, "exact_answer": ea}));
+                        let label = |s: &str| if s == "yes" { YesNo::Yes } else { YesNo::No };
+                        let score = YesNoScore {
+                            gold: label(&g),
+                            answer: None, // not used by the measures
+                            correct,
+                        };
+                        expected_yesno.push((b.clone(), score));
+                        iy += 1;
+                    }
+                    "list" => {
+                        let ea = tricky_list(il, &gold);
+                        let items: Vec<Vec<String>> = serde_json::from_value(ea.clone()).unwrap();
+                        expected_list.push((b.clone(), score_list(&items, &gold)));
+                        answers.push(json!({"id": id, "exact_answer": ea}));
+                        il += 1;
+                    }
+                    // Summaries: there so that the official evaluator, which stops on a golden
+                    // question missing from the submission, runs.
+                    _ => answers.push(json!({"id": id, "ideal_answer": "something"})),
+                }
             }
         }
         let sub = tmp.path().join(format!("tricky-{y}.json"));
@@ -423,6 +472,11 @@ fn fixture_goldens_scored_by_every_rule_match_the_expected_and_official_numbers(
             "{}",
             text(&o)
         );
+        assert!(
+            !text(&o).contains("not in"),
+            "nothing missing: {}",
+            text(&o)
+        );
         let m = read_json(&out.join("results.json"))["metrics"].clone();
         for (b, bm) in m["batches"].as_object().unwrap() {
             let mine: Vec<&(f64, f64, f64)> = expected
@@ -445,15 +499,39 @@ fn fixture_goldens_scored_by_every_rule_match_the_expected_and_official_numbers(
                 "{y} {b}: {bm} vs {want:?}"
             );
             assert!(close(&bm["mrr"], want.2), "{y} {b}: {bm} vs {want:?}");
+            let yn: Vec<YesNoScore> = expected_yesno
+                .iter()
+                .filter(|(x, _)| x == b)
+                .map(|(_, s)| *s)
+                .collect();
+            let want_yn = YesNoMetrics::of(&yn).unwrap();
+            for (k, v) in [
+                ("yesno_acc", want_yn.yesno_acc),
+                ("yesno_f1_yes", want_yn.yesno_f1_yes),
+                ("yesno_f1_no", want_yn.yesno_f1_no),
+                ("yesno_macro_f1", want_yn.yesno_macro_f1),
+            ] {
+                assert!(close(&bm[k], v), "{y} {b} {k}: {bm} vs {v}");
+            }
+            let ls: Vec<ListScore> = expected_list
+                .iter()
+                .filter(|(x, _)| x == b)
+                .map(|(_, s)| *s)
+                .collect();
+            let want_l = ListMetrics::of(&ls).unwrap();
+            for (k, v) in [
+                ("list_precision", want_l.list_precision),
+                ("list_recall", want_l.list_recall),
+                ("list_f1", want_l.list_f1),
+            ] {
+                assert!(close(&bm[k], v), "{y} {b} {k}: {bm} vs {v}");
+            }
             if let Some(jar) = &jar {
                 let off = official(jar, &golden_dir.join(format!("{b}_golden.json")), &sub);
                 println!("{b}: ours {bm} official {off:?}");
-                assert!(
-                    close(&bm["strict_acc"], off.0)
-                        && close(&bm["lenient_acc"], off.1)
-                        && close(&bm["mrr"], off.2),
-                    "{b}: ours {bm}, official {off:?}"
-                );
+                for (k, v) in OFFICIAL_ORDER.iter().zip(&off) {
+                    assert!(close(&bm[*k], *v), "{b} {k}: ours {bm}, official {off:?}");
+                }
             }
         }
     }

@@ -1,4 +1,5 @@
-//! Official BioASQ → SQuAD-style examples, SQuAD carry-over, and the checks every example passes.
+//! Official BioASQ → SQuAD-style examples (factoid, yes/no and list questions), SQuAD carry-over, and
+//! the checks every example passes.
 //!
 //! Offsets are character offsets counted in Unicode scalar values, as Python `str` indices (SQuAD's
 //! convention), never bytes.
@@ -9,7 +10,7 @@ use anyhow::{Result, bail};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use schemas::bioasq::{Example, Split, source};
+use schemas::bioasq::{Example, Split, qtype, source};
 
 use crate::config::TestDocuments;
 
@@ -47,8 +48,48 @@ pub fn find_case_insensitive(hay: &str, needle: &str) -> Option<(usize, String)>
         .map(|i| (i, hay[i..i + needle_folded.len()].iter().collect()))
 }
 
-/// Check that `answer_start` points at `answer_text` inside `context` (both set or both null).
+/// Check an example's answer columns against its type: factoid — `answer_start` points at
+/// `answer_text` inside `context` (both set or both null); yes/no — `answer_text` null or `yes`/`no`,
+/// no offset; list — no `answer_text`, and `answer_list` null or non-empty, each entity found in the
+/// context as written. Only list rows may carry an `answer_list`.
 pub fn validate(example: &Example) -> Result<()> {
+    let id = || format!("example {} ({})", example.id, example.source_file);
+    if example.qtype != qtype::LIST && example.answer_list.is_some() {
+        bail!("{}: only list examples carry an answer_list", id());
+    }
+    match example.qtype {
+        qtype::YESNO => {
+            if example.answer_start.is_some()
+                || example
+                    .answer_text
+                    .as_deref()
+                    .is_some_and(|a| a != "yes" && a != "no")
+            {
+                bail!(
+                    "{}: a yes/no example's answer_text is null, \"yes\" or \"no\" (no answer_start), found {:?} at {:?}",
+                    id(),
+                    example.answer_text,
+                    example.answer_start
+                );
+            }
+            return Ok(());
+        }
+        qtype::LIST => {
+            if example.answer_text.is_some() || example.answer_start.is_some() {
+                bail!("{}: a list example's answers are in answer_list", id());
+            }
+            if let Some(list) = &example.answer_list {
+                if list.is_empty() {
+                    bail!("{}: empty answer_list (use null for no answer)", id());
+                }
+                if let Some(a) = list.iter().find(|a| !example.context.contains(a.as_str())) {
+                    bail!("{}: list answer {a:?} is not in the context", id());
+                }
+            }
+            return Ok(());
+        }
+        _ => {}
+    }
     match (&example.answer_text, example.answer_start) {
         (None, None) => Ok(()),
         (Some(text), Some(start)) => {
@@ -60,77 +101,163 @@ pub fn validate(example: &Example) -> Result<()> {
             match found {
                 Some(at) if at == *text => Ok(()),
                 Some(at) => bail!(
-                    "example {} ({}): answer_start {start} points at {at:?}, expected answer_text {text:?}",
-                    example.id,
-                    example.source_file
+                    "{}: answer_start {start} points at {at:?}, expected answer_text {text:?}",
+                    id()
                 ),
                 None => bail!(
-                    "example {} ({}): answer_start {start} + answer length {} is outside the context ({} chars)",
-                    example.id,
-                    example.source_file,
+                    "{}: answer_start {start} + answer length {} is outside the context ({} chars)",
+                    id(),
                     text.chars().count(),
                     example.context.chars().count()
                 ),
             }
         }
         _ => bail!(
-            "example {} ({}): answer_text and answer_start must both be set or both be null",
-            example.id,
-            example.source_file
+            "{}: answer_text and answer_start must both be set or both be null",
+            id()
         ),
     }
 }
 
-/// Counts of the official → SQuAD training conversion.
+/// Counts of the official → SQuAD training conversion of one question type.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct TrainCounts {
     pub questions: usize,
     pub questions_without_examples: usize,
     pub snippets: usize,
     pub examples: usize,
-    /// Snippets that contain no synonym of the exact answer.
+    /// Snippets that contain no synonym of the exact answer (factoid: of the answer; list: of any
+    /// gold entity; yes/no: none, every snippet is an example).
     pub snippets_without_answer: usize,
+    /// Yes/no questions whose exact answer is neither "yes" nor "no" (no examples).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub unknown_answer: usize,
 }
 
-/// Training conversion of one factoid question: one example per snippet that contains a synonym of the
-/// exact answer. Synonyms are tried in `exact_answer` order; the first one found anywhere in the
-/// snippet (case-insensitively) gives the answer text as written in the snippet and its first offset.
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// A training example of question `q` from one of its snippets.
+fn snippet_example(
+    q: &OfficialQuestion,
+    n: usize,
+    snippet: &super::formats::Snippet,
+    source_file: &str,
+    qtype: &'static str,
+) -> Example {
+    Example {
+        id: format!("{}_{n:03}", q.id),
+        question_id: q.id.clone(),
+        question: q.body.clone(),
+        context: snippet.text.clone(),
+        answer_text: None,
+        answer_start: None,
+        pmid: pmid_of_url(&snippet.document),
+        context_source: source::SNIPPET,
+        split: Split::Train,
+        source_file: source_file.to_string(),
+        qtype,
+        answer_list: None,
+    }
+}
+
+/// Training conversion of one question of an exact-answer type (`q.qtype`; others give nothing).
 /// Ids are `<qid>_<NNN>` counting kept snippets from 001, as BioBERT's training files.
+///
+/// - factoid: one example per snippet that contains a synonym of the exact answer. Synonyms are
+///   tried in `exact_answer` order; the first one found anywhere in the snippet (case-insensitively)
+///   gives the answer text as written in the snippet and its first offset.
+/// - yesno: one example per snippet, `answer_text` the exact answer lowercased and trimmed (`yes` or
+///   `no`; a question with another answer gives none and is counted).
+/// - list: one example per snippet that mentions a gold entity: `answer_list` holds each entity found
+///   (its first synonym found, case-insensitively, as written in the snippet), in order of first
+///   mention, each text once.
 pub fn training_examples(
     q: &OfficialQuestion,
     exact_answer: &[Vec<String>],
     source_file: &str,
     counts: &mut TrainCounts,
 ) -> Vec<Example> {
-    let synonyms: Vec<&str> = exact_answer
-        .iter()
-        .flatten()
-        .map(|s| s.trim())
-        .filter(|s| !s.is_empty())
-        .collect();
     counts.questions += 1;
     let mut out = Vec::new();
-    for snippet in &q.snippets {
-        counts.snippets += 1;
-        let hit = synonyms
-            .iter()
-            .find_map(|s| find_case_insensitive(&snippet.text, s));
-        let Some((start, text)) = hit else {
-            counts.snippets_without_answer += 1;
-            continue;
-        };
-        out.push(Example {
-            id: format!("{}_{:03}", q.id, out.len() + 1),
-            question_id: q.id.clone(),
-            question: q.body.clone(),
-            context: snippet.text.clone(),
-            answer_text: Some(text),
-            answer_start: Some(start as i64),
-            pmid: pmid_of_url(&snippet.document),
-            context_source: source::SNIPPET,
-            split: Split::Train,
-            source_file: source_file.to_string(),
-        });
+    match q.qtype.as_str() {
+        qtype::FACTOID => {
+            let synonyms: Vec<&str> = exact_answer
+                .iter()
+                .flatten()
+                .map(|s| s.trim())
+                .filter(|s| !s.is_empty())
+                .collect();
+            for snippet in &q.snippets {
+                counts.snippets += 1;
+                let hit = synonyms
+                    .iter()
+                    .find_map(|s| find_case_insensitive(&snippet.text, s));
+                let Some((start, text)) = hit else {
+                    counts.snippets_without_answer += 1;
+                    continue;
+                };
+                let mut e = snippet_example(q, out.len() + 1, snippet, source_file, qtype::FACTOID);
+                e.answer_text = Some(text);
+                e.answer_start = Some(start as i64);
+                out.push(e);
+            }
+        }
+        qtype::YESNO => {
+            let answer = exact_answer
+                .first()
+                .and_then(|a| a.first())
+                .map(|a| a.trim().to_lowercase());
+            match answer.as_deref() {
+                Some(a @ ("yes" | "no")) => {
+                    for snippet in &q.snippets {
+                        counts.snippets += 1;
+                        let mut e =
+                            snippet_example(q, out.len() + 1, snippet, source_file, qtype::YESNO);
+                        e.answer_text = Some(a.to_string());
+                        out.push(e);
+                    }
+                }
+                _ => counts.unknown_answer += 1,
+            }
+        }
+        qtype::LIST => {
+            for snippet in &q.snippets {
+                counts.snippets += 1;
+                // (char offset, gold order, text as written)
+                let mut found: Vec<(usize, usize, String)> = exact_answer
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(k, synonyms)| {
+                        synonyms
+                            .iter()
+                            .map(|s| s.trim())
+                            .filter(|s| !s.is_empty())
+                            .find_map(|s| find_case_insensitive(&snippet.text, s))
+                            .map(|(at, text)| (at, k, text))
+                    })
+                    .collect();
+                found.sort();
+                let mut entities: Vec<String> = Vec::new();
+                for (_, _, text) in found {
+                    if !entities
+                        .iter()
+                        .any(|e| e.to_lowercase() == text.to_lowercase())
+                    {
+                        entities.push(text);
+                    }
+                }
+                if entities.is_empty() {
+                    counts.snippets_without_answer += 1;
+                    continue;
+                }
+                let mut e = snippet_example(q, out.len() + 1, snippet, source_file, qtype::LIST);
+                e.answer_list = Some(entities);
+                out.push(e);
+            }
+        }
+        _ => {}
     }
     counts.examples += out.len();
     if out.is_empty() {
@@ -223,6 +350,8 @@ pub fn squad_examples(file: &SquadFile, source_file: &str) -> Result<(Vec<Exampl
                     context_source: source::SQUAD,
                     split: Split::Train,
                     source_file: source_file.to_string(),
+                    qtype: qtype::FACTOID,
+                    answer_list: None,
                 });
             }
         }
@@ -239,7 +368,8 @@ pub fn squad_examples(file: &SquadFile, source_file: &str) -> Result<(Vec<Exampl
     Ok((out, split))
 }
 
-/// Examples back to BioBERT's SQuAD JSON: one paragraph per example (as BioBERT writes them).
+/// Examples back to BioBERT's SQuAD JSON: one paragraph per example (as BioBERT writes them); give it
+/// factoid examples (SQuAD has no yes/no or list answers).
 pub fn to_squad_json(examples: &[Example], version: &str) -> Value {
     let paragraphs: Vec<Value> = examples
         .iter()
@@ -273,6 +403,8 @@ mod tests {
             context_source: source::SNIPPET,
             split: Split::Train,
             source_file: "f.json".into(),
+            qtype: qtype::FACTOID,
+            answer_list: None,
         }
     }
 
@@ -326,5 +458,108 @@ mod tests {
             ..doc
         };
         assert_eq!(document_context(&no_abstract), None);
+    }
+
+    fn question(qtype: &str, snippets: &[&str], exact: Value) -> OfficialQuestion {
+        OfficialQuestion {
+            id: "q".into(),
+            qtype: qtype.into(),
+            body: "Which?".into(),
+            documents: vec![],
+            snippets: snippets
+                .iter()
+                .enumerate()
+                .map(|(i, t)| super::super::formats::Snippet {
+                    text: t.to_string(),
+                    document: format!("http://www.ncbi.nlm.nih.gov/pubmed/{}", 100 + i),
+                })
+                .collect(),
+            exact_answer: Some(exact),
+        }
+    }
+
+    fn convert(q: &OfficialQuestion) -> (Vec<Example>, TrainCounts) {
+        let answers = super::super::formats::exact_answer_lists(q.exact_answer.as_ref()).unwrap();
+        let mut counts = TrainCounts::default();
+        let out = training_examples(q, &answers, "train.json", &mut counts);
+        for e in &out {
+            validate(e).unwrap();
+        }
+        (out, counts)
+    }
+
+    #[test]
+    fn yesno_training_rows_are_every_snippet_with_the_label() {
+        let q = question(
+            "yesno",
+            &["A binds B.", "No effect was seen."],
+            json!(" Yes"),
+        );
+        let (out, counts) = convert(&q);
+        assert_eq!(out.len(), 2);
+        assert!(out.iter().all(|e| e.answer_text.as_deref() == Some("yes")
+            && e.answer_start.is_none()
+            && e.qtype == qtype::YESNO));
+        assert_eq!((out[0].id.as_str(), out[1].pmid), ("q_001", Some(101)));
+        assert_eq!(counts.snippets_without_answer, 0);
+        let (none, counts) = convert(&question("yesno", &["x"], json!("perhaps")));
+        assert!(none.is_empty());
+        assert_eq!(
+            (counts.unknown_answer, counts.questions_without_examples),
+            (1, 1)
+        );
+    }
+
+    #[test]
+    fn list_training_rows_hold_the_entities_each_snippet_mentions() {
+        let q = question(
+            "list",
+            &[
+                "tp53 and BRCA1 are mutated; brca1 again.",
+                "Nothing here.",
+                "Only EGFR.",
+            ],
+            json!([["BRCA1", "breast cancer 1"], ["TP53"], ["EGFR"]]),
+        );
+        let (out, counts) = convert(&q);
+        assert_eq!(out.len(), 2);
+        // Order of first mention, text as written, each once.
+        assert_eq!(
+            out[0].answer_list,
+            Some(vec!["tp53".into(), "BRCA1".into()])
+        );
+        assert_eq!(out[1].answer_list, Some(vec!["EGFR".into()]));
+        assert_eq!(
+            (out[1].id.as_str(), out[1].answer_text.as_deref()),
+            ("q_002", None)
+        );
+        assert_eq!((counts.snippets, counts.snippets_without_answer), (3, 1));
+    }
+
+    #[test]
+    fn validation_checks_the_answer_columns_of_each_type() {
+        let mut y = ex("ctx", "yes", 0);
+        y.qtype = qtype::YESNO;
+        assert!(validate(&y).is_err(), "a yes/no row has no offset");
+        y.answer_start = None;
+        assert!(validate(&y).is_ok());
+        y.answer_text = Some("maybe".into());
+        assert!(validate(&y).is_err());
+        let mut l = ex("BRCA1 and TP53", "x", 0);
+        (l.qtype, l.answer_text, l.answer_start) = (qtype::LIST, None, None);
+        l.answer_list = Some(vec!["TP53".into()]);
+        assert!(validate(&l).is_ok());
+        l.answer_list = Some(vec!["tp53".into()]);
+        assert!(
+            validate(&l)
+                .unwrap_err()
+                .to_string()
+                .contains("not in the context")
+        );
+        l.answer_list = Some(vec![]);
+        assert!(validate(&l).is_err());
+        let mut f = ex("abc", "a", 0);
+        f.answer_list = Some(vec!["a".into()]);
+        assert!(validate(&f).is_err());
     }
 }

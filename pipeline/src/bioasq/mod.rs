@@ -1,4 +1,5 @@
-//! `pipeline bioasq`: BioASQ factoid QA → SQuAD-style Arrow tables, joined with our PubMed, leak-free.
+//! `pipeline bioasq`: BioASQ exact-answer QA (factoid, yes/no, list) → SQuAD-style Arrow tables, joined
+//! with our PubMed, leak-free.
 //!
 //! Reads every JSON file of `raw/bioasq/` (or `--input`), official BioASQ or BioBERT SQuAD format, and
 //! writes under `bioasq/`: `examples` (every example of every input), `golden` (every question of the
@@ -26,17 +27,18 @@ use crate::Ctx;
 use crate::config::{BioasqConfig, TaskInputs, TestDocuments};
 use crate::stage::{Plan, Stage, StageStatus, in_data_dir, settings_path, status_settings};
 use formats::{InputFile, OfficialQuestion, exact_answer_lists, pmid_of_url};
-use schemas::bioasq::{Example, GoldenRow, Split, source};
+use schemas::bioasq::{Example, GoldenRow, Split, qtype, source};
 use tasks::TestQuestion;
 
 pub const STAGE: &str = "bioasq";
 /// Bumped whenever the conversion changes its output (2: test contexts of efetch records follow the
-/// parser's text contract 2, see `parse::CODE_VERSION`).
-const CODE_VERSION: u32 = 2;
+/// parser's text contract 2, see `parse::CODE_VERSION`; 3: yes/no and list questions, `type` and
+/// `answer_list` columns).
+const CODE_VERSION: u32 = 3;
 const UNIT: &str = "bioasq";
 
 /// Question types of BioASQ Task B; others are skipped and counted.
-const KNOWN_TYPES: [&str; 4] = ["factoid", "list", "yesno", "summary"];
+const KNOWN_TYPES: [&str; 4] = qtype::ALL;
 
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct Args {
@@ -404,8 +406,11 @@ fn build(ctx: &Ctx, args: &Args, names: &BTreeMap<String, PathBuf>) -> Result<Bu
     let by_name: BTreeMap<&str, &Loaded> = loaded.iter().map(|f| (f.name.as_str(), f)).collect();
 
     let mut conversions: Conversions = BTreeMap::new();
-    let mut train_counts = convert::TrainCounts::default();
-    let mut non_factoid_skipped = 0usize;
+    let mut train_counts: BTreeMap<&'static str, convert::TrainCounts> = qtype::EXACT
+        .into_iter()
+        .map(|t| (t, convert::TrainCounts::default()))
+        .collect();
+    let mut summary_skipped = 0usize;
     // Official test conversions need the documents first.
     let mut official_tests: Vec<(&Loaded, Vec<&OfficialQuestion>)> = Vec::new();
     for (name, role) in &wanted_roles {
@@ -423,28 +428,23 @@ fn build(ctx: &Ctx, args: &Args, names: &BTreeMap<String, PathBuf>) -> Result<Bu
             (InputFile::Official(file), Split::Train) => {
                 let mut out = Vec::new();
                 for q in &file.questions {
-                    if q.qtype != "factoid" {
-                        non_factoid_skipped += usize::from(KNOWN_TYPES.contains(&q.qtype.as_str()));
+                    let Some(counts) = train_counts.get_mut(q.qtype.as_str()) else {
+                        summary_skipped += usize::from(q.qtype == qtype::SUMMARY);
                         continue;
-                    }
+                    };
                     let answers = exact_answer_lists(q.exact_answer.as_ref())
                         .map_err(|e| anyhow::anyhow!("{name}: question {}: {e}", q.id))?;
-                    out.extend(convert::training_examples(
-                        q,
-                        &answers,
-                        name,
-                        &mut train_counts,
-                    ));
+                    out.extend(convert::training_examples(q, &answers, name, counts));
                 }
                 conversions.insert((name.clone(), Split::Train), out);
             }
             (InputFile::Official(file), Split::Test) => {
-                let factoid: Vec<&OfficialQuestion> = file
+                let exact: Vec<&OfficialQuestion> = file
                     .questions
                     .iter()
-                    .filter(|q| q.qtype == "factoid")
+                    .filter(|q| qtype::EXACT.contains(&q.qtype.as_str()))
                     .collect();
-                official_tests.push((f, factoid));
+                official_tests.push((f, exact));
             }
         }
     }
@@ -533,7 +533,7 @@ fn build(ctx: &Ctx, args: &Args, names: &BTreeMap<String, PathBuf>) -> Result<Bu
         "golden_questions": golden.len(),
         "files": file_stats,
         "training_conversion": train_counts,
-        "non_factoid_questions_skipped": non_factoid_skipped,
+        "summary_questions_skipped": summary_skipped,
         "test": test_stats,
         "test_sets": test_questions.iter().map(|t| t.year.map_or("unknown".to_string(), |y| y.to_string()))
             .fold(BTreeMap::<String, usize>::new(), |mut m, y| { *m.entry(y).or_default() += 1; m }),
@@ -569,7 +569,8 @@ fn golden_row(q: &OfficialQuestion, f: &Loaded) -> Result<GoldenRow> {
     })
 }
 
-/// Test conversion of the official test files: one example per document of each factoid question,
+/// Test conversion of the official test files: one example per document of each question of an
+/// exact-answer type (factoid, yes/no, list),
 /// the context from `parquet/current`, else the efetch cache, else NCBI (unless offline), else (offline)
 /// the question's snippets of that document.
 fn convert_tests(
@@ -624,12 +625,15 @@ fn convert_tests(
 
     let mut out = BTreeMap::new();
     let mut sources: BTreeMap<&'static str, usize> = BTreeMap::new();
-    let (mut not_found, mut no_abstract, mut questions, mut without_examples) =
-        (0usize, 0usize, 0usize, 0usize);
+    let (mut not_found, mut no_abstract, mut without_examples) = (0usize, 0usize, 0usize);
+    let mut questions: BTreeMap<&'static str, usize> = BTreeMap::new();
     for (f, qs) in files {
         let mut examples = Vec::new();
         for q in qs {
-            questions += 1;
+            let Some(qt) = qtype::EXACT.into_iter().find(|t| *t == q.qtype) else {
+                continue;
+            };
+            *questions.entry(qt).or_default() += 1;
             let mut n = 0usize;
             for pmid in convert::test_pmids(q, which) {
                 let (context, src) = match docs.get(&pmid) {
@@ -664,6 +668,8 @@ fn convert_tests(
                     context_source: src,
                     split: Split::Test,
                     source_file: f.name.clone(),
+                    qtype: qt,
+                    answer_list: None,
                 });
                 n += 1;
             }
@@ -672,7 +678,7 @@ fn convert_tests(
         out.insert((f.name.clone(), Split::Test), examples);
     }
     let stats = json!({
-        "factoid_questions": questions,
+        "questions": questions,
         "questions_without_examples": without_examples,
         "documents_wanted": wanted.len(),
         "sources": sources,
@@ -696,7 +702,12 @@ mod tests {
         let tasks = &config.bioasq.tasks;
         assert_eq!(
             tasks.keys().collect::<Vec<_>>(),
-            ["bioasq-4b", "bioasq-5b", "bioasq-6b"]
+            [
+                "bioasq-4b",
+                "bioasq-5b",
+                "bioasq-6b",
+                "bioasq-6b-yesno-list"
+            ]
         );
         assert_eq!(
             (tasks["bioasq-4b"].year, tasks["bioasq-6b"].test.len()),

@@ -129,6 +129,8 @@ mod tests {
             context_source: source::SQUAD,
             split: Split::Train,
             source_file: "t.json".into(),
+            qtype: schemas::bioasq::qtype::FACTOID,
+            answer_list: None,
         }
     }
 

@@ -25,6 +25,10 @@ test = ["BioASQ-test-factoid-7b.json"]
 year = 7
 train = "BioASQ-train-factoid-7b.json"
 test = ["BioASQ-test-factoid-7b.json"]
+[bioasq.tasks.bioasq-5b-exact]
+year = 5
+train = "4B1_golden.json"
+test = ["5B1_golden.json"]
 "#;
 
 fn fixture_inputs(fx: &Path) -> Vec<PathBuf> {
@@ -102,6 +106,42 @@ fn fixtures_both_formats_round_trip_golden_leaks_offsets_rerun() {
             "{name}"
         );
     }
+
+    // An official-format training file gives examples of every exact-answer type (4B1, a test
+    // set of year 4, may train a year-5 task), and official test files test rows of every type.
+    let train = schemas::bioasq::read_examples(&out.join("bioasq-5b-exact/train.arrow")).unwrap();
+    let test = schemas::bioasq::read_examples(&out.join("bioasq-5b-exact/test.arrow")).unwrap();
+    let questions = |v: &[Example], t: &str| {
+        v.iter()
+            .filter(|e| e.qtype == t)
+            .map(|e| e.question_id.as_str())
+            .collect::<BTreeSet<_>>()
+            .len()
+    };
+    let b41 = read_json(&fx.join("bioasq/golden/4B1_golden.json"));
+    let b51 = read_json(&fx.join("bioasq/golden/5B1_golden.json"));
+    let count = |v: &Value, t: &str| {
+        v["questions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|q| q["type"] == t)
+            .count()
+    };
+    assert_eq!(questions(&train, qtype::YESNO), count(&b41, "yesno"));
+    assert!(questions(&train, qtype::LIST) > count(&b41, "list") / 2);
+    assert!(train.iter().all(|e| match e.qtype {
+        qtype::YESNO => matches!(e.answer_text.as_deref(), Some("yes" | "no")),
+        qtype::LIST => e.answer_list.as_ref().is_some_and(|l| !l.is_empty()),
+        _ => e.answer_text.is_some(),
+    }));
+    for t in qtype::EXACT {
+        assert_eq!(questions(&test, t), count(&b51, t), "5B1 {t}");
+    }
+    assert!(
+        test.iter()
+            .all(|e| e.answer_text.is_none() && e.answer_list.is_none())
+    );
 
     // Every factoid question of the 4B and 5B golden files, with all synonyms.
     let golden = golden_rows(&out.join("golden.arrow"));

@@ -28,7 +28,7 @@ use arrow::datatypes::DataType;
 use pipeline::bioasq::convert;
 use pipeline::bioasq::{self, Args};
 use pipeline::{Config, Ctx, Layout};
-use schemas::bioasq::{Example, Split};
+use schemas::bioasq::{Example, Split, qtype};
 use serde_json::Value;
 
 fn fixtures() -> Option<PathBuf> {

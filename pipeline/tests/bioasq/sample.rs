@@ -45,7 +45,7 @@ fn sample_offline_conversion_leaks_and_rerun() {
     let examples = schemas::bioasq::read_examples(&out.join("examples.arrow")).unwrap();
     let converted: Vec<Example> = examples
         .iter()
-        .filter(|e| e.source_file == "training-sample.json")
+        .filter(|e| e.source_file == "training-sample.json" && e.qtype == qtype::FACTOID)
         .cloned()
         .collect();
     let squad_train = read_json(&sample_dir().join("squad-train-sample.json"));
@@ -55,7 +55,7 @@ fn sample_offline_conversion_leaks_and_rerun() {
         squad_train["data"][0]["paragraphs"]
     );
     assert_eq!(
-        summary["training_conversion"]["snippets_without_answer"],
+        summary["training_conversion"]["factoid"]["snippets_without_answer"],
         22
     );
 
@@ -93,7 +93,20 @@ fn sample_offline_conversion_leaks_and_rerun() {
         ),
         (Some(0), Some(2))
     );
-    assert_eq!(qids(&b1_train).len(), 29);
+    // 29 factoid questions, and the yes/no question (its one snippet); the list question's two
+    // snippets mention none of its entities, so it has no training example.
+    assert_eq!(qids(&b1_train).len(), 30);
+    let yesno: Vec<&Example> = b1_train
+        .iter()
+        .filter(|e| e.qtype == qtype::YESNO)
+        .collect();
+    assert_eq!(yesno.len(), 1);
+    assert_eq!(yesno[0].answer_text.as_deref(), Some("yes"));
+    assert!(!b1_train.iter().any(|e| e.qtype == qtype::LIST));
+    assert_eq!(
+        summary["training_conversion"]["list"]["snippets_without_answer"],
+        2
+    );
 
     // Offline: nothing in parquet/current, so every test context is the snippet fallback; the missing
     // PMID 99999901 without snippets (question 2) is dropped, the one with a snippet (question 5) kept.
@@ -218,7 +231,9 @@ fn sample_join_with_parsed_pubmed() {
     common::parse_command(&c, pipeline::parse::Args::default()).unwrap();
     let batch1 = sample_dir().join("test-batch1_golden.json");
     let summary = bioasq::run(&c, args(vec![batch1], true, None)).unwrap();
-    assert_eq!(summary["test"]["sources"]["pubmed"], 14);
+    // 14 documents of the factoid questions and the yes/no question's one.
+    assert_eq!(summary["test"]["sources"]["pubmed"], 15);
+    assert_eq!(summary["test"]["questions"]["yesno"], 1);
     assert_eq!(
         summary["test"]["sources"]["snippet-fallback"], 1,
         "99999901 is in no XML"
@@ -254,13 +269,16 @@ fn sample_join_with_parsed_pubmed() {
             x["abstract"].as_str().unwrap().replace('\n', " ")
         );
         assert_eq!(e.context, want, "{}", e.id);
-        // The sample's SQuAD test file is built like BioBERT's: labelled sections joined by spaces.
-        assert_eq!(
-            squad.get(&e.id),
-            Some(&e.context),
-            "{}: differs from squad-test-sample.json",
-            e.id
-        );
+        // The sample's SQuAD test file is built like BioBERT's: labelled sections joined by spaces
+        // (its questions are the factoid ones).
+        if e.qtype == qtype::FACTOID {
+            assert_eq!(
+                squad.get(&e.id),
+                Some(&e.context),
+                "{}: differs from squad-test-sample.json",
+                e.id
+            );
+        }
         joined += 1;
     }
     assert!(joined > 0);

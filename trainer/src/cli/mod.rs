@@ -41,12 +41,14 @@ enum Command {
     Export(ExportArgs),
     /// Draw RUN_DIR/loss.png from RUN_DIR/metrics.jsonl.
     Plot(PlotArgs),
-    /// Fine-tune on a BioASQ factoid task, then answer its test questions.
+    /// Fine-tune on a task (BioASQ factoid, yes/no, list, or PubMedQA: its `kind`), then answer
+    /// its test questions.
     Finetune(FinetuneArgs),
-    /// BioASQ factoid answering (`--task`), scoring a submission (`--task --submission`), or
-    /// validation perplexity (`--ppl`).
+    /// Answering a task's test questions (`--task`), scoring any submission of it (`--task
+    /// --submission`), or validation perplexity (`--ppl`).
     Eval(EvalArgs),
-    /// Combine task results (results.json) of any number of systems into one Table 3.
+    /// Combine task results (results.json) of any number of systems, and published numbers, into
+    /// one table (every measure and task).
     Report(ReportOptions),
     /// List the devices `--device` can name (CUDA devices, wgpu adapters) and what `auto` picks.
     Devices,
@@ -156,8 +158,9 @@ struct EvalArgs {
     /// Perplexity on the validation shards (`DATA/shards/val`).
     #[arg(long)]
     ppl: bool,
-    /// Score this BioASQ submission (JSON, any system's) on the task's golden batches with
-    /// the official measures, instead of answering with --model.
+    /// Score this submission (any system's; BioASQ Phase B JSON with every exact-answer type, or
+    /// PubMedQA's `{"PMID": "label"}`) with the official measures, instead of answering with
+    /// --model.
     #[arg(long, requires = "task", conflicts_with_all = ["ppl", "model", "tokenizer", "limit"])]
     submission: Option<PathBuf>,
     /// Column label of these results in Table 3 (`system` in results.json); default: the
@@ -175,7 +178,7 @@ struct EvalArgs {
     /// is the `--model` argument; with --submission FILE: `DIR/STEM-TASK` next to FILE.
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Task: answer only the first N factoid questions.
+    /// Task: answer only the first N test questions of each type.
     #[arg(long)]
     limit: Option<usize>,
     /// Perplexity: evaluate at most N packed validation rows.

@@ -1,29 +1,35 @@
 //! Which golden rows a task is scored on: exactly the rows of its golden test batches, and
-//! their factoid questions, each once. Shared by answering and submission scoring.
+//! their questions of each exact-answer type, each once. Shared by answering and submission
+//! scoring.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
 use anyhow::{Result, bail};
-use schemas::bioasq::{Example, GoldenRow};
+use schemas::bioasq::{Example, GoldenRow, qtype};
 
 use crate::config::{Resolved, TaskConfig};
 
-/// The factoid questions of `golden`, each once, in table order (a repeated id is an
-/// error: the submission must list every id exactly once).
-pub fn factoid_questions(golden: &[GoldenRow]) -> Result<Vec<&GoldenRow>> {
+/// The questions of `golden` of type `qtype` (`factoid`, `yesno`, `list`), each once, in table
+/// order (a repeated id is an error: the submission must list every id exactly once).
+pub fn questions_of_type<'a>(golden: &'a [GoldenRow], qtype: &str) -> Result<Vec<&'a GoldenRow>> {
     let mut seen = HashSet::new();
     let mut out = Vec::new();
-    for g in golden.iter().filter(|g| g.qtype == "factoid") {
+    for g in golden.iter().filter(|g| g.qtype == qtype) {
         if !seen.insert(g.question_id.as_str()) {
             bail!(
-                "factoid question {} appears twice in the golden table",
+                "{qtype} question {} appears twice in the golden table",
                 g.question_id
             );
         }
         out.push(g);
     }
     Ok(out)
+}
+
+/// The factoid questions of `golden` ([`questions_of_type`]).
+pub fn factoid_questions(golden: &[GoldenRow]) -> Result<Vec<&GoldenRow>> {
+    questions_of_type(golden, qtype::FACTOID)
 }
 
 /// The golden rows of this task's questions: exactly the rows of the golden test batches
@@ -68,9 +74,10 @@ pub fn select_golden(
             );
         }
     }
-    if !out.iter().any(|g| g.qtype == "factoid") {
+    if !out.iter().any(|g| qtype::EXACT.contains(&g.qtype.as_str())) {
         bail!(
-            "{path}: no factoid question of the task in a golden test batch (batches {:?})",
+            "{path}: no factoid, yes/no or list question of the task in a golden test batch \
+             (batches {:?})",
             task.batches
         );
     }
@@ -156,6 +163,8 @@ mod tests {
             context_source: schemas::bioasq::source::SNIPPET,
             split: schemas::bioasq::Split::Test,
             source_file: "test.json".into(),
+            qtype: qtype::FACTOID,
+            answer_list: None,
         };
         let test = [ex("leaked"), ex("q2"), ex("q3"), ex("q3")];
         let ids = |v: &[GoldenRow]| {

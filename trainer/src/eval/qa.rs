@@ -1,14 +1,65 @@
-//! BioASQ factoid QA data for the trainer: examples of the `bioasq` tables (read with
-//! `schemas::bioasq`) turned into prompt/target token ids.
+//! Prompt/target encoding of every task, for training and answering.
 //!
-//! Prompt `"{context}\nQuestion: {question}\nAnswer:"`, target `" " + answer` + EOS. The
-//! context and the rest of the prompt are tokenized separately, so the context can be cut
-//! from the left at token level (keeping the question and "Answer:") when the prompt does
-//! not fit.
+//! Every task uses one prompt layout, `"{context}\nQuestion: {question}\nAnswer:"`, and the
+//! target `" " + answer` + EOS; the loss is on the target tokens only ([`pad_batch`]'s mask).
+//! The answer text per task ([`answer_text`], [`crate::eval::items`]):
+//!
+//! | task | context | answer |
+//! |---|---|---|
+//! | BioASQ factoid | a snippet (training) / a document (test) | the answer as written in it |
+//! | BioASQ yes/no | a snippet / a document | `yes` or `no` |
+//! | BioASQ list | a snippet / a document | the entities it mentions, joined by `"; "` ([`LIST_SEPARATOR`]) |
+//! | PubMedQA | the contexts as `LABEL: text`, joined by spaces | `yes`, `no` or `maybe` |
+//!
+//! PubMedQA's reasoning-free setting puts the long answer at the end of the context, on its own
+//! line (`"{contexts}\nLong answer: {long answer}\nQuestion: …"`). The context and the rest of the
+//! prompt are tokenized separately, so the context can be cut from the left at token level
+//! (keeping the question and "Answer:") when the prompt does not fit: the contexts go first, the
+//! long answer last.
 
 use anyhow::{Result, bail};
-use schemas::bioasq::Example;
+use schemas::bioasq::{Example, qtype};
 use tokenizers::Tokenizer;
+
+/// How a list answer's entities are joined in a target, and split again in an answer.
+pub const LIST_SEPARATOR: &str = "; ";
+
+/// One prompt (and, for training, its answer) of any task, before tokenizing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QaItem {
+    /// Where it comes from (an example id, a PMID), for errors.
+    pub id: String,
+    /// Cut from the left when the prompt does not fit.
+    pub context: String,
+    pub question: String,
+    /// The target's text; `None` for test items.
+    pub answer: Option<String>,
+}
+
+/// The training answer text of a BioASQ example ([`QaItem::answer`]): factoid and yes/no rows
+/// their `answer_text`, list rows their entities joined by [`LIST_SEPARATOR`]; `None` for test rows.
+pub fn answer_text(ex: &Example) -> Option<String> {
+    if ex.qtype == qtype::LIST {
+        ex.answer_list
+            .as_ref()
+            .filter(|l| !l.is_empty())
+            .map(|l| l.join(LIST_SEPARATOR))
+    } else {
+        ex.answer_text.clone()
+    }
+}
+
+impl QaItem {
+    /// A BioASQ example as a prompt/answer pair.
+    pub fn from_example(ex: &Example) -> Self {
+        QaItem {
+            id: ex.id.clone(),
+            context: ex.context.clone(),
+            question: ex.question.clone(),
+            answer: answer_text(ex),
+        }
+    }
+}
 
 /// A tokenized training example: `ids = prompt ++ target`, loss on the target only.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,6 +110,11 @@ impl QaEncoder<'_> {
         Ok((ids, cut))
     }
 
+    /// The prompt of `item` ([`Self::prompt`]).
+    pub fn item_prompt(&self, item: &QaItem, max_len: usize) -> Result<(Vec<u32>, usize)> {
+        self.prompt(&item.context, &item.question, max_len)
+    }
+
     /// Target ids: `" " + answer` then EOS.
     pub fn target(&self, answer: &str) -> Result<Vec<u32>> {
         let mut t = encode(self.tokenizer, &format!(" {answer}"))?;
@@ -66,21 +122,20 @@ impl QaEncoder<'_> {
         Ok(t)
     }
 
-    /// Full training example within `max_len` tokens; `None` when the example has no answer
-    /// or its target alone leaves no room for the question.
-    pub fn example(&self, ex: &Example, max_len: usize) -> Result<Option<Encoded>> {
-        let Some(answer) = ex.answer_text.as_deref() else {
+    /// Full training example of `item` within `max_len` tokens; `None` when it has no answer or
+    /// its target alone leaves no room for the question.
+    pub fn item(&self, item: &QaItem, max_len: usize) -> Result<Option<Encoded>> {
+        let Some(answer) = item.answer.as_deref() else {
             return Ok(None);
         };
         let target = self.target(answer)?;
         if target.len() >= max_len {
             return Ok(None);
         }
-        let (mut ids, context_cut) =
-            match self.prompt(&ex.context, &ex.question, max_len - target.len()) {
-                Ok(p) => p,
-                Err(_) => return Ok(None),
-            };
+        let (mut ids, context_cut) = match self.item_prompt(item, max_len - target.len()) {
+            Ok(p) => p,
+            Err(_) => return Ok(None),
+        };
         let prompt_len = ids.len();
         ids.extend_from_slice(&target);
         Ok(Some(Encoded {
@@ -88,6 +143,11 @@ impl QaEncoder<'_> {
             prompt_len,
             context_cut,
         }))
+    }
+
+    /// Full training example of a BioASQ example ([`Self::item`] of [`QaItem::from_example`]).
+    pub fn example(&self, ex: &Example, max_len: usize) -> Result<Option<Encoded>> {
+        self.item(&QaItem::from_example(ex), max_len)
     }
 }
 
@@ -170,6 +230,8 @@ mod tests {
             context_source: schemas::bioasq::source::SNIPPET,
             split: schemas::bioasq::Split::Train,
             source_file: "train.json".into(),
+            qtype: qtype::FACTOID,
+            answer_list: None,
         }
     }
 
@@ -221,5 +283,39 @@ mod tests {
         assert_eq!((p.rows, p.len), (2, 4));
         assert_eq!(p.ids, vec![5, 6, 7, 0, 5, 8, 0, 0]);
         assert_eq!(p.mask, vec![0., 0., 1., 1., 0., 1., 1., 0.]);
+    }
+
+    #[test]
+    fn yesno_list_and_long_answer_layouts() {
+        let tok = word_tokenizer();
+        let enc = QaEncoder {
+            tokenizer: &tok,
+            eos: 0,
+        };
+        let mut y = ex("a b", Some("x"));
+        y.qtype = qtype::YESNO;
+        y.answer_text = Some("e".into()); // the word tokenizer knows no "yes": any word will do
+        let e = enc.example(&y, 100).unwrap().unwrap();
+        assert_eq!(&e.ids[e.prompt_len..], &[5, 0]);
+        let mut l = ex("a b c", None);
+        (l.qtype, l.answer_list) = (qtype::LIST, Some(vec!["a".into(), "c".into()]));
+        assert_eq!(answer_text(&l).as_deref(), Some("a; c"));
+        let e = enc.example(&l, 100).unwrap().unwrap();
+        // a ; c <eos>  (";" is unknown: x = 12)
+        assert_eq!(&e.ids[e.prompt_len..], &[1, 12, 3, 0]);
+        l.answer_list = Some(vec![]);
+        assert_eq!(answer_text(&l), None);
+        // A line at the end of the context (the long answer) is cut last.
+        let item = QaItem {
+            id: "p".into(),
+            context: "a b c\nd".into(),
+            question: "what ?".into(),
+            answer: Some("e".into()),
+        };
+        let e = enc.item(&item, 100).unwrap().unwrap();
+        // a b c \n d \n Question : what ? \n Answer : | e <eos>
+        assert_eq!(e.ids, vec![1, 2, 3, 9, 4, 9, 6, 7, 10, 11, 9, 8, 7, 5, 0]);
+        let cut = enc.item(&item, 13).unwrap().unwrap();
+        assert_eq!((cut.context_cut, &cut.ids[..3]), (2, &[3, 9, 4][..]));
     }
 }

@@ -1,13 +1,14 @@
-//! `trainer report`: the BioASQ factoid results of any number of systems — our runs and scored
-//! submissions — in one table laid out like the paper's Table 3 (rows: task × measure, one
-//! column per system), Markdown and JSON.
+//! `trainer report`: the results of any number of systems — our runs and scored submissions,
+//! BioASQ (factoid, yes/no, list) and PubMedQA — in one table laid out like the paper's Table 3
+//! (rows: task × measure, one column per system), with numbers reported in papers as columns of
+//! their own (`--published FILE`, labelled "published": not measured by us), Markdown and JSON.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use anyhow::{Context, Result, bail};
 
-use crate::eval::results::{Table3, TaskResult, pretty_json};
+use crate::eval::results::{Published, Table3, TaskResult, pretty_json};
 
 /// One input of `trainer report`: `PATH`, or `LABEL=PATH` to put every result found under PATH
 /// in the column LABEL (an existing path containing `=` is taken as a path).
@@ -44,6 +45,10 @@ pub struct ReportOptions {
     /// Output prefix: writes `PREFIX.md` and `PREFIX.json`.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Published numbers (TOML, `[[result]]` with `system`, `label`, `source` and measures, e.g.
+    /// configs/published.toml): extra columns, labelled "(published)".
+    #[arg(long)]
+    pub published: Option<PathBuf>,
 }
 
 fn collect(p: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
@@ -90,10 +95,15 @@ pub fn load_results(inputs: &[ReportInput]) -> Result<Vec<TaskResult>> {
     Ok(results)
 }
 
-/// Read the task results, print Table 3 and write it (Markdown and JSON) when asked.
+/// Read the task results (and the published numbers), print the table and write it (Markdown and
+/// JSON) when asked.
 pub fn run(args: ReportOptions) -> Result<()> {
     let results = load_results(&args.inputs)?;
-    let table = Table3::new(&results)?;
+    let published = match &args.published {
+        Some(p) => Published::load(p)?,
+        None => Published::default(),
+    };
+    let table = Table3::with_published(&results, &published)?;
     let md = table.markdown();
     print!("{md}");
     if let Some(prefix) = args.out {

@@ -1,9 +1,11 @@
-//! `trainer finetune`: BioASQ factoid fine-tuning (masked next-token loss on the answer),
-//! resumable, then answering the task's test questions (`answer`).
+//! `trainer finetune`: fine-tuning on a task — BioASQ factoid, yes/no, list (or several of them
+//! together), or PubMedQA, as the task's `kind` says — with the masked next-token loss on the
+//! answer tokens only, resumable, then answering the task's test questions (`answer`).
 //!
-//! Config: `[finetune]` (shared settings) and `[tasks.NAME]` (tables and per-task
+//! Config: `[finetune]` (shared settings) and `[tasks.NAME]` (kind, tables and per-task
 //! overrides) of the one TOML; other sections are ignored here. Without a config the three
-//! paper tasks `bioasq-4b`, `bioasq-5b`, `bioasq-6b` are defined with the default paths.
+//! paper tasks `bioasq-4b`, `bioasq-5b`, `bioasq-6b` (factoid) are defined with the default
+//! paths. The training items and their prompts: [`crate::eval::items`], [`crate::eval::qa`].
 //!
 //! Training runs on [`crate::train::session`], the machinery of `trainer pretrain`: the same run
 //! directory layout (sled cursor `state.sled`, atomic checkpoints `checkpoints/step-NNNNNNNN/`
@@ -25,11 +27,11 @@ use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Int, Tensor, TensorData};
 use schemas::Layout;
-use schemas::bioasq::Example;
 
 use crate::config::{Config, FinetuneConfig, Resolved};
 use crate::eval::answer;
-use crate::eval::qa::{self, Encoded, PaddedBatch, QaEncoder};
+use crate::eval::items;
+use crate::eval::qa::{self, Encoded, PaddedBatch, QaEncoder, QaItem};
 use crate::model::MambaLm;
 use crate::model::hf::{self, load_pretrained, save_pretrained};
 use crate::model::scan::ScanBackend;
@@ -48,7 +50,8 @@ pub struct FinetuneOptions {
     /// newest valid checkpoint).
     #[arg(long)]
     pub init: PathBuf,
-    /// Task name from the config's `[tasks.*]` (default tasks: bioasq-4b, bioasq-5b, bioasq-6b).
+    /// Task name from the config's `[tasks.*]` (default tasks: bioasq-4b, bioasq-5b, bioasq-6b);
+    /// its `kind` says what is trained and answered.
     #[arg(long)]
     pub task: String,
     /// Default: `DATA/runs/finetune-TASK`.
@@ -88,17 +91,17 @@ pub struct FinetuneData {
 }
 
 impl FinetuneData {
-    /// Encode the rows of a training table (prompt + `" " + answer + EOS`, at most `max_len`).
-    pub fn encode(rows: &[Example], enc: &QaEncoder<'_>, max_len: usize) -> Result<Self> {
+    /// Encode training items (prompt + `" " + answer + EOS`, at most `max_len`).
+    pub fn encode(items: &[QaItem], enc: &QaEncoder<'_>, max_len: usize) -> Result<Self> {
         let mut data = FinetuneData {
             examples: Vec::new(),
             skipped: 0,
             context_cut: 0,
         };
-        for ex in rows {
+        for item in items {
             match enc
-                .example(ex, max_len)
-                .with_context(|| format!("training example {}", ex.id))?
+                .item(item, max_len)
+                .with_context(|| format!("training example {}", item.id))?
             {
                 Some(e) => {
                     data.context_cut += usize::from(e.context_cut > 0);
@@ -132,6 +135,8 @@ fn training_settings(r: &Resolved) -> Resolved {
     t.cfg.limit = None;
     t.cfg.max_contexts = None;
     (t.cfg.beams, t.cfg.max_new_tokens) = (d.beams, d.max_new_tokens);
+    t.cfg.list_answers = d.list_answers;
+    (t.tables.max_new_tokens, t.tables.list_answers) = (None, None);
     (t.cfg.checkpoint_every, t.cfg.keep_checkpoints) = (d.checkpoint_every, d.keep_checkpoints);
     (t.cfg.tokenizer, t.cfg.threads) = (None, d.threads);
     (t.tables.test, t.tables.golden, t.tables.batches) = (PathBuf::new(), PathBuf::new(), vec![]);
@@ -155,9 +160,7 @@ pub fn train<B: AutodiffBackend + ScanBackend>(
     let cfg = &r.cfg;
     cfg.validate()?;
     cfg.precision.check::<B>(device, "[finetune] precision")?;
-    let train_path = data_dir.join(&r.tables.train);
-    let mut rows = schemas::bioasq::read_examples(&train_path)?;
-    rows.truncate(cfg.train_limit.unwrap_or(usize::MAX));
+    let (rows, train_path) = items::training_items(r, data_dir)?;
     let enc = QaEncoder {
         tokenizer,
         eos: cfg.eos,
