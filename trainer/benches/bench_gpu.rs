@@ -24,8 +24,9 @@ use std::time::Instant;
 use anyhow::{Result, anyhow};
 use burn::tensor::{DType, Int, Tensor, TensorData};
 use trainer::backend::{self, DeviceRequest, Job, TrainBackend};
+use trainer::model::Mamba2Config;
 use trainer::model::scan::cubecl::{ScanKernel, SeqConfig, set_fused_scan, set_scan_kernel};
-use trainer::{MambaConfig, Precision, causal_lm_loss};
+use trainer::{MambaConfig, MambaLm, Precision, causal_lm_loss};
 
 fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
     let args: Vec<String> = std::env::args().collect();
@@ -41,6 +42,45 @@ fn matmul_flops_per_token(c: &MambaConfig) -> f64 {
     let (d, di, n, r) = (c.hidden_size, c.d_inner(), c.state_size, c.dt_rank());
     let per_layer = d * 2 * di + di * (r + 2 * n) + r * di + di * d;
     2.0 * (c.num_hidden_layers * per_layer + d * c.vocab_size) as f64
+}
+
+/// Matmul FLOPs per token of Mamba-2's projections and head (forward).
+fn mamba2_matmul_flops_per_token(c: &Mamba2Config) -> f64 {
+    let per_layer = c.hidden_size * c.in_proj_dim() + c.d_inner() * c.hidden_size;
+    2.0 * (c.num_hidden_layers * per_layer + c.hidden_size * c.vocab_size) as f64
+}
+
+/// Median forward+backward seconds over `iters` after `warmup` runs, and the first loss.
+fn time_fwd_bwd<B: TrainBackend>(
+    model: &MambaLm<B>,
+    ids: &Tensor<B, 2, Int>,
+    warmup: usize,
+    iters: usize,
+    sync: &dyn Fn() -> Result<()>,
+) -> Result<(f64, f32)> {
+    let mut times = Vec::new();
+    let mut loss_value = f32::NAN;
+    for i in 0..warmup + iters {
+        let t = Instant::now();
+        let loss = causal_lm_loss(model.forward(ids.clone()), ids.clone());
+        let _grads = loss.backward();
+        sync()?;
+        let dt = t.elapsed().as_secs_f64();
+        if i >= warmup {
+            times.push(dt);
+        }
+        if i == 0 {
+            loss_value = loss
+                .into_data()
+                .convert::<f32>()
+                .to_vec::<f32>()
+                .map_err(|e| anyhow!("{e:?}"))?[0];
+            anyhow::ensure!(loss_value.is_finite(), "loss {loss_value}");
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    eprintln!("loss {loss_value:.4}, times {times:?}");
+    Ok((times[times.len() / 2], loss_value))
 }
 
 fn main() -> Result<()> {
@@ -155,32 +195,8 @@ fn bench<B: TrainBackend>(device: B::Device) -> Result<()> {
             set_fused_scan(kernel.is_some());
             set_scan_kernel(kernel.unwrap_or(ScanKernel::Auto));
             let model = cfg.init_seeded::<B>(&device, 0).with_precision(precision);
-            let mut times = Vec::new();
-            let mut loss_value = f32::NAN;
-            for i in 0..warmup + iters {
-                let t = Instant::now();
-                let loss = causal_lm_loss(model.forward(ids.clone()), ids.clone());
-                let _grads = loss.backward();
-                sync()?;
-                let dt = t.elapsed().as_secs_f64();
-                if i >= warmup {
-                    times.push(dt);
-                }
-                if i == 0 {
-                    loss_value = loss
-                        .into_data()
-                        .convert::<f32>()
-                        .to_vec::<f32>()
-                        .map_err(|e| anyhow!("{e:?}"))?[0];
-                    anyhow::ensure!(
-                        loss_value.is_finite(),
-                        "{scan} {precision:?}: loss {loss_value}"
-                    );
-                }
-            }
-            times.sort_by(f64::total_cmp);
-            let med = times[times.len() / 2];
-            eprintln!("{scan} {precision:?}: loss {loss_value:.4}, times {times:?}");
+            let (med, loss_value) = time_fwd_bwd(&model, &ids, warmup, iters, &sync)
+                .map_err(|e| anyhow!("{scan} {precision:?}: {e:#}"))?;
             println!(
                 "| {scan} | {precision:?} | {:.1} | {:.0} | {:.1} | {:.4} |",
                 med * 1e3,
@@ -189,6 +205,38 @@ fn bench<B: TrainBackend>(device: B::Device) -> Result<()> {
                 loss_value
             );
         }
+    }
+    // Mamba-2 at the same width, depth and vocabulary (mamba2-130m's by default): SSD as tensor
+    // ops, no kernel of ours. MFU counts its projections and head only.
+    let mut m2 = Mamba2Config::mamba2_130m();
+    (m2.num_hidden_layers, m2.hidden_size, m2.vocab_size) =
+        (cfg.num_hidden_layers, cfg.hidden_size, cfg.vocab_size);
+    let m2_flops = 3.0 * mamba2_matmul_flops_per_token(&m2) * (bsz * len) as f64;
+    for precision in [Precision::F32, Precision::Bf16] {
+        if !only_precision.is_empty()
+            && !format!("{precision:?}").eq_ignore_ascii_case(&only_precision)
+        {
+            continue;
+        }
+        if let Some(dt) = precision.matmul_dtype()
+            && !B::supports_dtype(&device, DType::from(dt))
+        {
+            println!(
+                "| Mamba-2 SSD, tensor-op | {precision:?} | not supported by this device | | | |"
+            );
+            continue;
+        }
+        let model = m2.init_seeded::<B>(&device, 0).with_precision(precision);
+        let (med, loss_value) = time_fwd_bwd(&model, &ids, warmup, iters, &sync)
+            .map_err(|e| anyhow!("Mamba-2 {precision:?}: {e:#}"))?;
+        println!(
+            "| Mamba-2 SSD, tensor-op ({:.1}M params) | {precision:?} | {:.1} | {:.0} | {:.1} | {:.4} |",
+            m2.num_params() as f64 / 1e6,
+            med * 1e3,
+            (bsz * len) as f64 / med,
+            100.0 * m2_flops / med / peak,
+            loss_value
+        );
     }
     set_fused_scan(true);
     set_scan_kernel(ScanKernel::Auto);
