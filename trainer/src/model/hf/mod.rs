@@ -207,13 +207,6 @@ impl Weights {
         }
     }
 
-    pub fn names(&self) -> Vec<String> {
-        match self {
-            Weights::Safetensors(f) => f.names(),
-            Weights::Torch(f) => f.names(),
-        }
-    }
-
     pub fn contains(&self, name: &str) -> bool {
         match self {
             Weights::Safetensors(f) => f.contains(name),

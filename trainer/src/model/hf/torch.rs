@@ -29,12 +29,6 @@ impl TorchFile {
         &self.path
     }
 
-    pub fn names(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.tensors.keys().cloned().collect();
-        v.sort();
-        v
-    }
-
     pub fn contains(&self, name: &str) -> bool {
         self.tensors.contains_key(name)
     }
