@@ -14,6 +14,9 @@ pub const TRAIN: &str = "train";
 pub const VAL: &str = "val";
 /// The test split of the BioASQ task tables.
 pub const TEST: &str = "test";
+/// The PubMed domain: its shards are `shards/{train,val}`; every other corpus's are
+/// `shards/<name>/{train,val}`.
+pub const PUBMED: &str = "pubmed";
 
 /// Paths of every folder and table the stages read and write, under one data directory.
 #[derive(Clone, Debug)]
@@ -72,6 +75,15 @@ impl Layout {
     }
     pub fn shards_root(&self) -> PathBuf {
         self.root.join("shards")
+    }
+    /// The shards of one domain's split: [`PUBMED`]'s are `shards/<split>`, a general-domain
+    /// corpus's (`[corpus.<name>]`) `shards/<name>/<split>`.
+    pub fn domain_shards(&self, domain: &str, split: &str) -> PathBuf {
+        if domain == PUBMED {
+            self.shards(split)
+        } else {
+            self.shards_root().join(domain).join(split)
+        }
     }
     /// `tokens/`: per-part token streams, the cache between tokenizing and packing.
     pub fn tokens(&self) -> PathBuf {
@@ -183,6 +195,8 @@ mod tests {
         assert_eq!(l.bioasq_golden(), Path::new("bioasq/golden.arrow"));
         assert_eq!(l.pubmedqa_table(TEST), Path::new("pubmedqa/test.arrow"));
         assert_eq!(Layout::new("d").shards(VAL), Path::new("d/shards/val"));
+        assert_eq!(l.domain_shards(PUBMED, TRAIN), Path::new("shards/train"));
+        assert_eq!(l.domain_shards("c4", VAL), Path::new("shards/c4/val"));
     }
 
     #[test]

@@ -35,27 +35,59 @@ pub fn token_type(vocab_size: usize) -> DataType {
     }
 }
 
-/// `input_ids`: FixedSizeList<token, seq_len>, one packed sequence per row.
+/// How the rows of a shard were made (`[tokenize] sequences`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Sequences {
+    /// Documents concatenated (EOS after each) and cut into rows of `seq_len`: every token is real.
+    #[default]
+    Packed,
+    /// One document per row (its tokens and EOS, truncated to `seq_len`), right-padded with the
+    /// pad id: the `lengths` column says how many tokens of each row are real.
+    Document,
+}
+
+impl Sequences {
+    pub fn name(self) -> &'static str {
+        match self {
+            Sequences::Packed => "packed",
+            Sequences::Document => "document",
+        }
+    }
+}
+
+/// `input_ids`: FixedSizeList<token, seq_len>, one sequence per row.
 /// `doc_starts`: List<UInt32>, positions inside the row where a new document begins
 /// (the token after an EOS, and 0 when the row starts a document).
+/// `lengths` (document sequences only): UInt32, the number of real tokens at the start of the row;
+/// positions from there on are padding, never a target of the loss or of perplexity.
 pub fn schema(seq_len: usize, vocab_size: usize) -> SchemaRef {
-    let token = token_type(vocab_size);
-    Arc::new(
-        Schema::new(vec![
-            Field::new(
-                "input_ids",
-                DataType::FixedSizeList(Arc::new(Field::new("item", token, false)), seq_len as i32),
-                false,
-            ),
-            Field::new(
-                "doc_starts",
-                DataType::List(Arc::new(Field::new("item", DataType::UInt32, false))),
-                false,
-            ),
-        ])
-        .with_metadata(crate::table_metadata(TABLE, VERSION)),
-    )
+    schema_of(seq_len, vocab_size, Sequences::Packed)
 }
+
+/// The schema of shards holding `sequences` rows.
+pub fn schema_of(seq_len: usize, vocab_size: usize, sequences: Sequences) -> SchemaRef {
+    let token = token_type(vocab_size);
+    let mut fields = vec![
+        Field::new(
+            "input_ids",
+            DataType::FixedSizeList(Arc::new(Field::new("item", token, false)), seq_len as i32),
+            false,
+        ),
+        Field::new(
+            "doc_starts",
+            DataType::List(Arc::new(Field::new("item", DataType::UInt32, false))),
+            false,
+        ),
+    ];
+    if sequences == Sequences::Document {
+        fields.push(Field::new(LENGTHS, DataType::UInt32, false));
+    }
+    Arc::new(Schema::new(fields).with_metadata(crate::table_metadata(TABLE, VERSION)))
+}
+
+/// The column of real-token counts of document shards.
+pub const LENGTHS: &str = "lengths";
 
 /// The stage that writes the shards; its manifest (`manifests/pack.json`) describes them.
 pub const PACK_STAGE: &str = "pack";
@@ -69,6 +101,9 @@ pub struct PackFacts {
     pub seq_len: usize,
     /// xxh3-128 of the tokenizer file the shards were made with.
     pub tokenizer_hash: String,
+    /// Packed rows or one document per row (older manifests: packed).
+    #[serde(default)]
+    pub sequences: Sequences,
 }
 
 /// The pack manifest's facts under `layout`, or `None` when the shards were not made by
@@ -100,7 +135,44 @@ pub fn batch(
     tokens: &[u32],
     doc_starts: &[Vec<u32>],
 ) -> Result<RecordBatch> {
+    batch_of(seq_len, vocab_size, tokens, doc_starts, None)
+}
+
+/// Build one shard batch of document rows: as [`batch`], plus `lengths[r]`, the number of real
+/// tokens at the start of row `r` (1..=seq_len); the rest of the row is padding.
+pub fn document_batch(
+    seq_len: usize,
+    vocab_size: usize,
+    tokens: &[u32],
+    doc_starts: &[Vec<u32>],
+    lengths: &[u32],
+) -> Result<RecordBatch> {
+    batch_of(seq_len, vocab_size, tokens, doc_starts, Some(lengths))
+}
+
+fn batch_of(
+    seq_len: usize,
+    vocab_size: usize,
+    tokens: &[u32],
+    doc_starts: &[Vec<u32>],
+    lengths: Option<&[u32]>,
+) -> Result<RecordBatch> {
     ensure!(seq_len > 0, "seq_len must be positive");
+    if let Some(lengths) = lengths {
+        ensure!(
+            lengths.len() == doc_starts.len(),
+            "shard batch: {} lengths for {} rows",
+            lengths.len(),
+            doc_starts.len()
+        );
+        if let Some((r, l)) = lengths
+            .iter()
+            .enumerate()
+            .find(|(_, l)| **l == 0 || **l as usize > seq_len)
+        {
+            bail!("shard batch: row {r} has length {l}, expected 1..={seq_len}");
+        }
+    }
     ensure!(
         tokens.len() == doc_starts.len() * seq_len,
         "shard batch: {} tokens for {} rows of {seq_len}",
@@ -110,7 +182,12 @@ pub fn batch(
     if let Some(bad) = tokens.iter().find(|&&t| t as usize >= vocab_size) {
         bail!("token id {bad} outside the vocabulary of {vocab_size}");
     }
-    let schema = schema(seq_len, vocab_size);
+    let sequences = if lengths.is_some() {
+        Sequences::Document
+    } else {
+        Sequences::Packed
+    };
+    let schema = schema_of(seq_len, vocab_size, sequences);
     let token = token_type(vocab_size);
     let values: ArrayRef = match token {
         DataType::UInt16 => Arc::new(UInt16Array::from_iter_values(
@@ -134,10 +211,11 @@ pub fn batch(
         Arc::new(UInt32Array::from(flat)),
         None,
     )?;
-    Ok(RecordBatch::try_new(
-        schema,
-        vec![Arc::new(input_ids), Arc::new(doc_starts)],
-    )?)
+    let mut columns: Vec<ArrayRef> = vec![Arc::new(input_ids), Arc::new(doc_starts)];
+    if let Some(lengths) = lengths {
+        columns.push(Arc::new(UInt32Array::from(lengths.to_vec())));
+    }
+    Ok(RecordBatch::try_new(schema, columns)?)
 }
 
 /// Write one shard as an uncompressed Arrow IPC file, atomically. When `path` already holds exactly
@@ -208,6 +286,8 @@ struct Block {
     rows: usize,
     ids: Ids,
     doc_starts: ListArray,
+    /// Real tokens per row (document shards only).
+    lengths: Option<UInt32Array>,
 }
 
 /// A shard file, memory-mapped. Opening parses only the footer and the record batches' metadata
@@ -218,6 +298,7 @@ pub struct ShardReader {
     file: Buffer,
     seq_len: usize,
     token_type: DataType,
+    sequences: Sequences,
     rows: usize,
     blocks: Vec<Block>,
 }
@@ -273,7 +354,7 @@ impl ShardReader {
         let schema = Arc::new(fb_to_schema(
             footer.schema().context("footer holds no schema")?,
         ));
-        let (seq_len, token_type) = check_schema(&schema)?;
+        let (seq_len, token_type, sequences) = check_schema(&schema)?;
         let decoder = FileDecoder::new(schema, footer.version()).with_require_alignment(true);
         let mut blocks = Vec::new();
         let mut rows = 0usize;
@@ -302,6 +383,28 @@ impl ShardReader {
                 input_ids.null_count() == 0 && doc_starts.null_count() == 0,
                 "record batch {n} holds null rows"
             );
+            let lengths = match sequences {
+                Sequences::Packed => None,
+                Sequences::Document => {
+                    let l = batch
+                        .column(2)
+                        .as_primitive_opt::<UInt32Type>()
+                        .context("lengths is not UInt32")?
+                        .clone();
+                    ensure!(l.null_count() == 0, "record batch {n}: null lengths");
+                    if let Some((r, v)) = l
+                        .values()
+                        .iter()
+                        .enumerate()
+                        .find(|(_, v)| **v == 0 || **v as usize > seq_len)
+                    {
+                        bail!(
+                            "record batch {n}, row {r}: length {v}, expected 1..={seq_len}"
+                        );
+                    }
+                    Some(l)
+                }
+            };
             ensure!(
                 input_ids.value_length() as usize == seq_len,
                 "record batch {n}: list size {} differs from the schema's {seq_len}",
@@ -320,6 +423,7 @@ impl ShardReader {
                 rows: batch.num_rows(),
                 ids,
                 doc_starts,
+                lengths,
             });
             rows += batch.num_rows();
         }
@@ -328,6 +432,7 @@ impl ShardReader {
             file: buffer,
             seq_len,
             token_type,
+            sequences,
             rows,
             blocks,
         })
@@ -354,6 +459,10 @@ impl ShardReader {
     pub fn token_type(&self) -> &DataType {
         &self.token_type
     }
+    /// Packed rows or one document per row.
+    pub fn sequences(&self) -> Sequences {
+        self.sequences
+    }
 
     fn block(&self, i: usize) -> (&Block, usize) {
         assert!(
@@ -377,6 +486,16 @@ impl ShardReader {
         }
     }
 
+    /// The number of real tokens at the start of sequence `i`: `seq_len` for packed rows, the
+    /// document's (truncated) length for document rows; the rest is padding.
+    pub fn length(&self, i: usize) -> usize {
+        let (block, row) = self.block(i);
+        match &block.lengths {
+            Some(l) => l.value(row) as usize,
+            None => self.seq_len,
+        }
+    }
+
     /// Positions in sequence `i` where a document begins.
     pub fn doc_starts(&self, i: usize) -> &[u32] {
         let (block, row) = self.block(i);
@@ -387,7 +506,7 @@ impl ShardReader {
     }
 }
 
-fn check_schema(schema: &Schema) -> Result<(usize, DataType)> {
+fn check_schema(schema: &Schema) -> Result<(usize, DataType, Sequences)> {
     let table = schema.metadata().get(crate::TABLE_KEY);
     ensure!(
         table.map(String::as_str) == Some("shards"),
@@ -399,11 +518,22 @@ fn check_schema(schema: &Schema) -> Result<(usize, DataType)> {
         version.map(String::as_str) == Some(VERSION.to_string().as_str()),
         "shard schema version {version:?}, this reader understands {VERSION}"
     );
-    ensure!(
-        schema.fields().len() == 2,
-        "expected columns input_ids, doc_starts; found {:?}",
-        schema.fields().iter().map(|f| f.name()).collect::<Vec<_>>()
-    );
+    let sequences = match schema.fields().len() {
+        2 => Sequences::Packed,
+        3 if schema.field(2).name() == LENGTHS
+            && schema.field(2).data_type() == &DataType::UInt32 =>
+        {
+            Sequences::Document
+        }
+        _ => bail!(
+            "expected columns input_ids, doc_starts[, lengths UInt32]; found {:?}",
+            schema
+                .fields()
+                .iter()
+                .map(|f| format!("{} {:?}", f.name(), f.data_type()))
+                .collect::<Vec<_>>()
+        ),
+    };
     let (seq_len, token) = match schema.field(0).data_type() {
         DataType::FixedSizeList(item, n)
             if schema.field(0).name() == "input_ids"
@@ -425,7 +555,7 @@ fn check_schema(schema: &Schema) -> Result<(usize, DataType)> {
             schema.field(1).name()
         ),
     }
-    Ok((seq_len, token))
+    Ok((seq_len, token, sequences))
 }
 
 /// All shards of one split directory (`shard-*.arrow`, in name order) as one sequence index space:
@@ -456,6 +586,14 @@ impl ShardSet {
             .collect::<Result<Vec<_>>>()?;
         if let Some(first) = shards.first() {
             for s in &shards[1..] {
+                ensure!(
+                    s.sequences == first.sequences,
+                    "{} holds {} sequences, but {} holds {}",
+                    s.path.display(),
+                    s.sequences.name(),
+                    first.path.display(),
+                    first.sequences.name()
+                );
                 ensure!(
                     s.seq_len == first.seq_len && s.token_type == first.token_type,
                     "{} has seq_len {} of {:?}, but {} has {} of {:?}",
@@ -505,6 +643,18 @@ impl ShardSet {
     pub fn doc_starts(&self, g: usize) -> &[u32] {
         let (shard, row) = self.locate(g);
         self.shards[shard].doc_starts(row)
+    }
+    /// Real tokens at the start of global sequence `g` ([`ShardReader::length`]).
+    pub fn length(&self, g: usize) -> usize {
+        let (shard, row) = self.locate(g);
+        self.shards[shard].length(row)
+    }
+    /// Packed or document rows (packed when there are no shards).
+    pub fn sequences(&self) -> Sequences {
+        self.shards
+            .first()
+            .map(|s| s.sequences)
+            .unwrap_or_default()
     }
 }
 
@@ -563,6 +713,40 @@ mod tests {
         let err = format!("{:#}", ShardReader::open(&path).unwrap_err());
         assert!(err.contains("not-a-shard"), "{err}");
         std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn document_rows_keep_their_lengths() {
+        let dir = tempfile_dir("doc");
+        let tokens: Vec<u32> = vec![5, 6, 0, 0, 7, 8, 9, 0, 1, 2, 3, 4];
+        let b = document_batch(4, 100, &tokens, &[vec![0], vec![0], vec![0]], &[3, 4, 4]).unwrap();
+        let path = dir.join(shard_file_name(0));
+        write_shard(&path, &b).unwrap();
+        let set = ShardSet::open(&dir).unwrap();
+        assert_eq!(set.sequences(), Sequences::Document);
+        assert_eq!((0..3).map(|g| set.length(g)).collect::<Vec<_>>(), [3, 4, 4]);
+        assert_eq!(set.sequence(1).to_u32_vec(), [7, 8, 9, 0]);
+        // A packed shard beside a document one is refused, naming both.
+        write_shard(
+            &dir.join(shard_file_name(1)),
+            &batch(4, 100, &tokens[..4], &[vec![0]]).unwrap(),
+        )
+        .unwrap();
+        let e = format!("{:#}", ShardSet::open(&dir).unwrap_err());
+        assert!(e.contains("shard-00001.arrow") && e.contains("packed"), "{e}");
+        // Packed rows are all real.
+        let p = ShardReader::open(dir.join(shard_file_name(1))).unwrap();
+        assert_eq!((p.sequences(), p.length(0)), (Sequences::Packed, 4));
+        assert!(document_batch(4, 100, &tokens[..4], &[vec![0]], &[0]).is_err());
+        assert!(document_batch(4, 100, &tokens[..4], &[vec![0]], &[5]).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn tempfile_dir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("shards-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
     }
 
     #[test]
