@@ -23,6 +23,31 @@ pub fn write_sequences(
     Ok(())
 }
 
+/// Write `docs` one per row (as `pipeline tokenize` with `sequences = "document"`): each truncated
+/// to `seq_len` and right-padded with `pad`, its length recorded (`schemas::shards::document_batch`).
+pub fn write_documents(
+    path: &Path,
+    docs: &[Vec<u32>],
+    seq_len: usize,
+    vocab_size: usize,
+    pad: u32,
+) -> Result<()> {
+    ensure!(docs.iter().all(|d| !d.is_empty()), "empty document");
+    let mut tokens = Vec::with_capacity(docs.len() * seq_len);
+    let mut lengths = Vec::with_capacity(docs.len());
+    for d in docs {
+        let n = d.len().min(seq_len);
+        tokens.extend_from_slice(&d[..n]);
+        tokens.extend(std::iter::repeat_n(pad, seq_len - n));
+        lengths.push(n as u32);
+    }
+    let starts = vec![vec![0u32]; docs.len()];
+    let batch =
+        schemas::shards::document_batch(seq_len, vocab_size, &tokens, &starts, &lengths)?;
+    schemas::shards::write_shard(path, &batch)?;
+    Ok(())
+}
+
 /// The `doc_starts` of `seqs` read as one token stream: position 0 of the first row, and every
 /// position that follows an `eos` (as `pipeline tokenize` packs documents).
 pub fn doc_starts(seqs: &[Vec<u32>], eos: u32) -> Vec<Vec<u32>> {

@@ -80,6 +80,7 @@ fn bench<B: AutodiffBackend + trainer::model::scan::ScanBackend>(
         eps: 1e-8,
         weight_decay: 0.1,
         clip: 1.0,
+        ..AdamWParams::default()
     });
     let micro: Vec<Vec<Vec<u32>>> = (0..grad_accum)
         .map(|k| ids(cfg.vocab_size, micro_batch, len, k as u64))

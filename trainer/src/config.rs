@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::DeviceRequest;
 use crate::model::{Arch, Mamba2Config, MambaConfig, ModelConfig, Precision};
-use crate::train::optim::AdamWParams;
+use crate::train::optim::{AdamWParams, Schedule, ScheduleKind};
 
 /// The trainer's sections of one config file; those a command did not ask for keep their
 /// defaults.
@@ -327,6 +327,44 @@ pub struct PretrainConfig {
     /// [`Precision`]). Left out of the recorded recipe when f32, so older runs still resume.
     #[serde(skip_serializing_if = "Precision::is_f32")]
     pub precision: Precision,
+    // The options below are left out of the recorded recipe when unset, so runs started before
+    // they existed still resume.
+    /// Passes over the training data (the sum of every mixed domain's training sequences); when
+    /// set, the schedule's length is `ceil(epochs · sequences / (micro_batch · grad_accum))` and
+    /// `steps` is ignored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub epochs: Option<f64>,
+    /// `"cosine"` (warmup, cosine to `min_lr`) or `"wsd"` (warmup, `stable_fraction` of the steps
+    /// at the peak, cosine to `min_lr`).
+    #[serde(skip_serializing_if = "is_default")]
+    pub schedule: ScheduleKind,
+    /// WSD: the share of the steps at the peak learning rate after the warmup.
+    #[serde(skip_serializing_if = "is_default")]
+    pub stable_fraction: f64,
+    /// Decay of the exponential moving average of the weights (e.g. 0.999); none when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ema: Option<f64>,
+    /// `trainer export` writes the moving average rather than the last weights.
+    #[serde(skip_serializing_if = "is_default")]
+    pub export_ema: bool,
+    /// Label smoothing of the training loss (validation and perplexity stay plain NLL).
+    #[serde(skip_serializing_if = "is_default")]
+    pub label_smoothing: f64,
+    /// Layer-wise learning-rate decay ([`AdamWParams::layer_lr_decay`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layer_lr_decay: Option<f64>,
+    /// Weight decay by parameter group: HF-name substring → decay ([`AdamWParams::decay_of`]).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub weight_decay_groups: BTreeMap<String, f64>,
+    /// `[pretrain.mix]`: the share of training sequences each domain gives (`pubmed` =
+    /// `shards/{train,val}`, any other name `shards/<name>/{train,val}`); weights are normalised.
+    /// Empty: PubMed alone.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub mix: BTreeMap<String, f64>,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }
 
 impl Default for PretrainConfig {
@@ -352,11 +390,46 @@ impl Default for PretrainConfig {
             keep_checkpoints: 3,
             threads: 0,
             precision: Precision::F32,
+            epochs: None,
+            schedule: ScheduleKind::Cosine,
+            stable_fraction: 0.0,
+            ema: None,
+            export_ema: false,
+            label_smoothing: 0.0,
+            layer_lr_decay: None,
+            weight_decay_groups: BTreeMap::new(),
+            mix: BTreeMap::new(),
         }
     }
 }
 
 impl PretrainConfig {
+    /// The learning-rate schedule over `total` steps.
+    pub fn schedule_over(&self, total: u64) -> Schedule {
+        let warmup = self
+            .warmup_steps
+            .unwrap_or_else(|| (total as f64 * self.warmup_fraction).round() as u64);
+        Schedule {
+            kind: self.schedule,
+            total,
+            warmup,
+            stable: (total as f64 * self.stable_fraction).round() as u64,
+            peak: self.lr,
+            min_lr: self.min_lr,
+        }
+    }
+    /// Sequences per optimizer step.
+    pub fn sequences_per_step(&self) -> u64 {
+        (self.micro_batch * self.grad_accum) as u64
+    }
+    /// The domains trained on, with their weights: `[pretrain.mix]`, else PubMed alone.
+    pub fn domains(&self) -> Vec<(String, f64)> {
+        if self.mix.is_empty() {
+            vec![(schemas::layout::PUBMED.to_string(), 1.0)]
+        } else {
+            self.mix.iter().map(|(k, v)| (k.clone(), *v)).collect()
+        }
+    }
     pub fn warmup(&self) -> u64 {
         self.warmup_steps
             .unwrap_or_else(|| (self.steps as f64 * self.warmup_fraction).round() as u64)
@@ -379,6 +452,53 @@ impl PretrainConfig {
             self.lr > 0.0 && self.min_lr >= 0.0 && self.min_lr <= self.lr,
             "[pretrain] needs 0 <= min_lr <= lr, lr > 0"
         );
+        ensure!(
+            (0.0..1.0).contains(&self.stable_fraction)
+                && self.warmup_fraction + self.stable_fraction <= 1.0,
+            "[pretrain] stable_fraction must be within 0..1 and, with warmup_fraction, at most 1"
+        );
+        ensure!(
+            self.stable_fraction == 0.0 || self.schedule == ScheduleKind::Wsd,
+            "[pretrain] stable_fraction is a setting of schedule = \"wsd\""
+        );
+        if let Some(d) = self.ema {
+            ensure!(
+                (0.0..1.0).contains(&d),
+                "[pretrain] ema = {d}: the decay must be within 0..1"
+            );
+        }
+        ensure!(
+            !self.export_ema || self.ema.is_some(),
+            "[pretrain] export_ema needs ema (the decay of the average)"
+        );
+        ensure!(
+            (0.0..1.0).contains(&self.label_smoothing),
+            "[pretrain] label_smoothing must be within 0..1"
+        );
+        if let Some(d) = self.layer_lr_decay {
+            ensure!(
+                d > 0.0 && d <= 1.0,
+                "[pretrain] layer_lr_decay = {d}: expected 0 < d <= 1"
+            );
+        }
+        if let Some(e) = self.epochs {
+            ensure!(e > 0.0, "[pretrain] epochs must be positive");
+        }
+        for (name, w) in &self.mix {
+            ensure!(
+                *w > 0.0 && w.is_finite(),
+                "[pretrain.mix] {name} = {w}: weights must be positive"
+            );
+            ensure!(
+                !name.is_empty()
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_".contains(&b))
+                    && name != schemas::layout::TRAIN
+                    && name != schemas::layout::VAL,
+                "[pretrain.mix] {name:?}: a domain is `pubmed` or a corpus name ([a-z0-9_-], not train/val)"
+            );
+        }
         Ok(())
     }
 }
@@ -699,12 +819,28 @@ macro_rules! adamw_settings {
                     eps: self.eps,
                     weight_decay: self.weight_decay,
                     clip: self.clip,
+                    ..AdamWParams::default()
                 }
             }
         }
     )*};
 }
-adamw_settings!(PretrainConfig, FinetuneConfig);
+adamw_settings!(FinetuneConfig);
+
+impl PretrainConfig {
+    /// The optimizer settings, with the parameter groups only pretraining has.
+    pub fn adamw(&self) -> AdamWParams {
+        AdamWParams {
+            beta1: self.beta1,
+            beta2: self.beta2,
+            eps: self.eps,
+            weight_decay: self.weight_decay,
+            clip: self.clip,
+            layer_lr_decay: self.layer_lr_decay,
+            weight_decay_groups: self.weight_decay_groups.clone(),
+        }
+    }
+}
 
 /// Settings of one task after overrides.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -28,29 +28,37 @@ type Be = NdArray<f32>;
 
 /// Export `model` with `cfg`, run transformers on it, compare the logits.
 fn check_in_transformers(cfg: HfConfig, model: &MambaLm<Be>, want_class: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    save_pretrained(tmp.path(), &cfg, model).unwrap();
+    check_dir_in_transformers(tmp.path(), model, want_class);
+}
+
+/// Run transformers on the HF directory `dir` (written by us), compare its logits with `model`'s.
+fn check_dir_in_transformers(dir: &std::path::Path, model: &MambaLm<Be>, want_class: &str) {
     let Some(py) = std::env::var_os("BIOMAMBA_PEER_PYTHON") else {
         println!("SKIP: BIOMAMBA_PEER_PYTHON not set");
         return;
     };
     let dev = Default::default();
+    let cfg = HfConfig::load(&dir.join("config.json")).unwrap();
     let vocab = cfg.config.vocab_size();
-    let tmp = tempfile::tempdir().unwrap();
-    save_pretrained(tmp.path(), &cfg, model).unwrap();
+    let tmp_path = dir.to_path_buf();
+    let tmp = &tmp_path;
     let ids: Vec<i64> = (0..2 * 19).map(|i| (i * 7 + 3) % vocab as i64).collect();
     st::save(
-        &tmp.path().join("ids.safetensors"),
+        &tmp.join("ids.safetensors"),
         &[OutTensor::i64("input_ids", vec![2, 19], &ids)],
     )
     .unwrap();
     let o = Command::new(py)
         .args(["-c", SCRIPT])
-        .arg(tmp.path())
+        .arg(tmp)
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let class = String::from_utf8_lossy(&o.stdout);
     assert_eq!(class.trim(), want_class);
-    let (_, hf) = StFile::open(&tmp.path().join("hf_logits.safetensors"))
+    let (_, hf) = StFile::open(&tmp.join("hf_logits.safetensors"))
         .unwrap()
         .f32("logits")
         .unwrap();
@@ -100,4 +108,67 @@ fn mamba_ssm_checkpoint_exports_to_transformers() {
     let (cfg, model) = load_pretrained::<Be>(&dir, &Default::default()).unwrap();
     assert!(matches!(cfg.config, ModelConfig::Mamba2(_)));
     check_in_transformers(cfg, &model, "Mamba2ForCausalLM");
+}
+
+/// The moving average a BioMamba-2-style run exports (`[pretrain] ema`, `export_ema`) is an
+/// ordinary HF model: transformers loads it and gives our logits. (The run itself needs no peer.)
+#[test]
+fn exported_moving_average_loads_in_transformers() {
+    use burn::backend::Autodiff;
+    use trainer::config::{Config, ModelSection, PretrainConfig};
+    use trainer::model::Arch;
+    use trainer::train::data::InMemorySource;
+    use trainer::train::pretrain::{PretrainOptions, run_with_data};
+    let seq = |k: u32| -> Vec<u32> { (0..16).map(|i| (i * (k + 2) + k) % 40).collect() };
+    let train = InMemorySource::new((0..12).map(seq).collect(), 16)
+        .unwrap()
+        .with_lengths((0..12).map(|k| 6 + k as usize).collect())
+        .unwrap();
+    let val = InMemorySource::new((20..22).map(seq).collect(), 16).unwrap();
+    let file = Config {
+        model: ModelSection {
+            arch: Arch::Mamba2,
+            vocab_size: 40,
+            hidden_size: 32,
+            num_hidden_layers: 2,
+            state_size: 8,
+            head_dim: Some(16),
+            chunk_size: Some(8),
+            ..ModelSection::default()
+        },
+        pretrain: PretrainConfig {
+            seq_len: 16,
+            micro_batch: 2,
+            grad_accum: 2,
+            steps: 4,
+            lr: 1e-2,
+            eval_every: 0,
+            eval_batches: 1,
+            checkpoint_every: 4,
+            ema: Some(0.5),
+            export_ema: true,
+            label_smoothing: 0.1,
+            ..PretrainConfig::default()
+        },
+        ..Config::default()
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = PretrainOptions {
+        run_dir: tmp.path().join("run"),
+        ..PretrainOptions::default()
+    };
+    let dev = Default::default();
+    run_with_data::<Autodiff<Be>>(&opts, &file, &train, &val, &[dev]).unwrap();
+    let out = tmp.path().join("export");
+    trainer::train::export::export::<Be>(&opts.run_dir, &out, None, &dev).unwrap();
+    let (_, ema) = load_pretrained::<Be>(&out, &dev).unwrap();
+    let fin = tmp.path().join("final");
+    let weights = Some(trainer::train::export::ExportWeights::Final);
+    trainer::train::export::export::<Be>(&opts.run_dir, &fin, weights, &dev).unwrap();
+    assert_ne!(
+        std::fs::read(out.join("model.safetensors")).unwrap(),
+        std::fs::read(fin.join("model.safetensors")).unwrap(),
+        "the default export of an export_ema run is the average"
+    );
+    check_dir_in_transformers(&out, &ema, "Mamba2ForCausalLM");
 }

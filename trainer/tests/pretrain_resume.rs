@@ -1,9 +1,12 @@
 //! Acceptance tests of `trainer pretrain`: exact resume after SIGKILL (also inside a checkpoint
 //! write), fallback from a corrupt checkpoint, and a falling validation loss on sample text, for
-//! Mamba-1 and (kill/resume and the loss) Mamba-2.
+//! Mamba-1 and (kill/resume and the loss) Mamba-2, and for the BioMamba-2 recipe (three mixed
+//! domains, one document per sequence, WSD, EMA, label smoothing, layer-wise decay, decay groups).
 //!
 //! Data: the abstracts of `data/sample/expect/*.jsonl` (synthetic, committed), byte-tokenized
-//! (vocabulary 256) and packed into `shard-*.arrow` files with the shards schema.
+//! (vocabulary 256) and packed into `shard-*.arrow` files with the shards schema; for the mixed
+//! recipe, its sentences one per row (padded) as PubMed, the BioASQ sample's questions and snippets
+//! one per row as a second domain, and the same text packed as a third.
 
 mod common;
 
@@ -78,18 +81,90 @@ fn make_data(dir: &Path) {
     .unwrap();
 }
 
-/// The architectures under test and the `[model]` lines that pick them.
+/// Byte-tokenized sentences (split at ". "), each ending in EOS 0.
+fn sentences(text: &str) -> Vec<Vec<u32>> {
+    text.split(". ")
+        .filter(|s| s.trim().len() > 3)
+        .map(|s| s.bytes().map(u32::from).chain([0]).collect())
+        .collect()
+}
+
+/// Three domains: `pubmed` (sample abstracts' sentences, one per padded row), `qa` (the BioASQ
+/// sample's questions and snippets, one per padded row) and `web` (the abstracts packed).
+fn make_mixed_data(dir: &Path) {
+    let mut abstracts = String::new();
+    for f in ["pubmed26n0001.jsonl", "pubmed26n0002.jsonl"] {
+        let s = std::fs::read_to_string(workspace().join("data/sample/expect").join(f)).unwrap();
+        for line in s.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            if let Some(a) = v["abstract"].as_str() {
+                abstracts.push_str(a);
+                abstracts.push_str(". ");
+            }
+        }
+    }
+    let qa: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(workspace().join("data/sample/bioasq/training-sample.json")).unwrap(),
+    )
+    .unwrap();
+    let mut qa_text = String::new();
+    for q in qa["questions"].as_array().unwrap() {
+        qa_text.push_str(q["body"].as_str().unwrap());
+        qa_text.push_str(". ");
+        for s in q["snippets"].as_array().into_iter().flatten() {
+            qa_text.push_str(s["text"].as_str().unwrap_or(""));
+            qa_text.push_str(". ");
+        }
+    }
+    let docs = |name: &str, docs: Vec<Vec<u32>>| {
+        let n_val = docs.len() / 8;
+        let (train, val) = docs.split_at(docs.len() - n_val);
+        let w = |split: &str, d: &[Vec<u32>]| {
+            let p = if name == "pubmed" {
+                dir.join("shards").join(split)
+            } else {
+                dir.join("shards").join(name).join(split)
+            };
+            let _ = std::fs::remove_dir_all(&p);
+            testkit::shards::write_documents(&p.join("shard-00000.arrow"), d, SEQ_LEN, 256, 0)
+                .unwrap();
+        };
+        w("train", train);
+        w("val", val);
+    };
+    docs("pubmed", sentences(&abstracts));
+    docs("qa", sentences(&qa_text));
+    // `web`: the packed PubMed shards of make_data, moved.
+    std::fs::create_dir_all(dir.join("shards/web")).unwrap();
+    for split in ["train", "val"] {
+        let from = dir.join("shards").join(format!("packed-{split}"));
+        std::fs::rename(&from, dir.join("shards/web").join(split)).unwrap();
+    }
+}
+
+/// The architectures (and recipes) under test and the `[model]` lines that pick them.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Arch {
     Mamba,
     Mamba2,
+    /// Mamba-2 with the BioMamba-2 recipe on three mixed domains.
+    Mixed,
 }
 
 fn write_config(dir: &Path, arch: Arch) -> PathBuf {
     // Mamba-2: d_inner 64 in 4 heads of 16, chunks of 16 (4 per sequence).
     let model = match arch {
         Arch::Mamba => "",
-        Arch::Mamba2 => "arch = \"mamba2\"\nhead_dim = 16\nchunk_size = 16\n",
+        Arch::Mamba2 | Arch::Mixed => "arch = \"mamba2\"\nhead_dim = 16\nchunk_size = 16\n",
+    };
+    let recipe = match arch {
+        Arch::Mixed => {
+            "schedule = \"wsd\"\nstable_fraction = 0.5\nmin_lr = 3e-4\nema = 0.9\nexport_ema = true\n\
+             label_smoothing = 0.05\nlayer_lr_decay = 0.9\n\
+             [pretrain.weight_decay_groups]\n\"*\" = 0.1\n\
+             [pretrain.mix]\npubmed = 6\nqa = 3\nweb = 1\n"
+        }
+        _ => "",
     };
     let cfg = format!(
         r#"
@@ -113,7 +188,7 @@ eval_batches = 4
 checkpoint_every = 4
 keep_checkpoints = 2
 threads = 2
-"#
+{recipe}"#
     );
     let p = dir.join(format!("tiny-{arch:?}.toml"));
     std::fs::write(&p, cfg).unwrap();
@@ -172,12 +247,31 @@ fn fixture_mamba2() -> &'static Fixture {
     F.get_or_init(|| make_fixture(Arch::Mamba2))
 }
 
+fn fixture_mixed() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| make_fixture(Arch::Mixed))
+}
+
 fn make_fixture(arch: Arch) -> Fixture {
     // A fixed place under target/ (a static is never dropped, so a TempDir would leak);
     // cleared at the start of every test run.
     let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("pretrain_resume-{arch:?}"));
     let _ = std::fs::remove_dir_all(&root);
-    make_data(&root);
+    if arch == Arch::Mixed {
+        // make_data's packed shards become the `web` domain.
+        make_data(&root.join("packed"));
+        for split in ["train", "val"] {
+            std::fs::create_dir_all(root.join("shards")).unwrap();
+            std::fs::rename(
+                root.join("packed/shards").join(split),
+                root.join("shards").join(format!("packed-{split}")),
+            )
+            .unwrap();
+        }
+        make_mixed_data(&root);
+    } else {
+        make_data(&root);
+    }
     // Worktrees sharing one CARGO_TARGET_DIR overwrite each other's `debug/trainer`; a
     // copy taken now keeps this test run on the binary it was built with.
     let exe = root.join("trainer-under-test");
@@ -201,7 +295,7 @@ fn make_fixture(arch: Arch) -> Fixture {
     f.metrics = deterministic_metrics(&run, "tokens_per_s");
     assert!(run.join("loss.png").exists());
     let exported = std::fs::read_to_string(root.join("export/reference/config.json")).unwrap();
-    let model_type = if arch == Arch::Mamba2 {
+    let model_type = if arch != Arch::Mamba {
         "mamba2"
     } else {
         "mamba"
@@ -274,6 +368,73 @@ fn sigkill_then_resume(f: &Fixture) {
     );
 }
 
+/// The BioMamba-2 recipe (three domains mixed 6:3:1, padded document rows and packed ones, WSD,
+/// EMA exported, label smoothing, layer-wise decay, decay groups) resumes bit for bit.
+#[test]
+fn mixed_documents_sigkill_anywhere_then_resume_is_bit_identical() {
+    sigkill_then_resume(fixture_mixed());
+}
+
+/// Over the run the realised mixture tracks the weights within one sequence per domain at every
+/// step (metrics.jsonl), and mixture.json reports it against the target; the exported model is
+/// the moving average (not the last weights); validation is reported per domain.
+#[test]
+fn mixed_run_follows_its_weights_and_exports_the_average() {
+    let f = fixture_mixed();
+    let targets = [("pubmed", 0.6), ("qa", 0.3), ("web", 0.1)];
+    let mut steps = 0;
+    for line in &f.metrics {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        if let Some(seqs) = v.get("domain_sequences") {
+            let k: u64 = targets.iter().map(|(d, _)| seqs[d].as_u64().unwrap()).sum();
+            assert_eq!(k, v["step"].as_u64().unwrap() * 8, "8 sequences per step");
+            for (d, w) in targets {
+                let c = seqs[d].as_u64().unwrap() as f64;
+                assert!((c - w * k as f64).abs() <= 1.0, "{d}: {c} of {k} at {line}");
+                assert!(v["domain_tokens"][d].as_u64().unwrap() > 0);
+            }
+            steps += 1;
+        }
+        if let Some(by) = v.get("val_loss_by_domain") {
+            let mean: f64 = targets.iter().map(|(d, w)| w * by[d].as_f64().unwrap()).sum();
+            assert!((mean - v["val_loss"].as_f64().unwrap()).abs() < 1e-9);
+        }
+    }
+    assert_eq!(steps, STEPS);
+    let mix: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(f.root.join("runs/reference/mixture.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(mix["sequences"].as_u64().unwrap(), STEPS * 8);
+    for (row, (d, w)) in mix["domains"].as_array().unwrap().iter().zip(targets) {
+        assert_eq!(row["domain"], d);
+        assert!((row["target_share"].as_f64().unwrap() - w).abs() < 1e-12);
+        // 192 sequences: within one sequence of the target.
+        assert!((row["sequence_share"].as_f64().unwrap() - w).abs() <= 1.0 / 192.0);
+    }
+    // The recipe exports the average; `--weights final` the last weights, which differ.
+    let run = f.root.join("runs/reference");
+    let out = f.root.join("export/reference-final");
+    let st = Command::new(&f.exe)
+        .args(["export", run.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .args(["--weights", "final"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let last = std::fs::read(out.join("model.safetensors")).unwrap();
+    let ckpt = run.join(CHECKPOINTS_DIR).join(checkpoint_name(STEPS));
+    assert!(ckpt.join("ema.safetensors").is_file());
+    assert!(f.weights != last, "the export is the moving average");
+    let ema = f.root.join("export/reference-ema");
+    let st = Command::new(&f.exe)
+        .args(["export", run.to_str().unwrap(), "--out", ema.to_str().unwrap()])
+        .args(["--weights", "ema"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert!(f.weights == std::fs::read(ema.join("model.safetensors")).unwrap());
+}
+
 #[test]
 fn corrupt_newest_checkpoint_falls_back_and_completes() {
     let f = fixture();
@@ -338,6 +499,11 @@ fn validation_loss_falls_on_sample_text() {
 #[test]
 fn mamba2_validation_loss_falls_on_sample_text() {
     loss_falls(fixture_mamba2());
+}
+
+#[test]
+fn mixed_validation_loss_falls_on_sample_text() {
+    loss_falls(fixture_mixed());
 }
 
 fn loss_falls(f: &Fixture) {

@@ -128,6 +128,10 @@ struct ExportArgs {
     /// Output directory (config.json + model.safetensors).
     #[arg(long)]
     out: PathBuf,
+    /// Which weights: `final` (the last step's) or `ema` (the moving average, `[pretrain] ema`);
+    /// default: `ema` when the run's recipe sets `export_ema`, else `final`.
+    #[arg(long, value_enum)]
+    weights: Option<export::ExportWeights>,
 }
 
 #[derive(clap::Args)]
@@ -155,9 +159,13 @@ struct EvalArgs {
     /// --submission score that file on the task's golden batches.
     #[arg(long, conflicts_with = "ppl")]
     task: Option<String>,
-    /// Perplexity on the validation shards (`DATA/shards/val`).
+    /// Perplexity on the validation shards of every domain (`DATA/shards/val`, and each
+    /// corpus's `DATA/shards/<name>/val`).
     #[arg(long)]
     ppl: bool,
+    /// Perplexity: also evaluate this model (e.g. the initial one), beside --model in one table.
+    #[arg(long, requires = "ppl")]
+    baseline: Vec<PathBuf>,
     /// Score this submission (any system's; BioASQ Phase B JSON with every exact-answer type, or
     /// PubMedQA's `{"PMID": "label"}`) with the official measures, instead of answering with
     /// --model.
@@ -257,7 +265,7 @@ pub fn run(cli: Cli) -> Result<()> {
             );
         }
         Command::Export(a) => {
-            let ckpt = export::export::<Cpu>(&a.run_dir, &a.out, &Default::default())
+            let ckpt = export::export::<Cpu>(&a.run_dir, &a.out, a.weights, &Default::default())
                 .context("trainer export")?;
             println!("exported {} to {}", ckpt.display(), a.out.display());
         }
@@ -441,8 +449,15 @@ impl Job for EvalJob<'_> {
                 eos: perplexity::eos_of_shards(&data, config.finetune.eos)?,
                 max_rows: a.max_rows,
             };
-            let val = data.shards(schemas::layout::VAL);
-            perplexity::run::<B::InnerBackend>(&model_dir, &tokenizer, &val, &out, &s, device)?;
+            let baselines = a
+                .baseline
+                .iter()
+                .map(|b| checkpoint::model_dir(b))
+                .collect::<Result<Vec<_>>>()?;
+            let domains = perplexity::domains(&data)?;
+            perplexity::run::<B::InnerBackend>(
+                &model_dir, &baselines, &tokenizer, &domains, &out, &s, device,
+            )?;
             return Ok(out);
         }
         let Some(task) = a.task.as_deref() else {

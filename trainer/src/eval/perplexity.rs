@@ -11,6 +11,13 @@
 //!   mean loss. Padding after the first pad is trivially predictable, so this number is not
 //!   comparable to the honest ones.
 //!
+//! Shards made with `[tokenize] sequences = "document"` already hold one (truncated, padded) document
+//! per row: their documents are the rows' real tokens, and the packed protocol does not apply.
+//!
+//! Every domain with validation shards is evaluated (PubMed's `shards/val`, each corpus's
+//! `shards/<name>/val`), for the model and for any `--baseline` model beside it (the initial model:
+//! the check for forgetting), into one table.
+//!
 //! Bits per byte = total NLL / ln 2 / UTF-8 bytes of the predicted tokens, where a token's
 //! bytes are read from the byte-level BPE vocabulary (`token_bytes`; EOS and other special
 //! tokens count 0 bytes: they are not text). Not defined for the paper protocol.
@@ -43,6 +50,24 @@ impl Validation {
         let rows = (0..n)
             .map(|i| shards.sequence(i))
             .collect::<Result<Vec<_>>>()?;
+        if shards.set().sequences() == schemas::shards::Sequences::Document {
+            // One document per row already: its real tokens, the closing EOS (if it fit) dropped.
+            let docs = rows
+                .iter()
+                .enumerate()
+                .filter_map(|(i, r)| {
+                    let mut d = r[..shards.set().length(i)].to_vec();
+                    if d.last() == Some(&eos) {
+                        d.pop();
+                    }
+                    (!d.is_empty()).then_some(d)
+                })
+                .collect();
+            return Ok(Self {
+                rows: Vec::new(),
+                docs,
+            });
+        }
         let starts: Vec<Vec<u32>> = (0..n)
             .map(|i| shards.set().doc_starts(i).to_vec())
             .collect();
@@ -147,7 +172,7 @@ pub fn evaluate<B: ScanBackend>(
     device: &B::Device,
 ) -> Result<Vec<PplResult>> {
     let (rows, docs) = (&data.rows, &data.docs);
-    if rows.is_empty() {
+    if rows.is_empty() && docs.is_empty() {
         bail!("no validation rows to evaluate");
     }
     if s.batch_size == 0 || s.doc_len < 2 {
@@ -171,17 +196,19 @@ pub fn evaluate<B: ScanBackend>(
         }
         bar.inc(1);
     }
-    let packed = finish(
-        "honest-packed",
-        &format!(
-            "honest: packed {}-token validation rows, sum NLL / predicted tokens",
-            rows[0].len()
-        ),
-        nll,
-        toks,
-        Some(nbytes),
-        rows.len(),
-    );
+    let packed = (!rows.is_empty()).then(|| {
+        finish(
+            "honest-packed",
+            &format!(
+                "honest: packed {}-token validation rows, sum NLL / predicted tokens",
+                rows[0].len()
+            ),
+            nll,
+            toks,
+            Some(nbytes),
+            rows.len(),
+        )
+    });
 
     // One document per row: honest (padding masked) and paper (padding scored, mean of batch means).
     let (mut nll, mut toks, mut nbytes) = (0f64, 0u64, 0u64);
@@ -217,7 +244,7 @@ pub fn evaluate<B: ScanBackend>(
     }
     bar.finish();
     if docs.is_empty() {
-        return Ok(vec![packed]);
+        return Ok(packed.into_iter().collect());
     }
     let honest_docs = finish(
         "honest-documents",
@@ -244,7 +271,7 @@ pub fn evaluate<B: ScanBackend>(
         bytes: None,
         rows: docs.len(),
     };
-    Ok(vec![packed, honest_docs, paper])
+    Ok(packed.into_iter().chain([honest_docs, paper]).collect())
 }
 
 fn finish(
@@ -293,25 +320,116 @@ pub fn table4_markdown(model: &str, results: &[PplResult]) -> String {
     s
 }
 
-/// `trainer eval --ppl`: evaluate `model_dir` on `DATA/shards/val`, write `ppl.json`/`ppl.md`.
+/// The validation shard directories of every domain under `data`: PubMed's `shards/val` and each
+/// corpus's `shards/<name>/val`, those that exist (PubMed first, then by name).
+pub fn domains(data: &schemas::Layout) -> Result<Vec<(String, std::path::PathBuf)>> {
+    use schemas::layout::{PUBMED, TRAIN, VAL};
+    let mut out = Vec::new();
+    if data.shards(VAL).is_dir() {
+        out.push((PUBMED.to_string(), data.shards(VAL)));
+    }
+    for dir in schemas::layout::subdirectories(&data.shards_root())? {
+        let name = dir.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        if name != TRAIN && name != VAL && dir.join(VAL).is_dir() {
+            out.push((name.clone(), data.domain_shards(&name, VAL)));
+        }
+    }
+    if out.is_empty() {
+        bail!(
+            "no validation shards under {} (run `pipeline tokenize` first)",
+            data.shards_root().display()
+        );
+    }
+    Ok(out)
+}
+
+/// One model's results on one domain.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DomainResults {
+    pub model: String,
+    pub domain: String,
+    pub shards: String,
+    pub results: Vec<PplResult>,
+}
+
+/// Per-domain perplexity of several models side by side: one row per domain and protocol, one
+/// perplexity column per model.
+pub fn domains_markdown(models: &[String], all: &[DomainResults]) -> String {
+    let mut s = String::from(
+        "Held-out perplexity per domain (validation shards). Only the honest rows are comparable \
+         across models; the paper protocol scores padding.\n\n| Domain | Protocol |",
+    );
+    for m in models {
+        s.push_str(&format!(" {m} |"));
+    }
+    s.push_str("\n|---|---|");
+    s.push_str(&"---:|".repeat(models.len()));
+    s.push('\n');
+    let first = &models[0];
+    for d in all.iter().filter(|d| &d.model == first) {
+        for r in &d.results {
+            s.push_str(&format!("| {} | {} |", d.domain, r.protocol));
+            for m in models {
+                let cell = all
+                    .iter()
+                    .find(|x| &x.model == m && x.domain == d.domain)
+                    .and_then(|x| x.results.iter().find(|y| y.protocol == r.protocol))
+                    .map_or("n/a".to_string(), |y| format!("{:.3}", y.perplexity));
+                s.push_str(&format!(" {cell} |"));
+            }
+            s.push('\n');
+        }
+    }
+    s
+}
+
+/// `trainer eval --ppl`: evaluate `model_dir` (and each of `baselines` beside it) on every
+/// domain's validation shards; write `ppl.json`/`ppl.md`. With one domain and no baseline the
+/// table is Table 4's layout; otherwise one row per domain and protocol, a column per model.
+/// `results` in ppl.json are the model's on the first domain (PubMed when present).
 pub fn run<B: ScanBackend>(
     model_dir: &Path,
+    baselines: &[std::path::PathBuf],
     tokenizer: &tokenizers::Tokenizer,
-    shard_dir: &Path,
+    domains: &[(String, std::path::PathBuf)],
     out: &Path,
     s: &PplSettings,
     device: &B::Device,
 ) -> Result<Vec<PplResult>> {
-    let (_, model) = load_pretrained::<B>(model_dir, device)?;
     let bytes = TokenBytes::from_tokenizer(tokenizer)?;
-    let data = Validation::read(shard_dir, s.max_rows, s.eos)?;
-    let results = evaluate(&model, &bytes, &data, s, device)?;
-    let name = model_dir.display().to_string();
+    let data = domains
+        .iter()
+        .map(|(name, dir)| {
+            Validation::read(dir, s.max_rows, s.eos).with_context(|| format!("domain {name}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut all = Vec::new();
+    let mut names = Vec::new();
+    for dir in std::iter::once(model_dir).chain(baselines.iter().map(|p| p.as_path())) {
+        let (_, model) = load_pretrained::<B>(dir, device)?;
+        let name = dir.display().to_string();
+        for ((domain, shards), val) in domains.iter().zip(&data) {
+            tracing::info!("perplexity of {name} on {domain}");
+            all.push(DomainResults {
+                model: name.clone(),
+                domain: domain.clone(),
+                shards: shards.display().to_string(),
+                results: evaluate(&model, &bytes, val, s, device)
+                    .with_context(|| format!("{name} on {domain}"))?,
+            });
+        }
+        names.push(name);
+    }
+    let results = all[0].results.clone();
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let md = table4_markdown(&name, &results);
+    let md = if all.len() == 1 {
+        table4_markdown(&names[0], &results)
+    } else {
+        domains_markdown(&names, &all)
+    };
     let mut j = serde_json::to_vec_pretty(&serde_json::json!({
-        "table": "perplexity", "model": name, "shards": shard_dir.display().to_string(),
-        "settings": s, "results": results,
+        "table": "perplexity", "model": names[0], "shards": all[0].shards,
+        "settings": s, "results": results, "domains": all,
     }))?;
     j.push(b'\n');
     schemas::atomic::write_atomic(out.join("ppl.json"), &j)?;
@@ -333,6 +451,18 @@ mod tests {
     }
 
     /// A model whose every NLL is known: all weights zero → uniform logits → NLL = ln V.
+    #[test]
+    fn document_shards_are_their_rows_real_tokens() {
+        let dir = tempfile::tempdir().unwrap();
+        let docs = vec![vec![1, 2, 3, 0], vec![4, 5, 6, 7, 8, 9], vec![5, 0]];
+        testkit::shards::write_documents(&dir.path().join("shard-00000.arrow"), &docs, 5, 16, 0)
+            .unwrap();
+        let v = Validation::read(dir.path(), None, 0).unwrap();
+        // No packed rows; the closing EOS dropped where it fit, the truncated one kept whole.
+        assert!(v.rows.is_empty());
+        assert_eq!(v.docs, [vec![1, 2, 3], vec![4, 5, 6, 7, 8], vec![5]]);
+    }
+
     #[test]
     fn protocols_on_a_uniform_model() {
         type Be = burn::backend::NdArray<f32>;

@@ -20,6 +20,8 @@ use anyhow::{Context, Result, bail, ensure};
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
+use crate::train::data::MixState;
+
 pub const CHECKSUMS_FILE: &str = "checksums.json";
 pub const CHECKPOINTS_DIR: &str = "checkpoints";
 pub const CURSOR_DB: &str = "state.sled";
@@ -57,9 +59,12 @@ pub struct Cursor {
     pub tokens_seen: u64,
     /// Directory name of the last complete checkpoint (`step-NNNNNNNN`).
     pub checkpoint: String,
+    /// With several domains (`[pretrain.mix]`): each one's position and counts (stored as JSON
+    /// under `mix`; absent for a single domain, whose position is `epoch`/`position`).
+    pub mix: Option<MixState>,
 }
 
-const CURSOR_KEYS: [&str; 7] = [
+const CURSOR_KEYS: [&str; 8] = [
     "epoch",
     "position",
     "seed",
@@ -67,6 +72,7 @@ const CURSOR_KEYS: [&str; 7] = [
     "step",
     "tokens_seen",
     "checkpoint",
+    "mix",
 ];
 
 /// The sled database holding the [`Cursor`].
@@ -133,11 +139,18 @@ impl CursorStore {
             step: num("step")?,
             tokens_seen: num("tokens_seen")?,
             checkpoint: text("checkpoint")?,
+            mix: match vals.get("mix") {
+                Some(v) => Some(serde_json::from_slice(v).with_context(|| {
+                    format!("{}: `mix` is not a mixture state", self.path.display())
+                })?),
+                None => None,
+            },
         }))
     }
 
     /// Store `c` in one transaction and flush it to disk.
     pub fn commit(&self, c: &Cursor) -> Result<()> {
+        let mix = c.mix.as_ref().map(serde_json::to_vec).transpose()?;
         let res: sled::transaction::TransactionResult<(), ()> = self.db.transaction(|tx| {
             tx.insert("epoch", &c.epoch.to_le_bytes())?;
             tx.insert("position", &c.position.to_le_bytes())?;
@@ -146,6 +159,10 @@ impl CursorStore {
             tx.insert("step", &c.step.to_le_bytes())?;
             tx.insert("tokens_seen", &c.tokens_seen.to_le_bytes())?;
             tx.insert("checkpoint", c.checkpoint.as_bytes())?;
+            match &mix {
+                Some(m) => tx.insert("mix", m.as_slice())?,
+                None => tx.remove("mix")?,
+            };
             Ok(())
         });
         res.map_err(|e| anyhow::anyhow!("updating cursor in {}: {e:?}", self.path.display()))?;
@@ -365,13 +382,27 @@ mod tests {
             step: 40,
             tokens_seen: 40 * 512,
             checkpoint: checkpoint_name(40),
+            mix: None,
         };
         store.commit(&c).unwrap();
         drop(store);
-        assert_eq!(
-            CursorStore::open(dir.path()).unwrap().load().unwrap(),
-            Some(c)
-        );
+        let store = CursorStore::open(dir.path()).unwrap();
+        assert_eq!(store.load().unwrap(), Some(c.clone()));
+        // The mixture's per-domain state goes into the same transaction, and out again.
+        let mut mixed = c.clone();
+        let d = crate::train::data::DomainCursor {
+            position: crate::train::data::DataPosition {
+                epoch: 1,
+                position: 3,
+            },
+            sequences: 12,
+            tokens: 900,
+        };
+        mixed.mix = Some([("c4".to_string(), d.clone()), ("pubmed".into(), d)].into());
+        store.commit(&mixed).unwrap();
+        assert_eq!(store.load().unwrap(), Some(mixed));
+        store.commit(&c).unwrap();
+        assert_eq!(store.load().unwrap(), Some(c));
     }
 
     #[test]

@@ -4,7 +4,13 @@
 //! The order of an epoch is a Fisher–Yates permutation of all sequence indices drawn from a
 //! ChaCha8 stream keyed by `(seed, epoch)`, so a position `(epoch, position)` alone tells where
 //! a run is in its data: nothing else has to be saved to resume exactly.
+//!
+//! Several domains (PubMed and general-domain corpora, `[pretrain.mix]`) are mixed by
+//! [`MixedLoader`]: each domain keeps its own order, and which domain the next sequence comes from
+//! is a pure function of how many each has given so far ([`next_domain`]), so the per-domain
+//! counts and positions ([`MixState`]) are the whole mixture state.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, Result, ensure};
@@ -26,6 +32,12 @@ pub trait SequenceSource: Send + Sync {
     fn seq_len(&self) -> usize;
     /// Sequence `i` (`i < len()`).
     fn sequence(&self, i: usize) -> Result<Vec<u32>>;
+    /// Real tokens at the start of sequence `i`: `seq_len` for packed rows, fewer for a padded
+    /// document row (the rest is padding: never a target).
+    fn length(&self, i: usize) -> Result<usize> {
+        let _ = i;
+        Ok(self.seq_len())
+    }
     /// Identifies the data: changes whenever any token or the set of shards changes.
     fn fingerprint(&self) -> String;
 }
@@ -34,6 +46,7 @@ pub trait SequenceSource: Send + Sync {
 pub struct InMemorySource {
     seqs: Vec<Vec<u32>>,
     seq_len: usize,
+    lengths: Option<Vec<usize>>,
 }
 
 impl InMemorySource {
@@ -45,7 +58,28 @@ impl InMemorySource {
                 s.len()
             );
         }
-        Ok(Self { seqs, seq_len })
+        Ok(Self {
+            seqs,
+            seq_len,
+            lengths: None,
+        })
+    }
+
+    /// Padded document rows: `lengths[i]` real tokens at the start of sequence `i`.
+    pub fn with_lengths(mut self, lengths: Vec<usize>) -> Result<Self> {
+        ensure!(
+            lengths.len() == self.seqs.len(),
+            "{} lengths for {} sequences",
+            lengths.len(),
+            self.seqs.len()
+        );
+        ensure!(
+            lengths.iter().all(|&l| l >= 1 && l <= self.seq_len),
+            "lengths must be within 1..={}",
+            self.seq_len
+        );
+        self.lengths = Some(lengths);
+        Ok(self)
     }
 }
 
@@ -62,12 +96,21 @@ impl SequenceSource for InMemorySource {
             .cloned()
             .with_context(|| format!("sequence {i} out of range (have {})", self.seqs.len()))
     }
+    fn length(&self, i: usize) -> Result<usize> {
+        ensure!(i < self.seqs.len(), "sequence {i} out of range");
+        Ok(self.lengths.as_ref().map_or(self.seq_len, |l| l[i]))
+    }
     fn fingerprint(&self) -> String {
         let mut h = Xxh3::new();
         h.update(&(self.seq_len as u64).to_le_bytes());
         for s in &self.seqs {
             for t in s {
                 h.update(&t.to_le_bytes());
+            }
+        }
+        if let Some(l) = &self.lengths {
+            for n in l {
+                h.update(&(*n as u64).to_le_bytes());
             }
         }
         format!("mem:{:032x}", h.digest128())
@@ -133,6 +176,14 @@ impl SequenceSource for Shards {
         );
         Ok(self.set.sequence(i).to_u32_vec())
     }
+    fn length(&self, i: usize) -> Result<usize> {
+        ensure!(
+            i < self.set.len(),
+            "sequence {i} out of range (have {})",
+            self.set.len()
+        );
+        Ok(self.set.length(i))
+    }
     fn fingerprint(&self) -> String {
         self.fingerprint.clone()
     }
@@ -153,7 +204,7 @@ pub fn epoch_permutation(n: usize, seed: u64, epoch: u64) -> Vec<u32> {
 }
 
 /// Where a run stands in its data: the `position`-th entry of epoch `epoch`'s permutation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DataPosition {
     pub epoch: u64,
     pub position: u64,
@@ -228,6 +279,167 @@ impl<'a> Loader<'a> {
 
     pub fn pos(&self) -> DataPosition {
         self.order.pos
+    }
+}
+
+/// One drawn training sequence: its ids, how many of them are real (the rest is padding) and the
+/// domain it came from (an index into the loader's domains).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Drawn {
+    pub ids: Vec<u32>,
+    pub length: usize,
+    pub domain: usize,
+}
+
+/// Where a run stands in one domain: its order's position, and the sequences and real tokens
+/// it has given so far.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DomainCursor {
+    pub position: DataPosition,
+    pub sequences: u64,
+    pub tokens: u64,
+}
+
+/// The mixture's state: one cursor per domain, by name.
+pub type MixState = BTreeMap<String, DomainCursor>;
+
+/// The domain of the next sequence, given each domain's `weights` (any positive scale) and the
+/// sequences `drawn` from each so far: the one furthest behind its share of `k + 1` draws
+/// (`w_d (k + 1) - c_d` largest, ties to the lowest index). Deterministic and self-correcting:
+/// every domain's count stays within one sequence of `w_d k` at every `k`, so the realised
+/// mixture equals the target from the first step on, and the counts alone are the whole state.
+pub fn next_domain(weights: &[f64], drawn: &[u64]) -> usize {
+    let total: f64 = weights.iter().sum();
+    let k = drawn.iter().sum::<u64>() as f64;
+    let mut best = (0, f64::NEG_INFINITY);
+    for (d, (&w, &c)) in weights.iter().zip(drawn).enumerate() {
+        let deficit = w / total * (k + 1.0) - c as f64;
+        if deficit > best.1 + 1e-12 {
+            best = (d, deficit);
+        }
+    }
+    best.0
+}
+
+/// The permutation seed of a domain: the run's seed for PubMed (so a run without a mixture
+/// draws exactly what it always did), the seed plus a hash of the name for every other one.
+pub fn domain_seed(seed: u64, domain: &str) -> u64 {
+    if domain == schemas::layout::PUBMED {
+        seed
+    } else {
+        seed.wrapping_add(xxh3_64(domain.as_bytes()))
+    }
+}
+
+/// Training sequences from several domains, mixed by weight ([`next_domain`]); each domain is
+/// read in its own [`IndexOrder`] (seeded by [`domain_seed`]). One domain of weight 1 is a plain
+/// [`Loader`].
+pub struct MixedLoader<'a> {
+    names: Vec<String>,
+    weights: Vec<f64>,
+    sources: Vec<&'a dyn SequenceSource>,
+    orders: Vec<IndexOrder>,
+    sequences: Vec<u64>,
+    tokens: Vec<u64>,
+}
+
+impl<'a> MixedLoader<'a> {
+    /// `domains`: name, weight (> 0) and training data of each; `state`: where each stands
+    /// (a domain absent from it starts at its beginning).
+    pub fn new(
+        domains: Vec<(String, f64, &'a dyn SequenceSource)>,
+        seed: u64,
+        state: &MixState,
+    ) -> Result<Self> {
+        ensure!(!domains.is_empty(), "no training domains");
+        let mut l = Self {
+            names: Vec::new(),
+            weights: Vec::new(),
+            sources: Vec::new(),
+            orders: Vec::new(),
+            sequences: Vec::new(),
+            tokens: Vec::new(),
+        };
+        for (name, weight, source) in domains {
+            ensure!(
+                weight > 0.0 && weight.is_finite(),
+                "[pretrain.mix] {name} = {weight}: weights must be positive"
+            );
+            ensure!(
+                !source.is_empty(),
+                "the training data of domain {name} has no sequences"
+            );
+            let cursor = state.get(&name);
+            let pos = cursor.map_or(DataPosition::default(), |c| c.position);
+            l.orders.push(
+                IndexOrder::new(source.len(), domain_seed(seed, &name), pos)
+                    .with_context(|| format!("domain {name}"))?,
+            );
+            l.sequences.push(cursor.map_or(0, |c| c.sequences));
+            l.tokens.push(cursor.map_or(0, |c| c.tokens));
+            l.names.push(name);
+            l.weights.push(weight);
+            l.sources.push(source);
+        }
+        Ok(l)
+    }
+
+    /// The next `count` sequences of the mixture (advancing every position).
+    pub fn next_sequences(&mut self, count: usize) -> Result<Vec<Drawn>> {
+        (0..count)
+            .map(|_| {
+                let d = next_domain(&self.weights, &self.sequences);
+                let i = self.orders[d].next_indices(1)[0];
+                let src = self.sources[d];
+                let ids = src
+                    .sequence(i)
+                    .with_context(|| format!("domain {}", self.names[d]))?;
+                let length = src.length(i)?;
+                self.sequences[d] += 1;
+                self.tokens[d] += length as u64;
+                Ok(Drawn {
+                    ids,
+                    length,
+                    domain: d,
+                })
+            })
+            .collect()
+    }
+
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+    /// The weights normalised to shares.
+    pub fn shares(&self) -> Vec<f64> {
+        let total: f64 = self.weights.iter().sum();
+        self.weights.iter().map(|w| w / total).collect()
+    }
+    /// Sequences drawn from each domain so far (in [`names`](Self::names) order).
+    pub fn sequences(&self) -> &[u64] {
+        &self.sequences
+    }
+    /// Real tokens drawn from each domain so far.
+    pub fn tokens(&self) -> &[u64] {
+        &self.tokens
+    }
+    /// Position of domain `d`'s order.
+    pub fn position(&self, d: usize) -> DataPosition {
+        self.orders[d].pos
+    }
+    /// Every domain's cursor, by name.
+    pub fn state(&self) -> MixState {
+        (0..self.names.len())
+            .map(|d| {
+                (
+                    self.names[d].clone(),
+                    DomainCursor {
+                        position: self.orders[d].pos,
+                        sequences: self.sequences[d],
+                        tokens: self.tokens[d],
+                    },
+                )
+            })
+            .collect()
     }
 }
 
@@ -333,6 +545,76 @@ mod tests {
         let fp = set.fingerprint();
         write("shard-00001.arrow", &seqs[3..]);
         assert_ne!(Shards::open_dir(dir.path()).unwrap().fingerprint(), fp);
+    }
+
+    /// The deficit rule keeps every domain within one sequence of its share at every draw, for
+    /// shares that are not multiples of each other (the BioMamba-2 83/8/8 mix among them).
+    #[test]
+    fn mixture_tracks_its_weights_within_one_sequence() {
+        for weights in [
+            vec![0.834, 0.083, 0.083],
+            vec![0.5, 0.3, 0.2],
+            vec![1.0, 1.0],
+            vec![0.97, 0.01, 0.01, 0.01],
+            vec![1.0],
+        ] {
+            let total: f64 = weights.iter().sum();
+            let mut drawn = vec![0u64; weights.len()];
+            for k in 1..=5000u64 {
+                let d = next_domain(&weights, &drawn);
+                drawn[d] += 1;
+                for (w, c) in weights.iter().zip(&drawn) {
+                    let err = *c as f64 - w / total * k as f64;
+                    assert!(err.abs() <= 1.0, "{weights:?} at {k}: {drawn:?}");
+                }
+            }
+        }
+    }
+
+    /// A mixed loader resumed from its state continues exactly; every domain visits all of its
+    /// sequences once per epoch; padded rows report their lengths.
+    #[test]
+    fn mixed_loader_resumes_from_its_state() {
+        let a = InMemorySource::new((0..7).map(|i| vec![i, 0, 0]).collect(), 3)
+            .unwrap()
+            .with_lengths(vec![1, 2, 3, 1, 2, 3, 1])
+            .unwrap();
+        let b = InMemorySource::new((0..3).map(|i| vec![100 + i; 3]).collect(), 3).unwrap();
+        let domains = || -> Vec<(String, f64, &dyn SequenceSource)> {
+            vec![("a".into(), 0.7, &a), ("b".into(), 0.3, &b)]
+        };
+        let mut whole = MixedLoader::new(domains(), 5, &MixState::new()).unwrap();
+        let all = whole.next_sequences(40).unwrap();
+        let mut first = MixedLoader::new(domains(), 5, &MixState::new()).unwrap();
+        let head = first.next_sequences(17).unwrap();
+        let mut second = MixedLoader::new(domains(), 5, &first.state()).unwrap();
+        let tail = second.next_sequences(23).unwrap();
+        assert_eq!([head, tail].concat(), all);
+        assert_eq!(second.state(), whole.state());
+        assert_eq!(whole.sequences(), [28, 12]);
+        let a_first_epoch: std::collections::BTreeSet<u32> = all
+            .iter()
+            .filter(|d| d.domain == 0)
+            .take(7)
+            .map(|d| d.ids[0])
+            .collect();
+        assert_eq!(a_first_epoch.len(), 7);
+        for d in &all {
+            let expect = if d.domain == 0 { [1, 2, 3][d.ids[0] as usize % 3] } else { 3 };
+            assert_eq!(d.length, expect);
+        }
+        let toks: u64 = all.iter().filter(|d| d.domain == 0).map(|d| d.length as u64).sum();
+        assert_eq!(whole.tokens()[0], toks);
+        // One PubMed domain draws exactly what the plain loader does.
+        let mut plain = Loader::new(&a, 5, DataPosition::default()).unwrap();
+        let mut one = MixedLoader::new(
+            vec![(schemas::layout::PUBMED.into(), 1.0, &a as &dyn SequenceSource)],
+            5,
+            &MixState::new(),
+        )
+        .unwrap();
+        let ids: Vec<Vec<u32>> = one.next_sequences(15).unwrap().into_iter().map(|d| d.ids).collect();
+        assert_eq!(ids, plain.next_sequences(15).unwrap());
     }
 
     #[test]

@@ -197,6 +197,7 @@ pub fn train<B: AutodiffBackend + ScanBackend>(
         data_what: "training table",
         seed: cfg.seed,
         adamw: cfg.adamw(),
+        ema: None,
         keep_checkpoints: cfg.keep_checkpoints,
         allow_data_change: false,
     };

@@ -3,6 +3,7 @@
 
 pub mod checkpoint;
 pub mod data;
+pub mod ema;
 pub mod export;
 pub mod finetune;
 pub mod loss;

@@ -1,4 +1,6 @@
-//! AdamW with per-parameter weight decay, global-norm clipping, and the warmup + cosine schedule.
+//! AdamW with per-parameter weight decay and learning rate (decay groups, layer-wise learning-rate
+//! decay), global-norm clipping, and the learning-rate schedules (warmup + cosine, and
+//! warmup-stable-decay).
 //!
 //! Burn's `AdamW` applies one decay to every parameter; the Mamba recipe must not decay
 //! `A_log`, `D`, norm weights or biases. This optimizer keys its state by the parameter's HF name
@@ -19,14 +21,104 @@ use crate::model::MambaLm;
 use crate::model::hf::safetensors::{OutTensor, StFile};
 
 /// Hyper-parameters of the update.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct AdamWParams {
     pub beta1: f64,
     pub beta2: f64,
     pub eps: f64,
+    /// Decay of the parameters [`decays`] selects, unless a group says otherwise.
     pub weight_decay: f64,
     /// Max global L2 norm of the gradient (0 disables clipping).
     pub clip: f64,
+    /// Layer-wise learning-rate decay `d`: layer `i` of `n` learns at `lr · d^(n-1-i)`; the
+    /// embedding, the final norm (and an untied head) at `lr` (the BioMamba-2 recipe's choice:
+    /// the embedding is also the tied output head).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer_lr_decay: Option<f64>,
+    /// Weight decay by parameter group: a parameter whose HF name contains a key takes that key's
+    /// value (the longest matching key wins; `"*"` matches every name, below any other key),
+    /// overriding the default above.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub weight_decay_groups: BTreeMap<String, f64>,
+}
+
+impl AdamWParams {
+    /// The weight decay of the parameter named `name`.
+    pub fn decay_of(&self, name: &str) -> f64 {
+        let group = self
+            .weight_decay_groups
+            .iter()
+            .filter(|(k, _)| k.as_str() == "*" || name.contains(k.as_str()))
+            .max_by_key(|(k, _)| if k.as_str() == "*" { 0 } else { k.len() });
+        match group {
+            Some((_, &wd)) => wd,
+            None if decays(name) => self.weight_decay,
+            None => 0.0,
+        }
+    }
+
+    /// The learning-rate multiplier of the parameter named `name` in a model of `layers` layers.
+    pub fn lr_scale_of(&self, name: &str, layers: usize) -> f64 {
+        let Some(d) = self.layer_lr_decay else {
+            return 1.0;
+        };
+        if let Some(rest) = name.strip_prefix("backbone.layers.") {
+            let i: usize = rest
+                .split('.')
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            return d.powi((layers.saturating_sub(1 + i)) as i32);
+        }
+        1.0
+    }
+}
+
+/// The shape of the learning-rate schedule (`[pretrain] schedule`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScheduleKind {
+    /// Linear warmup, then cosine decay to `min_lr` over the rest.
+    #[default]
+    Cosine,
+    /// Warmup-stable-decay: linear warmup, `stable` steps at the peak, then cosine decay to
+    /// `min_lr` over the rest.
+    Wsd,
+}
+
+/// A learning-rate schedule over `total` updates.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Schedule {
+    pub kind: ScheduleKind,
+    pub total: u64,
+    pub warmup: u64,
+    /// Updates at the peak after the warmup (WSD only).
+    pub stable: u64,
+    pub peak: f64,
+    pub min_lr: f64,
+}
+
+impl Schedule {
+    /// Learning rate of update `step` (0-based).
+    pub fn lr_at(&self, step: u64) -> f64 {
+        match self.kind {
+            ScheduleKind::Cosine => lr_at(step, self.total, self.warmup, self.peak, self.min_lr),
+            ScheduleKind::Wsd => {
+                let flat_end = self.warmup + self.stable;
+                if step < self.warmup {
+                    return self.peak * (step + 1) as f64 / self.warmup as f64;
+                }
+                if step < flat_end {
+                    return self.peak;
+                }
+                // Cosine from the peak at `flat_end` to `min_lr` at the last update.
+                let span = self.total.saturating_sub(flat_end).saturating_sub(1).max(1);
+                let progress = ((step - flat_end) as f64 / span as f64).min(1.0);
+                self.min_lr
+                    + 0.5 * (self.peak - self.min_lr) * (1.0 + (std::f64::consts::PI * progress).cos())
+            }
+        }
+    }
 }
 
 /// Whether the parameter with this HF name gets weight decay: linear and embedding weights
@@ -92,6 +184,7 @@ impl<B: AutodiffBackend> AdamW<B> {
             .into_iter()
             .map(|(n, p)| (p.id(), n))
             .collect();
+        let layers = model.num_layers();
         let mut norm = SquaredNorm::<B> {
             grads: &grads,
             total: None,
@@ -118,6 +211,7 @@ impl<B: AutodiffBackend> AdamW<B> {
             names: &names,
             grads: &mut grads,
             lr,
+            layers,
             scale,
             missing: Vec::new(),
         };
@@ -225,6 +319,7 @@ struct UpdateMapper<'a, B: AutodiffBackend> {
     names: &'a HashMap<ParamId, String>,
     grads: &'a mut GradientsParams,
     lr: f64,
+    layers: usize,
     scale: f64,
     missing: Vec<ParamId>,
 }
@@ -240,7 +335,10 @@ impl<B: AutodiffBackend> ModuleMapper<B> for UpdateMapper<'_, B> {
             self.missing.push(id);
             return Param::from_mapped_value(id, tensor, mapper);
         };
-        let p = self.opt.params.clone();
+        let p = &self.opt.params;
+        let lr = self.lr * p.lr_scale_of(name, self.layers);
+        let weight_decay = p.decay_of(name);
+        let (beta1, beta2, eps) = (p.beta1, p.beta2, p.eps);
         let require_grad = tensor.is_require_grad();
         let shape = tensor.dims();
         let numel: usize = shape.iter().product();
@@ -257,21 +355,20 @@ impl<B: AutodiffBackend> ModuleMapper<B> for UpdateMapper<'_, B> {
             exp_avg: Tensor::zeros([numel], &device),
             exp_avg_sq: Tensor::zeros([numel], &device),
         });
-        let exp_avg = m.exp_avg.mul_scalar(p.beta1) + g.clone().mul_scalar(1.0 - p.beta1);
-        let exp_avg_sq =
-            m.exp_avg_sq.mul_scalar(p.beta2) + (g.clone() * g).mul_scalar(1.0 - p.beta2);
+        let exp_avg = m.exp_avg.mul_scalar(beta1) + g.clone().mul_scalar(1.0 - beta1);
+        let exp_avg_sq = m.exp_avg_sq.mul_scalar(beta2) + (g.clone() * g).mul_scalar(1.0 - beta2);
         let t = self.opt.updates as i32;
-        let bc1 = 1.0 - p.beta1.powi(t);
-        let bc2 = 1.0 - p.beta2.powi(t);
-        if decays(name) && p.weight_decay > 0.0 {
-            w = w.mul_scalar(1.0 - self.lr * p.weight_decay);
+        let bc1 = 1.0 - beta1.powi(t);
+        let bc2 = 1.0 - beta2.powi(t);
+        if weight_decay > 0.0 {
+            w = w.mul_scalar(1.0 - lr * weight_decay);
         }
         let denom = exp_avg_sq
             .clone()
             .sqrt()
             .div_scalar(bc2.sqrt())
-            .add_scalar(p.eps);
-        let upd = (exp_avg.clone() / denom).mul_scalar(-self.lr / bc1);
+            .add_scalar(eps);
+        let upd = (exp_avg.clone() / denom).mul_scalar(-lr / bc1);
         let w = w + upd.reshape(shape);
         self.opt.moments.insert(
             name.clone(),
@@ -324,7 +421,7 @@ mod tests {
         use burn::backend::{Autodiff, NdArray};
         type B = Autodiff<NdArray<f32>>;
         let dev = Default::default();
-        let mut cfg = crate::MambaConfig::new(16, 8, 1);
+        let mut cfg = crate::MambaConfig::new(16, 8, 2);
         cfg.state_size = 4;
         let model = cfg.init_seeded::<B>(&dev, 3);
         let ids = crate::train::data::batch_tensor::<B>(
@@ -373,6 +470,11 @@ mod tests {
             eps: 1e-8,
             weight_decay: 0.1,
             clip: norm / 2.0,
+            // Every group option in play: the reference below applies them by hand.
+            layer_lr_decay: Some(0.5),
+            weight_decay_groups: [("embeddings".to_string(), 0.0), ("out_proj".into(), 0.3)]
+                .into_iter()
+                .collect(),
         };
         let mut opt = AdamW::<B>::new(p.clone());
         let lr = 0.01;
@@ -396,9 +498,18 @@ mod tests {
                 let g = *g as f64 * scale;
                 let (m, v) = ((1.0 - p.beta1) * g, (1.0 - p.beta2) * g * g);
                 let mut w = *w0 as f64;
-                if decays(&t.name) {
-                    w *= 1.0 - lr * p.weight_decay;
-                }
+                // Layer 0 of 2 learns at lr · 0.5; layer 1 and the embedding at lr.
+                let lr = if t.name.contains("layers.0.") { lr * 0.5 } else { lr };
+                let wd = if t.name.contains("embeddings") {
+                    0.0
+                } else if t.name.contains("out_proj") {
+                    0.3
+                } else if decays(&t.name) {
+                    p.weight_decay
+                } else {
+                    0.0
+                };
+                w *= 1.0 - lr * wd;
                 w -= lr / bc1 * m / (v.sqrt() / bc2.sqrt() + p.eps);
                 assert!((w - *w1 as f64).abs() < 2e-6, "{}: {w} vs {w1}", t.name);
                 checked += 1;
@@ -418,6 +529,68 @@ mod tests {
             crate::model::hf::safetensors::serialize(&back.state_tensors().unwrap()).unwrap(),
             bytes
         );
+    }
+
+    /// WSD over 100 updates, 10 warmup, 65 stable, decay to 0.1 × peak: values by hand.
+    #[test]
+    fn wsd_schedule_at_chosen_steps() {
+        let s = Schedule {
+            kind: ScheduleKind::Wsd,
+            total: 100,
+            warmup: 10,
+            stable: 65,
+            peak: 5e-6,
+            min_lr: 5e-7,
+        };
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-18;
+        assert!(close(s.lr_at(0), 5e-7)); // 1/10 of the peak
+        assert!(close(s.lr_at(4), 2.5e-6));
+        assert!(close(s.lr_at(9), 5e-6));
+        assert!(close(s.lr_at(10), 5e-6) && close(s.lr_at(74), 5e-6));
+        assert!(close(s.lr_at(75), 5e-6)); // the decay starts at the peak
+        // Decay over steps 75..=99 (span 24): halfway, step 87, is the mean of peak and floor.
+        assert!(close(s.lr_at(87), 2.75e-6), "{}", s.lr_at(87));
+        // Step 81: progress 6/24 = 1/4, cos(π/4) = √2/2.
+        let want = 5e-7 + 0.5 * 4.5e-6 * (1.0 + std::f64::consts::FRAC_1_SQRT_2);
+        assert!(close(s.lr_at(81), want));
+        assert!(close(s.lr_at(99), 5e-7) && close(s.lr_at(150), 5e-7));
+        // Cosine is the old schedule.
+        let c = Schedule {
+            kind: ScheduleKind::Cosine,
+            ..s
+        };
+        assert_eq!(c.lr_at(40), lr_at(40, 100, 10, 5e-6, 5e-7));
+    }
+
+    #[test]
+    fn layer_decay_and_decay_groups_by_name() {
+        let p = AdamWParams {
+            weight_decay: 0.1,
+            layer_lr_decay: Some(0.8),
+            weight_decay_groups: [("embeddings".to_string(), 0.0), ("layers.1.".into(), 0.2)]
+                .into_iter()
+                .collect(),
+            ..AdamWParams::default()
+        };
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
+        assert!(close(p.lr_scale_of("backbone.layers.2.mixer.in_proj.weight", 3), 1.0));
+        assert!(close(p.lr_scale_of("backbone.layers.0.mixer.D", 3), 0.64));
+        assert!(close(p.lr_scale_of("backbone.embeddings.weight", 3), 1.0));
+        assert!(close(p.lr_scale_of("backbone.norm_f.weight", 3), 1.0));
+        assert_eq!(p.decay_of("backbone.embeddings.weight"), 0.0);
+        assert_eq!(p.decay_of("backbone.layers.1.mixer.A_log"), 0.2);
+        assert_eq!(p.decay_of("backbone.layers.0.mixer.in_proj.weight"), 0.1);
+        assert_eq!(p.decay_of("backbone.layers.0.mixer.A_log"), 0.0);
+        let plain = AdamWParams::default();
+        assert_eq!(plain.lr_scale_of("backbone.layers.0.mixer.D", 3), 1.0);
+        // The recipe's "decay everything": a catch-all below the named groups.
+        let all = AdamWParams {
+            weight_decay_groups: [("*".to_string(), 0.1), ("norm".into(), 0.0)].into(),
+            ..AdamWParams::default()
+        };
+        assert_eq!(all.decay_of("backbone.layers.0.mixer.A_log"), 0.1);
+        assert_eq!(all.decay_of("backbone.layers.0.mixer.dt_bias"), 0.1);
+        assert_eq!(all.decay_of("backbone.norm_f.weight"), 0.0);
     }
 
     #[test]

@@ -19,9 +19,8 @@ use crate::config::Config;
 use crate::model::MambaLm;
 use crate::model::hf::{self, HfConfig};
 use crate::model::scan::ScanBackend;
-use crate::train::data::{self, Loader, SequenceSource, Shards};
-use crate::train::loss::causal_lm_loss;
-use crate::train::optim::lr_at;
+use crate::train::data::{self, DomainCursor, MixState, MixedLoader, SequenceSource, Shards};
+use crate::train::loss::{causal_lm_loss, length_mask, masked_loss_sum, masked_nll_sum, targets_of};
 use crate::train::session::{METRICS_FILE, RunSpec, Session};
 use crate::train::step::{scalar, train_step};
 
@@ -48,8 +47,15 @@ pub struct PretrainOptions {
 /// The token ids of one micro-batch's sequences (host side: each device builds its tensor).
 pub type MicroBatch = Vec<Vec<u32>>;
 
+/// A micro-batch of rows that may end in padding: `lengths[b]` real tokens at the start of row `b`.
+#[derive(Clone, Debug)]
+pub struct PaddedBatch {
+    pub ids: Vec<Vec<u32>>,
+    pub lengths: Vec<usize>,
+}
+
 /// The share of one micro-batch in a step's loss, computed on a device: its mean next-token loss
-/// / `grad_accum`.
+/// / `grad_accum` (packed rows, every token real, no label smoothing).
 pub fn lm_loss_share<B: AutodiffBackend + ScanBackend>(
     grad_accum: usize,
     vocab_size: usize,
@@ -60,7 +66,26 @@ pub fn lm_loss_share<B: AutodiffBackend + ScanBackend>(
     }
 }
 
-/// Mean next-token loss over the first `batches × micro_batch` validation sequences.
+/// The share of one padded micro-batch in a step's loss: the (label-smoothed) loss summed over
+/// its real targets (padding never is one), divided by `step_targets`, the real targets of the
+/// whole step, so the shares add up to the step's mean loss per real target whatever the split.
+pub fn masked_loss_share<B: AutodiffBackend + ScanBackend>(
+    step_targets: usize,
+    label_smoothing: f64,
+    vocab_size: usize,
+) -> impl Fn(&MambaLm<B>, &PaddedBatch, &B::Device) -> Result<Tensor<B, 1>> + Sync {
+    move |model, batch, device| {
+        let ids = data::batch_tensor::<B>(&batch.ids, vocab_size, device)?;
+        let mask = length_mask::<B>(&batch.lengths, ids.dims()[1], device);
+        Ok(
+            masked_loss_sum(model.forward(ids.clone()), ids, mask, label_smoothing)
+                .div_scalar(step_targets.max(1) as f64),
+        )
+    }
+}
+
+/// Mean next-token loss over the first `batches × micro_batch` validation sequences: per real
+/// target when any of them ends in padding, else the mean of the batch means weighted by rows.
 pub fn evaluate<B: ScanBackend>(
     model: &MambaLm<B>,
     val: &dyn SequenceSource,
@@ -71,16 +96,27 @@ pub fn evaluate<B: ScanBackend>(
 ) -> Result<f64> {
     let n = val.len().min(micro_batch * batches.max(1));
     ensure!(n > 0, "the validation data has no sequences");
+    let lengths = (0..n).map(|i| val.length(i)).collect::<Result<Vec<_>>>()?;
+    let padded = lengths.iter().any(|&l| l < val.seq_len());
     let (mut total, mut count) = (0.0, 0usize);
     for start in (0..n).step_by(micro_batch) {
-        let seqs = (start..(start + micro_batch).min(n))
+        let rows = start..(start + micro_batch).min(n);
+        let seqs = rows
+            .clone()
             .map(|i| val.sequence(i))
             .collect::<Result<Vec<_>>>()?;
         let ids = data::batch_tensor::<B>(&seqs, vocab_size, device)?;
-        let loss = scalar(causal_lm_loss(model.forward(ids.clone()), ids))?;
-        total += loss * seqs.len() as f64;
-        count += seqs.len();
+        if padded {
+            let mask = length_mask::<B>(&lengths[rows.clone()], val.seq_len(), device);
+            total += scalar(masked_nll_sum(model.forward(ids.clone()), ids, mask))?;
+            count += lengths[rows].iter().map(|&l| targets_of(l)).sum::<usize>();
+        } else {
+            let loss = scalar(causal_lm_loss(model.forward(ids.clone()), ids))?;
+            total += loss * seqs.len() as f64;
+            count += seqs.len();
+        }
     }
+    ensure!(count > 0, "the validation rows hold no targets");
     Ok(total / count as f64)
 }
 
@@ -93,8 +129,17 @@ pub struct PretrainSummary {
     pub last_val_loss: Option<f64>,
 }
 
+/// One domain's training and validation data, with its weight in the mixture.
+pub struct DomainData<'a> {
+    pub name: String,
+    pub weight: f64,
+    pub train: &'a dyn SequenceSource,
+    pub val: &'a dyn SequenceSource,
+}
+
 /// Run (or resume) pretraining as configured, data parallel over `devices` (the first one holds
-/// the model and the optimizer; see [`train_step`]).
+/// the model and the optimizer; see [`train_step`]): on PubMed's shards, or on every domain of
+/// `[pretrain.mix]` (`schemas::Layout::domain_shards`).
 pub fn run<B: AutodiffBackend + ScanBackend>(
     opts: &PretrainOptions,
     config: &Config,
@@ -104,12 +149,27 @@ where
     B::InnerBackend: ScanBackend,
 {
     let data = Layout::new(config.data_dir(opts.data_dir.as_deref()));
-    let train = Shards::open_dir(&data.shards(layout::TRAIN))?;
-    let val = Shards::open_dir(&data.shards(layout::VAL))?;
-    run_with_data::<B>(opts, config, &train, &val, devices)
+    let mut opened = Vec::new();
+    for (name, weight) in config.pretrain.domains() {
+        let open = |split: &str| {
+            Shards::open_dir(&data.domain_shards(&name, split))
+                .with_context(|| format!("the {name} domain's {split} shards"))
+        };
+        opened.push((name.clone(), weight, open(layout::TRAIN)?, open(layout::VAL)?));
+    }
+    let domains = opened
+        .iter()
+        .map(|(name, weight, train, val)| DomainData {
+            name: name.clone(),
+            weight: *weight,
+            train,
+            val,
+        })
+        .collect::<Vec<_>>();
+    run_with_domains::<B>(opts, config, &domains, devices)
 }
 
-/// [`run`] with explicit data sources (the CLI opens the shards of `--data-dir`).
+/// [`run`] on PubMed alone, with explicit data sources.
 pub fn run_with_data<B: AutodiffBackend + ScanBackend>(
     opts: &PretrainOptions,
     file: &Config,
@@ -120,32 +180,75 @@ pub fn run_with_data<B: AutodiffBackend + ScanBackend>(
 where
     B::InnerBackend: ScanBackend,
 {
+    let domains = [DomainData {
+        name: layout::PUBMED.into(),
+        weight: 1.0,
+        train,
+        val,
+    }];
+    run_with_domains::<B>(opts, file, &domains, devices)
+}
+
+/// [`run`] with explicit data sources, one per domain (in `[pretrain.mix]` order).
+pub fn run_with_domains<B: AutodiffBackend + ScanBackend>(
+    opts: &PretrainOptions,
+    file: &Config,
+    domains: &[DomainData<'_>],
+    devices: &[B::Device],
+) -> Result<PretrainSummary>
+where
+    B::InnerBackend: ScanBackend,
+{
     let device = devices.first().context("no device to train on")?;
     let cfg = &file.pretrain;
+    cfg.validate()?;
     cfg.precision.check::<B>(device, "[pretrain] precision")?;
-    for (name, src) in [("training", train), ("validation", val)] {
-        ensure!(
-            src.seq_len() == cfg.seq_len,
-            "{name} shards hold sequences of {} tokens, but [pretrain] seq_len is {}",
-            src.seq_len(),
-            cfg.seq_len
-        );
+    ensure!(!domains.is_empty(), "no training domains");
+    let mixed = !cfg.mix.is_empty();
+    for d in domains {
+        for (what, src) in [("training", d.train), ("validation", d.val)] {
+            ensure!(
+                src.seq_len() == cfg.seq_len,
+                "{} {what} shards hold sequences of {} tokens, but [pretrain] seq_len is {}",
+                d.name,
+                src.seq_len(),
+                cfg.seq_len
+            );
+        }
     }
+    let total_steps = match cfg.epochs {
+        Some(e) => {
+            let seqs: usize = domains.iter().map(|d| d.train.len()).sum();
+            ((e * seqs as f64) / cfg.sequences_per_step() as f64).ceil().max(1.0) as u64
+        }
+        None => cfg.steps,
+    };
+    let schedule = cfg.schedule_over(total_steps);
     // The recipe must not change under a resumed run, or it would not be the same run.
     let mut model_section = file.model.clone();
     if let Some(init) = &opts.init {
         model_section.init = Some(init.clone());
     }
+    let data_fingerprint = if mixed {
+        domains
+            .iter()
+            .map(|d| format!("{}={}+{}", d.name, d.train.fingerprint(), d.val.fingerprint()))
+            .collect::<Vec<_>>()
+            .join(",")
+    } else {
+        format!("{}+{}", domains[0].train.fingerprint(), domains[0].val.fingerprint())
+    };
     let spec = RunSpec {
         run_dir: &opts.run_dir,
         run_config: serde_json::json!({ "model": model_section, "pretrain": cfg }),
         what: "[model]/[pretrain]",
-        data_fingerprint: format!("{}+{}", train.fingerprint(), val.fingerprint()),
+        data_fingerprint,
         data_what: "shards",
         seed: cfg.seed,
         adamw: cfg.adamw(),
         keep_checkpoints: cfg.keep_checkpoints,
         allow_data_change: opts.allow_data_change,
+        ema: cfg.ema,
     };
     let init = || match &model_section.init {
         Some(dir) => hf::load_pretrained::<B>(dir, device)
@@ -160,63 +263,138 @@ where
     run.model = run.model.with_precision(cfg.precision);
     run.note_devices(&B::name(device), devices.len());
     let vocab = run.hf_config.config.vocab_size();
-    let validate = |m: &MambaLm<B>| {
-        evaluate(
-            &m.valid(),
-            val,
-            cfg.micro_batch,
-            cfg.eval_batches,
-            vocab,
-            device,
-        )
+    let names: Vec<String> = domains.iter().map(|d| d.name.clone()).collect();
+    let total_weight: f64 = domains.iter().map(|d| d.weight).sum();
+    // Validation loss: each domain's, and their mixture-weighted mean (PubMed's alone unmixed).
+    let validate = |m: &MambaLm<B>| -> Result<(f64, Vec<f64>)> {
+        let m = m.valid();
+        let per = domains
+            .iter()
+            .map(|d| {
+                evaluate(&m, d.val, cfg.micro_batch, cfg.eval_batches, vocab, device)
+                    .with_context(|| format!("validating on {}", d.name))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mean = domains
+            .iter()
+            .zip(&per)
+            .map(|(d, v)| d.weight / total_weight * v)
+            .sum();
+        Ok((mean, per))
+    };
+    let with_val = |line: &mut serde_json::Value, (v, per): &(f64, Vec<f64>)| {
+        (line["val_loss"], line["val_ppl"]) = ((*v).into(), v.exp().into());
+        if mixed {
+            line["val_loss_by_domain"] = names.iter().cloned().zip(per.iter().copied()).collect();
+        }
     };
 
     let (mut first_val, mut last_val) = (None, None);
     if !run.resumed {
         let v = validate(&run.model)?;
-        tracing::info!("step 0: validation loss {v:.4} (perplexity {:.2})", v.exp());
-        run.log(serde_json::json!({"step": 0, "val_loss": v, "val_ppl": v.exp()}))?;
-        first_val = Some(v);
+        tracing::info!("step 0: validation loss {:.4} (perplexity {:.2})", v.0, v.0.exp());
+        let mut line = serde_json::json!({"step": 0});
+        with_val(&mut line, &v);
+        run.log(line)?;
+        first_val = Some(v.0);
         // Step 0 is a checkpoint too, so every later resume has something to fall back to.
         run.checkpoint()?;
     }
 
-    let end = opts.max_steps.unwrap_or(cfg.steps).min(cfg.steps);
+    let end = opts.max_steps.unwrap_or(total_steps).min(total_steps);
     let start = run.state.step;
     let progress =
         schemas::progress::Progress::new("pretrain", end, schemas::progress::Unit::Count("steps"));
     progress.set_position(start);
-    let mut loader = Loader::new(train, cfg.seed, run.state.data)?;
+    let mix_state = match (&run.state.mix, mixed) {
+        (Some(m), true) => m.clone(),
+        (_, true) => MixState::new(),
+        (_, false) => [(
+            names[0].clone(),
+            DomainCursor {
+                position: run.state.data,
+                sequences: 0,
+                tokens: 0,
+            },
+        )]
+        .into(),
+    };
+    let mut loader = MixedLoader::new(
+        domains
+            .iter()
+            .map(|d| (d.name.clone(), d.weight, d.train))
+            .collect(),
+        cfg.seed,
+        &mix_state,
+    )?;
     let t_run = Instant::now();
     while run.state.step < end {
         let t0 = Instant::now();
-        let lr = lr_at(run.state.step, cfg.steps, cfg.warmup(), cfg.lr, cfg.min_lr);
-        let micro = (0..cfg.grad_accum)
+        let lr = schedule.lr_at(run.state.step);
+        let drawn = (0..cfg.grad_accum)
             .map(|_| loader.next_sequences(cfg.micro_batch))
             .collect::<Result<Vec<_>>>()?;
-        let (model, loss, grad_norm) = train_step(
-            run.model,
-            &mut run.optimizer,
-            devices,
-            &micro,
-            lr,
-            lm_loss_share(cfg.grad_accum, vocab),
-        )
-        .with_context(|| format!("step {}", run.state.step + 1))?;
+        let padded = drawn.iter().flatten().any(|d| d.length < cfg.seq_len);
+        let step = if !padded && cfg.label_smoothing == 0.0 {
+            // Packed rows: the plain mean loss, as every run before padding existed computed it.
+            let micro: Vec<MicroBatch> = drawn
+                .into_iter()
+                .map(|mb| mb.into_iter().map(|d| d.ids).collect())
+                .collect();
+            train_step(
+                run.model,
+                &mut run.optimizer,
+                devices,
+                &micro,
+                lr,
+                lm_loss_share(cfg.grad_accum, vocab),
+            )
+        } else {
+            let targets = drawn.iter().flatten().map(|d| targets_of(d.length)).sum();
+            let micro: Vec<PaddedBatch> = drawn
+                .into_iter()
+                .map(|mb| PaddedBatch {
+                    lengths: mb.iter().map(|d| d.length).collect(),
+                    ids: mb.into_iter().map(|d| d.ids).collect(),
+                })
+                .collect();
+            train_step(
+                run.model,
+                &mut run.optimizer,
+                devices,
+                &micro,
+                lr,
+                masked_loss_share(targets, cfg.label_smoothing, vocab),
+            )
+        };
+        let (model, loss, grad_norm) =
+            step.with_context(|| format!("step {}", run.state.step + 1))?;
         run.model = model;
+        if let Some(ema) = &mut run.ema {
+            ema.update(&run.model)?;
+        }
         run.state.step += 1;
         run.state.tokens_seen += cfg.tokens_per_step();
-        run.state.data = loader.pos();
+        if mixed {
+            run.state.mix = Some(loader.state());
+        } else {
+            run.state.data = loader.position(0);
+        }
         let tokens_per_s = cfg.tokens_per_step() as f64 / t0.elapsed().as_secs_f64();
         let step = run.state.step;
         let mut line = serde_json::json!({
             "step": step, "lr": lr, "loss": loss, "grad_norm": grad_norm,
             "tokens": run.state.tokens_seen, "tokens_per_s": tokens_per_s,
         });
-        if step == end || step == cfg.steps || (cfg.eval_every > 0 && step % cfg.eval_every == 0) {
+        if mixed {
+            line["domain_tokens"] = names.iter().cloned().zip(loader.tokens().iter().copied()).collect();
+            line["domain_sequences"] =
+                names.iter().cloned().zip(loader.sequences().iter().copied()).collect();
+        }
+        if step == end || step == total_steps || (cfg.eval_every > 0 && step % cfg.eval_every == 0) {
             let v = validate(&run.model)?;
-            (line["val_loss"], line["val_ppl"]) = (v.into(), v.exp().into());
-            last_val = Some(v);
+            with_val(&mut line, &v);
+            last_val = Some(v.0);
         }
         run.log(line)?;
         let val_msg = last_val.map(|v| format!(" val {v:.4}")).unwrap_or_default();
@@ -236,6 +414,9 @@ where
             run.state.tokens_seen
         );
     }
+    if mixed {
+        report_mixture(&opts.run_dir, &loader)?;
+    }
     if let Err(e) = crate::train::plot::write_loss_png(&opts.run_dir) {
         tracing::warn!("loss plot not written: {e:#}");
     }
@@ -250,6 +431,34 @@ where
         first_val_loss: first_val,
         last_val_loss: last_val,
     })
+}
+
+/// The file of the realised mixture against the target (`trainer pretrain` with `[pretrain.mix]`).
+pub const MIXTURE_FILE: &str = "mixture.json";
+
+/// The realised mixture of the run so far against its target: printed as a table and written to
+/// `RUN_DIR/mixture.json`.
+fn report_mixture(run_dir: &std::path::Path, loader: &MixedLoader<'_>) -> Result<()> {
+    let seqs: u64 = loader.sequences().iter().sum();
+    let toks: u64 = loader.tokens().iter().sum();
+    let mut rows = Vec::new();
+    println!("| domain | target share | realised share (sequences) | sequences | real tokens | token share |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for (d, name) in loader.names().iter().enumerate() {
+        let (s, t) = (loader.sequences()[d], loader.tokens()[d]);
+        let share = s as f64 / seqs.max(1) as f64;
+        let tshare = t as f64 / toks.max(1) as f64;
+        println!(
+            "| {name} | {:.4} | {share:.4} | {s} | {t} | {tshare:.4} |",
+            loader.shares()[d]
+        );
+        rows.push(serde_json::json!({
+            "domain": name, "target_share": loader.shares()[d], "sequence_share": share,
+            "sequences": s, "tokens": t, "token_share": tshare,
+        }));
+    }
+    let j = serde_json::to_vec_pretty(&serde_json::json!({ "sequences": seqs, "tokens": toks, "domains": rows }))?;
+    schemas::atomic::write_atomic(run_dir.join(MIXTURE_FILE), &j)
 }
 
 #[cfg(test)]
@@ -367,6 +576,61 @@ mod tests {
             "{msg}"
         );
         assert_eq!(o.updates, 0, "no update on error");
+    }
+
+    /// Padded document rows: the step's loss is the mean NLL over real targets, computed here by
+    /// hand on each document alone (no padding anywhere); the ids of the padding change nothing
+    /// (it is never a target, and a causal model never looks ahead at it), neither in the loss
+    /// nor in the update; and how the rows are split into micro-batches does not matter.
+    #[test]
+    fn padded_rows_score_only_real_targets() {
+        use crate::train::loss::{next_token_nll, sum_all};
+        let dev = Default::default();
+        let model = tiny_model(13);
+        let docs = [seq(9, 5, 1), seq(20, 3, 2), seq(4, 7, 3)];
+        let padded = |pad: u32, rows: std::ops::Range<usize>| PaddedBatch {
+            ids: docs[rows.clone()]
+                .iter()
+                .map(|d| {
+                    let mut r = d.clone();
+                    r.resize(20, pad);
+                    r
+                })
+                .collect(),
+            lengths: docs[rows].iter().map(|d| d.len()).collect(),
+        };
+        let targets = 8 + 19 + 3;
+        let share = masked_loss_share::<B>(targets, 0.0, 32);
+        let loss = |b: &PaddedBatch| scalar(share(&model, b, &dev).unwrap()).unwrap();
+        let mut by_hand = 0.0;
+        for d in &docs {
+            let ids = data::batch_tensor::<B>(std::slice::from_ref(d), 32, &dev).unwrap();
+            by_hand += scalar(sum_all(next_token_nll(model.forward(ids.clone()), ids))).unwrap();
+        }
+        let want = by_hand / targets as f64;
+        let (l0, l1) = (loss(&padded(0, 0..3)), loss(&padded(17, 0..3)));
+        assert!((l0 - want).abs() < 1e-5 * want, "{l0} vs {want}");
+        assert!((l1 - l0).abs() < 1e-6 * l0, "padding ids changed the loss");
+        let split = loss(&padded(0, 0..1)) + loss(&padded(0, 1..3));
+        assert!((split - l0).abs() < 1e-5 * l0);
+        // The update does not depend on the padding's ids either.
+        let p = PretrainConfig::default().adamw();
+        let step = |pad: u32| {
+            let mut o = AdamW::<B>::new(p.clone());
+            let micro = [padded(pad, 0..1), padded(pad, 1..3)];
+            let (m, l, _) =
+                train_step(model.clone(), &mut o, &[dev], &micro, 1e-2, share_fn(targets)).unwrap();
+            (m, l)
+        };
+        let ((m0, s0), (m1, s1)) = (step(0), step(29));
+        assert!((s0 - l0).abs() < 1e-5 * l0 && (s1 - s0).abs() < 1e-6 * s0);
+        assert!(max_abs_diff(&m0, &m1) < 1e-6);
+    }
+
+    fn share_fn(
+        targets: usize,
+    ) -> impl Fn(&MambaLm<B>, &PaddedBatch, &NdArrayDevice) -> Result<Tensor<B, 1>> + Sync {
+        masked_loss_share::<B>(targets, 0.0, 32)
     }
 
     #[test]

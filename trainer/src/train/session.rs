@@ -22,7 +22,8 @@ use crate::model::MambaLm;
 use crate::model::hf::safetensors::{self as st, StFile};
 use crate::model::hf::{self, HfConfig};
 use crate::train::checkpoint::{self, Cursor, CursorStore};
-use crate::train::data::DataPosition;
+use crate::train::data::{DataPosition, MixState};
+use crate::train::ema::{EMA_FILE, Ema};
 use crate::train::optim::{AdamW, AdamWParams};
 
 pub const RUN_CONFIG_FILE: &str = "run-config.json";
@@ -48,6 +49,9 @@ pub struct TrainState {
     /// resume holds per backend.
     #[serde(default = "cpu")]
     pub backend: String,
+    /// Several domains (`[pretrain.mix]`): where the run stands in each (`data` is then unused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mix: Option<MixState>,
 }
 
 fn one() -> usize {
@@ -75,6 +79,8 @@ pub struct RunSpec<'a> {
     pub keep_checkpoints: usize,
     /// Resume even though the data fingerprint changed (same position).
     pub allow_data_change: bool,
+    /// Decay of the moving average of the weights, when the run keeps one.
+    pub ema: Option<f64>,
 }
 
 /// An open run: model, optimizer and position, restored from its newest valid checkpoint or
@@ -85,6 +91,8 @@ pub struct Session<B: AutodiffBackend> {
     pub model: MambaLm<B>,
     pub optimizer: AdamW<B>,
     pub state: TrainState,
+    /// The moving average of the weights ([`RunSpec::ema`]), saved with every checkpoint.
+    pub ema: Option<Ema<B>>,
     /// Whether the state came from a checkpoint.
     pub resumed: bool,
     store: CursorStore,
@@ -156,6 +164,7 @@ impl<B: AutodiffBackend> Session<B> {
 
         let threads = rayon::current_num_threads();
         let mut resumed: Option<Resumed<B>> = None;
+        let mut resumed_dir: Option<PathBuf> = None;
         if let Some(c) = &cursor {
             check_data(c, &spec)?;
             let (found, warnings) = checkpoint::newest_valid_checkpoint(run_dir, c.step)?;
@@ -177,6 +186,7 @@ impl<B: AutodiffBackend> Session<B> {
                     r.state.data_fingerprint = spec.data_fingerprint.clone();
                     tracing::info!("resuming {} from checkpoint step {step}", run_dir.display());
                     resumed = Some(r);
+                    resumed_dir = Some(dir);
                 }
                 None => tracing::warn!(
                     "no valid checkpoint in {} although the cursor is at step {}; starting \
@@ -208,10 +218,24 @@ impl<B: AutodiffBackend> Session<B> {
                         threads,
                         devices: 1,
                         backend: cpu(),
+                        mix: None,
                     },
                     metrics_lines: Vec::new(),
                 }
             }
+        };
+        let ema = match (spec.ema, &resumed_dir) {
+            (None, _) => None,
+            (Some(decay), Some(dir)) => {
+                let f = StFile::open(&dir.join(EMA_FILE)).with_context(|| {
+                    format!(
+                        "the run keeps a moving average ([pretrain] ema), but checkpoint {} has none",
+                        dir.display()
+                    )
+                })?;
+                Some(Ema::load(decay, &f, &r.model, device)?)
+            }
+            (Some(decay), None) => Some(Ema::new(decay, &r.model)),
         };
         // The log restarts from the checkpoint's snapshot: lines of steps after it are recomputed.
         let metrics_path = run_dir.join(METRICS_FILE);
@@ -226,6 +250,7 @@ impl<B: AutodiffBackend> Session<B> {
             model: r.model,
             optimizer: r.optimizer,
             state: r.state,
+            ema,
             resumed: was_resumed,
             store,
             keep: spec.keep_checkpoints,
@@ -277,6 +302,7 @@ impl<B: AutodiffBackend> Session<B> {
             &self.hf_config,
             &self.model,
             &self.optimizer,
+            self.ema.as_ref(),
             &self.state,
             &self.metrics_lines,
             self.keep,
@@ -324,11 +350,12 @@ pub fn save_checkpoint<B: AutodiffBackend>(
     hf_config: &HfConfig,
     model: &MambaLm<B>,
     optimizer: &AdamW<B>,
+    ema: Option<&Ema<B>>,
     state: &TrainState,
     metrics_lines: &[String],
     keep: usize,
 ) -> Result<()> {
-    let files: Vec<(&str, Vec<u8>)> = vec![
+    let mut files: Vec<(&str, Vec<u8>)> = vec![
         (hf::WEIGHTS_FILE, st::serialize(&model.hf_tensors()?)?),
         (
             "optimizer.safetensors",
@@ -341,6 +368,9 @@ pub fn save_checkpoint<B: AutodiffBackend>(
         ("state.json", serde_json::to_vec_pretty(state)?),
         (METRICS_FILE, metrics_lines.concat().into_bytes()),
     ];
+    if let Some(ema) = ema {
+        files.push((EMA_FILE, st::serialize(&ema.tensors()?)?));
+    }
     let dir = checkpoint::write_checkpoint(run_dir, state.step, &files)?;
     checkpoint::test_pause(
         checkpoint::PAUSE_BEFORE_CURSOR_ENV,
@@ -355,6 +385,7 @@ pub fn save_checkpoint<B: AutodiffBackend>(
         step: state.step,
         tokens_seen: state.tokens_seen,
         checkpoint: checkpoint::checkpoint_name(state.step),
+        mix: state.mix.clone(),
     })?;
     checkpoint::prune_checkpoints(run_dir, state.step, keep)
 }
@@ -377,6 +408,7 @@ pub fn load_checkpoint<B: AutodiffBackend>(dir: &Path, device: &B::Device) -> Re
         eps: 0.0,
         weight_decay: 0.0,
         clip: 0.0,
+        ..AdamWParams::default()
     });
     optimizer.load_state(
         &StFile::open(&dir.join("optimizer.safetensors"))?,
