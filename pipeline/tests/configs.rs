@@ -6,6 +6,11 @@
 /// bioasq-tasks.toml is the `[bioasq]` snippet). Files are read with `extends` resolved.
 const RECIPES: &[(&str, &[&str])] = &[
     ("bioasq-tasks.toml", &[]),
+    ("biomamba2-1.3b.toml", REAL),
+    ("biomamba2-130m.toml", REAL),
+    ("biomamba2-2.7b.toml", REAL),
+    ("biomamba2-370m.toml", REAL),
+    ("biomamba2-780m.toml", REAL),
     ("mamba2-1.3b.toml", REAL),
     ("mamba2-130m.toml", REAL),
     ("mamba2-2.7b.toml", REAL),
