@@ -73,9 +73,9 @@ finetune run="pubmed-130m":
     done
     {{release_trainer}} report "${runs[@]}" --published configs/published.toml --out {{data}}/runs/{{run}}/table3
 
-# Perplexity on held-out PubMed, honest and paper protocol side by side (Table 4).
+# Perplexity on every domain's held-out shards (PubMed; Wikipedia and C4 when mixed in), honest and paper protocol, for RUN's model beside the initial one ([model] init): Table 4.
 eval run="pubmed-130m":
-    {{release_trainer}} eval --config {{config}} --data-dir {{data}} --ppl --model {{data}}/runs/{{run}}/export {{device_flag}}
+    {{release_trainer}} eval --config {{config}} --data-dir {{data}} --ppl --with-init --model {{data}}/runs/{{run}}/export {{device_flag}}
 
 # List the benchmarks; each prints a table with its peer measured in the same run.
 bench:

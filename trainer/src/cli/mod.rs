@@ -166,6 +166,10 @@ struct EvalArgs {
     /// Perplexity: also evaluate this model (e.g. the initial one), beside --model in one table.
     #[arg(long, requires = "ppl")]
     baseline: Vec<PathBuf>,
+    /// Perplexity: also evaluate the config's `[model] init` (the model pretraining started
+    /// from), beside --model: the check for forgetting.
+    #[arg(long, requires = "ppl")]
+    with_init: bool,
     /// Score this submission (any system's; BioASQ Phase B JSON with every exact-answer type, or
     /// PubMedQA's `{"PMID": "label"}`) with the official measures, instead of answering with
     /// --model.
@@ -317,7 +321,13 @@ fn eval(a: EvalArgs) -> Result<()> {
     if a.submission.is_some() {
         return score_submission(a);
     }
-    let config = Config::load(a.config.as_deref(), Section::FINETUNE)?;
+    // Perplexity may compare with the initial model of pretraining ([model] init).
+    let sections: &[Section] = if a.ppl {
+        &[Section::Model, Section::Finetune, Section::Tasks]
+    } else {
+        Section::FINETUNE
+    };
+    let config = Config::load(a.config.as_deref(), sections)?;
     let selection = choose(&a.device, &config, Precision::F32)?;
     let model = a.model.clone().context("give --model")?;
     let out = backend::run_on(
@@ -449,11 +459,23 @@ impl Job for EvalJob<'_> {
                 eos: perplexity::eos_of_shards(&data, config.finetune.eos)?,
                 max_rows: a.max_rows,
             };
-            let baselines = a
+            let mut baselines = a
                 .baseline
                 .iter()
                 .map(|b| checkpoint::model_dir(b))
                 .collect::<Result<Vec<_>>>()?;
+            if a.with_init {
+                match &config.model.init {
+                    Some(init) => baselines.push(
+                        checkpoint::model_dir(init)
+                            .with_context(|| format!("[model] init {}", init.display()))?,
+                    ),
+                    None => tracing::warn!(
+                        "--with-init: the config has no [model] init (a from-scratch model), \
+                         nothing to compare with"
+                    ),
+                }
+            }
             let domains = perplexity::domains(&data)?;
             perplexity::run::<B::InnerBackend>(
                 &model_dir, &baselines, &tokenizer, &domains, &out, &s, device,
