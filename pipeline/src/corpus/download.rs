@@ -216,6 +216,10 @@ fn use_local(ctx: &Ctx, files: &[CorpusFile]) -> Result<CorpusDownloadSummary> {
 
 /// `pipeline corpus-download` with its summary lines.
 pub fn run(ctx: &Ctx, args: &Args) -> Result<CorpusDownloadSummary> {
+    if ctx.config.corpus.is_empty() {
+        println!("corpus-download: no [corpus.<name>] in the config, nothing to do");
+        return Ok(CorpusDownloadSummary::default());
+    }
     let s = download(ctx, args)?;
     for f in &s.files {
         println!(

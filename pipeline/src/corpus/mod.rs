@@ -205,6 +205,10 @@ pub struct CorpusReport {
 /// The corpus stage over the selected corpora's files (or one shard of them).
 pub fn run(ctx: &Ctx, args: &Args) -> Result<CorpusReport> {
     let corpora = selected(ctx, args.corpus.as_deref())?;
+    if corpora.is_empty() {
+        println!("corpus: no [corpus.<name>] in the config, nothing to do");
+        return Ok(CorpusReport::default());
+    }
     let every = all_files(ctx, &selected(ctx, None)?);
     let chosen = all_files(ctx, &corpora);
     let files = match args.shard {
