@@ -551,8 +551,11 @@ fn sample_corpora_chain_gives_document_shards_per_domain_and_reruns_cached() {
         .iter()
         .filter(|(p, v)| before.get(*p) != Some(v))
         .filter(|(p, _)| {
-            ![Path::new("manifests/parse.json"), Path::new("manifests/current.json")]
-                .contains(&p.as_path())
+            ![
+                Path::new("manifests/parse.json"),
+                Path::new("manifests/current.json"),
+            ]
+            .contains(&p.as_path())
         })
         .map(|(p, _)| p.display().to_string())
         .collect();

@@ -331,3 +331,87 @@ fn json_kind(v: &serde_json::Value) -> &'static str {
         serde_json::Value::Object(_) => "an object",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Int64Array, LargeStringArray, RecordBatch, StringArray};
+    use arrow::datatypes::{Field, Schema};
+    use parquet::arrow::ArrowWriter;
+
+    use super::*;
+
+    #[test]
+    fn document_text_joins_a_title_and_skips_empty_texts() {
+        assert_eq!(document_text(Some("T"), "body").as_deref(), Some("T\nbody"));
+        assert_eq!(document_text(Some(" "), "body").as_deref(), Some("body"));
+        assert_eq!(document_text(None, "body\n").as_deref(), Some("body\n"));
+        assert_eq!(document_text(Some("T"), " \n\t"), None);
+    }
+
+    /// Large strings, integer ids, nulls: read in batches, nulls skipped or refused by column.
+    #[test]
+    fn parquet_with_large_strings_and_integer_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.parquet");
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("title", DataType::Utf8, true),
+            Field::new("text", DataType::LargeUtf8, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int64Array::from(vec![Some(10), Some(11), Some(12), None])),
+                Arc::new(StringArray::from(vec![
+                    Some("A"),
+                    None,
+                    Some("C"),
+                    Some("D"),
+                ])),
+                Arc::new(LargeStringArray::from(vec![
+                    Some("one"),
+                    Some("two"),
+                    None,
+                    Some("four"),
+                ])),
+            ],
+        )
+        .unwrap();
+        let mut w = ArrowWriter::try_new(File::create(&path).unwrap(), schema, None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        validate_parquet(&path).unwrap();
+        let corpus = CorpusConfig {
+            repo: "a/b".into(),
+            files: vec!["x.parquet".into()],
+            title_field: Some("title".into()),
+            ..Default::default()
+        };
+        let mut rows = Vec::new();
+        let err = read_file(&corpus, &path, "x.parquet", 2, &mut |r| {
+            rows.push(r);
+            Ok(())
+        })
+        .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("row 3 has a null `id`"),
+            "{err:#}"
+        );
+        let got: Vec<(&str, &str, u64)> = rows
+            .iter()
+            .map(|r| (r.doc_id.as_str(), r.text.as_str(), r.row))
+            .collect();
+        assert_eq!(got, [("10", "A\none", 0), ("11", "two", 1)]);
+        // Without an id column the ids are `<file>:<row>`; with a JSON-lines format a Parquet file
+        // is no gzip stream.
+        let no_id = CorpusConfig {
+            id_field: Some("nope".into()),
+            ..corpus
+        };
+        let err = read_file(&no_id, &path, "x.parquet", 2, &mut |_| Ok(())).unwrap_err();
+        assert!(format!("{err:#}").contains("no column `nope`"), "{err:#}");
+        assert!(validate_json_gz(&path).is_err());
+    }
+}
