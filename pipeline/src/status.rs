@@ -33,13 +33,19 @@ pub fn run(ctx: &Ctx) -> Result<Vec<StageStatus>> {
             "judged against: the settings each stage last ran with (recorded in its manifest; --config to judge against a config)"
         ),
     }
+    let width = rows
+        .iter()
+        .map(|s| s.stage.len())
+        .max()
+        .unwrap_or(0)
+        .max(16);
     println!(
-        "{:<16} {:<10} {:>7} {:>7} {:>7}  note",
+        "{:<width$} {:<10} {:>7} {:>7} {:>7}  note",
         "stage", "state", "cached", "stale", "missing"
     );
     for s in &rows {
         println!(
-            "{:<16} {:<10} {:>7} {:>7} {:>7}  {}",
+            "{:<width$} {:<10} {:>7} {:>7} {:>7}  {}",
             s.stage,
             s.state(),
             s.cached,

@@ -540,6 +540,12 @@ fn sample_corpora_chain_gives_document_shards_per_domain_and_reruns_cached() {
     want.truncate(s.seq_len);
     let rows = document_rows(&layout.domain_shards("wikipedia", "train"), pubmed.eos_id);
     assert_eq!(rows[0], want);
+    // `pipeline inspect` counts real tokens and padding apart.
+    let c = pipeline::inspect::shards::count(&layout.domain_shards("wikipedia", "train")).unwrap();
+    let real: usize = rows.iter().map(Vec::len).sum();
+    assert_eq!(c.tokens as usize, real);
+    assert_eq!(c.padding as usize, rows.len() * s.seq_len - real);
+    assert_eq!(c.padding, wiki["train"]["padding_tokens"].as_u64().unwrap());
 
     // Rerun: every stage cached, every file byte-identical with its mtime (but the manifests of
     // parse and current, which those stages save with their run summary on every run).

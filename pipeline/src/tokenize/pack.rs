@@ -168,8 +168,21 @@ impl PackSummary {
             Sequences::Packed => (String::new(), String::new()),
             Sequences::Document => (document(&self.train), document(&self.val)),
         };
+        let decontamination = if self.domain == schemas::layout::PUBMED {
+            format!(
+                "\n  decontamination: {} cited PMIDs, {} documents ({} tokens) excluded",
+                self.decontamination.pmids.len(),
+                self.decontamination.excluded_docs,
+                self.decontamination.excluded_tokens
+            )
+        } else {
+            match self.max_documents {
+                Some(m) => format!("\n  max_documents: {m}"),
+                None => String::new(),
+            }
+        };
         format!(
-            "{}{}: {} rows, seq_len {}, vocab {} ({}), EOS {}\n{}{train_extra}\n{}{val_extra}\n  decontamination: {} cited PMIDs, {} documents ({} tokens) excluded",
+            "{}{}: {} rows, seq_len {}, vocab {} ({}), EOS {}\n{}{train_extra}\n{}{val_extra}{decontamination}",
             schemas::shards::pack_stage_of(&self.domain),
             if self.cached { " (cached)" } else { "" },
             self.sequences.name(),
@@ -179,9 +192,6 @@ impl PackSummary {
             self.eos_id,
             line("train", &self.train),
             line("val", &self.val),
-            self.decontamination.pmids.len(),
-            self.decontamination.excluded_docs,
-            self.decontamination.excluded_tokens
         )
     }
 }
