@@ -97,6 +97,19 @@ pub struct Args {
     /// BioASQ golden JSON file or directory whose PMIDs are excluded (repeatable; adds to the config's).
     #[arg(long)]
     pub decontaminate: Vec<PathBuf>,
+    /// `packed` (documents concatenated into seq_len rows) or `document` (one document per row,
+    /// truncated and right-padded); default the config's, else packed.
+    #[arg(long, value_parser = parse_sequences)]
+    pub sequences: Option<schemas::shards::Sequences>,
+}
+
+/// `--sequences packed|document`.
+fn parse_sequences(s: &str) -> std::result::Result<schemas::shards::Sequences, String> {
+    use schemas::shards::Sequences;
+    [Sequences::Packed, Sequences::Document]
+        .into_iter()
+        .find(|q| q.name() == s)
+        .ok_or_else(|| format!("--sequences {s:?}: expected packed or document"))
 }
 
 impl TokenizeConfig {
@@ -122,6 +135,7 @@ impl TokenizeConfig {
         s.val_fraction = args.val_fraction.unwrap_or(s.val_fraction);
         s.seq_len = args.seq_len.unwrap_or(s.seq_len);
         s.shard_sequences = args.shard_sequences.unwrap_or(s.shard_sequences);
+        s.sequences = args.sequences.unwrap_or(s.sequences);
         s.decontaminate = (s.decontaminate.iter().map(|p| in_data(p)))
             .chain(args.decontaminate.iter().cloned())
             .collect();
