@@ -378,6 +378,14 @@ fn bad_lines_and_columns_are_errors_naming_file_and_place() {
     };
     let err = format!("{:#}", corpus::run(&ctx, &only_c4).unwrap_err());
     assert!(err.contains(C4_FILE) && err.contains("line 3"), "{err}");
+    // A file that parsed before and is broken now loses its old part and unit.
+    let part = ctx
+        .layout
+        .parquet_corpus("c4")
+        .join("c4-train.00000-of-00001.parquet");
+    std::fs::copy(sample_corpus().join("c4").join(C4_FILE), &c4).unwrap();
+    corpus::run(&ctx, &only_c4).unwrap();
+    assert!(part.is_file());
     std::fs::write(
         &c4,
         testkit::corpus::json_gz(&[serde_json::json!({"text": 5})]).unwrap(),
@@ -388,12 +396,11 @@ fn bad_lines_and_columns_are_errors_naming_file_and_place() {
         err.contains("line 1") && err.contains("not a string"),
         "{err}"
     );
-    assert!(
-        !ctx.layout
-            .parquet_corpus("c4")
-            .join("c4-train.00000-of-00001.parquet")
-            .exists()
-    );
+    assert!(!part.exists());
+    let m = schemas::StageManifest::load(&ctx.layout.manifest(corpus::STAGE))
+        .unwrap()
+        .unwrap();
+    assert!(m.units.is_empty(), "{:?}", m.units.keys());
 
     // A Parquet file without the configured text column.
     let wiki = ctx.layout.raw_corpus("wikipedia").join(WIKI_FILE);

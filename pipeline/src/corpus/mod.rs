@@ -253,7 +253,16 @@ pub fn run(ctx: &Ctx, args: &Args) -> Result<CorpusReport> {
                 }
                 Plan::Run(reason) => {
                     tracing::info!("{key}: parsing ({reason})");
-                    let st = parse_file(corpus, f).with_context(|| format!("corpus {key}"))?;
+                    let st = match parse_file(corpus, f) {
+                        Ok(st) => st,
+                        Err(e) => {
+                            // The part of an earlier parse no longer matches its raw file: it
+                            // goes, with its unit, so nothing downstream tokenizes it.
+                            stage.retain_units(&|k| k != key)?;
+                            let _ = std::fs::remove_file(&f.part);
+                            return Err(e.context(format!("corpus {key}")));
+                        }
+                    };
                     stage.record(
                         &key,
                         inputs,
