@@ -21,7 +21,7 @@ trainer := "cargo run -q -p trainer --"
 release_pipeline := "cargo run -q --release -p pipeline --"
 release_trainer := "cargo run -q --release -p trainer --"
 
-# Whole chain on the bundled sample into data/demo, on the CPU (DEVICE=wgpu|cuda to run there): parse → tokenizer → shards → BioASQ → pretrain → finetune → eval. Mamba-2: `just demo configs/sample-mamba2.toml data/demo-mamba2`.
+# Whole chain on the bundled sample into data/demo, on the CPU (DEVICE=wgpu|cuda to run there): parse → tokenizer → shards → BioASQ → pretrain → finetune → eval. Mamba-2: `just demo configs/sample-mamba2.toml data/demo-mamba2`; with Wikipedia/C4-style corpora and one document per sequence: `just demo configs/sample-corpora.toml data/demo-corpora`.
 demo cfg="configs/sample.toml" d="data/demo":
     #!/usr/bin/env bash
     set -euo pipefail
@@ -33,6 +33,10 @@ demo cfg="configs/sample.toml" d="data/demo":
     cp -p data/sample/bioasq/*.json $d/raw/bioasq/
     cargo build -q -p pipeline -p trainer
     {{pipeline}} --config $cfg --data-dir $d parse
+    mkdir -p $d/raw/corpus
+    cp -rp data/sample/corpus/. $d/raw/corpus/
+    {{pipeline}} --config $cfg --data-dir $d corpus-download --offline
+    {{pipeline}} --config $cfg --data-dir $d corpus
     {{pipeline}} --config $cfg --data-dir $d train-tokenizer
     {{pipeline}} --config $cfg --data-dir $d bioasq --offline
     {{pipeline}} --config $cfg --data-dir $d tokenize

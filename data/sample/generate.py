@@ -19,6 +19,10 @@ Outputs
   bioasq/training-sample.json, bioasq/test-batch1_golden.json,
   bioasq/test-batch2_golden.json, bioasq/squad-train-sample.json,
   bioasq/squad-test-sample.json
+  corpus/c4/en/c4-train.00000-of-00001.json.gz     synthetic web text, C4's layout
+  corpus-src/wikipedia-articles.jsonl              synthetic articles; the Parquet
+      corpus/wikipedia/20231101.en/train-00000-of-00001.parquet is written from it by
+      `cargo run -p testkit --example sample_wikipedia` (the Parquet writer is Rust's)
 """
 
 import gzip
@@ -1153,6 +1157,151 @@ def annotate(rows, recs):
             assert r["_fact"]["s"] in r["_abstract_plain"], r["pmid"]
 
 
+# ---------------------------------------------------------------------------
+# General-domain corpora (synthetic Wikipedia-style articles, C4-style web text)
+# ---------------------------------------------------------------------------
+
+CORPUS_SEED = SEED + 7   # its own generator: the PubMed and BioASQ outputs above do not change
+
+PLACE_A = ["Var", "Kel", "Ost", "Brun", "Mar", "Tal", "Fen", "Hal", "Lind", "Sor", "Dun", "Ael"]
+PLACE_B = ["holt", "mere", "wick", "stad", "by", "ford", "haven", "dale", "moor", "gard"]
+RIVERS = ["Ambrel", "Tesk", "Lorne", "Vimmer", "Oska", "Hedra", "Calde", "Sunn"]
+REGIONS = ["the Northern Fells", "the Brackwater Plain", "the Isle of Corran", "the Teskvale",
+           "the Ambrel Delta", "the Highmoor Province"]
+FIRST = ["Aldric", "Maren", "Iselin", "Tobiah", "Corvina", "Edda", "Lucan", "Sefa", "Orrin",
+         "Wilma", "Josune", "Pietro", "Ylva", "Ansel"]
+LAST = ["Quarrow", "Hensley", "Dalvik", "Okonte", "Marchetti", "Vell", "Strand", "Ibarra",
+        "Kowalczyk", "Aumont", "Nakashima", "Fairlie"]
+TRADES = ["cartographer", "glassmaker", "composer", "botanist", "shipwright", "astronomer",
+          "architect", "novelist", "clockmaker", "linguist"]
+THINGS = ["a folding telescope", "a method of dyeing wool", "a seven-string lute",
+          "a tidal mill", "a shorthand alphabet", "a frost-hardy apple", "a lighthouse lens",
+          "a card game called Tessellate"]
+FOODS = ["sourdough pancakes", "roasted squash soup", "lemon barley salad", "spiced lentil stew",
+         "oat and honey biscuits", "grilled leek tart"]
+TOPICS_WEB = ["gardening", "home repair", "travel", "cooking", "cycling", "photography",
+              "budgeting", "knitting"]
+
+
+def place_name(rng):
+    return rng.choice(PLACE_A) + rng.choice(PLACE_B)
+
+
+def person_name(rng):
+    return f"{rng.choice(FIRST)} {rng.choice(LAST)}"
+
+
+def article_town(rng, i):
+    name = place_name(rng)
+    river = rng.choice(RIVERS)
+    region = rng.choice(REGIONS)
+    founded = rng.randint(1120, 1890)
+    pop = rng.randint(900, 98000)
+    title = f"{name} ({i})" if rng.random() < 0.15 else name
+    paras = [
+        f"{name} is a market town on the river {river} in {region}. It had a population of "
+        f"{pop:,} at the last census.",
+        f"The town was founded in {founded} around a ford of the {river}. Its weekly market "
+        f"has been held on the same square since {founded + rng.randint(10, 90)}.",
+    ]
+    if rng.random() < 0.6:
+        paras.append(f"== Economy ==\nThe economy of {name} rests on {rng.choice(['weaving', 'fishing', 'timber', 'tourism', 'printing'])} "
+                     f"and on a small harbour that trades with {place_name(rng)}.")
+    return title, paras
+
+
+def article_person(rng, i):
+    name = person_name(rng)
+    trade = rng.choice(TRADES)
+    born = rng.randint(1610, 1960)
+    died = born + rng.randint(41, 93)
+    home = place_name(rng)
+    title = name
+    paras = [
+        f"{name} ({born}–{died}) was a {trade} from {home}, best known for {rng.choice(THINGS)}.",
+        f"{name.split()[0]} trained in {place_name(rng)} and worked there for "
+        f"{rng.randint(5, 30)} years before returning to {home}.",
+    ]
+    if rng.random() < 0.5:
+        paras.append(f"== Legacy ==\nA street in {home} and a prize for young {trade}s are named "
+                     f"after {name.split()[1]}.")
+    return title, paras
+
+
+def article_thing(rng, i):
+    thing = rng.choice(THINGS)
+    inventor = person_name(rng)
+    year = rng.randint(1700, 1990)
+    title = thing[2:].capitalize() if thing.startswith("a ") else thing.capitalize()
+    paras = [
+        f"{title} is {thing} first described by {inventor} in {year}.",
+        f"Early versions were made in {place_name(rng)}; by {year + rng.randint(5, 60)} the design "
+        f"had spread to {rng.choice(REGIONS)}.",
+    ]
+    return title, paras
+
+
+def build_wikipedia(rng, n=60):
+    rows = []
+    makers = [article_town, article_person, article_thing]
+    for i in range(n):
+        title, paras = makers[i % 3](rng, i)
+        if i == 17:
+            # A long article: longer than the demo's seq_len, truncated in document rows.
+            paras = paras + [" ".join(paras) for _ in range(6)]
+        text = "\n\n".join(paras)
+        if i == 29:
+            text = ""   # an empty article (left out by `pipeline corpus`)
+        page = 7000 + 13 * i
+        rows.append({
+            "id": str(page),
+            "url": f"https://en.wikipedia.example/wiki?curid={page}",
+            "title": title,
+            "text": text,
+        })
+    return rows
+
+
+def build_c4(rng, n=60):
+    lines = []
+    for i in range(n):
+        topic = rng.choice(TOPICS_WEB)
+        town = place_name(rng)
+        kind = i % 3
+        if kind == 0:
+            food = rng.choice(FOODS)
+            text = (f"Our favourite {food} recipe\nThis {food} takes about {rng.randint(20, 90)} "
+                    f"minutes. Start by warming the oven, then mix everything in one bowl. "
+                    f"Serves {rng.randint(2, 8)}.")
+        elif kind == 1:
+            text = (f"{topic.capitalize()} tips from {town}\nWe asked {rng.randint(3, 40)} readers "
+                    f"in {town} what they wish they had known about {topic}. The most common "
+                    f"answer: start small and keep notes.")
+        else:
+            text = (f"Visiting {town} this {rng.choice(['spring', 'summer', 'autumn', 'winter'])}? "
+                    f"The {rng.choice(RIVERS)} footpath is open again, and the café by the bridge "
+                    f"serves {rng.choice(FOODS)} until {rng.randint(5, 9)} pm.")
+        if i == 41:
+            text = "   \n  "   # whitespace only (left out by `pipeline corpus`)
+        day = 1 + i % 28
+        lines.append({
+            "text": text,
+            "timestamp": f"2019-04-{day:02d}T{(i * 7) % 24:02d}:{(i * 13) % 60:02d}:{(i * 29) % 60:02d}Z",
+            "url": f"https://www.example-{topic}.test/{town.lower()}/{i}",
+        })
+    return lines
+
+
+def build_corpora():
+    rng = random.Random(CORPUS_SEED)
+    wiki = build_wikipedia(rng)
+    c4 = build_c4(rng)
+    write_jsonl("corpus-src/wikipedia-articles.jsonl", wiki)
+    raw = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in c4).encode("utf-8")
+    write_bytes("corpus/c4/en/c4-train.00000-of-00001.json.gz",
+                gzip.compress(raw, compresslevel=9, mtime=0))
+
+
 def main():
     rng = random.Random(SEED)
     ctx = Ctx(rng)
@@ -1183,6 +1332,8 @@ def main():
     write_json("bioasq/test-batch2_golden.json", {"questions": t2})
     write_json("bioasq/squad-train-sample.json", squad_train(train), indent=2)
     write_json("bioasq/squad-test-sample.json", squad_test(t1, by_pmid), indent=2)
+
+    build_corpora()
 
 
 if __name__ == "__main__":

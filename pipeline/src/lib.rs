@@ -4,6 +4,7 @@
 
 pub mod bioasq;
 pub mod config;
+pub mod corpus;
 pub mod current;
 pub mod download;
 pub mod inspect;

@@ -39,6 +39,10 @@ enum Command {
     FetchModel(pipeline::download::hub::HubArgs),
     /// Fetch a Hugging Face tokenizer.json.
     FetchTokenizer(pipeline::download::hub::HubArgs),
+    /// Fetch the raw files of every `[corpus.<name>]` (Wikipedia, C4, …) from the hub, verified.
+    CorpusDownload(pipeline::corpus::download::Args),
+    /// Parse the raw files of every `[corpus.<name>]` into Parquet parts of documents.
+    Corpus(pipeline::corpus::Args),
     /// Parse PubMed XML into Parquet parts (then build the current view).
     Parse(pipeline::parse::Args),
     /// Build the current view: latest version of every PMID, deletions applied.
@@ -66,6 +70,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Download(args) => pipeline::download::run(&ctx, args),
         Command::FetchModel(args) => pipeline::download::hub::run_model(&ctx, args),
         Command::FetchTokenizer(args) => pipeline::download::hub::run_tokenizer(&ctx, args),
+        Command::CorpusDownload(args) => pipeline::corpus::download::run(&ctx, &args).map(|_| ()),
+        Command::Corpus(args) => pipeline::corpus::run(&ctx, &args).map(|_| ()),
         Command::Parse(args) => parse_then_current(&ctx, args),
         Command::Current(args) => pipeline::current::run(&ctx, args).map(|_| ()),
         Command::Inspect(args) => pipeline::inspect::run(&ctx, args),
@@ -94,30 +100,42 @@ fn parse_then_current(ctx: &Ctx, args: pipeline::parse::Args) -> Result<()> {
 }
 
 /// `pipeline tokenize`: the tokenize stage (a token file per input part), then the pack stage
-/// (train/val shards from the token files), under one resolved `[tokenize]` config. With
-/// `--shard i/n` only the tokenize stage runs, over that shard's parts; `pipeline pack` packs
-/// after all shards.
+/// (train/val shards from the token files), under one resolved `[tokenize]` config, for PubMed
+/// and then for each `[corpus.<name>]`. With `--shard i/n` only the tokenize stages run, over
+/// that shard's parts of each domain; `pipeline pack` packs after all shards.
 fn tokenize_then_pack(ctx: &Ctx, args: &tokenize::TokenizeArgs) -> Result<()> {
     let config = TokenizeConfig::resolve(ctx, &args.settings)?;
     let report = tokenize::run_shard(ctx, &config, args.shard)?;
-    match args.shard {
-        None => {
-            tokenize::pack::run(ctx, &config, &report.token_files)?;
+    if args.shard.is_none() {
+        tokenize::pack::run(ctx, &config, &report.token_files)?;
+    }
+    // Then every configured corpus, each into its own shards (`shards/<name>/{train,val}`).
+    for domain in tokenize::Domain::corpora(ctx)? {
+        let report = tokenize::run_domain(ctx, &config, &domain, args.shard)?;
+        if args.shard.is_none() {
+            tokenize::pack::run_domain(ctx, &config, &domain, &report.token_files)?;
         }
-        Some(shard) => tracing::info!(
+    }
+    if let Some(shard) = args.shard {
+        tracing::info!(
             "tokenize: shard {shard} done; pack the shards with `pipeline pack` after all {} shards",
             shard.count
-        ),
+        );
     }
     Ok(())
 }
 
 /// `pipeline pack`: the pack stage over the token files of every part (each must be tokenized
-/// under the same settings, e.g. by all `pipeline tokenize --shard i/n` runs of a job array).
+/// under the same settings, e.g. by all `pipeline tokenize --shard i/n` runs of a job array), for
+/// PubMed, then every configured corpus.
 fn pack(ctx: &Ctx, args: &tokenize::Args) -> Result<()> {
     let config = TokenizeConfig::resolve(ctx, args)?;
     let token_files = tokenize::token_files(ctx, &config)?;
     tokenize::pack::run(ctx, &config, &token_files)?;
+    for domain in tokenize::Domain::corpora(ctx)? {
+        let token_files = tokenize::token_files_of(ctx, &config, &domain)?;
+        tokenize::pack::run_domain(ctx, &config, &domain, &token_files)?;
+    }
     Ok(())
 }
 

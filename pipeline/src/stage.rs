@@ -169,7 +169,7 @@ impl Plan {
 }
 
 pub struct Stage {
-    name: &'static str,
+    name: String,
     data_dir: PathBuf,
     manifest_path: PathBuf,
     lock_path: PathBuf,
@@ -182,7 +182,7 @@ impl Stage {
     /// stage uses: changing any of it changes every unit's fingerprint.
     pub fn open(
         data_dir: &Path,
-        name: &'static str,
+        name: &str,
         code_version: u32,
         schema_version: u32,
         config: &impl Serialize,
@@ -211,7 +211,7 @@ impl Stage {
             settings: serde_json::Value::Null,
         };
         Ok(Self {
-            name,
+            name: name.to_string(),
             data_dir: data_dir.to_path_buf(),
             manifest_path,
             lock_path,
@@ -242,8 +242,8 @@ impl Stage {
         Ok(out)
     }
 
-    pub fn name(&self) -> &'static str {
-        self.name
+    pub fn name(&self) -> &str {
+        &self.name
     }
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
@@ -413,7 +413,7 @@ impl Stage {
     /// Classify the units a stage would run now (`key`, input paths) without running anything.
     pub fn status(&self, units: &[(String, Vec<PathBuf>)]) -> Result<StageStatus> {
         let mut status = StageStatus {
-            stage: self.name.to_string(),
+            stage: self.name.clone(),
             ..Default::default()
         };
         for (key, paths) in units {

@@ -13,6 +13,8 @@ pub const STAGES: &[StatusFn] = &[
     crate::download::status,
     crate::parse::status,
     crate::current::status,
+    crate::corpus::download::status,
+    crate::corpus::status,
     crate::train_tokenizer::status,
     crate::tokenize::status,
     crate::tokenize::pack::status,
@@ -21,7 +23,9 @@ pub const STAGES: &[StatusFn] = &[
 ];
 
 pub fn run(ctx: &Ctx) -> Result<Vec<StageStatus>> {
-    let rows = STAGES.iter().map(|f| f(ctx)).collect::<Result<Vec<_>>>()?;
+    let mut rows = STAGES.iter().map(|f| f(ctx)).collect::<Result<Vec<_>>>()?;
+    // Per corpus: its tokenize-<name> and pack-<name> rows.
+    rows.extend(crate::tokenize::corpus_statuses(ctx)?);
     println!("data directory: {}", ctx.layout.root().display());
     match &ctx.config.source {
         Some(file) => println!("judged against: config {}", file.display()),
@@ -29,13 +33,19 @@ pub fn run(ctx: &Ctx) -> Result<Vec<StageStatus>> {
             "judged against: the settings each stage last ran with (recorded in its manifest; --config to judge against a config)"
         ),
     }
+    let width = rows
+        .iter()
+        .map(|s| s.stage.len())
+        .max()
+        .unwrap_or(0)
+        .max(16);
     println!(
-        "{:<16} {:<10} {:>7} {:>7} {:>7}  note",
+        "{:<width$} {:<10} {:>7} {:>7} {:>7}  note",
         "stage", "state", "cached", "stale", "missing"
     );
     for s in &rows {
         println!(
-            "{:<16} {:<10} {:>7} {:>7} {:>7}  {}",
+            "{:<width$} {:<10} {:>7} {:>7} {:>7}  {}",
             s.stage,
             s.state(),
             s.cached,

@@ -1,8 +1,8 @@
 //! Every file in `configs/` parses with the pipeline's config loader and has the sections the `just`
 //! recipes that use it need (trainer/tests/configs.rs checks the trainer's side).
 
-/// Each config and the recipes that read it (`just demo` uses sample.toml, or sample-mamba2.toml when
-/// given; `CONFIG` defaults to pubmed-130m.toml for the others and may name a mamba2-*.toml;
+/// Each config and the recipes that read it (`just demo` uses sample.toml, or sample-mamba2.toml or
+/// sample-corpora.toml when given; `CONFIG` defaults to pubmed-130m.toml for the others and may name a mamba2-*.toml;
 /// bioasq-tasks.toml is the `[bioasq]` snippet). Files are read with `extends` resolved.
 const RECIPES: &[(&str, &[&str])] = &[
     ("bioasq-tasks.toml", &[]),
@@ -19,6 +19,7 @@ const RECIPES: &[(&str, &[&str])] = &[
     // `trainer report --published` (no config sections; read by `just finetune`'s report).
     ("published.toml", &[]),
     ("pubmed-130m.toml", REAL),
+    ("sample-corpora.toml", &["demo"]),
     ("sample-mamba2.toml", &["demo"]),
     ("sample.toml", &["demo"]),
 ];
@@ -56,6 +57,15 @@ fn every_config_parses_and_has_its_recipes_sections() {
                     t.get(*s).is_some_and(|v| v.is_table()),
                     "{file}: `just {recipe}` needs a [{s}] section"
                 );
+            }
+            // `just demo` copies data/sample/corpus into raw/corpus: every corpus file is there.
+            if *recipe == "demo" {
+                for (name, corpus) in &c.corpus {
+                    for f in &corpus.files {
+                        let path = testkit::sample_dir().join("corpus").join(name).join(f);
+                        assert!(path.is_file(), "{file}: [corpus.{name}] {f}: no {path:?}");
+                    }
+                }
             }
             if needs(recipe).contains(&"bioasq") {
                 assert!(!c.bioasq.tasks.is_empty(), "{file}: no [bioasq.tasks.*]");

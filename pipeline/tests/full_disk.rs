@@ -28,6 +28,14 @@ decontaminate = ["raw/bioasq/test-batch1_golden.json"]
 year = 4
 train = "training-sample.json"
 test = ["test-batch1_golden.json", "test-batch2_golden.json"]
+[corpus.wikipedia]
+repo = "wikimedia/wikipedia"
+files = ["20231101.en/train-00000-of-00001.parquet"]
+title_field = "title"
+[corpus.c4]
+repo = "allenai/c4"
+format = "jsonl.gz"
+files = ["en/c4-train.00000-of-00001.json.gz"]
 "#,
     )
     .unwrap()
@@ -55,6 +63,7 @@ fn sample_data() -> tempfile::TempDir {
     for f in schemas::layout::files_with_suffix(&sample.join("bioasq"), ".json").unwrap() {
         std::fs::copy(&f, raw_bioasq.join(f.file_name().unwrap())).unwrap();
     }
+    copy_tree(&sample.join("corpus"), &dir.path().join("raw/corpus"));
     // PubMedQA's files, when the fixtures are there (the pubmedqa stage runs then).
     if let Some(fx) = pubmedqa_fixtures() {
         let raw = dir.path().join("raw/pubmedqa");
@@ -69,6 +78,19 @@ fn sample_data() -> tempfile::TempDir {
     dir
 }
 
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let p = entry.unwrap().path();
+        let dest = to.join(p.file_name().unwrap());
+        if p.is_dir() {
+            copy_tree(&p, &dest);
+        } else {
+            std::fs::copy(&p, &dest).unwrap();
+        }
+    }
+}
+
 fn pubmedqa_fixtures() -> Option<PathBuf> {
     testkit::fixtures::fixtures_with(&["pubmedqa/ori_pqal.json", "pubmedqa/test_ground_truth.json"])
         .map(|d| d.join("pubmedqa"))
@@ -80,6 +102,10 @@ enum Step {
     TrainTokenizer,
     Tokenize,
     Pack,
+    /// The corpus stage (Wikipedia Parquet and C4 json.gz into parquet/corpus).
+    Corpus,
+    /// tokenize-<name> and pack-<name> of every corpus.
+    CorpusShards,
     Bioasq,
     Pubmedqa,
 }
@@ -92,6 +118,8 @@ fn steps() -> Vec<Step> {
         Step::Bioasq,
         Step::Tokenize,
         Step::Pack,
+        Step::Corpus,
+        Step::CorpusShards,
     ];
     if pubmedqa_fixtures().is_some() {
         v.push(Step::Pubmedqa);
@@ -111,6 +139,15 @@ fn run(step: Step, c: &Ctx) -> anyhow::Result<()> {
             let s = tokenize()?;
             let files = pipeline::tokenize::token_files(c, &s)?;
             pipeline::tokenize::pack::run(c, &s, &files).map(|_| ())
+        }
+        Step::Corpus => pipeline::corpus::run(c, &Default::default()).map(|_| ()),
+        Step::CorpusShards => {
+            let s = tokenize()?;
+            for domain in pipeline::tokenize::Domain::corpora(c)? {
+                let report = pipeline::tokenize::run_domain(c, &s, &domain, None)?;
+                pipeline::tokenize::pack::run_domain(c, &s, &domain, &report.token_files)?;
+            }
+            Ok(())
         }
         Step::Bioasq => {
             let mut args = pipeline::bioasq::Args::new();

@@ -57,6 +57,16 @@ impl Layout {
     pub fn raw_pubmedqa(&self) -> PathBuf {
         self.root.join("raw/pubmedqa")
     }
+    /// `raw/corpus/<name>/`: the raw files of the general-domain corpus `[corpus.<name>]`, each at
+    /// its path inside the dataset repository (`pipeline corpus-download`).
+    pub fn raw_corpus(&self, name: &str) -> PathBuf {
+        self.root.join("raw/corpus").join(name)
+    }
+    /// `parquet/corpus/<name>/`: one Parquet part of documents per raw file of the corpus
+    /// (`pipeline corpus`, [`crate::corpus`]).
+    pub fn parquet_corpus(&self, name: &str) -> PathBuf {
+        self.root.join("parquet/corpus").join(name)
+    }
     /// `parquet/abstracts/`: one Parquet part per input XML file.
     pub fn parquet_abstracts(&self) -> PathBuf {
         self.root.join("parquet/abstracts")
@@ -88,6 +98,10 @@ impl Layout {
     /// `tokens/`: per-part token streams, the cache between tokenizing and packing.
     pub fn tokens(&self) -> PathBuf {
         self.root.join("tokens")
+    }
+    /// `tokens/corpus/<name>/`: the token files of a general-domain corpus's parts.
+    pub fn corpus_tokens(&self, name: &str) -> PathBuf {
+        self.tokens().join("corpus").join(name)
     }
     /// `bioasq/`: SQuAD-style examples and golden answers.
     pub fn bioasq(&self) -> PathBuf {
@@ -197,6 +211,9 @@ mod tests {
         assert_eq!(Layout::new("d").shards(VAL), Path::new("d/shards/val"));
         assert_eq!(l.domain_shards(PUBMED, TRAIN), Path::new("shards/train"));
         assert_eq!(l.domain_shards("c4", VAL), Path::new("shards/c4/val"));
+        assert_eq!(l.raw_corpus("c4"), Path::new("raw/corpus/c4"));
+        assert_eq!(l.parquet_corpus("c4"), Path::new("parquet/corpus/c4"));
+        assert_eq!(l.corpus_tokens("c4"), Path::new("tokens/corpus/c4"));
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod abstracts;
 pub mod atomic;
 pub mod bioasq;
 pub mod config_file;
+pub mod corpus;
 pub mod layout;
 pub mod logging;
 pub mod manifest;

@@ -107,9 +107,26 @@ pub struct PackFacts {
 }
 
 /// The pack manifest's facts under `layout`, or `None` when the shards were not made by
-/// `pipeline tokenize` there (no manifest).
+/// `pipeline tokenize` there (no manifest). PubMed's shards (`shards/{train,val}`); see
+/// [`pack_facts_of`] for any domain.
 pub fn pack_facts(layout: &crate::Layout) -> Result<Option<PackFacts>> {
-    let path = layout.manifest(PACK_STAGE);
+    pack_facts_of(layout, crate::layout::PUBMED)
+}
+
+/// The stage (and manifest, `manifests/<stage>.json`) that packs `domain`'s shards:
+/// [`PACK_STAGE`] for PubMed ([`crate::layout::PUBMED`]), `pack-<name>` for the corpus `<name>`.
+pub fn pack_stage_of(domain: &str) -> String {
+    if domain == crate::layout::PUBMED {
+        PACK_STAGE.to_string()
+    } else {
+        format!("{PACK_STAGE}-{domain}")
+    }
+}
+
+/// The facts of `domain`'s shards ([`crate::Layout::domain_shards`]) from its pack manifest
+/// ([`pack_stage_of`]), or `None` when that domain was never packed under `layout`.
+pub fn pack_facts_of(layout: &crate::Layout, domain: &str) -> Result<Option<PackFacts>> {
+    let path = layout.manifest(&pack_stage_of(domain));
     let Some(manifest) = crate::StageManifest::load(&path)? else {
         return Ok(None);
     };
@@ -121,6 +138,27 @@ pub fn pack_facts(layout: &crate::Layout) -> Result<Option<PackFacts>> {
                 path.display()
             )
         })
+}
+
+/// The domains packed under `layout`, i.e. those with a pack manifest: [`crate::layout::PUBMED`]
+/// first (when `manifests/pack.json` exists), then every corpus with a `manifests/pack-<name>.json`,
+/// by name. Their shards are at [`crate::Layout::domain_shards`], their facts [`pack_facts_of`].
+pub fn domains(layout: &crate::Layout) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    if layout.manifest(PACK_STAGE).is_file() {
+        out.push(crate::layout::PUBMED.to_string());
+    }
+    let prefix = format!("{PACK_STAGE}-");
+    for path in crate::layout::files_with_suffix(&layout.manifests(), ".json")? {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if let Some(domain) = name
+            .strip_suffix(".json")
+            .and_then(|n| n.strip_prefix(&prefix))
+        {
+            out.push(domain.to_string());
+        }
+    }
+    Ok(out)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -398,9 +436,7 @@ impl ShardReader {
                         .enumerate()
                         .find(|(_, v)| **v == 0 || **v as usize > seq_len)
                     {
-                        bail!(
-                            "record batch {n}, row {r}: length {v}, expected 1..={seq_len}"
-                        );
+                        bail!("record batch {n}, row {r}: length {v}, expected 1..={seq_len}");
                     }
                     Some(l)
                 }
@@ -651,10 +687,7 @@ impl ShardSet {
     }
     /// Packed or document rows (packed when there are no shards).
     pub fn sequences(&self) -> Sequences {
-        self.shards
-            .first()
-            .map(|s| s.sequences)
-            .unwrap_or_default()
+        self.shards.first().map(|s| s.sequences).unwrap_or_default()
     }
 }
 
@@ -733,7 +766,10 @@ mod tests {
         )
         .unwrap();
         let e = format!("{:#}", ShardSet::open(&dir).unwrap_err());
-        assert!(e.contains("shard-00001.arrow") && e.contains("packed"), "{e}");
+        assert!(
+            e.contains("shard-00001.arrow") && e.contains("packed"),
+            "{e}"
+        );
         // Packed rows are all real.
         let p = ShardReader::open(dir.join(shard_file_name(1))).unwrap();
         assert_eq!((p.sequences(), p.length(0)), (Sequences::Packed, 4));
@@ -752,5 +788,34 @@ mod tests {
     #[test]
     fn rejects_out_of_vocab_ids() {
         assert!(batch(2, 10, &[1, 10], &[vec![0]]).is_err());
+    }
+
+    #[test]
+    fn domains_and_their_facts_come_from_the_pack_manifests() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = crate::Layout::new(dir.path());
+        assert!(domains(&layout).unwrap().is_empty());
+        assert_eq!(pack_facts_of(&layout, "c4").unwrap(), None);
+        let save = |stage: &str, sequences: &str, seq_len: usize| {
+            let m = crate::StageManifest {
+                stage: stage.into(),
+                summary: serde_json::json!({
+                    "eos_id": 0, "vocab_size": 4096, "seq_len": seq_len,
+                    "tokenizer_hash": "ab", "sequences": sequences,
+                }),
+                ..Default::default()
+            };
+            m.save(&layout.manifest(stage)).unwrap();
+        };
+        save(&pack_stage_of("wikipedia"), "document", 64);
+        save(&pack_stage_of(crate::layout::PUBMED), "packed", 128);
+        save(&pack_stage_of("c4"), "document", 32);
+        std::fs::write(layout.manifests().join("tokenize-c4.json"), "{}").unwrap();
+        assert_eq!(domains(&layout).unwrap(), ["pubmed", "c4", "wikipedia"]);
+        assert_eq!(pack_stage_of("c4"), "pack-c4");
+        let c4 = pack_facts_of(&layout, "c4").unwrap().unwrap();
+        assert_eq!((c4.seq_len, c4.sequences), (32, Sequences::Document));
+        let pubmed = pack_facts(&layout).unwrap().unwrap();
+        assert_eq!((pubmed.seq_len, pubmed.sequences), (128, Sequences::Packed));
     }
 }

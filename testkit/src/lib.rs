@@ -2,9 +2,10 @@
 //! pipeline and the trainer): where the fixtures, golden models and sample data are
 //! ([`fixtures`]), token shards for trainer tests ([`shards`]), the built `pipeline` binary ([`binaries`]), a faulty HTTP server for the
 //! download tests and benchmark ([`test_server`]), and synthetic abstracts parts for the tokenize
-//! tests and benchmark ([`synthetic`]), and the SIGKILL tests' helpers ([`process`]). Its own `tests/` are the cross-crate end-to-end tests.
+//! tests and benchmark ([`synthetic`]), synthetic Wikipedia / C4 files ([`corpus`]), and the SIGKILL tests' helpers ([`process`]). Its own `tests/` are the cross-crate end-to-end tests.
 
 pub mod binaries;
+pub mod corpus;
 pub mod fixtures;
 pub mod process;
 pub mod shards;

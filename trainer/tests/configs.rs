@@ -6,8 +6,8 @@ use std::path::Path;
 
 use trainer::config::{Config, Section};
 
-/// Each config and the recipes that read it (`just demo` uses sample.toml, or sample-mamba2.toml when
-/// given; `CONFIG` defaults to pubmed-130m.toml for the others and may name a mamba2-*.toml;
+/// Each config and the recipes that read it (`just demo` uses sample.toml, or sample-mamba2.toml or
+/// sample-corpora.toml when given; `CONFIG` defaults to pubmed-130m.toml for the others and may name a mamba2-*.toml;
 /// bioasq-tasks.toml is the `[bioasq]` snippet). Files are read with `extends` resolved.
 const RECIPES: &[(&str, &[&str])] = &[
     ("bioasq-tasks.toml", &[]),
@@ -24,6 +24,7 @@ const RECIPES: &[(&str, &[&str])] = &[
     // `trainer report --published` (no config sections; read by `just finetune`'s report).
     ("published.toml", &[]),
     ("pubmed-130m.toml", REAL),
+    ("sample-corpora.toml", &["demo"]),
     ("sample-mamba2.toml", &["demo"]),
     ("sample.toml", &["demo"]),
 ];

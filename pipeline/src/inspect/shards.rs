@@ -15,7 +15,10 @@ use crate::tokenize::EOS_TOKEN;
 pub struct ShardCounts {
     pub shards: usize,
     pub rows: usize,
+    /// Real tokens (document rows: the `lengths`; padding not counted).
     pub tokens: u64,
+    /// Pad positions of document rows.
+    pub padding: u64,
     /// Document starts over all rows.
     pub documents: u64,
     pub eos: u64,
@@ -56,9 +59,11 @@ pub fn inspect_shards(
     let mut histogram: HashMap<u32, u64> = HashMap::new();
     for g in 0..set.len() {
         let seq = set.sequence(g);
-        counts.tokens += seq.len() as u64;
+        let real = set.length(g);
+        counts.tokens += real as u64;
+        counts.padding += (seq.len() - real) as u64;
         counts.documents += set.doc_starts(g).len() as u64;
-        for i in 0..seq.len() {
+        for i in 0..real {
             *histogram.entry(seq.get(i)).or_default() += 1;
         }
     }
@@ -67,11 +72,13 @@ pub fn inspect_shards(
     writeln!(out, "{}", path.display())?;
     writeln!(
         out,
-        "shards {}  rows {}  seq_len {}  tokens {}  documents starting {}  EOS ({eos}) {}  distinct ids {}",
+        "shards {}  rows {} ({})  seq_len {}  tokens {}  padding {}  documents starting {}  EOS ({eos}) {}  distinct ids {}",
         counts.shards,
         counts.rows,
+        set.sequences().name(),
         set.seq_len().unwrap_or(0),
         counts.tokens,
+        counts.padding,
         counts.documents,
         counts.eos,
         histogram.len()
@@ -98,7 +105,9 @@ pub fn inspect_shards(
             path.display(),
             set.len()
         );
-        let ids = set.sequence(n).to_u32_vec();
+        // Document rows: the real tokens only (the padding is no text).
+        let mut ids = set.sequence(n).to_u32_vec();
+        ids.truncate(set.length(n));
         let (shard, row) = set.locate(n);
         writeln!(
             out,
@@ -128,7 +137,9 @@ pub fn count(path: &Path) -> Result<ShardCounts> {
         ..Default::default()
     };
     for g in 0..set.len() {
-        c.tokens += set.sequence(g).len() as u64;
+        let real = set.length(g);
+        c.tokens += real as u64;
+        c.padding += (set.sequence(g).len() - real) as u64;
         c.documents += set.doc_starts(g).len() as u64;
     }
     Ok(c)

@@ -19,6 +19,13 @@
 //! Memory is bounded: parts are read in batches of `batch_rows` rows, token files are streamed, and
 //! packing holds one shard per split.
 //!
+//! **Domains**: PubMed (`parquet/current` → `tokens/current/` → `shards/{train,val}`, stages
+//! `tokenize` and `pack`) and every general-domain corpus `[corpus.<name>]` (`parquet/corpus/<name>/`
+//! → `tokens/corpus/<name>/` → `shards/<name>/{train,val}`, stages `tokenize-<name>` and
+//! `pack-<name>`), each a [`Domain`] with its own manifests. A corpus's parts are in config order
+//! (files as listed, rows in file order); its documents are the parts' `text` as is; their token-file
+//! key is [`schemas::corpus::doc_key`] of the `doc_id`, which the split hashes as PubMed's PMID.
+//!
 //! **Scale-out**: parts are independent, so `pipeline tokenize --shard i/n` tokenizes only every n-th
 //! part (one task of a job array, see [`tokenize_parts`]) and does not pack; `pipeline pack` then
 //! packs all token files once ([`token_files`] checks that every part is tokenized and current).
@@ -46,7 +53,7 @@ use serde_json::json;
 use tokenizers::Tokenizer;
 
 use crate::Ctx;
-use crate::config::TokenizeConfig;
+use crate::config::{CorpusConfig, TokenizeConfig};
 use crate::stage::{Plan, Shard, Stage, StageStatus, in_data_dir, settings_path, status_settings};
 
 pub const STAGE: &str = "tokenize";
@@ -90,6 +97,19 @@ pub struct Args {
     /// BioASQ golden JSON file or directory whose PMIDs are excluded (repeatable; adds to the config's).
     #[arg(long)]
     pub decontaminate: Vec<PathBuf>,
+    /// `packed` (documents concatenated into seq_len rows) or `document` (one document per row,
+    /// truncated and right-padded); default the config's, else packed.
+    #[arg(long, value_parser = parse_sequences)]
+    pub sequences: Option<schemas::shards::Sequences>,
+}
+
+/// `--sequences packed|document`.
+fn parse_sequences(s: &str) -> std::result::Result<schemas::shards::Sequences, String> {
+    use schemas::shards::Sequences;
+    [Sequences::Packed, Sequences::Document]
+        .into_iter()
+        .find(|q| q.name() == s)
+        .ok_or_else(|| format!("--sequences {s:?}: expected packed or document"))
 }
 
 impl TokenizeConfig {
@@ -115,6 +135,7 @@ impl TokenizeConfig {
         s.val_fraction = args.val_fraction.unwrap_or(s.val_fraction);
         s.seq_len = args.seq_len.unwrap_or(s.seq_len);
         s.shard_sequences = args.shard_sequences.unwrap_or(s.shard_sequences);
+        s.sequences = args.sequences.unwrap_or(s.sequences);
         s.decontaminate = (s.decontaminate.iter().map(|p| in_data(p)))
             .chain(args.decontaminate.iter().cloned())
             .collect();
@@ -270,15 +291,27 @@ pub fn list_parts(dir: &Path) -> Result<Vec<PathBuf>> {
     schemas::layout::files_with_suffix(dir, ".parquet")
 }
 
-/// One citation's fields that tokenizing needs.
+/// One citation's fields that tokenizing needs (or a corpus document's: `pmid` is then its
+/// [`schemas::corpus::doc_key`]).
 pub struct Citation {
     pub pmid: u64,
     pub text: Option<String>,
 }
 
-/// Reads `pmid`, `title`, `abstract` of an abstracts part batch by batch.
+/// Which table a part is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PartKind {
+    /// `pmid`, `title`, `abstract` of the abstracts schema.
+    Abstracts,
+    /// `doc_id`, `text` of the corpus schema ([`schemas::corpus`]).
+    Corpus,
+}
+
+/// Reads `pmid`, `title`, `abstract` of an abstracts part (or `doc_id`, `text` of a corpus part,
+/// [`PartReader::open_corpus`]) batch by batch.
 pub struct PartReader {
     path: PathBuf,
+    kind: PartKind,
     reader: ParquetRecordBatchReader,
     /// Index of the next row, for error messages.
     row: u64,
@@ -287,24 +320,44 @@ pub struct PartReader {
 
 impl PartReader {
     pub fn open(path: &Path, batch_rows: usize) -> Result<Self> {
+        Self::open_kind(path, batch_rows, PartKind::Abstracts)
+    }
+
+    /// A part of a general-domain corpus (`parquet/corpus/<name>/`): each row's document is its
+    /// `text`, its key [`schemas::corpus::doc_key`] of its `doc_id`.
+    pub fn open_corpus(path: &Path, batch_rows: usize) -> Result<Self> {
+        Self::open_kind(path, batch_rows, PartKind::Corpus)
+    }
+
+    fn open_kind(path: &Path, batch_rows: usize, kind: PartKind) -> Result<Self> {
         let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
         let builder = ParquetRecordBatchReaderBuilder::try_new(file)
             .with_context(|| format!("reading Parquet footer of {}", path.display()))?;
         let schema = builder.schema().clone();
         let mut roots = Vec::new();
-        for (name, want) in [
-            ("pmid", DataType::UInt64),
-            ("title", DataType::Utf8),
-            ("abstract", DataType::Utf8),
-        ] {
+        let (columns, table): (&[(&str, DataType)], &str) = match kind {
+            PartKind::Abstracts => (
+                &[
+                    ("pmid", DataType::UInt64),
+                    ("title", DataType::Utf8),
+                    ("abstract", DataType::Utf8),
+                ],
+                "abstracts",
+            ),
+            PartKind::Corpus => (
+                &[("doc_id", DataType::Utf8), ("text", DataType::Utf8)],
+                "corpus",
+            ),
+        };
+        for (name, want) in columns {
             let (index, field) = schema.column_with_name(name).with_context(|| {
                 format!(
-                    "{}: no column `{name}` (expected the abstracts schema)",
+                    "{}: no column `{name}` (expected the {table} schema)",
                     path.display()
                 )
             })?;
             ensure!(
-                field.data_type() == &want,
+                field.data_type() == want,
                 "{}: column `{name}` is {}, expected {want}",
                 path.display(),
                 field.data_type()
@@ -320,6 +373,7 @@ impl PartReader {
             .with_context(|| format!("reading {}", path.display()))?;
         Ok(Self {
             path: path.to_path_buf(),
+            kind,
             reader,
             row: 0,
             rows_total,
@@ -333,6 +387,26 @@ impl PartReader {
         };
         let batch: RecordBatch = batch
             .with_context(|| format!("{}: decoding rows from {}", self.path.display(), self.row))?;
+        if self.kind == PartKind::Corpus {
+            // Projection keeps schema order: doc_id, text.
+            let doc_id = batch.column(0).as_string::<i32>();
+            let text = batch.column(1).as_string::<i32>();
+            let mut out = Vec::with_capacity(batch.num_rows());
+            for i in 0..batch.num_rows() {
+                let row = self.row + i as u64;
+                ensure!(
+                    !doc_id.is_null(i) && !text.is_null(i),
+                    "{}: row {row} has a null doc_id or text",
+                    self.path.display()
+                );
+                out.push(Citation {
+                    pmid: schemas::corpus::doc_key(doc_id.value(i)),
+                    text: Some(text.value(i).to_string()).filter(|t| !t.trim().is_empty()),
+                });
+            }
+            self.row += batch.num_rows() as u64;
+            return Ok(Some(out));
+        }
         // Projection keeps schema order: pmid, title, abstract.
         let pmid = batch.column(0).as_primitive::<UInt64Type>();
         let title = batch.column(1).as_string::<i32>();
@@ -382,7 +456,19 @@ pub fn tokenize_part(
     include_title_only: bool,
     progress: Option<&Progress>,
 ) -> Result<PartStats> {
-    let mut reader = PartReader::open(part, batch_rows)?;
+    let reader = PartReader::open(part, batch_rows)?;
+    tokenize_reader(tok, reader, part, out, include_title_only, progress)
+}
+
+/// Tokenize the documents `reader` yields (of `part`) into `out`.
+fn tokenize_reader(
+    tok: &LoadedTokenizer,
+    mut reader: PartReader,
+    part: &Path,
+    out: &Path,
+    include_title_only: bool,
+    progress: Option<&Progress>,
+) -> Result<PartStats> {
     let mut writer = token_file::TokenFileWriter::create(out, tok.vocab_size, tok.eos_id)?;
     let mut stats = PartStats {
         rows: reader.rows_total,
@@ -432,6 +518,103 @@ pub fn token_path(ctx_tokens: &Path, part: &Path) -> PathBuf {
     ctx_tokens.join(dir).join(format!("{stem}.bin"))
 }
 
+/// A domain's documents to tokenize and pack: PubMed's (`[tokenize] input`, default
+/// `parquet/current`) or one general-domain corpus's (`parquet/corpus/<name>/`).
+#[derive(Clone, Debug)]
+pub struct Domain {
+    /// [`schemas::layout::PUBMED`] or the corpus name.
+    pub name: String,
+    /// The input parts in canonical order.
+    pub parts: Vec<PathBuf>,
+    /// The directory of the parts (for the summaries).
+    pub input: PathBuf,
+    /// The root below which [`token_path`] puts a part's token file.
+    tokens_root: PathBuf,
+    /// The corpus's config (None for PubMed).
+    pub corpus: Option<CorpusConfig>,
+}
+
+impl Domain {
+    /// PubMed: the parts of `[tokenize] input` in file-name order.
+    pub fn pubmed(ctx: &Ctx, s: &TokenizeConfig) -> Result<Self> {
+        Ok(Self {
+            name: schemas::layout::PUBMED.to_string(),
+            parts: list_parts(&s.input)?,
+            input: s.input.clone(),
+            tokens_root: ctx.layout.tokens(),
+            corpus: None,
+        })
+    }
+
+    /// The corpus `[corpus.<name>]`: one part per configured file, in config order (each must
+    /// have been built by `pipeline corpus`).
+    pub fn corpus(ctx: &Ctx, name: &str) -> Result<Self> {
+        let corpus = ctx
+            .config
+            .corpus
+            .get(name)
+            .with_context(|| format!("no [corpus.{name}] in the config"))?;
+        Ok(Self {
+            name: name.to_string(),
+            parts: crate::corpus::parts(ctx, name, corpus)?,
+            input: ctx.layout.parquet_corpus(name),
+            tokens_root: ctx.layout.tokens().join("corpus"),
+            corpus: Some(corpus.clone()),
+        })
+    }
+
+    /// Every configured corpus's domain, by name.
+    pub fn corpora(ctx: &Ctx) -> Result<Vec<Self>> {
+        ctx.config.check_corpora()?;
+        ctx.config
+            .corpus
+            .keys()
+            .map(|name| Self::corpus(ctx, name))
+            .collect()
+    }
+
+    pub fn is_pubmed(&self) -> bool {
+        self.corpus.is_none()
+    }
+
+    /// `tokenize` for PubMed, `tokenize-<name>` for a corpus.
+    pub fn tokenize_stage(&self) -> String {
+        if self.is_pubmed() {
+            STAGE.to_string()
+        } else {
+            format!("{STAGE}-{}", self.name)
+        }
+    }
+
+    /// `pack` for PubMed, `pack-<name>` for a corpus ([`schemas::shards::pack_stage_of`]).
+    pub fn pack_stage(&self) -> String {
+        schemas::shards::pack_stage_of(&self.name)
+    }
+
+    /// The token file of `part`: `tokens/<input dir>/<stem>.bin` (PubMed), or
+    /// `tokens/corpus/<name>/<stem>.bin`.
+    pub fn token_path(&self, part: &Path) -> PathBuf {
+        token_path(&self.tokens_root, part)
+    }
+
+    /// The canonical order of its documents, as the summaries state it.
+    pub fn canonical_order(&self) -> &'static str {
+        if self.is_pubmed() {
+            "parts in file-name order, rows in Parquet order"
+        } else {
+            "files in config order, rows in file order"
+        }
+    }
+
+    fn open_part(&self, part: &Path, batch_rows: usize) -> Result<PartReader> {
+        if self.is_pubmed() {
+            PartReader::open(part, batch_rows)
+        } else {
+            PartReader::open_corpus(part, batch_rows)
+        }
+    }
+}
+
 /// The config fields the tokenize stage depends on (the tokenizer is an input of every unit).
 #[derive(Serialize)]
 struct TokenizeStageConfig {
@@ -440,11 +623,19 @@ struct TokenizeStageConfig {
     eos: &'static str,
 }
 
-fn stage_config(s: &TokenizeConfig) -> TokenizeStageConfig {
-    TokenizeStageConfig {
-        include_title_only: s.include_title_only,
-        document_text: "title\\nabstract",
-        eos: EOS_TOKEN,
+fn stage_config(s: &TokenizeConfig, domain: &Domain) -> TokenizeStageConfig {
+    if domain.is_pubmed() {
+        TokenizeStageConfig {
+            include_title_only: s.include_title_only,
+            document_text: "title\\nabstract",
+            eos: EOS_TOKEN,
+        }
+    } else {
+        TokenizeStageConfig {
+            include_title_only: false,
+            document_text: "corpus text, keyed by xxh3_64(doc_id)",
+            eos: EOS_TOKEN,
+        }
     }
 }
 
@@ -461,13 +652,13 @@ pub struct TokenizeReport {
     pub totals: PartStats,
 }
 
-fn open_stage(ctx: &Ctx, s: &TokenizeConfig, force: bool) -> Result<Stage> {
+fn open_stage(ctx: &Ctx, s: &TokenizeConfig, domain: &Domain, force: bool) -> Result<Stage> {
     Stage::open(
         ctx.layout.root(),
-        STAGE,
+        &domain.tokenize_stage(),
         CODE_VERSION,
         token_file::FORMAT_VERSION,
-        &stage_config(s),
+        &stage_config(s, domain),
         force,
     )
 }
@@ -486,23 +677,34 @@ pub fn tokenize_parts(
     s: &TokenizeConfig,
     shard: Option<Shard>,
 ) -> Result<TokenizeReport> {
+    tokenize_domain(ctx, s, &Domain::pubmed(ctx, s)?, shard)
+}
+
+/// Stage 1 of one domain (PubMed's `tokenize`, a corpus's `tokenize-<name>`), for one shard of its
+/// parts or all; as [`tokenize_parts`].
+pub fn tokenize_domain(
+    ctx: &Ctx,
+    s: &TokenizeConfig,
+    domain: &Domain,
+    shard: Option<Shard>,
+) -> Result<TokenizeReport> {
     let root = ctx.layout.root();
-    let all_parts = list_parts(&s.input)?;
+    let stage_name = domain.tokenize_stage();
+    let all_parts = domain.parts.clone();
     let parts = match shard {
         Some(shard) => shard.select(&all_parts),
         None => all_parts.clone(),
     };
     let tok = LoadedTokenizer::load(&s.tokenizer)?;
-    let previous_summary = schemas::StageManifest::load(&ctx.layout.manifest(STAGE))?
+    let previous_summary = schemas::StageManifest::load(&ctx.layout.manifest(&stage_name))?
         .map(|m| m.summary)
         .unwrap_or_default();
-    let stage = open_stage(ctx, s, ctx.force)?.with_settings(&s.recorded(root))?;
+    let stage = open_stage(ctx, s, domain, ctx.force)?.with_settings(&s.recorded(root))?;
     let all_keys: Vec<String> = all_parts.iter().map(|p| unit_key(root, p)).collect();
     stage.retain_units(&|k| all_keys.iter().any(|key| key == k))?;
     let keys: Vec<String> = parts.iter().map(|p| unit_key(root, p)).collect();
-    let tokens_dir = ctx.layout.tokens();
     // Only this run's token files: other tasks of a job array write beside them.
-    let outputs: Vec<PathBuf> = parts.iter().map(|p| token_path(&tokens_dir, p)).collect();
+    let outputs: Vec<PathBuf> = parts.iter().map(|p| domain.token_path(p)).collect();
     schemas::atomic::remove_stale_temps_of(outputs.iter().map(PathBuf::as_path))?;
     let total_rows: u64 = parts
         .iter()
@@ -513,13 +715,21 @@ pub fn tokenize_parts(
             Ok(b.metadata().file_metadata().num_rows() as u64)
         })
         .sum::<Result<u64>>()?;
-    let progress = Progress::new("tokenize", total_rows, Unit::Count("citations"));
+    let progress = Progress::new(
+        &stage_name,
+        total_rows,
+        Unit::Count(if domain.is_pubmed() {
+            "citations"
+        } else {
+            "documents"
+        }),
+    );
     let ran = AtomicU64::new(0);
     let stats: Vec<PartStats> = parts
         .par_iter()
         .zip(&keys)
         .map(|(part, key)| -> Result<PartStats> {
-            let out = token_path(&tokens_dir, part);
+            let out = domain.token_path(part);
             let inputs = stage.inputs(key, &[part.clone(), s.tokenizer.clone()])?;
             match stage.plan(key, &inputs)? {
                 Plan::Cached => {
@@ -530,12 +740,13 @@ pub fn tokenize_parts(
                 }
                 Plan::Run(reason) => {
                     tracing::info!("{key}: tokenizing ({reason})");
-                    let stats = tokenize_part(
+                    let reader = domain.open_part(part, s.batch_rows)?;
+                    let stats = tokenize_reader(
                         &tok,
+                        reader,
                         part,
                         &out,
-                        s.batch_rows,
-                        s.include_title_only,
+                        s.include_title_only && domain.is_pubmed(),
                         Some(&progress),
                     )?;
                     stage.record(key, inputs, &[out], serde_json::to_value(&stats)?)?;
@@ -566,18 +777,21 @@ pub fn tokenize_parts(
             add(&mut all_totals, &st);
         }
     }
-    let summary = json!({
+    let mut summary = json!({
         "tokenizer": {
             "path": schemas::manifest::relative_path(root, &tok.path),
             "hash": tok.hash,
             "vocab_size": tok.vocab_size,
             "eos_id": tok.eos_id,
         },
-        "input": schemas::manifest::relative_path(root, &s.input),
-        "canonical_order": "parts in file-name order, rows in Parquet order",
+        "input": schemas::manifest::relative_path(root, &domain.input),
+        "canonical_order": domain.canonical_order(),
         "parts": all_parts.len(),
         "totals": all_totals,
     });
+    if !domain.is_pubmed() {
+        summary["domain"] = json!(domain.name);
+    }
     let ran = ran.into_inner() as usize;
     // A fully cached run leaves the manifest (and its mtime) alone.
     if ran > 0 || summary != previous_summary {
@@ -586,7 +800,7 @@ pub fn tokenize_parts(
     Ok(TokenizeReport {
         parts: parts.len(),
         parts_run: ran,
-        token_files: parts.iter().map(|p| token_path(&tokens_dir, p)).collect(),
+        token_files: outputs,
         totals,
     })
 }
@@ -595,16 +809,21 @@ pub fn tokenize_parts(
 /// must be current (built under these settings from today's part and tokenizer, output intact),
 /// else the error names the parts still to tokenize. `pipeline pack` packs what this returns.
 pub fn token_files(ctx: &Ctx, s: &TokenizeConfig) -> Result<Vec<PathBuf>> {
+    token_files_of(ctx, s, &Domain::pubmed(ctx, s)?)
+}
+
+/// [`token_files`] of one domain.
+pub fn token_files_of(ctx: &Ctx, s: &TokenizeConfig, domain: &Domain) -> Result<Vec<PathBuf>> {
     let root = ctx.layout.root();
-    let parts = list_parts(&s.input)?;
+    let parts = &domain.parts;
     ensure!(
         s.tokenizer.is_file(),
         "tokenizer {} not found",
         s.tokenizer.display()
     );
-    let stage = open_stage(ctx, s, false)?;
+    let stage = open_stage(ctx, s, domain, false)?;
     let mut not_ready = Vec::new();
-    for part in &parts {
+    for part in parts {
         let key = unit_key(root, part);
         let inputs = stage.inputs(&key, &[part.clone(), s.tokenizer.clone()])?;
         if let Plan::Run(reason) = stage.plan(&key, &inputs)? {
@@ -613,15 +832,19 @@ pub fn token_files(ctx: &Ctx, s: &TokenizeConfig) -> Result<Vec<PathBuf>> {
     }
     if !not_ready.is_empty() {
         bail!(
-            "{} of {} parts are not tokenized under these settings: {}; run `pipeline tokenize` \
+            "{}{} of {} parts are not tokenized under these settings: {}; run `pipeline tokenize` \
              (or all its `--shard i/n` runs) first",
+            if domain.is_pubmed() {
+                String::new()
+            } else {
+                format!("corpus {}: ", domain.name)
+            },
             not_ready.len(),
             parts.len(),
             not_ready.join(", ")
         );
     }
-    let tokens_dir = ctx.layout.tokens();
-    Ok(parts.iter().map(|p| token_path(&tokens_dir, p)).collect())
+    Ok(parts.iter().map(|p| domain.token_path(p)).collect())
 }
 
 /// The tokenize stage with its summary line (`pipeline tokenize` then packs, see [`pack::run`]).
@@ -631,7 +854,29 @@ pub fn run(ctx: &Ctx, s: &TokenizeConfig) -> Result<TokenizeReport> {
 
 /// The tokenize stage over one shard of the parts (or all) with its summary line.
 pub fn run_shard(ctx: &Ctx, s: &TokenizeConfig, shard: Option<Shard>) -> Result<TokenizeReport> {
-    let report = tokenize_parts(ctx, s, shard)?;
+    run_domain(ctx, s, &Domain::pubmed(ctx, s)?, shard)
+}
+
+/// The tokenize stage of one domain over one shard of its parts (or all) with its summary line.
+pub fn run_domain(
+    ctx: &Ctx,
+    s: &TokenizeConfig,
+    domain: &Domain,
+    shard: Option<Shard>,
+) -> Result<TokenizeReport> {
+    let report = tokenize_domain(ctx, s, domain, shard)?;
+    if !domain.is_pubmed() {
+        println!(
+            "{}: {} parts ({} tokenized, {} cached), {} documents, {} tokens",
+            domain.tokenize_stage(),
+            report.parts,
+            report.parts_run,
+            report.parts - report.parts_run,
+            report.totals.docs,
+            report.totals.tokens
+        );
+        return Ok(report);
+    }
     let which = match shard {
         Some(shard) => format!(" of shard {shard}"),
         None => String::new(),
@@ -651,10 +896,54 @@ pub fn run_shard(ctx: &Ctx, s: &TokenizeConfig, shard: Option<Shard>) -> Result<
 /// `pipeline status` row of the tokenize stage.
 pub fn status(ctx: &Ctx) -> Result<StageStatus> {
     let s = TokenizeConfig::for_status(ctx, STAGE)?;
-    let stage = open_stage(ctx, &s, false)?;
-    let parts = list_parts(&s.input).unwrap_or_default();
-    let units: Vec<(String, Vec<PathBuf>)> = parts
+    let domain = Domain {
+        parts: list_parts(&s.input).unwrap_or_default(),
+        ..Domain::pubmed_unlisted(ctx, &s)
+    };
+    domain_status(ctx, &s, &domain)
+}
+
+/// The tokenize and pack rows of every configured corpus for `pipeline status`.
+pub fn corpus_statuses(ctx: &Ctx) -> Result<Vec<StageStatus>> {
+    let mut rows = Vec::new();
+    ctx.config.check_corpora()?;
+    for (name, corpus) in &ctx.config.corpus {
+        let s = TokenizeConfig::for_status(ctx, &format!("{STAGE}-{name}"))?;
+        let domain = Domain {
+            name: name.clone(),
+            parts: crate::corpus::corpus_files(ctx, name, corpus)
+                .into_iter()
+                .map(|f| f.part)
+                .collect(),
+            input: ctx.layout.parquet_corpus(name),
+            tokens_root: ctx.layout.tokens().join("corpus"),
+            corpus: Some(corpus.clone()),
+        };
+        rows.push(domain_status(ctx, &s, &domain)?);
+        rows.push(pack::domain_status(ctx, &s, &domain)?);
+    }
+    Ok(rows)
+}
+
+impl Domain {
+    /// PubMed's domain without listing its parts (for status, where the input may be absent).
+    fn pubmed_unlisted(ctx: &Ctx, s: &TokenizeConfig) -> Self {
+        Self {
+            name: schemas::layout::PUBMED.to_string(),
+            parts: Vec::new(),
+            input: s.input.clone(),
+            tokens_root: ctx.layout.tokens(),
+            corpus: None,
+        }
+    }
+}
+
+fn domain_status(ctx: &Ctx, s: &TokenizeConfig, domain: &Domain) -> Result<StageStatus> {
+    let stage = open_stage(ctx, s, domain, false)?;
+    let units: Vec<(String, Vec<PathBuf>)> = domain
+        .parts
         .iter()
+        .filter(|p| domain.is_pubmed() || p.is_file())
         .map(|p| {
             let mut inputs = vec![p.clone()];
             if s.tokenizer.exists() {
@@ -664,8 +953,12 @@ pub fn status(ctx: &Ctx) -> Result<StageStatus> {
         })
         .collect();
     let mut st = stage.status(&units)?;
+    let absent = domain.parts.len() - units.len();
+    st.missing += absent;
     if !s.tokenizer.exists() {
         st.note = format!("tokenizer {} missing", s.tokenizer.display());
+    } else if absent > 0 {
+        st.note = format!("{absent} corpus parts missing: run `pipeline corpus`");
     }
     Ok(st)
 }

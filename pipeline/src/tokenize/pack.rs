@@ -7,6 +7,16 @@
 //! document's first token lies. Shards hold `shard_sequences` rows (the last fewer) and are written
 //! with `commit_unless_identical`, so shards that did not change keep their bytes and mtime. Memory:
 //! one shard buffer per split.
+//!
+//! With `[tokenize] sequences = "document"` each document becomes one row instead: its tokens (EOS
+//! included) truncated to `seq_len`, right-padded with the pad id (= the EOS id), `doc_starts = [0]`
+//! and `lengths` = its real tokens ([`schemas::shards::document_batch`]); truncated documents and the
+//! tokens cut off are counted, nothing is dropped otherwise.
+//!
+//! Every domain ([`super::Domain`]) is packed on its own: PubMed into `shards/{train,val}`
+//! (manifest `pack`), a corpus `<name>` into `shards/<name>/{train,val}` (manifest `pack-<name>`,
+//! no decontamination, at most `max_documents` documents in canonical order). Corpus documents are
+//! split by their key [`schemas::corpus::doc_key`]`(doc_id)` exactly as PubMed's by PMID.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -15,6 +25,9 @@ use anyhow::{Context, Result, ensure};
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
+use schemas::shards::Sequences;
+
+use super::Domain;
 use super::decontaminate::{self, SourceCount};
 use super::token_file::TokenFileReader;
 use crate::Ctx;
@@ -72,6 +85,15 @@ pub struct SplitSummary {
     pub sequences: u64,
     /// Tokens of the incomplete last sequence, not written.
     pub dropped_tokens: u64,
+    /// Document rows: documents longer than `seq_len` (EOS included), cut to `seq_len`.
+    #[serde(default)]
+    pub truncated_docs: u64,
+    /// Document rows: the tokens cut off those documents.
+    #[serde(default)]
+    pub truncated_tokens: u64,
+    /// Document rows: pad positions written after the real tokens.
+    #[serde(default)]
+    pub padding_tokens: u64,
     pub shards: Vec<ShardInfo>,
 }
 
@@ -91,6 +113,18 @@ pub struct DecontaminationSummary {
 /// `manifests/pack.json` summary: everything the trainer needs to trust the shards.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct PackSummary {
+    /// `pubmed` or the corpus's name.
+    #[serde(default = "pubmed")]
+    pub domain: String,
+    /// `packed` or `document` rows.
+    #[serde(default)]
+    pub sequences: Sequences,
+    /// The pad id of document rows (= `eos_id`); null for packed rows.
+    #[serde(default)]
+    pub pad_id: Option<u32>,
+    /// A corpus's cap on its documents (`[corpus.<name>] max_documents`).
+    #[serde(default)]
+    pub max_documents: Option<u64>,
     pub tokenizer_hash: String,
     pub vocab_size: usize,
     pub eos_id: u32,
@@ -108,6 +142,10 @@ pub struct PackSummary {
     pub cached: bool,
 }
 
+fn pubmed() -> String {
+    schemas::layout::PUBMED.to_string()
+}
+
 impl PackSummary {
     pub fn describe(&self) -> String {
         let line = |name: &str, s: &SplitSummary| {
@@ -120,18 +158,40 @@ impl PackSummary {
                 s.dropped_tokens
             )
         };
+        let document = |s: &SplitSummary| {
+            format!(
+                ", {} documents truncated ({} tokens cut), {} padding tokens",
+                s.truncated_docs, s.truncated_tokens, s.padding_tokens
+            )
+        };
+        let (train_extra, val_extra) = match self.sequences {
+            Sequences::Packed => (String::new(), String::new()),
+            Sequences::Document => (document(&self.train), document(&self.val)),
+        };
+        let decontamination = if self.domain == schemas::layout::PUBMED {
+            format!(
+                "\n  decontamination: {} cited PMIDs, {} documents ({} tokens) excluded",
+                self.decontamination.pmids.len(),
+                self.decontamination.excluded_docs,
+                self.decontamination.excluded_tokens
+            )
+        } else {
+            match self.max_documents {
+                Some(m) => format!("\n  max_documents: {m}"),
+                None => String::new(),
+            }
+        };
         format!(
-            "pack{}: seq_len {}, vocab {} ({}), EOS {}\n{}\n{}\n  decontamination: {} cited PMIDs, {} documents ({} tokens) excluded",
+            "{}{}: {} rows, seq_len {}, vocab {} ({}), EOS {}\n{}{train_extra}\n{}{val_extra}{decontamination}",
+            schemas::shards::pack_stage_of(&self.domain),
             if self.cached { " (cached)" } else { "" },
+            self.sequences.name(),
             self.seq_len,
             self.vocab_size,
             self.token_type,
             self.eos_id,
             line("train", &self.train),
             line("val", &self.val),
-            self.decontamination.pmids.len(),
-            self.decontamination.excluded_docs,
-            self.decontamination.excluded_tokens
         )
     }
 }
@@ -142,14 +202,25 @@ struct PackStageConfig {
     shard_sequences: usize,
     val_fraction: f64,
     split_salt: String,
+    /// Left out when packed, so packed shards keep the fingerprint they always had.
+    #[serde(skip_serializing_if = "is_packed")]
+    sequences: Sequences,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_documents: Option<u64>,
 }
 
-fn stage_config(s: &TokenizeConfig) -> PackStageConfig {
+fn is_packed(s: &Sequences) -> bool {
+    *s == Sequences::Packed
+}
+
+fn stage_config(s: &TokenizeConfig, domain: &Domain) -> PackStageConfig {
     PackStageConfig {
         seq_len: s.seq_len,
         shard_sequences: s.shard_sequences,
         val_fraction: s.val_fraction,
         split_salt: s.split_salt.clone(),
+        sequences: s.sequences,
+        max_documents: domain.corpus.as_ref().and_then(|c| c.max_documents),
     }
 }
 
@@ -159,6 +230,11 @@ struct SplitPacker {
     seq_len: usize,
     shard_sequences: usize,
     vocab_size: usize,
+    sequences: Sequences,
+    /// The pad id of document rows.
+    pad_id: u32,
+    /// Real tokens of each complete row (document rows).
+    lengths: Vec<u32>,
     /// Complete rows of the shard being filled, then the partial current row.
     buf: Vec<u32>,
     /// doc_starts of the complete rows in `buf`.
@@ -170,12 +246,15 @@ struct SplitPacker {
 }
 
 impl SplitPacker {
-    fn new(dir: PathBuf, s: &TokenizeConfig, vocab_size: usize) -> Self {
+    fn new(dir: PathBuf, s: &TokenizeConfig, vocab_size: usize, pad_id: u32) -> Self {
         Self {
             dir,
             seq_len: s.seq_len,
             shard_sequences: s.shard_sequences,
             vocab_size,
+            sequences: s.sequences,
+            pad_id,
+            lengths: Vec::new(),
             buf: Vec::new(),
             rows: Vec::new(),
             row_starts: Vec::new(),
@@ -187,6 +266,9 @@ impl SplitPacker {
     fn push_doc(&mut self, ids: &[u32]) -> Result<()> {
         self.summary.docs += 1;
         self.summary.tokens += ids.len() as u64;
+        if self.sequences == Sequences::Document {
+            return self.push_document_row(ids);
+        }
         let mut rest = ids;
         let mut first = true;
         while !rest.is_empty() {
@@ -208,6 +290,25 @@ impl SplitPacker {
         Ok(())
     }
 
+    /// One document as one row: its first `seq_len` tokens, then pad ids.
+    fn push_document_row(&mut self, ids: &[u32]) -> Result<()> {
+        let take = ids.len().min(self.seq_len);
+        if ids.len() > take {
+            self.summary.truncated_docs += 1;
+            self.summary.truncated_tokens += (ids.len() - take) as u64;
+        }
+        let pad = self.seq_len - take;
+        self.summary.padding_tokens += pad as u64;
+        self.buf.extend_from_slice(&ids[..take]);
+        self.buf.extend(std::iter::repeat_n(self.pad_id, pad));
+        self.rows.push(vec![0]);
+        self.lengths.push(take as u32);
+        if self.rows.len() == self.shard_sequences {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
     /// Write the complete rows held as the next shard.
     fn flush(&mut self) -> Result<()> {
         let n = self.rows.len();
@@ -215,12 +316,21 @@ impl SplitPacker {
             return Ok(());
         }
         let complete = n * self.seq_len;
-        let batch = schemas::shards::batch(
-            self.seq_len,
-            self.vocab_size,
-            &self.buf[..complete],
-            &self.rows,
-        )?;
+        let batch = match self.sequences {
+            Sequences::Packed => schemas::shards::batch(
+                self.seq_len,
+                self.vocab_size,
+                &self.buf[..complete],
+                &self.rows,
+            )?,
+            Sequences::Document => schemas::shards::document_batch(
+                self.seq_len,
+                self.vocab_size,
+                &self.buf[..complete],
+                &self.rows,
+                &self.lengths,
+            )?,
+        };
         let path = self
             .dir
             .join(schemas::shards::shard_file_name(self.written.len()));
@@ -229,6 +339,7 @@ impl SplitPacker {
         self.summary.sequences += n as u64;
         self.buf.drain(..complete);
         self.rows.clear();
+        self.lengths.clear();
         Ok(())
     }
 
@@ -259,14 +370,31 @@ fn remove_other_shards(dir: &Path, keep: &[PathBuf]) -> Result<()> {
 
 /// Stage 2: pack the token files (canonical order) into shards; cached as one unit.
 pub fn pack_stage(ctx: &Ctx, s: &TokenizeConfig, token_files: &[PathBuf]) -> Result<PackSummary> {
+    pack_domain(ctx, s, &Domain::pubmed(ctx, s)?, token_files)
+}
+
+/// Stage 2 of one domain: its token files (canonical order) into its shards,
+/// `Layout::domain_shards(domain, split)`, under its manifest (`pack`, `pack-<name>`).
+pub fn pack_domain(
+    ctx: &Ctx,
+    s: &TokenizeConfig,
+    domain: &Domain,
+    token_files: &[PathBuf],
+) -> Result<PackSummary> {
     let root = ctx.layout.root();
-    let decon = decontaminate::load(&s.decontaminate, root)?;
+    let stage_name = domain.pack_stage();
+    let decon = if domain.is_pubmed() {
+        decontaminate::load(&s.decontaminate, root)?
+    } else {
+        decontaminate::Decontamination::default()
+    };
+    let max_documents = domain.corpus.as_ref().and_then(|c| c.max_documents);
     let stage = Stage::open(
         root,
-        STAGE,
+        &stage_name,
         CODE_VERSION,
         schemas::shards::VERSION,
-        &stage_config(s),
+        &stage_config(s, domain),
         ctx.force,
     )?
     .with_settings(&s.recorded(root))?;
@@ -274,7 +402,7 @@ pub fn pack_stage(ctx: &Ctx, s: &TokenizeConfig, token_files: &[PathBuf]) -> Res
     input_paths.extend(decon.files.iter().cloned());
     let inputs = stage.inputs(UNIT, &input_paths)?;
     if let Plan::Cached = stage.plan(UNIT, &inputs)? {
-        let previous = schemas::StageManifest::load(&ctx.layout.manifest(STAGE))?
+        let previous = schemas::StageManifest::load(&ctx.layout.manifest(&stage_name))?
             .context("cached pack stage has a manifest")?;
         // A run that failed between recording the shards and saving the summary (a full disk)
         // left no summary: pack again.
@@ -284,12 +412,12 @@ pub fn pack_stage(ctx: &Ctx, s: &TokenizeConfig, token_files: &[PathBuf]) -> Res
                 return Ok(summary);
             }
             Err(e) => {
-                tracing::info!("pack: manifests/pack.json has no summary ({e}); packing again")
+                tracing::info!("{stage_name}: its manifest has no summary ({e}); packing again")
             }
         }
     }
-    let train_dir = ctx.layout.shards(Split::Train.name());
-    let val_dir = ctx.layout.shards(Split::Val.name());
+    let train_dir = ctx.layout.domain_shards(&domain.name, Split::Train.name());
+    let val_dir = ctx.layout.domain_shards(&domain.name, Split::Val.name());
     for dir in [&train_dir, &val_dir] {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         schemas::atomic::remove_stale_temps(dir)?;
@@ -311,14 +439,15 @@ pub fn pack_stage(ctx: &Ctx, s: &TokenizeConfig, token_files: &[PathBuf]) -> Res
             ),
         }
     }
-    let tokenize_manifest = schemas::StageManifest::load(&ctx.layout.manifest(super::STAGE))?;
+    let tokenize_manifest =
+        schemas::StageManifest::load(&ctx.layout.manifest(&domain.tokenize_stage()))?;
     let tokenizer_hash = tokenize_manifest
         .and_then(|m| m.summary["tokenizer"]["hash"].as_str().map(str::to_string))
         .unwrap_or_default();
     let (vocab_size, eos_id) = meta.as_ref().map(|(v, e, _)| (*v, *e)).unwrap_or((0, 0));
 
-    let mut train = SplitPacker::new(train_dir, s, vocab_size.max(1));
-    let mut val = SplitPacker::new(val_dir, s, vocab_size.max(1));
+    let mut train = SplitPacker::new(train_dir, s, vocab_size.max(1), eos_id);
+    let mut val = SplitPacker::new(val_dir, s, vocab_size.max(1), eos_id);
     let mut excluded = DecontaminationSummary::default();
     let mut excluded_pmids = BTreeSet::new();
     let total_docs: u64 = token_files
@@ -326,14 +455,19 @@ pub fn pack_stage(ctx: &Ctx, s: &TokenizeConfig, token_files: &[PathBuf]) -> Res
         .map(|f| TokenFileReader::open(f).map(|r| r.docs))
         .sum::<Result<u64>>()?;
     let progress = schemas::progress::Progress::new(
-        "pack",
-        total_docs,
+        &stage_name,
+        max_documents.map_or(total_docs, |m| m.min(total_docs)),
         schemas::progress::Unit::Count("documents"),
     );
     let mut ids = Vec::new();
-    for f in token_files {
+    let mut taken = 0u64;
+    'files: for f in token_files {
         let mut reader = TokenFileReader::open(f)?;
         while let Some(pmid) = reader.next_doc(&mut ids)? {
+            if max_documents.is_some_and(|m| taken >= m) {
+                break 'files;
+            }
+            taken += 1;
             progress.inc(1);
             if decon.pmids.contains(&pmid) {
                 excluded.excluded_docs += 1;
@@ -345,7 +479,14 @@ pub fn pack_stage(ctx: &Ctx, s: &TokenizeConfig, token_files: &[PathBuf]) -> Res
                 Split::Train => train.push_doc(&ids),
                 Split::Val => val.push_doc(&ids),
             }
-            .with_context(|| format!("packing PMID {pmid} from {}", f.display()))?;
+            .with_context(|| {
+                let what = if domain.is_pubmed() {
+                    "PMID"
+                } else {
+                    "document key"
+                };
+                format!("packing {what} {pmid} from {}", f.display())
+            })?;
         }
     }
     progress.finish();
@@ -354,6 +495,10 @@ pub fn pack_stage(ctx: &Ctx, s: &TokenizeConfig, token_files: &[PathBuf]) -> Res
     let outputs: Vec<PathBuf> = train_files.iter().chain(&val_files).cloned().collect();
 
     let mut summary = PackSummary {
+        domain: domain.name.clone(),
+        sequences: s.sequences,
+        pad_id: (s.sequences == Sequences::Document).then_some(eos_id),
+        max_documents,
         tokenizer_hash,
         vocab_size,
         eos_id,
@@ -362,7 +507,7 @@ pub fn pack_stage(ctx: &Ctx, s: &TokenizeConfig, token_files: &[PathBuf]) -> Res
         token_type: format!("{}", schemas::shards::token_type(vocab_size.max(1))),
         val_fraction: s.val_fraction,
         split_salt: s.split_salt.clone(),
-        canonical_order: "parts in file-name order, rows in Parquet order".into(),
+        canonical_order: domain.canonical_order().into(),
         train: SplitSummary::default(),
         val: SplitSummary::default(),
         decontamination: DecontaminationSummary {
@@ -406,7 +551,17 @@ pub fn pack_stage(ctx: &Ctx, s: &TokenizeConfig, token_files: &[PathBuf]) -> Res
 
 /// The pack stage with its summary lines.
 pub fn run(ctx: &Ctx, s: &TokenizeConfig, token_files: &[PathBuf]) -> Result<PackSummary> {
-    let packed = pack_stage(ctx, s, token_files)?;
+    run_domain(ctx, s, &Domain::pubmed(ctx, s)?, token_files)
+}
+
+/// The pack stage of one domain with its summary lines.
+pub fn run_domain(
+    ctx: &Ctx,
+    s: &TokenizeConfig,
+    domain: &Domain,
+    token_files: &[PathBuf],
+) -> Result<PackSummary> {
+    let packed = pack_domain(ctx, s, domain, token_files)?;
     println!("{}", packed.describe());
     Ok(packed)
 }
@@ -414,32 +569,44 @@ pub fn run(ctx: &Ctx, s: &TokenizeConfig, token_files: &[PathBuf]) -> Result<Pac
 /// `pipeline status` row of the pack stage.
 pub fn status(ctx: &Ctx) -> Result<StageStatus> {
     let s = TokenizeConfig::for_status(ctx, STAGE)?;
+    let mut domain = Domain::pubmed_unlisted(ctx, &s);
+    domain.parts = super::list_parts(&s.input).unwrap_or_default();
+    domain_status(ctx, &s, &domain)
+}
+
+/// `pipeline status` row of one domain's pack stage (`s`: the tokenize settings to judge by).
+pub fn domain_status(ctx: &Ctx, s: &TokenizeConfig, domain: &Domain) -> Result<StageStatus> {
+    let stage_name = domain.pack_stage();
+    let s = if domain.is_pubmed() {
+        s.clone()
+    } else {
+        TokenizeConfig::for_status(ctx, &stage_name)?
+    };
     let stage = Stage::open(
         ctx.layout.root(),
-        STAGE,
+        &stage_name,
         CODE_VERSION,
         schemas::shards::VERSION,
-        &stage_config(&s),
+        &stage_config(&s, domain),
         false,
     )?;
-    let parts = super::list_parts(&s.input).unwrap_or_default();
-    let mut inputs: Vec<PathBuf> = parts
-        .iter()
-        .map(|p| super::token_path(&ctx.layout.tokens(), p))
-        .collect();
-    if let Ok(files) = decontaminate::expand(&s.decontaminate) {
+    let parts = &domain.parts;
+    let mut inputs: Vec<PathBuf> = parts.iter().map(|p| domain.token_path(p)).collect();
+    if domain.is_pubmed()
+        && let Ok(files) = decontaminate::expand(&s.decontaminate)
+    {
         inputs.extend(files);
     }
     if parts.is_empty() {
         return Ok(StageStatus {
-            stage: STAGE.into(),
+            stage: stage_name,
             ..Default::default()
         });
     }
     if inputs.iter().any(|p| !p.exists()) {
         let known = stage.recorded(UNIT).is_some();
         return Ok(StageStatus {
-            stage: STAGE.into(),
+            stage: stage_name,
             stale: known as usize,
             missing: (!known) as usize,
             note: "token files missing: run `pipeline tokenize`".into(),
@@ -447,12 +614,15 @@ pub fn status(ctx: &Ctx) -> Result<StageStatus> {
         });
     }
     let mut st = stage.status(&[(UNIT.to_string(), inputs)])?;
-    if let Some(m) = schemas::StageManifest::load(&ctx.layout.manifest(STAGE))?
+    if let Some(m) = schemas::StageManifest::load(&ctx.layout.manifest(&stage_name))?
         && let Ok(sum) = serde_json::from_value::<PackSummary>(m.summary)
     {
         st.note = format!(
-            "train {} seqs, val {} seqs of {}",
-            sum.train.sequences, sum.val.sequences, sum.seq_len
+            "train {} seqs, val {} seqs of {} ({})",
+            sum.train.sequences,
+            sum.val.sequences,
+            sum.seq_len,
+            sum.sequences.name()
         );
     }
     Ok(st)

@@ -267,6 +267,99 @@ fn shards_hold_the_document_stream_in_canonical_order() {
     assert!(text.contains(&streams["train"].1[0][..20]), "{text}");
 }
 
+/// `sequences = "document"`: one row per document (its first `seq_len` tokens, EOS included, then
+/// pad ids), `lengths` its real tokens, `doc_starts` `[0]`; no document split across rows. Packed
+/// shards come back byte for byte when the setting returns to `packed`.
+#[test]
+fn document_rows_hold_each_documents_first_tokens_then_padding() {
+    let Some(parts) = sample_rows() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut ctx = sample_ctx(dir.path(), &parts);
+    let (_, packed) = run_all(&ctx);
+    assert_eq!(packed.sequences, schemas::shards::Sequences::Packed);
+    let packed_bytes = shard_bytes(dir.path());
+
+    let tok = LoadedTokenizer::load(&dir.path().join("tokenizer/tokenizer.json")).unwrap();
+    // seq_len: the median document length, so some rows are cut and some padded.
+    let mut lens: Vec<usize> = parts
+        .iter()
+        .flat_map(|rows| texts(rows, false))
+        .map(|(_, t)| tok.encode_document(&t).unwrap().len())
+        .collect();
+    lens.sort();
+    let seq_len = lens[lens.len() / 2];
+    ctx.config.tokenize.sequences = schemas::shards::Sequences::Document;
+    ctx.config.tokenize.seq_len = seq_len;
+    let (report, summary) = run_all(&ctx);
+    assert!(!summary.cached, "a new row kind re-packs");
+    assert_eq!(report.parts_run, 0, "token files stay cached");
+    assert_eq!(summary.sequences, schemas::shards::Sequences::Document);
+    assert_eq!(summary.pad_id, Some(0));
+    let cited = super::decontaminate::load(&ctx.config.tokenize.decontaminate, dir.path())
+        .unwrap()
+        .pmids;
+    let mut docs: BTreeMap<&str, Vec<Vec<u32>>> = BTreeMap::new();
+    for rows in &parts {
+        for (pmid, text) in texts(rows, false) {
+            if !cited.contains(&pmid) {
+                let split = split_of(pmid, "biomamba-split-v1", 0.2).name();
+                docs.entry(split)
+                    .or_default()
+                    .push(tok.encode_document(&text).unwrap());
+            }
+        }
+    }
+    for (split, sum) in [("train", &summary.train), ("val", &summary.val)] {
+        let want = &docs[split];
+        let set = ShardSet::open(dir.path().join("shards").join(split)).unwrap();
+        assert_eq!(set.sequences(), schemas::shards::Sequences::Document);
+        assert_eq!(set.len(), want.len(), "{split}: one row per document");
+        assert_eq!(sum.sequences as usize, want.len());
+        assert_eq!(sum.docs as usize, want.len());
+        assert_eq!(sum.dropped_tokens, 0);
+        let long: Vec<&Vec<u32>> = want.iter().filter(|d| d.len() > seq_len).collect();
+        assert!(!long.is_empty(), "{split}: some abstracts exceed seq_len");
+        assert!(
+            want.iter().any(|d| d.len() < seq_len),
+            "{split}: some are shorter"
+        );
+        assert_eq!(sum.truncated_docs as usize, long.len());
+        assert_eq!(
+            sum.truncated_tokens as usize,
+            long.iter().map(|d| d.len() - seq_len).sum::<usize>()
+        );
+        let mut padding = 0;
+        for (g, doc) in want.iter().enumerate() {
+            let n = doc.len().min(seq_len);
+            let mut row = doc[..n].to_vec();
+            row.resize(seq_len, 0);
+            padding += seq_len - n;
+            assert_eq!(set.sequence(g).to_u32_vec(), row, "{split} row {g}");
+            assert_eq!(set.length(g), n, "{split} row {g}");
+            assert_eq!(set.doc_starts(g), &[0], "{split} row {g}");
+        }
+        assert_eq!(sum.padding_tokens as usize, padding);
+        assert!(
+            set.shards()[..set.shards().len() - 1]
+                .iter()
+                .all(|s| s.len() == 8)
+        );
+    }
+    let facts = schemas::shards::pack_facts(&ctx.layout).unwrap().unwrap();
+    assert_eq!(facts.sequences, schemas::shards::Sequences::Document);
+    assert!(summary.describe().contains("documents truncated"));
+
+    ctx.config.tokenize.sequences = schemas::shards::Sequences::Packed;
+    ctx.config.tokenize.seq_len = 64;
+    let (_, again) = run_all(&ctx);
+    assert!(!again.cached);
+    assert_eq!(
+        shard_bytes(dir.path()),
+        packed_bytes,
+        "packed shards as before"
+    );
+}
+
 #[test]
 fn split_is_a_stable_function_of_the_pmid() {
     let salt = "biomamba-split-v1";

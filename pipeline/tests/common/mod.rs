@@ -26,6 +26,19 @@ pub fn tokenize_command(ctx: &Ctx, args: pipeline::tokenize::Args) -> anyhow::Re
     Ok(())
 }
 
+/// What the `pipeline tokenize` command does with corpora configured: tokenize + pack for
+/// PubMed, then for every `[corpus.<name>]`.
+pub fn tokenize_all_command(ctx: &Ctx, args: pipeline::tokenize::Args) -> anyhow::Result<()> {
+    let config = pipeline::config::TokenizeConfig::resolve(ctx, &args)?;
+    let report = pipeline::tokenize::run(ctx, &config)?;
+    pipeline::tokenize::pack::run(ctx, &config, &report.token_files)?;
+    for domain in pipeline::tokenize::Domain::corpora(ctx)? {
+        let report = pipeline::tokenize::run_domain(ctx, &config, &domain, None)?;
+        pipeline::tokenize::pack::run_domain(ctx, &config, &domain, &report.token_files)?;
+    }
+    Ok(())
+}
+
 /// What the `pipeline pack` command does: the pack stage over the token files of every part.
 pub fn pack_command(ctx: &Ctx, args: pipeline::tokenize::Args) -> anyhow::Result<()> {
     let config = pipeline::config::TokenizeConfig::resolve(ctx, &args)?;
