@@ -41,20 +41,29 @@ demo cfg="configs/sample.toml" d="data/demo":
     {{pipeline}} --config $cfg --data-dir $d bioasq --offline
     {{pipeline}} --config $cfg --data-dir $d tokenize
     {{pipeline}} --config $cfg --data-dir $d status
+    baseline=()
+    if grep -q '^\[pretrain.mix\]' $cfg; then
+        # Mixed domains: keep the initial model (checkpoint 0) to compare each domain's perplexity with.
+        {{trainer}} pretrain --config $cfg --data-dir $d --run-dir $d/runs/pretrain --max-steps 0 $dev
+        {{trainer}} export $d/runs/pretrain --out $d/runs/pretrain/initial
+        baseline=(--baseline $d/runs/pretrain/initial)
+    fi
     {{trainer}} pretrain --config $cfg --data-dir $d --run-dir $d/runs/pretrain $dev
     {{trainer}} export $d/runs/pretrain --out $d/runs/pretrain/export
     cp $d/tokenizer/tokenizer.json $d/runs/pretrain/export/
     {{trainer}} finetune --config $cfg --data-dir $d --init $d/runs/pretrain/export --tokenizer $d/tokenizer/tokenizer.json --task sample --run-dir $d/runs/finetune-sample $dev
-    {{trainer}} eval --config $cfg --data-dir $d --ppl --model $d/runs/pretrain/export --tokenizer $d/tokenizer/tokenizer.json $dev
+    {{trainer}} eval --config $cfg --data-dir $d --ppl --model $d/runs/pretrain/export "${baseline[@]}" --tokenizer $d/tokenizer/tokenizer.json $dev
     echo; echo "== BioASQ factoid QA (Table 3 layout)"; cat $d/runs/finetune-sample/eval/sample/results.md
-    echo; echo "== Perplexity on the validation shards (Table 4 layout)"; cat $d/runs/pretrain/export/eval/ppl/ppl.md
+    echo; echo "== Perplexity on the validation shards (Table 4 layout; per domain when mixed)"; cat $d/runs/pretrain/export/eval/ppl/ppl.md
 
 # Real data: download PubMed, parse, current view, BioASQ and PubMedQA tables, GPT-NeoX tokens (CONFIG, DATA to override).
 ingest:
     {{release_pipeline}} --config {{config}} --data-dir {{data}} download
+    {{release_pipeline}} --config {{config}} --data-dir {{data}} corpus-download
     {{release_pipeline}} --config {{config}} --data-dir {{data}} fetch-tokenizer
     {{release_pipeline}} --config {{config}} --data-dir {{data}} fetch-model
     {{release_pipeline}} --config {{config}} --data-dir {{data}} parse
+    {{release_pipeline}} --config {{config}} --data-dir {{data}} corpus
     {{release_pipeline}} --config {{config}} --data-dir {{data}} bioasq
     {{release_pipeline}} --config {{config}} --data-dir {{data}} pubmedqa
     {{release_pipeline}} --config {{config}} --data-dir {{data}} tokenize
