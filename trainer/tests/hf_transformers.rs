@@ -122,7 +122,7 @@ fn exported_moving_average_loads_in_transformers() {
     let seq = |k: u32| -> Vec<u32> { (0..16).map(|i| (i * (k + 2) + k) % 40).collect() };
     let train = InMemorySource::new((0..12).map(seq).collect(), 16)
         .unwrap()
-        .with_lengths((0..12).map(|k| 6 + k as usize).collect())
+        .with_lengths((0..12).map(|k| 6 + k % 10).collect())
         .unwrap();
     let val = InMemorySource::new((20..22).map(seq).collect(), 16).unwrap();
     let file = Config {
