@@ -3,7 +3,8 @@
 //! (`configs/sample.toml`) and Mamba-2 (`configs/sample-mamba2.toml`). On the CPU: pretraining
 //! for 20 steps, export, fine-tuning, answering and perplexity. On wgpu, against the CPU: every
 //! logged pretraining loss within 1e-3 relative, a SIGKILLed-and-resumed wgpu run equal to the
-//! uninterrupted one, fine-tuning losses, identical answers, perplexity within 1e-4. On a machine
+//! uninterrupted one, fine-tuning losses, identical answers, perplexity within 1e-4. The BioMamba-2
+//! recipe on the sample with its corpora (`configs/sample-corpora.toml`) on the CPU. On a machine
 //! without a GPU wgpu runs on Mesa's lavapipe (`.ci/run` installs it); without any adapter the
 //! wgpu halves print SKIP, except under `CI=true`, where that is a failure.
 
@@ -42,7 +43,7 @@ const MAMBA1: &str = "sample.toml";
 const MAMBA2: &str = "sample-mamba2.toml";
 
 fn tokenizer(s: &Sample) -> PathBuf {
-    s.data.join("tokenizer/tokenizer.json")
+    tokenizer_of(&s.data)
 }
 
 /// Run a command to success; its stdout and stderr (both shown when it fails).
@@ -423,4 +424,144 @@ fn finetuning_answering_and_perplexity(cfg: &'static str) {
         }
         assert_eq!(x["tokens"], y["tokens"]);
     }
+}
+
+/// The BioMamba-2 recipe on the bundled sample with its two general-domain corpora
+/// (`configs/sample-corpora.toml`: the pipeline writes document shards for PubMed, Wikipedia and C4,
+/// the trainer mixes them 80/10/10): the realised mixture of a CPU run is within one sequence of
+/// the weights for every domain at every step; a SIGKILLed run resumes to the same weights and log;
+/// the per-domain perplexity table holds every domain, for the trained and the initial model.
+#[test]
+fn mixed_corpora_pretraining_follows_the_mix_and_resumes_exactly() {
+    const CFG: &str = "sample-corpora.toml";
+    let _one = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let raw = data.join("raw");
+    for (from, to) in [
+        ("pubmed/baseline", "pubmed/baseline"),
+        ("pubmed/updatefiles", "pubmed/updatefiles"),
+        ("bioasq", "bioasq"),
+    ] {
+        let dir = raw.join(to);
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in std::fs::read_dir(sample_dir().join(from)).unwrap() {
+            let f = f.unwrap().path();
+            if f.is_file() && f.extension().is_some_and(|e| e == "gz" || e == "json") {
+                std::fs::copy(&f, dir.join(f.file_name().unwrap())).unwrap();
+            }
+        }
+    }
+    for (name, file) in [
+        ("wikipedia", "20231101.en/train-00000-of-00001.parquet"),
+        ("c4", "en/c4-train.00000-of-00001.json.gz"),
+    ] {
+        let to = raw.join("corpus").join(name).join(file);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(sample_dir().join("corpus").join(name).join(file), &to).unwrap();
+    }
+    for args in [
+        &["parse"][..],
+        &["corpus-download", "--offline"],
+        &["corpus"],
+        &["train-tokenizer"],
+        &["tokenize"],
+    ] {
+        let mut c = Command::new(pipeline_binary());
+        c.arg("--config").arg(config(CFG)).arg("--data-dir").arg(&data);
+        c.args(args);
+        run(c);
+    }
+    // The initial model, then the whole run, then a run killed at a random step and resumed.
+    let whole = data.join("runs/mixed");
+    let mut c = trainer(&["pretrain", "--device", "cpu", "--max-steps", "0"]);
+    c.arg("--config").arg(config(CFG)).arg("--data-dir").arg(&data);
+    c.arg("--run-dir").arg(&whole);
+    run(c);
+    let initial = data.join("runs/mixed-initial");
+    let export = |run_dir: &Path, out: &Path| {
+        let mut c = trainer(&["export"]);
+        c.arg(run_dir).arg("--out").arg(out);
+        run(c);
+    };
+    export(&whole, &initial);
+    run(pretrain(CFG, &data, &whole, "cpu"));
+    let targets = [("c4", 0.1), ("pubmed", 0.8), ("wikipedia", 0.1)];
+    let log = metrics(&whole);
+    let mut steps = 0;
+    for v in &log {
+        let Some(seqs) = v.get("domain_sequences") else {
+            continue;
+        };
+        let k = v["step"].as_u64().unwrap() as f64 * 8.0;
+        for (d, w) in targets {
+            let c = seqs[d].as_f64().unwrap();
+            assert!((c - w * k).abs() <= 1.0, "{d}: {c} of {k} sequences: {v}");
+        }
+        steps += 1;
+    }
+    assert_eq!(steps.to_string(), STEPS);
+    let mix: Value =
+        serde_json::from_slice(&std::fs::read(whole.join("mixture.json")).unwrap()).unwrap();
+    println!("{CFG}: realised mixture {}", mix["domains"]);
+    let vals: Vec<f64> = log.iter().filter_map(|m| m["val_loss"].as_f64()).collect();
+    println!("{CFG}: validation loss {:.4} -> {:.4}", vals[0], vals[vals.len() - 1]);
+    assert!(vals[vals.len() - 1] < vals[0] - 0.5, "{vals:?}");
+
+    let killed = data.join("runs/mixed-killed");
+    let at = 2 + random_below(15);
+    println!("killing the mixed run after {at} logged lines");
+    let child = pretrain(CFG, &data, &killed, "cpu")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let log_file = killed.join("metrics.jsonl");
+    wait_kill(
+        child,
+        || count_lines(&log_file) >= at,
+        "the kill point",
+        Duration::from_secs(600),
+    );
+    let (_, err) = run(pretrain(CFG, &data, &killed, "cpu"));
+    assert!(err.contains("resuming"), "{err}");
+    assert!(final_weights(&killed) == final_weights(&whole), "weights differ");
+    assert_eq!(deterministic(&killed), deterministic(&whole), "loss logs differ");
+
+    // Perplexity per domain, the EMA export beside the initial model.
+    let model = data.join("runs/mixed-export");
+    export(&whole, &model);
+    let out = data.join("ppl-mixed");
+    let mut c = trainer(&["eval", "--ppl", "--device", "cpu"]);
+    c.arg("--config").arg(config(CFG)).arg("--data-dir").arg(&data);
+    c.arg("--model").arg(&model).arg("--baseline").arg(&initial);
+    c.arg("--tokenizer").arg(tokenizer_of(&data)).arg("--out").arg(&out);
+    let (table, _) = run(c);
+    println!("{table}");
+    let j: Value = serde_json::from_slice(&std::fs::read(out.join("ppl.json")).unwrap()).unwrap();
+    let rows = j["domains"].as_array().unwrap();
+    assert_eq!(rows.len(), 6, "3 domains × 2 models");
+    for r in rows {
+        let protocols: Vec<&str> = r["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["protocol"].as_str().unwrap())
+            .collect();
+        assert_eq!(protocols, ["honest-documents", "paper"], "document shards: {r}");
+    }
+    let honest = |m: &Path, d: &str| {
+        rows.iter()
+            .find(|r| r["model"] == m.display().to_string() && r["domain"] == d)
+            .unwrap()["results"][0]["perplexity"]
+            .as_f64()
+            .unwrap()
+    };
+    for (d, _) in targets {
+        assert!(honest(&model, d) < honest(&initial, d), "{d}: training did not help");
+    }
+}
+
+fn tokenizer_of(data: &Path) -> PathBuf {
+    data.join("tokenizer/tokenizer.json")
 }
