@@ -42,8 +42,7 @@ pub fn write_documents(
         lengths.push(n as u32);
     }
     let starts = vec![vec![0u32]; docs.len()];
-    let batch =
-        schemas::shards::document_batch(seq_len, vocab_size, &tokens, &starts, &lengths)?;
+    let batch = schemas::shards::document_batch(seq_len, vocab_size, &tokens, &starts, &lengths)?;
     schemas::shards::write_shard(path, &batch)?;
     Ok(())
 }

@@ -468,14 +468,20 @@ fn mixed_corpora_pretraining_follows_the_mix_and_resumes_exactly() {
         &["tokenize"],
     ] {
         let mut c = Command::new(pipeline_binary());
-        c.arg("--config").arg(config(CFG)).arg("--data-dir").arg(&data);
+        c.arg("--config")
+            .arg(config(CFG))
+            .arg("--data-dir")
+            .arg(&data);
         c.args(args);
         run(c);
     }
     // The initial model, then the whole run, then a run killed at a random step and resumed.
     let whole = data.join("runs/mixed");
     let mut c = trainer(&["pretrain", "--device", "cpu", "--max-steps", "0"]);
-    c.arg("--config").arg(config(CFG)).arg("--data-dir").arg(&data);
+    c.arg("--config")
+        .arg(config(CFG))
+        .arg("--data-dir")
+        .arg(&data);
     c.arg("--run-dir").arg(&whole);
     run(c);
     let initial = data.join("runs/mixed-initial");
@@ -505,7 +511,11 @@ fn mixed_corpora_pretraining_follows_the_mix_and_resumes_exactly() {
         serde_json::from_slice(&std::fs::read(whole.join("mixture.json")).unwrap()).unwrap();
     println!("{CFG}: realised mixture {}", mix["domains"]);
     let vals: Vec<f64> = log.iter().filter_map(|m| m["val_loss"].as_f64()).collect();
-    println!("{CFG}: validation loss {:.4} -> {:.4}", vals[0], vals[vals.len() - 1]);
+    println!(
+        "{CFG}: validation loss {:.4} -> {:.4}",
+        vals[0],
+        vals[vals.len() - 1]
+    );
     assert!(vals[vals.len() - 1] < vals[0] - 0.5, "{vals:?}");
 
     let killed = data.join("runs/mixed-killed");
@@ -525,17 +535,30 @@ fn mixed_corpora_pretraining_follows_the_mix_and_resumes_exactly() {
     );
     let (_, err) = run(pretrain(CFG, &data, &killed, "cpu"));
     assert!(err.contains("resuming"), "{err}");
-    assert!(final_weights(&killed) == final_weights(&whole), "weights differ");
-    assert_eq!(deterministic(&killed), deterministic(&whole), "loss logs differ");
+    assert!(
+        final_weights(&killed) == final_weights(&whole),
+        "weights differ"
+    );
+    assert_eq!(
+        deterministic(&killed),
+        deterministic(&whole),
+        "loss logs differ"
+    );
 
     // Perplexity per domain, the EMA export beside the initial model.
     let model = data.join("runs/mixed-export");
     export(&whole, &model);
     let out = data.join("ppl-mixed");
     let mut c = trainer(&["eval", "--ppl", "--device", "cpu"]);
-    c.arg("--config").arg(config(CFG)).arg("--data-dir").arg(&data);
+    c.arg("--config")
+        .arg(config(CFG))
+        .arg("--data-dir")
+        .arg(&data);
     c.arg("--model").arg(&model).arg("--baseline").arg(&initial);
-    c.arg("--tokenizer").arg(tokenizer_of(&data)).arg("--out").arg(&out);
+    c.arg("--tokenizer")
+        .arg(tokenizer_of(&data))
+        .arg("--out")
+        .arg(&out);
     let (table, _) = run(c);
     println!("{table}");
     let j: Value = serde_json::from_slice(&std::fs::read(out.join("ppl.json")).unwrap()).unwrap();
@@ -548,7 +571,11 @@ fn mixed_corpora_pretraining_follows_the_mix_and_resumes_exactly() {
             .iter()
             .map(|x| x["protocol"].as_str().unwrap())
             .collect();
-        assert_eq!(protocols, ["honest-documents", "paper"], "document shards: {r}");
+        assert_eq!(
+            protocols,
+            ["honest-documents", "paper"],
+            "document shards: {r}"
+        );
     }
     let honest = |m: &Path, d: &str| {
         rows.iter()
@@ -558,7 +585,10 @@ fn mixed_corpora_pretraining_follows_the_mix_and_resumes_exactly() {
             .unwrap()
     };
     for (d, _) in targets {
-        assert!(honest(&model, d) < honest(&initial, d), "{d}: training did not help");
+        assert!(
+            honest(&model, d) < honest(&initial, d),
+            "{d}: training did not help"
+        );
     }
 }
 

@@ -491,9 +491,9 @@ impl PretrainConfig {
             );
             ensure!(
                 !name.is_empty()
-                    && name
-                        .bytes()
-                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_".contains(&b))
+                    && name.bytes().all(|b| b.is_ascii_lowercase()
+                        || b.is_ascii_digit()
+                        || b"-_".contains(&b))
                     && name != schemas::layout::TRAIN
                     && name != schemas::layout::VAL,
                 "[pretrain.mix] {name:?}: a domain is `pubmed` or a corpus name ([a-z0-9_-], not train/val)"

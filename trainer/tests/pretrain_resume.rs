@@ -396,15 +396,17 @@ fn mixed_run_follows_its_weights_and_exports_the_average() {
             steps += 1;
         }
         if let Some(by) = v.get("val_loss_by_domain") {
-            let mean: f64 = targets.iter().map(|(d, w)| w * by[d].as_f64().unwrap()).sum();
+            let mean: f64 = targets
+                .iter()
+                .map(|(d, w)| w * by[d].as_f64().unwrap())
+                .sum();
             assert!((mean - v["val_loss"].as_f64().unwrap()).abs() < 1e-9);
         }
     }
     assert_eq!(steps, STEPS);
-    let mix: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(f.root.join("runs/reference/mixture.json")).unwrap(),
-    )
-    .unwrap();
+    let mix: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(f.root.join("runs/reference/mixture.json")).unwrap())
+            .unwrap();
     assert_eq!(mix["sequences"].as_u64().unwrap(), STEPS * 8);
     for (row, (d, w)) in mix["domains"].as_array().unwrap().iter().zip(targets) {
         assert_eq!(row["domain"], d);
@@ -416,7 +418,12 @@ fn mixed_run_follows_its_weights_and_exports_the_average() {
     let run = f.root.join("runs/reference");
     let out = f.root.join("export/reference-final");
     let st = Command::new(&f.exe)
-        .args(["export", run.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .args([
+            "export",
+            run.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
         .args(["--weights", "final"])
         .status()
         .unwrap();
@@ -427,7 +434,12 @@ fn mixed_run_follows_its_weights_and_exports_the_average() {
     assert!(f.weights != last, "the export is the moving average");
     let ema = f.root.join("export/reference-ema");
     let st = Command::new(&f.exe)
-        .args(["export", run.to_str().unwrap(), "--out", ema.to_str().unwrap()])
+        .args([
+            "export",
+            run.to_str().unwrap(),
+            "--out",
+            ema.to_str().unwrap(),
+        ])
         .args(["--weights", "ema"])
         .status()
         .unwrap();

@@ -329,7 +329,11 @@ pub fn domains(data: &schemas::Layout) -> Result<Vec<(String, std::path::PathBuf
         out.push((PUBMED.to_string(), data.shards(VAL)));
     }
     for dir in schemas::layout::subdirectories(&data.shards_root())? {
-        let name = dir.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let name = dir
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
         if name != TRAIN && name != VAL && dir.join(VAL).is_dir() {
             out.push((name.clone(), data.domain_shards(&name, VAL)));
         }

@@ -600,20 +600,37 @@ mod tests {
             .collect();
         assert_eq!(a_first_epoch.len(), 7);
         for d in &all {
-            let expect = if d.domain == 0 { [1, 2, 3][d.ids[0] as usize % 3] } else { 3 };
+            let expect = if d.domain == 0 {
+                [1, 2, 3][d.ids[0] as usize % 3]
+            } else {
+                3
+            };
             assert_eq!(d.length, expect);
         }
-        let toks: u64 = all.iter().filter(|d| d.domain == 0).map(|d| d.length as u64).sum();
+        let toks: u64 = all
+            .iter()
+            .filter(|d| d.domain == 0)
+            .map(|d| d.length as u64)
+            .sum();
         assert_eq!(whole.tokens()[0], toks);
         // One PubMed domain draws exactly what the plain loader does.
         let mut plain = Loader::new(&a, 5, DataPosition::default()).unwrap();
         let mut one = MixedLoader::new(
-            vec![(schemas::layout::PUBMED.into(), 1.0, &a as &dyn SequenceSource)],
+            vec![(
+                schemas::layout::PUBMED.into(),
+                1.0,
+                &a as &dyn SequenceSource,
+            )],
             5,
             &MixState::new(),
         )
         .unwrap();
-        let ids: Vec<Vec<u32>> = one.next_sequences(15).unwrap().into_iter().map(|d| d.ids).collect();
+        let ids: Vec<Vec<u32>> = one
+            .next_sequences(15)
+            .unwrap()
+            .into_iter()
+            .map(|d| d.ids)
+            .collect();
         assert_eq!(ids, plain.next_sequences(15).unwrap());
     }
 

@@ -136,9 +136,12 @@ mod tests {
             let ws: Vec<Vec<f32>> = w.iter().map(|ts| values(ts, &t.name)).collect();
             for (i, e) in values(&got, &t.name).iter().enumerate() {
                 let x = |k: usize| ws[k][i] as f64;
-                let want =
-                    d.powi(3) * x(0) + (1.0 - d) * (d * d * x(1) + d * x(2) + x(3));
-                assert!((*e as f64 - want).abs() < 1e-6, "{}[{i}]: {e} vs {want}", t.name);
+                let want = d.powi(3) * x(0) + (1.0 - d) * (d * d * x(1) + d * x(2) + x(3));
+                assert!(
+                    (*e as f64 - want).abs() < 1e-6,
+                    "{}[{i}]: {e} vs {want}",
+                    t.name
+                );
                 checked += 1;
             }
         }

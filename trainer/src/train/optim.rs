@@ -115,7 +115,9 @@ impl Schedule {
                 let span = self.total.saturating_sub(flat_end).saturating_sub(1).max(1);
                 let progress = ((step - flat_end) as f64 / span as f64).min(1.0);
                 self.min_lr
-                    + 0.5 * (self.peak - self.min_lr) * (1.0 + (std::f64::consts::PI * progress).cos())
+                    + 0.5
+                        * (self.peak - self.min_lr)
+                        * (1.0 + (std::f64::consts::PI * progress).cos())
             }
         }
     }
@@ -499,7 +501,11 @@ mod tests {
                 let (m, v) = ((1.0 - p.beta1) * g, (1.0 - p.beta2) * g * g);
                 let mut w = *w0 as f64;
                 // Layer 0 of 2 learns at lr · 0.5; layer 1 and the embedding at lr.
-                let lr = if t.name.contains("layers.0.") { lr * 0.5 } else { lr };
+                let lr = if t.name.contains("layers.0.") {
+                    lr * 0.5
+                } else {
+                    lr
+                };
                 let wd = if t.name.contains("embeddings") {
                     0.0
                 } else if t.name.contains("out_proj") {
@@ -573,7 +579,10 @@ mod tests {
             ..AdamWParams::default()
         };
         let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
-        assert!(close(p.lr_scale_of("backbone.layers.2.mixer.in_proj.weight", 3), 1.0));
+        assert!(close(
+            p.lr_scale_of("backbone.layers.2.mixer.in_proj.weight", 3),
+            1.0
+        ));
         assert!(close(p.lr_scale_of("backbone.layers.0.mixer.D", 3), 0.64));
         assert!(close(p.lr_scale_of("backbone.embeddings.weight", 3), 1.0));
         assert!(close(p.lr_scale_of("backbone.norm_f.weight", 3), 1.0));

@@ -20,7 +20,9 @@ use crate::model::MambaLm;
 use crate::model::hf::{self, HfConfig};
 use crate::model::scan::ScanBackend;
 use crate::train::data::{self, DomainCursor, MixState, MixedLoader, SequenceSource, Shards};
-use crate::train::loss::{causal_lm_loss, length_mask, masked_loss_sum, masked_nll_sum, targets_of};
+use crate::train::loss::{
+    causal_lm_loss, length_mask, masked_loss_sum, masked_nll_sum, targets_of,
+};
 use crate::train::session::{METRICS_FILE, RunSpec, Session};
 use crate::train::step::{scalar, train_step};
 
@@ -155,7 +157,12 @@ where
             Shards::open_dir(&data.domain_shards(&name, split))
                 .with_context(|| format!("the {name} domain's {split} shards"))
         };
-        opened.push((name.clone(), weight, open(layout::TRAIN)?, open(layout::VAL)?));
+        opened.push((
+            name.clone(),
+            weight,
+            open(layout::TRAIN)?,
+            open(layout::VAL)?,
+        ));
     }
     let domains = opened
         .iter()
@@ -219,7 +226,9 @@ where
     let total_steps = match cfg.epochs {
         Some(e) => {
             let seqs: usize = domains.iter().map(|d| d.train.len()).sum();
-            ((e * seqs as f64) / cfg.sequences_per_step() as f64).ceil().max(1.0) as u64
+            ((e * seqs as f64) / cfg.sequences_per_step() as f64)
+                .ceil()
+                .max(1.0) as u64
         }
         None => cfg.steps,
     };
@@ -232,11 +241,22 @@ where
     let data_fingerprint = if mixed {
         domains
             .iter()
-            .map(|d| format!("{}={}+{}", d.name, d.train.fingerprint(), d.val.fingerprint()))
+            .map(|d| {
+                format!(
+                    "{}={}+{}",
+                    d.name,
+                    d.train.fingerprint(),
+                    d.val.fingerprint()
+                )
+            })
             .collect::<Vec<_>>()
             .join(",")
     } else {
-        format!("{}+{}", domains[0].train.fingerprint(), domains[0].val.fingerprint())
+        format!(
+            "{}+{}",
+            domains[0].train.fingerprint(),
+            domains[0].val.fingerprint()
+        )
     };
     let spec = RunSpec {
         run_dir: &opts.run_dir,
@@ -292,7 +312,11 @@ where
     let (mut first_val, mut last_val) = (None, None);
     if !run.resumed {
         let v = validate(&run.model)?;
-        tracing::info!("step 0: validation loss {:.4} (perplexity {:.2})", v.0, v.0.exp());
+        tracing::info!(
+            "step 0: validation loss {:.4} (perplexity {:.2})",
+            v.0,
+            v.0.exp()
+        );
         let mut line = serde_json::json!({"step": 0});
         with_val(&mut line, &v);
         run.log(line)?;
@@ -387,11 +411,19 @@ where
             "tokens": run.state.tokens_seen, "tokens_per_s": tokens_per_s,
         });
         if mixed {
-            line["domain_tokens"] = names.iter().cloned().zip(loader.tokens().iter().copied()).collect();
-            line["domain_sequences"] =
-                names.iter().cloned().zip(loader.sequences().iter().copied()).collect();
+            line["domain_tokens"] = names
+                .iter()
+                .cloned()
+                .zip(loader.tokens().iter().copied())
+                .collect();
+            line["domain_sequences"] = names
+                .iter()
+                .cloned()
+                .zip(loader.sequences().iter().copied())
+                .collect();
         }
-        if step == end || step == total_steps || (cfg.eval_every > 0 && step % cfg.eval_every == 0) {
+        if step == end || step == total_steps || (cfg.eval_every > 0 && step % cfg.eval_every == 0)
+        {
             let v = validate(&run.model)?;
             with_val(&mut line, &v);
             last_val = Some(v.0);
@@ -442,7 +474,9 @@ fn report_mixture(run_dir: &std::path::Path, loader: &MixedLoader<'_>) -> Result
     let seqs: u64 = loader.sequences().iter().sum();
     let toks: u64 = loader.tokens().iter().sum();
     let mut rows = Vec::new();
-    println!("| domain | target share | realised share (sequences) | sequences | real tokens | token share |");
+    println!(
+        "| domain | target share | realised share (sequences) | sequences | real tokens | token share |"
+    );
     println!("|---|---:|---:|---:|---:|---:|");
     for (d, name) in loader.names().iter().enumerate() {
         let (s, t) = (loader.sequences()[d], loader.tokens()[d]);
@@ -457,7 +491,9 @@ fn report_mixture(run_dir: &std::path::Path, loader: &MixedLoader<'_>) -> Result
             "sequences": s, "tokens": t, "token_share": tshare,
         }));
     }
-    let j = serde_json::to_vec_pretty(&serde_json::json!({ "sequences": seqs, "tokens": toks, "domains": rows }))?;
+    let j = serde_json::to_vec_pretty(
+        &serde_json::json!({ "sequences": seqs, "tokens": toks, "domains": rows }),
+    )?;
     schemas::atomic::write_atomic(run_dir.join(MIXTURE_FILE), &j)
 }
 
@@ -618,8 +654,15 @@ mod tests {
         let step = |pad: u32| {
             let mut o = AdamW::<B>::new(p.clone());
             let micro = [padded(pad, 0..1), padded(pad, 1..3)];
-            let (m, l, _) =
-                train_step(model.clone(), &mut o, &[dev], &micro, 1e-2, share_fn(targets)).unwrap();
+            let (m, l, _) = train_step(
+                model.clone(),
+                &mut o,
+                &[dev],
+                &micro,
+                1e-2,
+                share_fn(targets),
+            )
+            .unwrap();
             (m, l)
         };
         let ((m0, s0), (m1, s1)) = (step(0), step(29));
