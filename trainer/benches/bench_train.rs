@@ -19,7 +19,7 @@ use trainer::backend::{self, DeviceRequest, Job, TrainBackend};
 use trainer::train::data::batch_tensor;
 use trainer::train::optim::{AdamW, AdamWParams};
 use trainer::train::pretrain::lm_loss_share;
-use trainer::train::step::train_step;
+use trainer::train::step::{Devices, host_reads, train_step};
 use trainer::{MambaConfig, Precision, causal_lm_loss};
 
 fn arg(name: &str) -> Option<String> {
@@ -58,6 +58,8 @@ struct Row {
     tokens: usize,
     step_s: f64,
     fwd_bwd_s: f64,
+    /// Values read back to the host in one training step (each waits for the device).
+    host_reads: u64,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -87,6 +89,8 @@ fn bench<B: AutodiffBackend + trainer::model::scan::ScanBackend>(
         .collect();
     let mut step_times = Vec::new();
     let mut fb_times = Vec::new();
+    let mut reads = Vec::new();
+    let mut devices = Devices::<B>::local(std::slice::from_ref(&device));
     for _ in 0..iters {
         // The peer: the same tensors built and run forward + backward, nothing else.
         let t = Instant::now();
@@ -99,14 +103,9 @@ fn bench<B: AutodiffBackend + trainer::model::scan::ScanBackend>(
         fb_times.push(t.elapsed().as_secs_f64());
         let t = Instant::now();
         let share = lm_loss_share(micro.len(), cfg.vocab_size);
-        let (m, loss, _) = train_step(
-            model,
-            &mut opt,
-            std::slice::from_ref(&device),
-            &micro,
-            1e-4,
-            share,
-        )?;
+        let read0 = host_reads();
+        let (m, loss, _) = train_step(model, &mut opt, &mut devices, &micro, 1e-4, share)?;
+        reads.push(host_reads() - read0);
         model = m;
         sync()?;
         step_times.push(t.elapsed().as_secs_f64());
@@ -117,6 +116,7 @@ fn bench<B: AutodiffBackend + trainer::model::scan::ScanBackend>(
         tokens: micro_batch * grad_accum * len,
         step_s: median(step_times),
         fwd_bwd_s: median(fb_times),
+        host_reads: reads.into_iter().max().unwrap_or(0),
     })
 }
 
@@ -138,16 +138,17 @@ fn main() -> Result<()> {
     let selection = backend::select(&request)?;
     let rows = backend::run_on(&selection, Rows { iters })?;
     println!(
-        "\n| config | tokens/step | train step s | tokens/s | peer: fwd+bwd s | peer tokens/s |"
+        "\n| config | tokens/step | train step s | tokens/s | host reads/step | peer: fwd+bwd s | peer tokens/s |"
     );
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
     for r in rows {
         println!(
-            "| {} | {} | {:.3} | {:.0} | {:.3} | {:.0} |",
+            "| {} | {} | {:.3} | {:.0} | {} | {:.3} | {:.0} |",
             r.name,
             r.tokens,
             r.step_s,
             r.tokens as f64 / r.step_s,
+            r.host_reads,
             r.fwd_bwd_s,
             r.tokens as f64 / r.fwd_bwd_s
         );

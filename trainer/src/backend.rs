@@ -1,14 +1,18 @@
 //! The backends a command runs on — CPU (ndarray, f32), CUDA and wgpu, all in one binary — and
 //! how `--device` / `[train] device` picks one at run time.
 //!
-//! Requests: `auto` (CUDA when a driver and a device are found, else CPU), `cpu`, `cuda`,
-//! `cuda:N`, `cuda:0,1,2,3` (data parallel), `wgpu`, `wgpu:N` (the N-th adapter, as `trainer
-//! devices` lists them). [`select`] probes what the request needs (the CUDA driver and NVRTC,
-//! or a wgpu adapter) before anything is computed or written, so a device that cannot be opened
-//! is an error naming it and what is missing. [`run_on`] then runs one generic computation (a
+//! Requests: `auto` (CUDA device 0 when a driver, a device, NVRTC and the CUDA headers are
+//! found, else CPU), `cpu`, `cpu:N` (N data-parallel workers sharing the CPU: the multi-device
+//! path without GPUs), `cuda`, `cuda:N`, `cuda:0,1,2,3` (data parallel), `wgpu`, `wgpu:N` (the
+//! N-th adapter, as `trainer devices` lists them). [`select`] probes what the request needs
+//! (the CUDA driver, NVRTC, the headers CubeCL compiles kernels against and, for several GPUs,
+//! NCCL; or a wgpu adapter) before anything is computed or written, so a device that cannot be
+//! opened is an error naming it and what is missing. [`run_on`] then runs one generic computation (a
 //! [`Job`]) on the backend chosen.
 
 use std::fmt;
+#[cfg(feature = "cuda")]
+use std::path::Path;
 use std::str::FromStr;
 
 use anyhow::{Result, bail};
@@ -39,6 +43,8 @@ pub enum DeviceRequest {
     #[default]
     Auto,
     Cpu,
+    /// N data-parallel workers on the CPU.
+    CpuWorkers(usize),
     /// CUDA ordinals (one = one device; several = data parallel).
     Cuda(Vec<usize>),
     /// The N-th wgpu adapter, or the default one.
@@ -60,6 +66,11 @@ impl FromStr for DeviceRequest {
             "cuda" => Self::Cuda(vec![0]),
             "wgpu" => Self::Wgpu(None),
             other => match other.split_once(':') {
+                Some(("cpu", n)) => match ordinal(n)? {
+                    0 => bail!("device {s:?}: at least one CPU worker"),
+                    1 => Self::Cpu,
+                    n => Self::CpuWorkers(n),
+                },
                 Some(("cuda", list)) => {
                     let ids = list.split(',').map(ordinal).collect::<Result<Vec<_>>>()?;
                     let mut seen = ids.clone();
@@ -72,7 +83,7 @@ impl FromStr for DeviceRequest {
                 }
                 Some(("wgpu", n)) => Self::Wgpu(Some(ordinal(n)?)),
                 _ => bail!(
-                    "unknown device {s:?}: expected auto, cpu, cuda, cuda:N, cuda:0,1,…, wgpu or wgpu:N"
+                    "unknown device {s:?}: expected auto, cpu, cpu:N, cuda, cuda:N, cuda:0,1,…, wgpu or wgpu:N"
                 ),
             },
         })
@@ -91,6 +102,7 @@ impl fmt::Display for DeviceRequest {
         match self {
             Self::Auto => write!(f, "auto"),
             Self::Cpu => write!(f, "cpu"),
+            Self::CpuWorkers(n) => write!(f, "cpu:{n}"),
             Self::Cuda(ids) => {
                 let ids: Vec<String> = ids.iter().map(usize::to_string).collect();
                 write!(f, "cuda:{}", ids.join(","))
@@ -104,7 +116,8 @@ impl fmt::Display for DeviceRequest {
 /// The backend a command runs on, after probing.
 #[derive(Clone, Debug)]
 pub enum Selected {
-    Cpu,
+    /// The CPU, as this many data-parallel workers (1 = plain CPU training).
+    Cpu(usize),
     #[cfg(feature = "cuda")]
     Cuda(Vec<usize>),
     #[cfg(feature = "wgpu")]
@@ -125,13 +138,19 @@ pub struct Selection {
 
 impl Selection {
     fn cpu(reason: String) -> Self {
+        Self::cpu_workers(1, reason)
+    }
+
+    fn cpu_workers(n: usize, reason: String) -> Self {
+        let threads = rayon::current_num_threads();
         Self {
-            selected: Selected::Cpu,
+            selected: Selected::Cpu(n),
             backend: "cpu",
-            description: format!(
-                "cpu (ndarray f32, {} threads)",
-                rayon::current_num_threads()
-            ),
+            description: if n == 1 {
+                format!("cpu (ndarray f32, {threads} threads)")
+            } else {
+                format!("cpu x{n} data-parallel workers (ndarray f32, {threads} threads shared)")
+            },
             reason,
         }
     }
@@ -142,6 +161,7 @@ impl Selection {
 pub fn select(request: &DeviceRequest) -> Result<Selection> {
     match request {
         DeviceRequest::Cpu => Ok(Selection::cpu("requested".into())),
+        DeviceRequest::CpuWorkers(n) => Ok(Selection::cpu_workers(*n, "requested".into())),
         DeviceRequest::Auto => Ok(match cuda::probe() {
             Ok(found) => cuda::selection(&found, &[0], format!("auto: {}", found.summary()))?,
             Err(why) => Selection::cpu(format!("auto: no CUDA ({why:#})")),
@@ -164,7 +184,7 @@ pub trait Job {
 /// Run `job` on the selected backend and devices.
 pub fn run_on<J: Job>(selection: &Selection, job: J) -> Result<J::Output> {
     match &selection.selected {
-        Selected::Cpu => job.run::<AutodiffCpu>(vec![Default::default()]),
+        Selected::Cpu(n) => job.run::<AutodiffCpu>(vec![Default::default(); *n]),
         #[cfg(feature = "cuda")]
         Selected::Cuda(ids) => job.run::<burn::backend::Autodiff<Cuda>>(
             ids.iter()
@@ -235,6 +255,7 @@ mod cuda {
         if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
             bail!("NVRTC (libnvrtc) was not found; {NVRTC_HELP}");
         }
+        super::cuda_headers::find(std::env::var_os("CUDA_PATH").as_deref(), Path::new("/"))?;
         let names = (0..count)
             .map(|i| {
                 result::device::get(i)
@@ -262,6 +283,8 @@ mod cuda {
                 found.names.join(", ")
             );
         }
+        // SAFETY: only tries to dlopen the library under its usual names.
+        super::nccl_check(ids, || unsafe { cudarc::nccl::sys::is_culib_present() })?;
         let description = ids
             .iter()
             .map(|&i| format!("cuda:{i} ({})", found.names[i]))
@@ -279,6 +302,89 @@ mod cuda {
     pub fn selection(_: &Found, _: &[usize], _: String) -> Result<Selection> {
         unreachable!("probe() fails without the cuda feature")
     }
+}
+
+/// The CUDA headers cubecl-cuda compiles every kernel against, found where it looks for them.
+///
+/// cubecl-cuda 0.10 (`install::cuda_path`) takes `$CUDA_PATH` as it is, else the first of
+/// `/usr/local/cuda`, `/opt/cuda` that exists, else `/usr` when `/usr/bin/nvcc` exists, and
+/// panics on the device's thread at the first kernel when there is none; the kernels include
+/// `cuda_runtime.h` and `mma.h`, the f16/bf16 ones `cuda_fp16.h` / `cuda_bf16.h`.
+pub mod cuda_headers {
+    use std::ffi::OsStr;
+    use std::path::{Path, PathBuf};
+
+    use anyhow::{Result, bail};
+
+    /// The headers the generated kernels include.
+    pub const NEEDED: [&str; 4] = ["cuda_runtime.h", "mma.h", "cuda_fp16.h", "cuda_bf16.h"];
+
+    const HELP: &str = "install the CUDA toolkit's headers (e.g. Debian/Ubuntu: the \
+                        cuda-cudart-dev and cuda-nvrtc-dev packages of NVIDIA's repository), \
+                        or `pip install nvidia-cuda-runtime-cu12` and set CUDA_PATH to its \
+                        site-packages/nvidia/cuda_runtime directory";
+
+    /// The directory cubecl-cuda will take, with `root` standing for `/` (tests).
+    pub fn cuda_path(cuda_path_env: Option<&OsStr>, root: &Path) -> Option<PathBuf> {
+        if let Some(p) = cuda_path_env {
+            return Some(PathBuf::from(p));
+        }
+        let under = |p: &str| root.join(p.trim_start_matches('/'));
+        ["/usr/local/cuda", "/opt/cuda"]
+            .into_iter()
+            .map(under)
+            .find(|p| p.exists())
+            .or_else(|| under("/usr/bin/nvcc").exists().then(|| under("/usr")))
+    }
+
+    /// The include directory with every header in [`NEEDED`], or an error naming what is
+    /// missing, where it was looked for, and what to install.
+    pub fn find(cuda_path_env: Option<&OsStr>, root: &Path) -> Result<PathBuf> {
+        let Some(dir) = cuda_path(cuda_path_env, root) else {
+            bail!(
+                "the CUDA headers were not found: CubeCL compiles each kernel against them and \
+                 looks in $CUDA_PATH (unset), /usr/local/cuda, /opt/cuda and beside \
+                 /usr/bin/nvcc; {HELP}"
+            );
+        };
+        let include = dir.join("include");
+        let missing: Vec<&str> = NEEDED
+            .into_iter()
+            .filter(|h| !include.join(h).is_file())
+            .collect();
+        if !missing.is_empty() {
+            let from = if cuda_path_env.is_some() {
+                "$CUDA_PATH"
+            } else {
+                "the CUDA installation"
+            };
+            bail!(
+                "{} (from {from}) lacks {}, which CubeCL's CUDA kernels include; {HELP}",
+                include.display(),
+                missing.join(", ")
+            );
+        }
+        Ok(include)
+    }
+}
+
+/// Several CUDA devices copy between each other through NCCL (`libnccl.so.2`, loaded by cudarc
+/// at the first copy, where a missing library panics a device's thread).
+pub fn nccl_check(ids: &[usize], nccl_present: impl FnOnce() -> bool) -> Result<()> {
+    if ids.len() > 1 && !nccl_present() {
+        bail!(
+            "--device cuda:{}: data parallel over {} GPUs needs NCCL (libnccl.so.2), which was \
+             not found; install it (NVIDIA's libnccl2 package, or `pip install \
+             nvidia-nccl-cu12` and add its nvidia/nccl/lib directory to LD_LIBRARY_PATH), or \
+             train on one GPU",
+            ids.iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+            ids.len()
+        );
+    }
+    Ok(())
 }
 
 /// wgpu adapters, enumerated the way CubeCL selects them.
@@ -389,6 +495,8 @@ mod tests {
         for (text, want) in [
             ("auto", DeviceRequest::Auto),
             ("cpu", DeviceRequest::Cpu),
+            ("cpu:1", DeviceRequest::Cpu),
+            ("cpu:2", DeviceRequest::CpuWorkers(2)),
             ("cuda", DeviceRequest::Cuda(vec![0])),
             ("cuda:1", DeviceRequest::Cuda(vec![1])),
             ("cuda:0,1,2,3", DeviceRequest::Cuda(vec![0, 1, 2, 3])),
@@ -400,10 +508,79 @@ mod tests {
             let back: DeviceRequest = got.to_string().parse().unwrap();
             assert_eq!(back, want);
         }
-        for bad in ["gpu", "cuda:", "cuda:x", "cuda:0,0", "wgpu:-1", "tpu:0"] {
+        for bad in [
+            "gpu", "cuda:", "cuda:x", "cuda:0,0", "wgpu:-1", "tpu:0", "cpu:0",
+        ] {
             let e = bad.parse::<DeviceRequest>().unwrap_err().to_string();
             assert!(e.contains(bad.split(':').next().unwrap()), "{bad}: {e}");
         }
+    }
+
+    /// The probe looks where cubecl-cuda looks, in its order, and refuses an installation
+    /// without the headers the kernels include (the bf16 one among them), naming them.
+    #[test]
+    fn cuda_headers_are_found_where_cubecl_looks() {
+        use std::ffi::OsStr;
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        let put = |dir: &str, headers: &[&str]| {
+            let inc = r.join(dir).join("include");
+            std::fs::create_dir_all(&inc).unwrap();
+            for h in headers {
+                std::fs::write(inc.join(h), "").unwrap();
+            }
+        };
+        let e = cuda_headers::find(None, r).unwrap_err().to_string();
+        assert!(
+            e.contains("CUDA headers were not found") && e.contains("CUDA_PATH"),
+            "{e}"
+        );
+        // nvcc in /usr/bin: /usr/include is where the headers must be.
+        std::fs::create_dir_all(r.join("usr/bin")).unwrap();
+        std::fs::write(r.join("usr/bin/nvcc"), "").unwrap();
+        put("usr", &["cuda_runtime.h", "mma.h", "cuda_fp16.h"]);
+        let e = cuda_headers::find(None, r).unwrap_err().to_string();
+        assert!(
+            e.contains("cuda_bf16.h") && e.contains("usr/include"),
+            "{e}"
+        );
+        put("usr", &cuda_headers::NEEDED);
+        assert_eq!(cuda_headers::find(None, r).unwrap(), r.join("usr/include"));
+        // /opt/cuda wins over nvcc, /usr/local/cuda over both, even when incomplete.
+        put("opt/cuda", &cuda_headers::NEEDED);
+        assert_eq!(
+            cuda_headers::find(None, r).unwrap(),
+            r.join("opt/cuda/include")
+        );
+        put("usr/local/cuda", &["cuda_runtime.h"]);
+        let e = cuda_headers::find(None, r).unwrap_err().to_string();
+        assert!(
+            e.contains("usr/local/cuda/include") && e.contains("mma.h"),
+            "{e}"
+        );
+        // $CUDA_PATH is taken as it is, like cubecl-cuda does (e.g. the pip wheel's headers).
+        put("wheel/nvidia/cuda_runtime", &cuda_headers::NEEDED);
+        let wheel = r.join("wheel/nvidia/cuda_runtime");
+        assert_eq!(
+            cuda_headers::find(Some(wheel.as_os_str()), r).unwrap(),
+            wheel.join("include")
+        );
+        let e = cuda_headers::find(Some(OsStr::new("/nonexistent/cuda")), r)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("$CUDA_PATH") && e.contains("cuda_bf16.h"), "{e}");
+    }
+
+    /// Several GPUs without NCCL: refused before anything runs; one GPU never asks for it.
+    #[test]
+    fn several_gpus_need_nccl() {
+        let e = nccl_check(&[0, 1], || false).unwrap_err().to_string();
+        assert!(
+            e.contains("cuda:0,1") && e.contains("libnccl.so.2") && e.contains("one GPU"),
+            "{e}"
+        );
+        assert!(nccl_check(&[0, 1], || true).is_ok());
+        assert!(nccl_check(&[3], || panic!("one GPU must not probe NCCL")).is_ok());
     }
 
     /// `cpu` never probes anything; `auto` always ends on some backend (CPU without CUDA).

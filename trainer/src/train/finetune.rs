@@ -39,8 +39,9 @@ use crate::train::checkpoint;
 use crate::train::data::IndexOrder;
 use crate::train::loss::masked_nll_sum;
 use crate::train::optim::lr_at;
+use crate::train::parallel::{NodeArgs, Topology};
 use crate::train::session::{RunSpec, Session};
-use crate::train::step::train_step;
+use crate::train::step::{Devices, train_step};
 
 /// Options of one `trainer finetune` run (its command-line flags; the recipe is the config's).
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -81,6 +82,8 @@ pub struct FinetuneOptions {
     /// does: the schedule is unchanged and running again resumes.
     #[arg(long)]
     pub max_steps: Option<usize>,
+    #[command(flatten)]
+    pub nodes: NodeArgs,
 }
 
 /// Training examples, encoded once.
@@ -118,7 +121,8 @@ impl FinetuneData {
 /// the answer tokens of the whole step (`targets`).
 pub fn answer_loss_share<B: AutodiffBackend + ScanBackend>(
     targets: usize,
-) -> impl Fn(&MambaLm<B>, &PaddedBatch, &B::Device) -> Result<Tensor<B, 1>> + Sync {
+) -> impl Fn(&MambaLm<B>, &PaddedBatch, &B::Device) -> Result<Tensor<B, 1>> + Send + Sync + 'static
+{
     move |model, pb, device| {
         let ids: Tensor<B, 2, Int> =
             Tensor::from_data(TensorData::new(pb.ids.clone(), [pb.rows, pb.len]), device);
@@ -155,6 +159,7 @@ pub fn train<B: AutodiffBackend + ScanBackend>(
     run_dir: &Path,
     max_steps: Option<usize>,
     devices: &[B::Device],
+    topology: &Topology,
 ) -> Result<Option<PathBuf>> {
     let device = devices.first().context("no device to train on")?;
     let cfg = &r.cfg;
@@ -203,7 +208,8 @@ pub fn train<B: AutodiffBackend + ScanBackend>(
     };
     let mut run = Session::<B>::open(spec, || load_pretrained::<B>(init_dir, device), device)?;
     run.model = run.model.with_precision(cfg.precision);
-    run.note_devices(&B::name(device), devices.len());
+    let mut replicas = Devices::<B>::new(devices.to_vec(), topology.clone())?;
+    run.note_devices(&B::name(device), replicas.world());
     let end = max_steps.map_or(total, |s| (s as u64).min(total));
     let bar = schemas::progress::Progress::new(
         &format!("finetune {}", r.task),
@@ -229,9 +235,15 @@ pub fn train<B: AutodiffBackend + ScanBackend>(
             .map(|c| qa::pad_batch(c, cfg.eos))
             .collect();
         let share = answer_loss_share::<B>(targets);
-        let (model, loss, grad_norm) =
-            train_step(run.model, &mut run.optimizer, devices, &micro, lr, share)
-                .with_context(|| format!("finetune {} step {}", r.task, run.state.step + 1))?;
+        let (model, loss, grad_norm) = train_step(
+            run.model,
+            &mut run.optimizer,
+            &mut replicas,
+            &micro,
+            lr,
+            share,
+        )
+        .with_context(|| format!("finetune {} step {}", r.task, run.state.step + 1))?;
         run.model = model;
         run.state.step += 1;
         run.state.data = order.pos;
@@ -297,6 +309,7 @@ where
         &run_dir,
         opts.max_steps,
         devices,
+        &opts.nodes.topology(),
     )?
     else {
         return Ok(());
@@ -344,7 +357,7 @@ mod tests {
         let (m1, l1, n1) = train_step(
             model.clone(),
             &mut o1,
-            &[dev],
+            &mut Devices::local(&[dev]),
             &micro,
             1e-2,
             answer_loss_share::<B>(targets),
@@ -354,7 +367,7 @@ mod tests {
         let (m2, l2, n2) = train_step(
             model,
             &mut o2,
-            &[dev],
+            &mut Devices::local(&[dev]),
             &full,
             1e-2,
             answer_loss_share::<B>(targets),

@@ -88,9 +88,33 @@ pub fn masked_loss_sum<B: Backend>(
 /// The sum of every element, in a fixed order on every backend. (`Tensor::sum` on CubeCL
 /// backends adds with float atomics, so its last bits vary run to run; a reduction along one
 /// dimension does not. On the CPU both are the same sum.)
+///
+/// In two stages above 16,384 elements (rows of √n summed, then the row sums), so that a GPU
+/// backend reducing one output per thread (burn's fixed reduce strategy without autotune) does
+/// not read 38.6M floats (mamba-130m's embedding gradient) in one thread; the order is fixed,
+/// so the sum is as reproducible as a one-stage one. The padding is zeros: exact.
 pub fn sum_all<B: Backend, const D: usize>(t: Tensor<B, D>) -> Tensor<B, 1> {
-    t.flatten::<1>(0, D - 1).sum_dim(0)
+    let flat = t.flatten::<1>(0, D - 1);
+    let n = flat.dims()[0];
+    if n <= TWO_STAGE_ABOVE {
+        return flat.sum_dim(0);
+    }
+    let rows = (n as f64).sqrt().ceil() as usize;
+    let cols = n.div_ceil(rows);
+    let flat = if rows * cols > n {
+        let device = flat.device();
+        Tensor::cat(vec![flat, Tensor::zeros([rows * cols - n], &device)], 0)
+    } else {
+        flat
+    };
+    flat.reshape([rows, cols])
+        .sum_dim(1)
+        .reshape([rows])
+        .sum_dim(0)
 }
+
+/// Sizes [`sum_all`] reduces in one stage.
+const TWO_STAGE_ABOVE: usize = 1 << 14;
 
 #[cfg(test)]
 mod tests {

@@ -8,6 +8,7 @@ pub mod export;
 pub mod finetune;
 pub mod loss;
 pub mod optim;
+pub mod parallel;
 pub mod plot;
 pub mod pretrain;
 pub mod session;

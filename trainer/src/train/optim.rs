@@ -179,8 +179,26 @@ impl<B: AutodiffBackend> AdamW<B> {
         &mut self,
         lr: f64,
         model: MambaLm<B>,
-        mut grads: GradientsParams,
+        grads: GradientsParams,
     ) -> Result<(MambaLm<B>, StepStats)> {
+        let (model, norm) = self.step_on_device(lr, model, grads)?;
+        let grad_norm = norm.into_scalar_f64();
+        ensure!(
+            grad_norm.is_finite(),
+            "gradient norm is {grad_norm} at update {} — the loss diverged",
+            self.updates
+        );
+        Ok((model, StepStats { grad_norm }))
+    }
+
+    /// [`step`](Self::step) without reading anything back: the gradient norm before clipping
+    /// stays on the device, and so does the clipping factor computed from it.
+    pub fn step_on_device(
+        &mut self,
+        lr: f64,
+        model: MambaLm<B>,
+        mut grads: GradientsParams,
+    ) -> Result<(MambaLm<B>, Tensor<B::InnerBackend, 1>)> {
         let names: HashMap<ParamId, String> = model
             .hf_params()
             .into_iter()
@@ -192,21 +210,21 @@ impl<B: AutodiffBackend> AdamW<B> {
             total: None,
         };
         model.visit(&mut norm);
-        let grad_norm = match norm.total {
-            Some(t) => (t.into_scalar_f64()).sqrt(),
-            None => 0.0,
+        let device = model.devices().into_iter().next();
+        let grad_norm = match (norm.total, device) {
+            (Some(t), _) => t.sqrt(),
+            (None, Some(d)) => Tensor::zeros([1], &d),
+            (None, None) => anyhow::bail!("the model has no parameters"),
         };
-        ensure!(
-            grad_norm.is_finite(),
-            "gradient norm is {grad_norm} at update {} — the loss diverged",
-            self.updates + 1
-        );
         // PyTorch's clip_grad_norm_: scale by max_norm / (norm + 1e-6), capped at 1.
-        let scale = if self.params.clip > 0.0 {
-            (self.params.clip / (grad_norm + 1e-6)).min(1.0)
-        } else {
-            1.0
-        };
+        let scale = (self.params.clip > 0.0).then(|| {
+            grad_norm
+                .clone()
+                .add_scalar(1e-6)
+                .recip()
+                .mul_scalar(self.params.clip)
+                .clamp_max(1.0)
+        });
         self.updates += 1;
         let mut mapper = UpdateMapper {
             opt: self,
@@ -223,7 +241,27 @@ impl<B: AutodiffBackend> AdamW<B> {
             missing.is_empty(),
             "parameters without a name in the optimizer: {missing:?}"
         );
-        Ok((model, StepStats { grad_norm }))
+        Ok((model, grad_norm))
+    }
+
+    /// A copy of this state on `device` (a data-parallel replica's optimizer).
+    pub fn fork(&self, device: &burn::tensor::Device<B::InnerBackend>) -> Self {
+        Self {
+            params: self.params.clone(),
+            updates: self.updates,
+            moments: self
+                .moments
+                .iter()
+                .map(|(k, m)| {
+                    let m = Moments {
+                        shape: m.shape.clone(),
+                        exp_avg: m.exp_avg.clone().to_device(device),
+                        exp_avg_sq: m.exp_avg_sq.clone().to_device(device),
+                    };
+                    (k.clone(), m)
+                })
+                .collect(),
+        }
     }
 
     /// Moments as safetensors entries `exp_avg.<name>` / `exp_avg_sq.<name>` (f32, exact).
@@ -322,7 +360,8 @@ struct UpdateMapper<'a, B: AutodiffBackend> {
     grads: &'a mut GradientsParams,
     lr: f64,
     layers: usize,
-    scale: f64,
+    /// The clipping factor (≤ 1), on the device; `None` without clipping.
+    scale: Option<Tensor<B::InnerBackend, 1>>,
     missing: Vec<ParamId>,
 }
 
@@ -345,12 +384,11 @@ impl<B: AutodiffBackend> ModuleMapper<B> for UpdateMapper<'_, B> {
         let shape = tensor.dims();
         let numel: usize = shape.iter().product();
         let mut w = tensor.inner();
-        let g = if self.scale < 1.0 {
-            grad.mul_scalar(self.scale)
-        } else {
-            grad
+        let g = grad.reshape([numel]);
+        let g = match &self.scale {
+            Some(s) => g * s.clone(),
+            None => g,
         };
-        let g = g.reshape([numel]);
         let device = w.device();
         let m = self.opt.moments.remove(name).unwrap_or_else(|| Moments {
             shape: shape.to_vec(),

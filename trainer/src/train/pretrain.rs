@@ -23,8 +23,9 @@ use crate::train::data::{self, DomainCursor, MixState, MixedLoader, SequenceSour
 use crate::train::loss::{
     causal_lm_loss, length_mask, masked_loss_sum, masked_nll_sum, targets_of,
 };
+use crate::train::parallel::NodeArgs;
 use crate::train::session::{METRICS_FILE, RunSpec, Session};
-use crate::train::step::{scalar, train_step};
+use crate::train::step::{Devices, scalar, train_step};
 
 /// Options of one `trainer pretrain` run (its command-line flags; the recipe is the config's).
 #[derive(clap::Args, Clone, Debug, Default)]
@@ -44,6 +45,8 @@ pub struct PretrainOptions {
     /// Stop after this many total steps (with a checkpoint); the schedule still spans [pretrain] steps.
     #[arg(long)]
     pub max_steps: Option<u64>,
+    #[command(flatten)]
+    pub nodes: NodeArgs,
 }
 
 /// The token ids of one micro-batch's sequences (host side: each device builds its tensor).
@@ -61,7 +64,7 @@ pub struct PaddedBatch {
 pub fn lm_loss_share<B: AutodiffBackend + ScanBackend>(
     grad_accum: usize,
     vocab_size: usize,
-) -> impl Fn(&MambaLm<B>, &MicroBatch, &B::Device) -> Result<Tensor<B, 1>> + Sync {
+) -> impl Fn(&MambaLm<B>, &MicroBatch, &B::Device) -> Result<Tensor<B, 1>> + Send + Sync + 'static {
     move |model, seqs, device| {
         let ids = data::batch_tensor::<B>(seqs, vocab_size, device)?;
         Ok(causal_lm_loss(model.forward(ids.clone()), ids).mul_scalar(1.0 / grad_accum as f64))
@@ -75,7 +78,8 @@ pub fn masked_loss_share<B: AutodiffBackend + ScanBackend>(
     step_targets: usize,
     label_smoothing: f64,
     vocab_size: usize,
-) -> impl Fn(&MambaLm<B>, &PaddedBatch, &B::Device) -> Result<Tensor<B, 1>> + Sync {
+) -> impl Fn(&MambaLm<B>, &PaddedBatch, &B::Device) -> Result<Tensor<B, 1>> + Send + Sync + 'static
+{
     move |model, batch, device| {
         let ids = data::batch_tensor::<B>(&batch.ids, vocab_size, device)?;
         let mask = length_mask::<B>(&batch.lengths, ids.dims()[1], device);
@@ -281,7 +285,8 @@ where
     };
     let mut run = Session::<B>::open(spec, init, device)?;
     run.model = run.model.with_precision(cfg.precision);
-    run.note_devices(&B::name(device), devices.len());
+    let mut replicas = Devices::<B>::new(devices.to_vec(), opts.nodes.topology())?;
+    run.note_devices(&B::name(device), replicas.world());
     let vocab = run.hf_config.config.vocab_size();
     let names: Vec<String> = domains.iter().map(|d| d.name.clone()).collect();
     let total_weight: f64 = domains.iter().map(|d| d.weight).sum();
@@ -368,7 +373,7 @@ where
             train_step(
                 run.model,
                 &mut run.optimizer,
-                devices,
+                &mut replicas,
                 &micro,
                 lr,
                 lm_loss_share(cfg.grad_accum, vocab),
@@ -385,7 +390,7 @@ where
             train_step(
                 run.model,
                 &mut run.optimizer,
-                devices,
+                &mut replicas,
                 &micro,
                 lr,
                 masked_loss_share(targets, cfg.label_smoothing, vocab),
@@ -521,7 +526,7 @@ mod tests {
         let (m1, l1, n1) = train_step(
             model.clone(),
             &mut o1,
-            &[dev],
+            &mut Devices::local(&[dev]),
             &micro,
             1e-2,
             lm_loss_share(2, 32),
@@ -531,7 +536,7 @@ mod tests {
         let (m2, l2, n2) = train_step(
             model,
             &mut o2,
-            &[dev],
+            &mut Devices::local(&[dev]),
             &[vec![a, b]],
             1e-2,
             lm_loss_share(1, 32),
@@ -556,7 +561,7 @@ mod tests {
             let (m, l, g) = train_step(
                 model.clone(),
                 &mut o,
-                devices,
+                &mut Devices::local(devices),
                 micro,
                 1e-2,
                 lm_loss_share(n, 32),
@@ -584,9 +589,75 @@ mod tests {
             w2 == w3 && l2 == l3 && g2 == g3,
             "two devices: bit-identical run to run"
         );
+        // Three devices: burn-collective's own sum would add three tensors in a hash-map order;
+        // the ordered exact gather still equals one device bit for bit, run after run.
+        let three: Vec<Vec<Vec<u32>>> = (0..3).map(|k| vec![seq(20, 7, k + 9)]).collect();
+        let (w1, l1, g1, _) = step(&[dev], &three);
+        for _ in 0..2 {
+            let (w3, l3, g3, _) = step(&[dev, dev, dev], &three);
+            assert!(
+                w1 == w3 && l1 == l3 && g1 == g3,
+                "three devices = one device"
+            );
+        }
+        let (w1, ..) = step(&[dev], &two);
         // More devices than micro-batches: the extra ones stay idle.
         let (w4, ..) = step(&[dev, dev, dev], &two);
         assert!(w4 == w1);
+    }
+
+    /// Each device's worker lives for the whole run: over 3 steps the loss shares of a
+    /// two-device run are computed on the same two threads (a thread per step would give CubeCL
+    /// a new stream and cubecl-cuda a new, never returned, memory pool every step), and a step
+    /// reads the device once (its loss and gradient norm), however many micro-batches it has.
+    #[test]
+    fn device_workers_persist_and_a_step_reads_the_device_once() {
+        use std::collections::BTreeSet;
+        use std::sync::Mutex;
+        let dev = Default::default();
+        let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let record = {
+            let seen = seen.clone();
+            let share = lm_loss_share::<B>(4, 32);
+            move |m: &MambaLm<B>, mb: &MicroBatch, d: &NdArrayDevice| {
+                seen.lock()
+                    .unwrap()
+                    .push(format!("{:?}", std::thread::current().id()));
+                share(m, mb, d)
+            }
+        };
+        let record = std::sync::Arc::new(record);
+        for devices in [vec![dev], vec![dev, dev]] {
+            seen.lock().unwrap().clear();
+            let mut replicas = Devices::<B>::local(&devices);
+            let mut model = tiny_model(3);
+            let mut o = AdamW::<B>::new(PretrainConfig::default().adamw());
+            let mut per_step = Vec::new();
+            for step in 0..3 {
+                let micro: Vec<MicroBatch> =
+                    (0..4).map(|k| vec![seq(12, 3, step * 4 + k)]).collect();
+                let before = crate::train::step::host_reads();
+                let r = record.clone();
+                let share = move |m: &MambaLm<B>, mb: &MicroBatch, d: &NdArrayDevice| r(m, mb, d);
+                let (m, ..) =
+                    train_step(model, &mut o, &mut replicas, &micro, 1e-2, share).unwrap();
+                model = m;
+                assert_eq!(
+                    crate::train::step::host_reads() - before,
+                    1,
+                    "{} device(s): one host read per step",
+                    devices.len()
+                );
+                let threads: BTreeSet<String> = seen.lock().unwrap().drain(..).collect();
+                per_step.push(threads);
+            }
+            assert_eq!(per_step[0].len(), devices.len(), "{per_step:?}");
+            assert!(
+                per_step.iter().all(|t| *t == per_step[0]),
+                "the same worker threads every step: {per_step:?}"
+            );
+            assert_eq!(replicas.worker_threads().len(), devices.len() - 1);
+        }
     }
 
     /// A bad micro-batch on the second device is an error naming that device, not a panic, and
@@ -599,7 +670,7 @@ mod tests {
         let Err(err) = train_step(
             tiny_model(1),
             &mut o,
-            &[dev, dev],
+            &mut Devices::local(&[dev, dev]),
             &micro,
             1e-2,
             lm_loss_share(2, 32),
@@ -657,7 +728,7 @@ mod tests {
             let (m, l, _) = train_step(
                 model.clone(),
                 &mut o,
-                &[dev],
+                &mut Devices::local(&[dev]),
                 &micro,
                 1e-2,
                 share_fn(targets),
@@ -672,7 +743,8 @@ mod tests {
 
     fn share_fn(
         targets: usize,
-    ) -> impl Fn(&MambaLm<B>, &PaddedBatch, &NdArrayDevice) -> Result<Tensor<B, 1>> + Sync {
+    ) -> impl Fn(&MambaLm<B>, &PaddedBatch, &NdArrayDevice) -> Result<Tensor<B, 1>> + Send + Sync + 'static
+    {
         masked_loss_share::<B>(targets, 0.0, 32)
     }
 
@@ -721,6 +793,7 @@ mod tests {
                 data_dir: None,
                 allow_data_change: false,
                 max_steps,
+                nodes: NodeArgs::default(),
             };
             run_with_data::<B>(&opts, &file, &train, &val, &[dev, dev]).unwrap()
         };
