@@ -16,10 +16,15 @@ device_flag := if device == "" { "" } else { "--device " + device }
 default:
     @just --list
 
-pipeline := "cargo run -q -p pipeline --"
-trainer := "cargo run -q -p trainer --"
-release_pipeline := "cargo run -q --release -p pipeline --"
-release_trainer := "cargo run -q --release -p trainer --"
+# Both binaries are built in one cargo invocation and then run as built: `cargo run -p pipeline`
+# and `cargo run -p trainer` would each unify features on their own and compile the shared crates
+# (burn, schemas, …) a second time, in another variant.
+build := "cargo build -q -p pipeline -p trainer"
+release_build := "cargo build -q --release -p pipeline -p trainer"
+pipeline := CARGO_TARGET_DIR + "/debug/pipeline"
+trainer := CARGO_TARGET_DIR + "/debug/trainer"
+release_pipeline := CARGO_TARGET_DIR + "/release/pipeline"
+release_trainer := CARGO_TARGET_DIR + "/release/trainer"
 
 # Whole chain on the bundled sample into data/demo, on the CPU (DEVICE=wgpu|cuda to run there): parse → tokenizer → shards → BioASQ → pretrain → finetune → eval. Mamba-2: `just demo configs/sample-mamba2.toml data/demo-mamba2`; with Wikipedia/C4-style corpora and one document per sequence: `just demo configs/sample-corpora.toml data/demo-corpora`.
 demo cfg="configs/sample.toml" d="data/demo":
@@ -31,7 +36,7 @@ demo cfg="configs/sample.toml" d="data/demo":
     mkdir -p $d/raw/pubmed $d/raw/bioasq
     cp -rp data/sample/pubmed/baseline data/sample/pubmed/updatefiles $d/raw/pubmed/
     cp -p data/sample/bioasq/*.json $d/raw/bioasq/
-    cargo build -q -p pipeline -p trainer
+    {{build}}
     {{pipeline}} --config $cfg --data-dir $d parse
     mkdir -p $d/raw/corpus
     cp -rp data/sample/corpus/. $d/raw/corpus/
@@ -58,6 +63,7 @@ demo cfg="configs/sample.toml" d="data/demo":
 
 # Real data: download PubMed, parse, current view, BioASQ and PubMedQA tables, GPT-NeoX tokens (CONFIG, DATA to override).
 ingest:
+    {{release_build}}
     {{release_pipeline}} --config {{config}} --data-dir {{data}} download
     {{release_pipeline}} --config {{config}} --data-dir {{data}} corpus-download
     {{release_pipeline}} --config {{config}} --data-dir {{data}} fetch-tokenizer
@@ -71,6 +77,7 @@ ingest:
 
 # Continue pretraining mamba-130m on the shards (GPU when found; DEVICE to choose); run it again to resume.
 pretrain run="pubmed-130m":
+    {{release_build}}
     {{release_trainer}} pretrain --config {{config}} --data-dir {{data}} --run-dir {{data}}/runs/{{run}} {{device_flag}}
     {{release_trainer}} export {{data}}/runs/{{run}} --out {{data}}/runs/{{run}}/export
 
@@ -78,6 +85,7 @@ pretrain run="pubmed-130m":
 finetune run="pubmed-130m":
     #!/usr/bin/env bash
     set -euo pipefail
+    {{release_build}}
     tasks="bioasq-4b bioasq-5b bioasq-6b bioasq-6b-yesno-list pubmedqa"
     runs=()
     for task in $tasks; do
@@ -88,6 +96,7 @@ finetune run="pubmed-130m":
 
 # Perplexity on every domain's held-out shards (PubMed; Wikipedia and C4 when mixed in), honest and paper protocol, for RUN's model beside the initial one ([model] init): Table 4.
 eval run="pubmed-130m":
+    {{release_build}}
     {{release_trainer}} eval --config {{config}} --data-dir {{data}} --ppl --with-init --model {{data}}/runs/{{run}}/export {{device_flag}}
 
 # List the benchmarks; each prints a table with its peer measured in the same run.

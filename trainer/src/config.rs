@@ -905,8 +905,9 @@ mod tests {
             section::<PretrainConfig>(&table, "pretrain", "test")
         };
         assert_eq!(parse("bf16").unwrap().precision, Precision::Bf16);
+        assert_eq!(parse("tf32").unwrap().precision, Precision::Tf32);
         let err = format!("{:#}", parse("fp8").unwrap_err());
-        assert!(err.contains("`f32`, `bf16`"), "{err}");
+        assert!(err.contains("`f32`, `tf32`, `bf16`"), "{err}");
         let recorded = |c: &PretrainConfig| serde_json::to_value(c).unwrap();
         assert!(
             recorded(&PretrainConfig::default())

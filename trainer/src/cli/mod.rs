@@ -215,6 +215,11 @@ fn choose(arg: &DeviceArg, config: &Config, precision: Precision) -> Result<Sele
         .or_else(|| config.train.device.clone())
         .unwrap_or_default();
     let selection = backend::select(&request)?;
+    // Inference on CUDA has no precision setting: say what its f32 products are.
+    let precision = match (selection.backend, precision) {
+        ("cuda", Precision::F32) => "f32 storage, TF32 matrix products".to_string(),
+        (_, p) => p.to_string(),
+    };
     tracing::info!(
         "device {} [{} backend], precision {}; chosen: {}",
         selection.description,

@@ -383,6 +383,21 @@ mod tests {
                 .check::<Be>(&dev, "[pretrain] precision")
                 .is_ok()
         );
+        // TF32 is CUDA's: refused here; "f32" is strict here, and refused on CUDA by name.
+        let err = Precision::Tf32
+            .check::<Be>(&dev, "[finetune] precision")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("\"tf32\" is CUDA's") && err.contains("\"f32\""),
+            "{err}"
+        );
+        assert!(crate::model::precision::runs_f32_as_tf32(
+            "autodiff<cubecl<cuda>>"
+        ));
+        assert!(!crate::model::precision::runs_f32_as_tf32(
+            "autodiff<ndarray>"
+        ));
         let err = Precision::Bf16
             .check::<Be>(&dev, "[pretrain] precision")
             .unwrap_err()

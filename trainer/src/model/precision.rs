@@ -13,9 +13,14 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
-    /// Everything in the backend's float type (f32 here).
+    /// Everything in f32, matrix products included (strict: the CPU and wgpu backends). CUDA
+    /// refuses it: burn 0.21's CUDA matmul runs f32 inputs on TF32 tensor cores (cubek's
+    /// `adjust_dtypes`), which would make "f32" silently mean TF32 there.
     #[default]
     F32,
+    /// f32 storage, TF32 matrix products on CUDA tensor cores (10-bit mantissa products with
+    /// f32 accumulation, about 1e-3 relative; PyTorch's `allow_tf32`). CUDA only.
+    Tf32,
     /// bf16 matrix products (CUDA; ndarray has no bf16).
     Bf16,
     /// f64 matrix products: a higher-precision check of the same mechanism on the CPU.
@@ -26,6 +31,7 @@ impl std::fmt::Display for Precision {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Precision::F32 => "f32",
+            Precision::Tf32 => "tf32",
             Precision::Bf16 => "bf16",
             Precision::F64 => "f64",
         })
@@ -36,7 +42,7 @@ impl Precision {
     /// The dtype products are computed in; `None` = the backend's own.
     pub fn matmul_dtype(self) -> Option<FloatDType> {
         match self {
-            Precision::F32 => None,
+            Precision::F32 | Precision::Tf32 => None,
             Precision::Bf16 => Some(FloatDType::BF16),
             Precision::F64 => Some(FloatDType::F64),
         }
@@ -48,6 +54,19 @@ impl Precision {
 
     /// An error naming `setting` unless backend `B` computes in this precision on `device`.
     pub fn check<B: Backend>(self, device: &B::Device, setting: &str) -> anyhow::Result<()> {
+        let cuda = runs_f32_as_tf32(&B::name(device));
+        anyhow::ensure!(
+            !(cuda && self == Precision::F32),
+            "{setting} = \"f32\" asks for strict f32 matrix products, which the CUDA backend \
+             does not compute (burn 0.21 runs f32 products on TF32 tensor cores): set \"tf32\" \
+             (f32 weights, TF32 products) or \"bf16\", or train on --device cpu / wgpu"
+        );
+        anyhow::ensure!(
+            cuda || self != Precision::Tf32,
+            "{setting} = \"tf32\" is CUDA's tensor-core mode; this backend ({}) computes strict \
+             f32: set \"f32\"",
+            B::name(device)
+        );
         if let Some(dt) = self.matmul_dtype() {
             anyhow::ensure!(
                 B::supports_dtype(device, dt.into()),
@@ -58,6 +77,11 @@ impl Precision {
         }
         Ok(())
     }
+}
+
+/// Whether a backend (by Burn's name of it) computes f32 matrix products as TF32: CUDA's.
+pub fn runs_f32_as_tf32(backend_name: &str) -> bool {
+    backend_name.contains("cuda")
 }
 
 /// x @ Wᵀ (+ b) for x [..., in] with W in the PyTorch `[out, in]` layout.

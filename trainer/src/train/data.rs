@@ -21,6 +21,16 @@ use rand_chacha::rand_core::{RngCore, SeedableRng};
 use schemas::shards::ShardSet;
 use xxhash_rust::xxh3::{Xxh3, xxh3_64};
 
+/// The file beside a directory's shards that caches their content hashes ([`Shards::open_dir`]).
+pub const HASH_CACHE: &str = ".xxh3-cache.json";
+
+/// A shard's content hash, valid while its `(size, mtime seconds, mtime nanoseconds)` stand.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct CachedHash {
+    stamp: (u64, u64, u32),
+    xxh3: u64,
+}
+
 /// Random access to fixed-length token sequences.
 pub trait SequenceSource: Send + Sync {
     /// Number of sequences.
@@ -136,16 +146,48 @@ impl Shards {
         );
         let seq_len = set.seq_len().context("no shards given")?;
         // xxh3 of every shard's name and bytes: any changed token or shard changes the data.
+        // The bytes' hash is cached beside the shards under the file's size and modification
+        // time, so a start (or a resume) reads only shards written since the last one: a
+        // rewritten shard gets a new modification time and is hashed again.
+        let cache_path = dir.join(HASH_CACHE);
+        let cached: BTreeMap<String, CachedHash> = std::fs::read(&cache_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        let mut now = BTreeMap::new();
         let mut fp = Xxh3::new();
         for shard in set.shards() {
             let name = shard
                 .path()
                 .file_name()
                 .unwrap_or_default()
-                .to_string_lossy();
+                .to_string_lossy()
+                .into_owned();
+            let meta = std::fs::metadata(shard.path())
+                .with_context(|| format!("reading {}", shard.path().display()))?;
+            let mtime = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .unwrap_or_default();
+            let stamp = (meta.len(), mtime.as_secs(), mtime.subsec_nanos());
+            let xxh3 = match cached.get(&name) {
+                Some(c) if c.stamp == stamp => c.xxh3,
+                _ => xxh3_64(shard.bytes()),
+            };
             fp.update(name.as_bytes());
             fp.update(&[0]);
-            fp.update(&xxh3_64(shard.bytes()).to_le_bytes());
+            fp.update(&xxh3.to_le_bytes());
+            now.insert(name, CachedHash { stamp, xxh3 });
+        }
+        if now != cached {
+            // A cache only: a read-only data directory just hashes every start.
+            let written = serde_json::to_vec(&now)
+                .map_err(anyhow::Error::from)
+                .and_then(|b| schemas::atomic::write_atomic(&cache_path, &b));
+            if let Err(e) = written {
+                tracing::debug!("shard hashes not cached in {}: {e:#}", cache_path.display());
+            }
         }
         fp.update(&(seq_len as u64).to_le_bytes());
         Ok(Self {
@@ -543,8 +585,37 @@ mod tests {
         }
         assert!(set.sequence(7).is_err());
         let fp = set.fingerprint();
+        assert_eq!(Shards::open_dir(dir.path()).unwrap().fingerprint(), fp);
         write("shard-00001.arrow", &seqs[3..]);
+        let changed = Shards::open_dir(dir.path()).unwrap().fingerprint();
+        assert_ne!(changed, fp);
+        // The same size, one token changed: refused too (a new modification time, hashed again).
+        let mut other = seqs[4..].to_vec();
+        other[0][3] += 1;
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        write("shard-00001.arrow", &other);
+        let same_size = Shards::open_dir(dir.path()).unwrap().fingerprint();
+        assert!(same_size != changed && same_size != fp);
+    }
+
+    /// A start hashes only shards written since the last one: with the cache told another hash
+    /// for an unchanged shard, the fingerprint follows the cache (the bytes were not read).
+    #[test]
+    fn unchanged_shards_are_not_hashed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let seqs: Vec<Vec<u32>> = (0..4).map(|i| vec![i; 16]).collect();
+        testkit::shards::write_sequences(&dir.path().join("shard-00000.arrow"), &seqs, 16, 4096, 0)
+            .unwrap();
+        let fp = Shards::open_dir(dir.path()).unwrap().fingerprint();
+        let cache = dir.path().join(HASH_CACHE);
+        let mut entries: BTreeMap<String, CachedHash> =
+            serde_json::from_slice(&std::fs::read(&cache).unwrap()).unwrap();
+        entries.get_mut("shard-00000.arrow").unwrap().xxh3 ^= 1;
+        std::fs::write(&cache, serde_json::to_vec(&entries).unwrap()).unwrap();
         assert_ne!(Shards::open_dir(dir.path()).unwrap().fingerprint(), fp);
+        // Without the cache (a read-only or fresh directory) the bytes are hashed: as at first.
+        std::fs::remove_file(&cache).unwrap();
+        assert_eq!(Shards::open_dir(dir.path()).unwrap().fingerprint(), fp);
     }
 
     /// The deficit rule keeps every domain within one sequence of its share at every draw, for

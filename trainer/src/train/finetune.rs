@@ -205,10 +205,16 @@ pub fn train<B: AutodiffBackend + ScanBackend>(
         ema: None,
         keep_checkpoints: cfg.keep_checkpoints,
         allow_data_change: false,
+        writer: topology.is_writer(),
     };
-    let mut run = Session::<B>::open(spec, || load_pretrained::<B>(init_dir, device), device)?;
-    run.model = run.model.with_precision(cfg.precision);
     let mut replicas = Devices::<B>::new(devices.to_vec(), topology.clone())?;
+    let mut run = Session::<B>::open(spec, || load_pretrained::<B>(init_dir, device), device)?;
+    let shared = run.shared_state()?;
+    let (model, node0) = replicas.start(run.model, &mut run.optimizer, shared)?;
+    run.model = model.with_precision(cfg.precision);
+    if let (Some(state), false) = (node0, run.is_writer()) {
+        run.adopt_state(&state)?;
+    }
     run.note_devices(&B::name(device), replicas.world());
     let end = max_steps.map_or(total, |s| (s as u64).min(total));
     let bar = schemas::progress::Progress::new(
@@ -259,6 +265,13 @@ pub fn train<B: AutodiffBackend + ScanBackend>(
         }
     }
     bar.finish();
+    if !run.is_writer() {
+        tracing::info!(
+            "node {}: trained with node 0, which writes the run",
+            topology.node_rank
+        );
+        return Ok(None);
+    }
     if let Err(e) = crate::train::plot::write_loss_png(run_dir) {
         tracing::warn!("loss plot not written: {e:#}");
     }

@@ -244,6 +244,39 @@ impl<B: AutodiffBackend> AdamW<B> {
         Ok((model, grad_norm))
     }
 
+    /// Name and shape of every moment held, in name order.
+    pub fn moment_layout(&self) -> Vec<(String, Vec<usize>)> {
+        self.moments
+            .iter()
+            .map(|(k, m)| (k.clone(), m.shape.clone()))
+            .collect()
+    }
+
+    /// Replace the moments by those of `layout`, each moment tensor passed through `f` (given
+    /// the one held, or zeros on `device` when there is none).
+    pub fn remap_moments(
+        &mut self,
+        layout: &[(String, Vec<usize>)],
+        device: &burn::tensor::Device<B::InnerBackend>,
+        mut f: impl FnMut(Tensor<B::InnerBackend, 1>) -> Result<Tensor<B::InnerBackend, 1>>,
+    ) -> Result<()> {
+        let mut held = std::mem::take(&mut self.moments);
+        for (name, shape) in layout {
+            let n: usize = shape.iter().product();
+            let (m, v) = match held.remove(name) {
+                Some(m) => (m.exp_avg, m.exp_avg_sq),
+                None => (Tensor::zeros([n], device), Tensor::zeros([n], device)),
+            };
+            let m = Moments {
+                shape: shape.clone(),
+                exp_avg: f(m)?,
+                exp_avg_sq: f(v)?,
+            };
+            self.moments.insert(name.clone(), m);
+        }
+        Ok(())
+    }
+
     /// A copy of this state on `device` (a data-parallel replica's optimizer).
     pub fn fork(&self, device: &burn::tensor::Device<B::InnerBackend>) -> Self {
         Self {

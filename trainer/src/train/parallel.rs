@@ -47,6 +47,8 @@ pub struct Topology {
     /// The host the other nodes reach this one at (default: the coordinator's host on node 0,
     /// this machine's host name elsewhere, 127.0.0.1 when the coordinator is on loopback).
     pub node_host: Option<String>,
+    /// How long a node waits for the others in one exchange before it stops the run.
+    pub timeout: std::time::Duration,
 }
 
 impl Default for Topology {
@@ -63,6 +65,7 @@ impl Topology {
             node_rank: 0,
             coordinator: None,
             node_host: None,
+            timeout: std::time::Duration::from_secs(DEFAULT_NODE_TIMEOUT_S),
         }
     }
 
@@ -138,7 +141,16 @@ pub struct NodeArgs {
     /// The host name the other nodes reach this one at (default: found).
     #[arg(long)]
     pub node_host: Option<String>,
+    /// Seconds a node waits for the others in one exchange (a step's all-reduce) before it
+    /// stops with an error: another node has died or hangs. The run resumes from its last
+    /// checkpoint when all nodes are started again.
+    #[arg(long, default_value_t = DEFAULT_NODE_TIMEOUT_S)]
+    pub node_timeout: u64,
 }
+
+/// [`NodeArgs::node_timeout`]'s default: longer than node 0's validation or checkpoint, during
+/// which the others wait.
+pub const DEFAULT_NODE_TIMEOUT_S: u64 = 900;
 
 impl Default for NodeArgs {
     fn default() -> Self {
@@ -147,6 +159,7 @@ impl Default for NodeArgs {
             node_rank: 0,
             coordinator: None,
             node_host: None,
+            node_timeout: DEFAULT_NODE_TIMEOUT_S,
         }
     }
 }
@@ -158,6 +171,7 @@ impl NodeArgs {
             node_rank: self.node_rank,
             coordinator: self.coordinator.clone(),
             node_host: self.node_host.clone(),
+            timeout: std::time::Duration::from_secs(self.node_timeout),
         }
     }
 }
@@ -214,8 +228,68 @@ pub struct Pool<B: AutodiffBackend> {
     /// Global rank of device 0 of this node.
     rank0: usize,
     world: usize,
+    /// Several nodes: when this node entered the exchange it is in (see [`Watchdog`]).
+    watchdog: Option<Watchdog>,
     _orchestrator: Option<std::thread::JoinHandle<()>>,
     _group: MutexGuard<'static, ()>,
+}
+
+/// Stops the process when an exchange with the other nodes takes longer than the timeout: a
+/// node that died (or hangs) would otherwise leave the others waiting forever.
+struct Watchdog {
+    /// Milliseconds since the Unix epoch when the current exchange began; 0 between them.
+    since: Arc<std::sync::atomic::AtomicU64>,
+    /// What the current exchange is, for the message.
+    what: Arc<Mutex<String>>,
+}
+
+impl Watchdog {
+    fn start(node_rank: usize, timeout: std::time::Duration) -> Self {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let since = Arc::new(AtomicU64::new(0));
+        let what = Arc::new(Mutex::new(String::new()));
+        let (s, w) = (since.clone(), what.clone());
+        let spawned = std::thread::Builder::new()
+            .name("node-watchdog".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                    let t = s.load(Ordering::Relaxed);
+                    if t != 0 && now_ms().saturating_sub(t) > timeout.as_millis() as u64 {
+                        let what = w.lock().map(|w| w.clone()).unwrap_or_default();
+                        eprintln!(
+                            "error: node {node_rank}: no answer from the other nodes for {} s \
+                             during {what}: a node has stopped or hangs. Start every node \
+                             again to resume from the run's last checkpoint (node 0 writes it).",
+                            timeout.as_secs()
+                        );
+                        std::process::exit(3);
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("no node watchdog: {e}");
+        }
+        Self { since, what }
+    }
+
+    fn enter(&self, what: String) {
+        if let Ok(mut w) = self.what.lock() {
+            *w = what;
+        }
+        self.since
+            .store(now_ms().max(1), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn leave(&self) {
+        self.since.store(0, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl<B: AutodiffBackend> Pool<B> {
@@ -267,6 +341,15 @@ impl<B: AutodiffBackend> Pool<B> {
             started.push(ready);
         }
         let main_peer = PeerId(rank0 as u32);
+        let watchdog =
+            (topology.nodes > 1).then(|| Watchdog::start(topology.node_rank, topology.timeout));
+        if let Some(w) = &watchdog {
+            w.enter(format!(
+                "the start (joining the {} nodes through {})",
+                topology.nodes,
+                topology.coordinator.as_deref().unwrap_or_default()
+            ));
+        }
         burn_collective::register::<B::InnerBackend>(main_peer, devices[0].clone(), config)
             .map_err(|e| anyhow!("joining the collective as device 0 ({main_peer}): {e:?}"))?;
         for (k, ready) in started.into_iter().enumerate() {
@@ -275,11 +358,15 @@ impl<B: AutodiffBackend> Pool<B> {
                 .map_err(|_| anyhow!("device {} worker stopped while starting", k + 1))?
                 .with_context(|| format!("device {} ({:?})", k + 1, devices[k + 1]))?;
         }
+        if let Some(w) = &watchdog {
+            w.leave();
+        }
         Ok(Self {
             workers,
             main_peer,
             rank0,
             world,
+            watchdog,
             _orchestrator: orchestrator,
             _group: group,
         })
@@ -395,7 +482,13 @@ impl<B: AutodiffBackend> Pool<B> {
             peer: self.main_peer,
             rank: self.rank0,
         };
+        if let Some(w) = &self.watchdog {
+            w.enter(format!("update {}'s all-reduce", optimizer.updates + 1));
+        }
         let result = main.update(mine?, lr, self.world);
+        if let Some(w) = &self.watchdog {
+            w.leave();
+        }
         *optimizer = main.optimizer;
         for (k, (_, _, done)) in pending.into_iter().enumerate() {
             done.recv()
@@ -414,7 +507,125 @@ impl<B: AutodiffBackend> Pool<B> {
     }
 }
 
+impl<B: AutodiffBackend> Pool<B> {
+    /// Make every replica of the run (on every node) node 0's: its weights, optimizer moments
+    /// and `session` (bytes only node 0's device 0 gives; the others get them back). Sent as
+    /// exact sums of one contribution and zeros, so every node ends with node 0's state bit
+    /// for bit, whatever each read from its own disk.
+    pub fn adopt_node0(
+        &mut self,
+        model: MambaLm<B>,
+        optimizer: &mut AdamW<B>,
+        device: &B::Device,
+        session: Vec<u8>,
+    ) -> Result<(MambaLm<B>, Vec<u8>)> {
+        let mut pending = Vec::with_capacity(self.workers.len());
+        for (k, w) in self.workers.iter().enumerate() {
+            let (done_tx, done) = channel::<Result<()>>();
+            let job: Job<B> = Box::new(move |r: &mut Replica<B>| {
+                let _ = done_tx.send(r.adopt(Vec::new()).map(|_| ()));
+            });
+            w.jobs
+                .as_ref()
+                .context("worker stopped")?
+                .send(job)
+                .map_err(|_| anyhow!("the worker of device {} has stopped", k + 1))?;
+            pending.push(done);
+        }
+        let mut main = Replica {
+            model: Some(model),
+            optimizer: std::mem::replace(optimizer, AdamW::new(optimizer.params.clone())),
+            device: device.clone(),
+            peer: self.main_peer,
+            rank: self.rank0,
+        };
+        if let Some(w) = &self.watchdog {
+            w.enter("the start (taking node 0's state)".into());
+        }
+        let result = main.adopt(session);
+        if let Some(w) = &self.watchdog {
+            w.leave();
+        }
+        *optimizer = main.optimizer;
+        for (k, done) in pending.into_iter().enumerate() {
+            done.recv()
+                .map_err(|_| anyhow!("the worker thread panicked"))
+                .and_then(|r| r)
+                .with_context(|| format!("device {} taking node 0's state", k + 1))?;
+        }
+        let session = result.context("taking node 0's state")?;
+        Ok((main.model.expect("adopted model"), session))
+    }
+}
+
 impl<B: AutodiffBackend> Replica<B> {
+    /// This replica's part in [`Pool::adopt_node0`]: returns node 0's session bytes.
+    fn adopt(&mut self, session: Vec<u8>) -> Result<Vec<u8>> {
+        let (peer, first) = (self.peer, self.rank == 0);
+        let from_rank0 = |t: Tensor<B::InnerBackend, 1>| -> Result<Tensor<B::InnerBackend, 1>> {
+            let t = if first { t } else { t.zeros_like() };
+            let r = burn_collective::all_reduce::<B::InnerBackend>(
+                peer,
+                t.into_primitive().tensor(),
+                ReduceOperation::Sum,
+            )
+            .map_err(|e| anyhow!("receiving node 0's state: {e:?}"))?;
+            Ok(Tensor::from_primitive(TensorPrimitive::Float(r)))
+        };
+        // 1. What node 0 holds, as bytes (each an f32 of 0..=255: exact), after their count.
+        let header = if first {
+            serde_json::to_vec(&serde_json::json!({
+                "session": String::from_utf8(session).context("session state is not UTF-8")?,
+                "updates": self.optimizer.updates,
+                "moments": self.optimizer.moment_layout(),
+            }))?
+        } else {
+            Vec::new()
+        };
+        ensure!(
+            header.len() < 1 << 24,
+            "node 0's state is too large to send"
+        );
+        let len = from_rank0(Tensor::from_floats([header.len() as f32], &self.device))?;
+        let len = crate::train::step::read_values(len)?[0] as usize;
+        let bytes: Vec<f32> = if first {
+            header.iter().map(|&b| f32::from(b)).collect()
+        } else {
+            vec![0.0; len]
+        };
+        let bytes = from_rank0(Tensor::from_floats(bytes.as_slice(), &self.device))?;
+        let bytes: Vec<u8> = crate::train::step::read_values(bytes)?
+            .into_iter()
+            .map(|b| b as u8)
+            .collect();
+        #[derive(serde::Deserialize)]
+        struct Header {
+            session: String,
+            updates: u64,
+            moments: Vec<(String, Vec<usize>)>,
+        }
+        let header: Header =
+            serde_json::from_slice(&bytes).context("reading node 0's state header")?;
+        // 2. The weights, 3. the moments, in the same order everywhere.
+        let model = self.model.take().expect("replica present");
+        let mut mapper = FromRank0::<B> {
+            peer,
+            first,
+            error: None,
+            _b: std::marker::PhantomData,
+        };
+        let model = model.map(&mut mapper);
+        self.model = Some(model);
+        if let Some(e) = mapper.error {
+            return Err(e);
+        }
+        let device = self.device.clone();
+        self.optimizer
+            .remap_moments(&header.moments, &device, from_rank0)?;
+        self.optimizer.updates = header.updates;
+        Ok(header.session.into_bytes())
+    }
+
     /// All-reduce this device's block output with the others' and apply the update; returns
     /// the step's loss and gradient norm on this device.
     fn update(
@@ -491,6 +702,46 @@ fn start_orchestrator(topology: &Topology) -> Result<std::thread::JoinHandle<()>
             }
         })
         .context("starting the collective orchestrator")
+}
+
+/// Every float parameter replaced by global rank 0's (see [`Pool::adopt_node0`]).
+struct FromRank0<B: AutodiffBackend> {
+    peer: PeerId,
+    first: bool,
+    error: Option<anyhow::Error>,
+    _b: std::marker::PhantomData<B>,
+}
+
+impl<B: AutodiffBackend> burn::module::ModuleMapper<B> for FromRank0<B> {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let (id, tensor, mapper) = param.consume();
+        if self.error.is_some() {
+            return Param::from_mapped_value(id, tensor, mapper);
+        }
+        let require_grad = tensor.is_require_grad();
+        let inner = tensor.inner();
+        let mine = if self.first {
+            inner.clone()
+        } else {
+            inner.zeros_like()
+        };
+        let value = match burn_collective::all_reduce::<B::InnerBackend>(
+            self.peer,
+            mine.into_primitive().tensor(),
+            ReduceOperation::Sum,
+        ) {
+            Ok(t) => Tensor::<B::InnerBackend, D>::from_primitive(TensorPrimitive::Float(t)),
+            Err(e) => {
+                self.error = Some(anyhow!("receiving node 0's weights: {e:?}"));
+                inner
+            }
+        };
+        let mut t = Tensor::from_inner(value);
+        if require_grad {
+            t = t.require_grad();
+        }
+        Param::from_mapped_value(id, t, mapper)
+    }
 }
 
 /// Sum `grads` over all devices of the run, exactly and in rank order (see the module docs),
@@ -576,7 +827,7 @@ mod tests {
             nodes,
             node_rank: rank,
             coordinator: c.map(str::to_string),
-            node_host: None,
+            ..Topology::single()
         };
         assert!(t(1, 0, None).validate().is_ok());
         assert!(t(2, 1, Some("10.0.0.1:29500")).validate().is_ok());
@@ -598,7 +849,7 @@ mod tests {
                 nodes: 2,
                 node_rank: rank,
                 coordinator: Some("127.0.0.1:29500".into()),
-                node_host: None,
+                ..Topology::single()
             }
             .collective(1)
             .unwrap()

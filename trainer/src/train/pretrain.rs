@@ -273,6 +273,7 @@ where
         keep_checkpoints: cfg.keep_checkpoints,
         allow_data_change: opts.allow_data_change,
         ema: cfg.ema,
+        writer: opts.nodes.topology().is_writer(),
     };
     let init = || match &model_section.init {
         Some(dir) => hf::load_pretrained::<B>(dir, device)
@@ -283,9 +284,15 @@ where
             Ok((HfConfig::from_config(c), m))
         }
     };
-    let mut run = Session::<B>::open(spec, init, device)?;
-    run.model = run.model.with_precision(cfg.precision);
     let mut replicas = Devices::<B>::new(devices.to_vec(), opts.nodes.topology())?;
+    let mut run = Session::<B>::open(spec, init, device)?;
+    let shared = run.shared_state()?;
+    let (model, node0) = replicas.start(run.model, &mut run.optimizer, shared)?;
+    run.model = model.with_precision(cfg.precision);
+    if let (Some(state), false) = (node0, run.is_writer()) {
+        run.adopt_state(&state)?;
+    }
+    let writer = run.is_writer();
     run.note_devices(&B::name(device), replicas.world());
     let vocab = run.hf_config.config.vocab_size();
     let names: Vec<String> = domains.iter().map(|d| d.name.clone()).collect();
@@ -315,7 +322,7 @@ where
     };
 
     let (mut first_val, mut last_val) = (None, None);
-    if !run.resumed {
+    if !run.resumed && writer {
         let v = validate(&run.model)?;
         tracing::info!(
             "step 0: validation loss {:.4} (perplexity {:.2})",
@@ -427,8 +434,10 @@ where
                 .zip(loader.sequences().iter().copied())
                 .collect();
         }
-        if step == end || step == total_steps || (cfg.eval_every > 0 && step % cfg.eval_every == 0)
-        {
+        let validating = step == end
+            || step == total_steps
+            || (cfg.eval_every > 0 && step % cfg.eval_every == 0);
+        if validating && writer {
             let v = validate(&run.model)?;
             with_val(&mut line, &v);
             last_val = Some(v.0);
@@ -450,6 +459,14 @@ where
             t_run.elapsed().as_secs_f64(),
             run.state.tokens_seen
         );
+    }
+    if !writer {
+        return Ok(PretrainSummary {
+            start_step: start,
+            end_step: run.state.step,
+            first_val_loss: None,
+            last_val_loss: None,
+        });
     }
     if mixed {
         report_mixture(&opts.run_dir, &loader)?;

@@ -14,7 +14,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
@@ -81,6 +81,10 @@ pub struct RunSpec<'a> {
     pub allow_data_change: bool,
     /// Decay of the moving average of the weights, when the run keeps one.
     pub ema: Option<f64>,
+    /// Whether this process writes the run directory: node 0 of a multi-node run does (and
+    /// every single-node run); the other nodes touch no file of it and take their state from
+    /// node 0 through the collective ([`crate::train::step::Devices::start`]).
+    pub writer: bool,
 }
 
 /// An open run: model, optimizer and position, restored from its newest valid checkpoint or
@@ -95,10 +99,11 @@ pub struct Session<B: AutodiffBackend> {
     pub ema: Option<Ema<B>>,
     /// Whether the state came from a checkpoint.
     pub resumed: bool,
-    store: CursorStore,
+    /// The cursor and the metrics log: `None` on a node that does not write the run directory.
+    store: Option<CursorStore>,
     keep: usize,
     metrics_lines: Vec<String>,
-    metrics_file: File,
+    metrics_file: Option<File>,
 }
 
 impl<B: AutodiffBackend> Session<B> {
@@ -110,6 +115,9 @@ impl<B: AutodiffBackend> Session<B> {
         device: &B::Device,
     ) -> Result<Self> {
         let run_dir = spec.run_dir;
+        if !spec.writer {
+            return Self::detached(spec, init);
+        }
         fs::create_dir_all(run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
         let run_config_path = run_dir.join(RUN_CONFIG_FILE);
         let store = CursorStore::open(run_dir)?;
@@ -252,11 +260,80 @@ impl<B: AutodiffBackend> Session<B> {
             state: r.state,
             ema,
             resumed: was_resumed,
-            store,
+            store: Some(store),
             keep: spec.keep_checkpoints,
             metrics_lines: r.metrics_lines,
-            metrics_file,
+            metrics_file: Some(metrics_file),
         })
+    }
+
+    /// A session of a node that does not write: a fresh model of the run's shape, to be
+    /// overwritten by node 0's state; no file is read or written.
+    fn detached(
+        spec: RunSpec<'_>,
+        init: impl FnOnce() -> Result<(HfConfig, MambaLm<B>)>,
+    ) -> Result<Self> {
+        let (hf_config, model) = init()?;
+        Ok(Self {
+            run_dir: spec.run_dir.to_path_buf(),
+            hf_config,
+            model,
+            optimizer: AdamW::new(spec.adamw.clone()),
+            state: TrainState {
+                step: 0,
+                data: DataPosition {
+                    epoch: 0,
+                    position: 0,
+                },
+                tokens_seen: 0,
+                seed: spec.seed,
+                data_fingerprint: spec.data_fingerprint.clone(),
+                rng: format!("chacha8(seed={}, stream=epoch)", spec.seed),
+                threads: rayon::current_num_threads(),
+                devices: 1,
+                backend: cpu(),
+                mix: None,
+            },
+            ema: None,
+            resumed: false,
+            store: None,
+            keep: spec.keep_checkpoints,
+            metrics_lines: Vec::new(),
+            metrics_file: None,
+        })
+    }
+
+    /// Whether this process writes the run directory.
+    pub fn is_writer(&self) -> bool {
+        self.store.is_some()
+    }
+
+    /// What a node that does not write needs of node 0's session, as bytes for the collective.
+    pub fn shared_state(&self) -> Result<Vec<u8>> {
+        Ok(serde_json::to_vec(&serde_json::json!({
+            "state": self.state, "resumed": self.resumed,
+        }))?)
+    }
+
+    /// Take node 0's [`shared_state`](Self::shared_state); its data must be this node's.
+    pub fn adopt_state(&mut self, bytes: &[u8]) -> Result<()> {
+        #[derive(Deserialize)]
+        struct Shared {
+            state: TrainState,
+            resumed: bool,
+        }
+        let shared: Shared =
+            serde_json::from_slice(bytes).context("reading node 0's training state")?;
+        ensure!(
+            shared.state.data_fingerprint == self.state.data_fingerprint,
+            "this node's training data (fingerprint {}) is not node 0's ({}): every node must \
+             read the same shards",
+            self.state.data_fingerprint,
+            shared.state.data_fingerprint
+        );
+        self.state = shared.state;
+        self.resumed = shared.resumed;
+        Ok(())
     }
 
     /// Record the backend and the data-parallel device count of this process. A resume on
@@ -283,10 +360,12 @@ impl<B: AutodiffBackend> Session<B> {
 
     /// Append one line to `metrics.jsonl` (flushed; also kept for the next checkpoint).
     pub fn log(&mut self, v: serde_json::Value) -> Result<()> {
+        let Some(file) = self.metrics_file.as_mut() else {
+            return Ok(());
+        };
         let line = v.to_string() + "\n";
-        self.metrics_file
-            .write_all(line.as_bytes())
-            .and_then(|_| self.metrics_file.flush())
+        file.write_all(line.as_bytes())
+            .and_then(|_| file.flush())
             .with_context(|| {
                 format!("appending to {}", self.run_dir.join(METRICS_FILE).display())
             })?;
@@ -296,9 +375,12 @@ impl<B: AutodiffBackend> Session<B> {
 
     /// Write a checkpoint of the current state and move the cursor to it.
     pub fn checkpoint(&self) -> Result<()> {
+        let Some(store) = &self.store else {
+            return Ok(());
+        };
         save_checkpoint(
             &self.run_dir,
-            &self.store,
+            store,
             &self.hf_config,
             &self.model,
             &self.optimizer,

@@ -74,6 +74,31 @@ impl<B: AutodiffBackend> Devices<B> {
         &self.topology
     }
 
+    /// Start the workers of a run with more than one device (see [`train_step`]), from the
+    /// caller's `model` and `optimizer`. With several nodes, every node then takes node 0's
+    /// weights, moments and `session` state ([`Pool::adopt_node0`]): returned, on every node,
+    /// as `Some(node 0's session bytes)`.
+    pub fn start(
+        &mut self,
+        model: MambaLm<B>,
+        optimizer: &mut AdamW<B>,
+        session: Vec<u8>,
+    ) -> Result<(MambaLm<B>, Option<Vec<u8>>)> {
+        if self.world() == 1 {
+            return Ok((model, None));
+        }
+        if self.pool.is_none() {
+            self.pool = Some(Pool::new(&model, optimizer, &self.list, &self.topology)?);
+        }
+        if self.topology.nodes == 1 {
+            return Ok((model, None));
+        }
+        let device = self.list[0].clone();
+        let pool = self.pool.as_mut().expect("pool just started");
+        let (model, session) = pool.adopt_node0(model, optimizer, &device, session)?;
+        Ok((model, Some(session)))
+    }
+
     /// The worker threads of devices 1, 2, … (empty before the first data-parallel step).
     pub fn worker_threads(&self) -> Vec<std::thread::ThreadId> {
         self.pool

@@ -15,7 +15,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use testkit::process::{count_lines, random_below, wait_kill};
+use testkit::process::{count_lines, free_ports, random_below, wait_kill, wait_output};
 use testkit::{pipeline_binary, sample_dir, trainer_binary, wgpu_available, workspace_dir};
 
 const STEPS: &str = "20";
@@ -265,6 +265,69 @@ fn pretraining_on_wgpu(cfg: &'static str) {
         deterministic(&killed),
         deterministic(&gpu),
         "loss logs differ"
+    );
+}
+
+/// Data parallel on the sample, against the one-device CPU run of the same global batch: two
+/// device workers in one process (`--device cpu:2`), and two processes on 127.0.0.1 as two nodes
+/// (`--nodes 2 --node-rank R --coordinator`, `--device cpu` each). With `grad_accum = 2` every
+/// device takes one micro-batch, so the additions happen in one device's order: every logged
+/// loss, gradient norm and validation loss must agree within 1e-4 relative (they are equal), the
+/// two-node run must equal the two-worker one bit for bit, and node 1 writes nothing.
+#[test]
+fn data_parallel_and_two_nodes_train_like_one_device() {
+    let _one = serial();
+    let s = sample();
+    let reference = deterministic(&s.cpu(MAMBA1).run);
+    let workers = s.data.join("runs/cpu-x2");
+    let (_, err) = run(pretrain(MAMBA1, &s.data, &workers, "cpu:2"));
+    assert!(
+        err.contains("data-parallel workers"),
+        "not on two workers:\n{err}"
+    );
+    let keys = ["loss", "grad_norm", "val_loss"];
+    let (worst, n) = max_rel(&reference, &deterministic(&workers), &keys);
+    println!("cpu:2 vs cpu: {n} logged values, max rel diff {worst:.2e}");
+    assert!(
+        n > 40 && worst <= 1e-4,
+        "cpu:2 differs from one device by {worst:.3e}"
+    );
+
+    let port = free_ports(3);
+    let coordinator = format!("127.0.0.1:{port}");
+    let node_dirs = [
+        s.data.join("runs/nodes"),
+        s.data.join("runs/node-1-writes-nothing"),
+    ];
+    let t = Instant::now();
+    let nodes: Vec<_> = (0..2)
+        .map(|rank| {
+            let mut c = pretrain(MAMBA1, &s.data, &node_dirs[rank], "cpu");
+            c.args(["--nodes", "2", "--node-rank", &rank.to_string()])
+                .args(["--coordinator", &coordinator])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped());
+            c.spawn().unwrap()
+        })
+        .collect();
+    for (rank, node) in nodes.into_iter().enumerate() {
+        let (status, err) = wait_output(node, &format!("node {rank}"), Duration::from_secs(600));
+        assert!(status.success(), "node {rank} failed ({status}):\n{err}");
+    }
+    println!("two nodes: {:.1} s", t.elapsed().as_secs_f64());
+    assert_eq!(
+        deterministic(&node_dirs[0]),
+        deterministic(&workers),
+        "two nodes vs cpu:2 logs"
+    );
+    assert!(
+        final_weights(&node_dirs[0]) == final_weights(&workers),
+        "two nodes vs cpu:2 weights"
+    );
+    assert!(
+        !node_dirs[1].exists(),
+        "node 1 wrote {}",
+        node_dirs[1].display()
     );
 }
 
