@@ -15,7 +15,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use testkit::process::{count_lines, free_ports, random_below, wait_kill, wait_output};
+use testkit::process::{count_lines, random_below, wait_kill};
 use testkit::{pipeline_binary, sample_dir, trainer_binary, wgpu_available, workspace_dir};
 
 const STEPS: &str = "20";
@@ -269,13 +269,12 @@ fn pretraining_on_wgpu(cfg: &'static str) {
 }
 
 /// Data parallel on the sample, against the one-device CPU run of the same global batch: two
-/// device workers in one process (`--device cpu:2`), and two processes on 127.0.0.1 as two nodes
-/// (`--nodes 2 --node-rank R --coordinator`, `--device cpu` each). With `grad_accum = 2` every
-/// device takes one micro-batch, so the additions happen in one device's order: every logged
-/// loss, gradient norm and validation loss must agree within 1e-4 relative (they are equal), the
-/// two-node run must equal the two-worker one bit for bit, and node 1 writes nothing.
+/// device workers in one process (`--device cpu:2`). With `grad_accum = 2` every device takes one
+/// micro-batch, so the additions happen in one device's order: every logged loss, gradient norm
+/// and validation loss must agree within 1e-4 relative (they are equal). Two nodes are refused
+/// with a clear error (burn-collective's cross-node transfers deadlock; see the README).
 #[test]
-fn data_parallel_and_two_nodes_train_like_one_device() {
+fn data_parallel_workers_train_like_one_device() {
     let _one = serial();
     let s = sample();
     let reference = deterministic(&s.cpu(MAMBA1).run);
@@ -293,41 +292,24 @@ fn data_parallel_and_two_nodes_train_like_one_device() {
         "cpu:2 differs from one device by {worst:.3e}"
     );
 
-    let port = free_ports(3);
-    let coordinator = format!("127.0.0.1:{port}");
-    let node_dirs = [
-        s.data.join("runs/nodes"),
-        s.data.join("runs/node-1-writes-nothing"),
-    ];
-    let t = Instant::now();
-    let nodes: Vec<_> = (0..2)
-        .map(|rank| {
-            let mut c = pretrain(MAMBA1, &s.data, &node_dirs[rank], "cpu");
-            c.args(["--nodes", "2", "--node-rank", &rank.to_string()])
-                .args(["--coordinator", &coordinator])
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped());
-            c.spawn().unwrap()
-        })
-        .collect();
-    for (rank, node) in nodes.into_iter().enumerate() {
-        let (status, err) = wait_output(node, &format!("node {rank}"), Duration::from_secs(600));
-        assert!(status.success(), "node {rank} failed ({status}):\n{err}");
-    }
-    println!("two nodes: {:.1} s", t.elapsed().as_secs_f64());
-    assert_eq!(
-        deterministic(&node_dirs[0]),
-        deterministic(&workers),
-        "two nodes vs cpu:2 logs"
+    // Several nodes are refused before anything is written, with why and what to do instead
+    // (burn-collective 0.21's cross-node transfers deadlock: see `trainer::train::parallel`).
+    let refused = s.data.join("runs/two-nodes-refused");
+    let mut c = pretrain(MAMBA1, &s.data, &refused, "cpu");
+    c.args(["--nodes", "2", "--node-rank", "0"])
+        .args(["--coordinator", "127.0.0.1:29500"])
+        .env_remove("BIOMAMBA_EXPERIMENTAL_NODES");
+    let out = c.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "two nodes ran:\n{err}");
+    assert!(
+        err.contains("not available yet") && err.contains("cuda:0,1"),
+        "{err}"
     );
     assert!(
-        final_weights(&node_dirs[0]) == final_weights(&workers),
-        "two nodes vs cpu:2 weights"
-    );
-    assert!(
-        !node_dirs[1].exists(),
-        "node 1 wrote {}",
-        node_dirs[1].display()
+        !refused.exists(),
+        "a refused run wrote {}",
+        refused.display()
     );
 }
 
