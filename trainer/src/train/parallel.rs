@@ -488,20 +488,9 @@ impl<B: AutodiffBackend> Pool<B> {
         for (_, go, _) in &pending {
             let _ = go.send(true);
         }
-        let mut main = Replica {
-            model: Some(model),
-            optimizer: std::mem::replace(optimizer, AdamW::new(optimizer.params.clone())),
-            device: device.clone(),
-            peer: self.main_peer,
-            rank: self.rank0,
-        };
-        if let Some(w) = &self.watchdog {
-            w.enter(format!("update {}'s all-reduce", optimizer.updates + 1));
-        }
-        let result = main.update(mine?, lr, self.world);
-        if let Some(w) = &self.watchdog {
-            w.leave();
-        }
+        let what = format!("update {}'s all-reduce", optimizer.updates + 1);
+        let mut main = self.main_replica(model, optimizer, device);
+        let result = self.watched(what, || main.update(mine?, lr, self.world));
         *optimizer = main.optimizer;
         for (k, (_, _, done)) in pending.into_iter().enumerate() {
             done.recv()
@@ -545,20 +534,10 @@ impl<B: AutodiffBackend> Pool<B> {
                 .map_err(|_| anyhow!("the worker of device {} has stopped", k + 1))?;
             pending.push(done);
         }
-        let mut main = Replica {
-            model: Some(model),
-            optimizer: std::mem::replace(optimizer, AdamW::new(optimizer.params.clone())),
-            device: device.clone(),
-            peer: self.main_peer,
-            rank: self.rank0,
-        };
-        if let Some(w) = &self.watchdog {
-            w.enter("the start (taking node 0's state)".into());
-        }
-        let result = main.adopt(session);
-        if let Some(w) = &self.watchdog {
-            w.leave();
-        }
+        let mut main = self.main_replica(model, optimizer, device);
+        let result = self.watched("the start (taking node 0's state)".into(), || {
+            main.adopt(session)
+        });
         *optimizer = main.optimizer;
         for (k, done) in pending.into_iter().enumerate() {
             done.recv()
@@ -568,6 +547,36 @@ impl<B: AutodiffBackend> Pool<B> {
         }
         let session = result.context("taking node 0's state")?;
         Ok((main.model.expect("adopted model"), session))
+    }
+}
+
+impl<B: AutodiffBackend> Pool<B> {
+    /// Device 0's replica for one exchange: the caller's model and optimizer, taken for it (the
+    /// caller puts the optimizer back).
+    fn main_replica(
+        &self,
+        model: MambaLm<B>,
+        optimizer: &mut AdamW<B>,
+        device: &B::Device,
+    ) -> Replica<B> {
+        Replica {
+            model: Some(model),
+            optimizer: std::mem::replace(optimizer, AdamW::new(optimizer.params.clone())),
+            device: device.clone(),
+            peer: self.main_peer,
+            rank: self.rank0,
+        }
+    }
+
+    /// `f`, an exchange with the other nodes, under the watchdog (several nodes only).
+    fn watched<T>(&self, what: String, f: impl FnOnce() -> T) -> T {
+        let Some(w) = &self.watchdog else {
+            return f();
+        };
+        w.enter(what);
+        let out = f();
+        w.leave();
+        out
     }
 }
 

@@ -54,6 +54,27 @@ pub struct TrainState {
     pub mix: Option<MixState>,
 }
 
+impl TrainState {
+    /// The state of a run that has not taken a step.
+    fn fresh(spec: &RunSpec<'_>, threads: usize) -> Self {
+        Self {
+            step: 0,
+            data: DataPosition {
+                epoch: 0,
+                position: 0,
+            },
+            tokens_seen: 0,
+            seed: spec.seed,
+            data_fingerprint: spec.data_fingerprint.clone(),
+            rng: format!("chacha8(seed={}, stream=epoch)", spec.seed),
+            threads,
+            devices: 1,
+            backend: cpu(),
+            mix: None,
+        }
+    }
+}
+
 fn one() -> usize {
     1
 }
@@ -213,21 +234,7 @@ impl<B: AutodiffBackend> Session<B> {
                     hf_config,
                     model,
                     optimizer: AdamW::new(spec.adamw.clone()),
-                    state: TrainState {
-                        step: 0,
-                        data: DataPosition {
-                            epoch: 0,
-                            position: 0,
-                        },
-                        tokens_seen: 0,
-                        seed: spec.seed,
-                        data_fingerprint: spec.data_fingerprint.clone(),
-                        rng: format!("chacha8(seed={}, stream=epoch)", spec.seed),
-                        threads,
-                        devices: 1,
-                        backend: cpu(),
-                        mix: None,
-                    },
+                    state: TrainState::fresh(&spec, threads),
                     metrics_lines: Vec::new(),
                 }
             }
@@ -279,21 +286,7 @@ impl<B: AutodiffBackend> Session<B> {
             hf_config,
             model,
             optimizer: AdamW::new(spec.adamw.clone()),
-            state: TrainState {
-                step: 0,
-                data: DataPosition {
-                    epoch: 0,
-                    position: 0,
-                },
-                tokens_seen: 0,
-                seed: spec.seed,
-                data_fingerprint: spec.data_fingerprint.clone(),
-                rng: format!("chacha8(seed={}, stream=epoch)", spec.seed),
-                threads: rayon::current_num_threads(),
-                devices: 1,
-                backend: cpu(),
-                mix: None,
-            },
+            state: TrainState::fresh(&spec, rayon::current_num_threads()),
             ema: None,
             resumed: false,
             store: None,
