@@ -8,7 +8,10 @@
 //! for a quick look), `--skip-130m`, `--threads N` (all cores), `--micro-batch B` sequences per
 //! 130m step (1), `--device D` (`cpu`; any `trainer --device` value): on a device with bf16 (CUDA)
 //! the 130m row is also measured in bf16 autocast (`[pretrain] precision`). Timings synchronize
-//! the device before reading the clock.
+//! the device before reading the clock. Host reads per step are counted (`step::host_reads`).
+//! `--kernel-log FILE` also counts kernel launches per step on a CubeCL backend: FILE must be the
+//! `[profiling.logger] file` of a `cubecl.toml` in the working directory with `level =
+//! "minimal"` (one "Executing" line per launch).
 
 use std::time::Instant;
 
@@ -60,6 +63,8 @@ struct Row {
     fwd_bwd_s: f64,
     /// Values read back to the host in one training step (each waits for the device).
     host_reads: u64,
+    /// Kernel launches of one training step (the last one timed), `-` without `--kernel-log`.
+    kernels_per_step: String,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -90,6 +95,15 @@ fn bench<B: AutodiffBackend + trainer::model::scan::ScanBackend>(
     let mut step_times = Vec::new();
     let mut fb_times = Vec::new();
     let mut reads = Vec::new();
+    let mut launches = Vec::new();
+    let kernel_log = arg("--kernel-log").map(std::path::PathBuf::from);
+    // Launches logged so far (the logger writes asynchronously: let it catch up after a sync).
+    let logged = || -> Option<usize> {
+        let path = kernel_log.as_ref()?;
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let text = std::fs::read_to_string(path).ok()?;
+        Some(text.lines().filter(|l| l.contains("Executing")).count())
+    };
     let mut devices = Devices::<B>::local(std::slice::from_ref(&device));
     for _ in 0..iters {
         // The peer: the same tensors built and run forward + backward, nothing else.
@@ -101,6 +115,7 @@ fn bench<B: AutodiffBackend + trainer::model::scan::ScanBackend>(
         }
         sync()?;
         fb_times.push(t.elapsed().as_secs_f64());
+        let after_peer = logged();
         let t = Instant::now();
         let share = lm_loss_share(micro.len(), cfg.vocab_size);
         let read0 = host_reads();
@@ -109,6 +124,9 @@ fn bench<B: AutodiffBackend + trainer::model::scan::ScanBackend>(
         model = m;
         sync()?;
         step_times.push(t.elapsed().as_secs_f64());
+        if let (Some(a), Some(b)) = (after_peer, logged()) {
+            launches.push(b - a);
+        }
         eprintln!("{name}: loss {loss:.4}");
     }
     Ok(Row {
@@ -117,6 +135,10 @@ fn bench<B: AutodiffBackend + trainer::model::scan::ScanBackend>(
         step_s: median(step_times),
         fwd_bwd_s: median(fb_times),
         host_reads: reads.into_iter().max().unwrap_or(0),
+        kernels_per_step: launches
+            .last()
+            .map(|k| k.to_string())
+            .unwrap_or_else(|| "-".into()),
     })
 }
 
@@ -138,17 +160,18 @@ fn main() -> Result<()> {
     let selection = backend::select(&request)?;
     let rows = backend::run_on(&selection, Rows { iters })?;
     println!(
-        "\n| config | tokens/step | train step s | tokens/s | host reads/step | peer: fwd+bwd s | peer tokens/s |"
+        "\n| config | tokens/step | train step s | tokens/s | host reads/step | kernels/step | peer: fwd+bwd s | peer tokens/s |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for r in rows {
         println!(
-            "| {} | {} | {:.3} | {:.0} | {} | {:.3} | {:.0} |",
+            "| {} | {} | {:.3} | {:.0} | {} | {} | {:.3} | {:.0} |",
             r.name,
             r.tokens,
             r.step_s,
             r.tokens as f64 / r.step_s,
             r.host_reads,
+            r.kernels_per_step,
             r.fwd_bwd_s,
             r.tokens as f64 / r.fwd_bwd_s
         );
