@@ -269,12 +269,14 @@ fn pretraining_on_wgpu(cfg: &'static str) {
 }
 
 /// Data parallel on the sample, against the one-device CPU run of the same global batch: two
-/// device workers in one process (`--device cpu:2`). With `grad_accum = 2` every device takes one
-/// micro-batch, so the additions happen in one device's order: every logged loss, gradient norm
-/// and validation loss must agree within 1e-4 relative (they are equal). Two nodes are refused
-/// with a clear error (burn-collective's cross-node transfers deadlock; see the README).
+/// device workers in one process (`--device cpu:2`), and two processes on 127.0.0.1 as two nodes
+/// (`--device cpu` each). With `grad_accum = 2` every device takes one micro-batch, so the
+/// additions happen in one device's order: every logged loss, gradient norm and validation loss
+/// must agree within 1e-4 relative (they are equal), and the two nodes add exactly what the two
+/// workers add: the same log and final weights, bit for bit. A node SIGKILLed mid-run fails the
+/// other at once, naming it; both started again resume to the uninterrupted run's weights.
 #[test]
-fn data_parallel_workers_train_like_one_device() {
+fn data_parallel_workers_and_nodes_train_like_one_device() {
     let _one = serial();
     let s = sample();
     let reference = deterministic(&s.cpu(MAMBA1).run);
@@ -292,25 +294,124 @@ fn data_parallel_workers_train_like_one_device() {
         "cpu:2 differs from one device by {worst:.3e}"
     );
 
-    // Several nodes are refused before anything is written, with why and what to do instead
-    // (burn-collective 0.21's cross-node transfers deadlock: see `trainer::train::parallel`).
-    let refused = s.data.join("runs/two-nodes-refused");
-    let mut c = pretrain(MAMBA1, &s.data, &refused, "cpu");
-    c.args(["--nodes", "2", "--node-rank", "0"])
-        .args(["--coordinator", "127.0.0.1:29500"])
-        .env_remove("BIOMAMBA_EXPERIMENTAL_NODES");
-    let out = c.output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "two nodes ran:\n{err}");
+    // Two nodes. Node 1 is given a run directory of its own, to show it writes nothing.
+    let node = |run_dir: &Path, rank: usize, port: u16, log: &Path| {
+        let mut c = pretrain(MAMBA1, &s.data, run_dir, "cpu");
+        c.args(["--nodes", "2", "--node-rank", &rank.to_string()])
+            .args(["--coordinator", &format!("127.0.0.1:{port}")])
+            .args(["--node-timeout", "300"])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap());
+        c
+    };
+    let logs = tempfile::tempdir().unwrap();
+    let log = |name: &str| logs.path().join(name);
+    let read = |p: PathBuf| std::fs::read_to_string(p).unwrap();
+    let both = |run_dir: &Path, tag: &str| {
+        let port = free_port();
+        let node1_dir = s.data.join(format!("runs/{tag}-node1"));
+        let mut node1 = node(&node1_dir, 1, port, &log(&format!("{tag}-1")))
+            .spawn()
+            .unwrap();
+        let node0 = node(run_dir, 0, port, &log(&format!("{tag}-0")))
+            .status()
+            .unwrap();
+        let node1_status = node1.wait().unwrap();
+        let (err0, err1) = (
+            read(log(&format!("{tag}-0"))),
+            read(log(&format!("{tag}-1"))),
+        );
+        assert!(
+            node0.success() && node1_status.success(),
+            "node 0:\n{err0}\nnode 1:\n{err1}"
+        );
+        assert!(!node1_dir.exists(), "node 1 wrote {}", node1_dir.display());
+        err0
+    };
+    let two = s.data.join("runs/two-nodes");
+    let t = Instant::now();
+    let err = both(&two, "two");
+    println!("two nodes: {:.1} s", t.elapsed().as_secs_f64());
     assert!(
-        err.contains("not available yet") && err.contains("cuda:0,1"),
-        "{err}"
+        err.contains("joined"),
+        "node 0 did not log node 1 joining:\n{err}"
+    );
+    // The checkpoint says two devices trained (one device alone would log the same values).
+    let state: Value = serde_json::from_slice(
+        &std::fs::read(two.join(format!("checkpoints/step-{STEPS:0>8}/state.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(state["devices"], 2, "{state}");
+    assert_eq!(
+        deterministic(&two),
+        deterministic(&workers),
+        "two nodes × 1 device logged other values than one node × 2 devices"
     );
     assert!(
-        !refused.exists(),
-        "a refused run wrote {}",
-        refused.display()
+        final_weights(&two) == final_weights(&workers),
+        "two nodes × 1 device ended with other weights than one node × 2 devices"
     );
+
+    // Node 1 dies: node 0 stops at once with an error naming it; both resume exactly.
+    let killed = s.data.join("runs/two-nodes-killed");
+    let port = free_port();
+    let node1 = node(&s.data.join("runs/killed-node1"), 1, port, &log("killed-1"))
+        .spawn()
+        .unwrap();
+    let mut node0 = node(&killed, 0, port, &log("killed-0")).spawn().unwrap();
+    let at = 2 + random_below(15);
+    println!("killing node 1 after {at} logged lines of node 0");
+    let metrics = killed.join("metrics.jsonl");
+    wait_kill(
+        node1,
+        || count_lines(&metrics) >= at,
+        "the kill point",
+        Duration::from_secs(600),
+    );
+    let t = Instant::now();
+    let status = loop {
+        if let Some(st) = node0.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "node 0 still runs 120 s after node 1 died"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let err = read(log("killed-0"));
+    println!(
+        "node 0 stopped {:.1} s after node 1 died",
+        t.elapsed().as_secs_f64()
+    );
+    assert!(
+        !status.success(),
+        "node 0 ended well without node 1:\n{err}"
+    );
+    assert!(
+        err.contains("node 1 has stopped") && err.contains("resume"),
+        "node 0's error does not say what happened:\n{err}"
+    );
+    let err = both(&killed, "resumed");
+    assert!(err.contains("resuming"), "{err}");
+    assert!(
+        final_weights(&killed) == final_weights(&two),
+        "the resumed two-node run's weights differ from the uninterrupted one's"
+    );
+    assert_eq!(
+        deterministic(&killed),
+        deterministic(&two),
+        "loss logs differ"
+    );
+}
+
+/// A port nothing listens on now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[test]

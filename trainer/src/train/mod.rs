@@ -7,6 +7,7 @@ pub mod ema;
 pub mod export;
 pub mod finetune;
 pub mod loss;
+pub mod nodes;
 pub mod optim;
 pub mod parallel;
 pub mod plot;

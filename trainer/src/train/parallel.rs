@@ -1,23 +1,27 @@
-//! Data parallel training over several devices of a process and several processes (nodes), on
-//! Burn's collective engine (`burn-collective`).
+//! Data parallel training over several devices of a process and several processes (nodes):
+//! within a node on Burn's collective engine (`burn-collective`), across nodes through
+//! [`crate::train::nodes`].
 //!
 //! Every device keeps a replica of the model and of the optimizer for the whole run: device 0's
 //! replica is the caller's (it runs on the calling thread), each other device's lives in its own
 //! persistent worker thread. (A thread per step would give CubeCL a new stream, and cubecl-cuda
 //! a new memory pool that is never returned, on every step.) Each step, every device computes
-//! the gradients of its block of micro-batches, the gradients are all-reduced through
-//! `burn-collective` (within the process, then across nodes through its global orchestrator),
-//! and every replica applies the same AdamW update to the same summed gradient: no weights move
-//! between devices after the start. The optimizer is replicated, not sharded: its state for
-//! mamba-130m is 1 GB per device, and replicas keep checkpoints a single-device affair.
+//! the gradients of its block of micro-batches, the gradients are summed over the run, and every
+//! replica applies the same AdamW update to the same summed gradient: no weights move between
+//! devices after the start. The optimizer is replicated, not sharded: its state for mamba-130m
+//! is 1 GB per device, and replicas keep checkpoints a single-device affair.
 //!
-//! The all-reduce is exact and ordered: each device contributes its block sum as row `rank` of
-//! a `[world, n]` tensor that is zero elsewhere, so the collective sum adds each element to
-//! zeros only (exactly, whatever order the collective's strategy adds in), and every device then
-//! adds the rows in rank order, the order a single device accumulates the blocks in. The result
-//! is bit-identical run to run for any number of devices and nodes (burn-collective's own sums
-//! follow a hash-map order once more than two tensors meet), at `world` times the traffic of a
-//! ring all-reduce: 0.5 GB × world per step for mamba-130m, small beside a step's compute.
+//! The sums are exact and ordered. Within a node, each device contributes its block sum as row
+//! `local rank` of a `[local devices, n]` tensor that is zero elsewhere, so the collective sum
+//! adds each element to zeros only (exactly, whatever order the collective's strategy adds in),
+//! and every device then adds the rows in rank order, the order a single device accumulates the
+//! blocks in: this node's partial sum (burn-collective's own sums follow a hash-map order once
+//! more than two tensors meet). Across nodes, device 0 of each node sends the partial sums of all
+//! parameters as one vector, node 0 adds them in node order and sends the total back, and device
+//! 0 hands it to its node's other devices through the collective (their contribution zeros: exact
+//! again). The result is bit-identical run to run for a fixed layout of nodes and devices; one
+//! device per node adds in the order of one node with all devices. Cost within a node: `local`
+//! times the traffic of a ring all-reduce (0.5 GB × devices per step for mamba-130m).
 
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -31,6 +35,7 @@ use burn::tensor::{Tensor, TensorPrimitive};
 use burn_collective::{CollectiveConfig, PeerId, ReduceOperation};
 
 use crate::model::MambaLm;
+use crate::train::nodes::NodeLink;
 use crate::train::optim::AdamW;
 use crate::train::step::{BlockOutput, LossShare, block_gradients, contiguous_blocks};
 
@@ -41,13 +46,9 @@ pub struct Topology {
     pub nodes: usize,
     /// This process's place among them (0 writes the run directory).
     pub node_rank: usize,
-    /// `HOST:PORT` of node 0's collective orchestrator (several nodes only). Node `r` serves
-    /// its tensors on port `PORT + 1 + r`.
+    /// `HOST:PORT` where node 0 listens for the others (several nodes only).
     pub coordinator: Option<String>,
-    /// The host the other nodes reach this one at (default: the coordinator's host on node 0,
-    /// this machine's host name elsewhere, 127.0.0.1 when the coordinator is on loopback).
-    pub node_host: Option<String>,
-    /// How long a node waits for the others in one exchange before it stops the run.
+    /// How long a node waits for the others (to join, or in one exchange) before it stops.
     pub timeout: std::time::Duration,
 }
 
@@ -64,7 +65,6 @@ impl Topology {
             nodes: 1,
             node_rank: 0,
             coordinator: None,
-            node_host: None,
             timeout: std::time::Duration::from_secs(DEFAULT_NODE_TIMEOUT_S),
         }
     }
@@ -83,16 +83,6 @@ impl Topology {
             self.node_rank,
             self.nodes
         );
-        if self.nodes > 1 && std::env::var_os(EXPERIMENTAL_NODES).is_none_or(|v| v != "1") {
-            anyhow::bail!(
-                "--nodes {}: training across nodes is not available yet: burn-collective 0.21's \
-                 transfers between nodes deadlock (burn-communication's data service can miss \
-                 the notice of a tensor exposed while a download waits; seen at the second \
-                 exchange of two nodes on 127.0.0.1). Train on one node, with every GPU of it \
-                 (--device cuda:0,1,…); {EXPERIMENTAL_NODES}=1 runs the multi-node path anyway",
-                self.nodes
-            );
-        }
         if self.nodes > 1 {
             let c = self.coordinator.as_deref().with_context(|| {
                 format!(
@@ -104,36 +94,9 @@ impl Topology {
         }
         Ok(())
     }
-
-    /// The collective's settings for `local` devices on this node.
-    fn collective(&self, local: usize) -> Result<CollectiveConfig> {
-        let config = CollectiveConfig::default().with_num_devices(local);
-        if self.nodes == 1 {
-            return Ok(config);
-        }
-        let coordinator = self.coordinator.as_deref().context("no --coordinator")?;
-        let (host, port) = coordinator_parts(coordinator)?;
-        let data_port = port
-            .checked_add(1 + self.node_rank as u16)
-            .context("--coordinator port too high for the nodes' data ports")?;
-        let node_host = match &self.node_host {
-            Some(h) => h.clone(),
-            None if is_loopback(&host) || self.node_rank == 0 => host.clone(),
-            None => hostname()?,
-        };
-        let parse = |url: String| {
-            url.parse::<burn_communication::Address>()
-                .map_err(|e| anyhow!("address {url}: {e}"))
-        };
-        Ok(config
-            .with_num_nodes(self.nodes as u32)
-            .with_global_address(parse(format!("ws://{host}:{port}"))?)
-            .with_node_address(parse(format!("ws://{node_host}:{data_port}"))?)
-            .with_data_service_port(data_port))
-    }
 }
 
-/// `--nodes`, `--node-rank`, `--coordinator`, `--node-host` of `trainer pretrain` and
+/// `--nodes`, `--node-rank`, `--coordinator`, `--node-timeout` of `trainer pretrain` and
 /// `trainer finetune`: one process per node; under Slurm the first two default to
 /// `$SLURM_NNODES` and `$SLURM_NODEID`.
 #[derive(clap::Args, Clone, Debug, PartialEq, Eq)]
@@ -144,16 +107,12 @@ pub struct NodeArgs {
     /// This node's place among them (node 0 writes the run directory).
     #[arg(long, env = "SLURM_NODEID", default_value_t = 0)]
     pub node_rank: usize,
-    /// HOST:PORT where node 0 serves the collective's orchestrator; node R serves its tensors
-    /// on PORT+1+R.
+    /// HOST:PORT of node 0, where it listens for the other nodes.
     #[arg(long, env = "BIOMAMBA_COORDINATOR")]
     pub coordinator: Option<String>,
-    /// The host name the other nodes reach this one at (default: found).
-    #[arg(long)]
-    pub node_host: Option<String>,
-    /// Seconds a node waits for the others in one exchange (a step's all-reduce) before it
-    /// stops with an error: another node has died or hangs. The run resumes from its last
-    /// checkpoint when all nodes are started again.
+    /// Seconds a node waits for the others (to join, or in one step's exchange) before it
+    /// stops with an error: another node hangs. (A node that dies fails the others at once.)
+    /// The run resumes from its last checkpoint when all nodes are started again.
     #[arg(long, default_value_t = DEFAULT_NODE_TIMEOUT_S)]
     pub node_timeout: u64,
 }
@@ -168,7 +127,6 @@ impl Default for NodeArgs {
             nodes: 1,
             node_rank: 0,
             coordinator: None,
-            node_host: None,
             node_timeout: DEFAULT_NODE_TIMEOUT_S,
         }
     }
@@ -180,7 +138,6 @@ impl NodeArgs {
             nodes: self.nodes,
             node_rank: self.node_rank,
             coordinator: self.coordinator.clone(),
-            node_host: self.node_host.clone(),
             timeout: std::time::Duration::from_secs(self.node_timeout),
         }
     }
@@ -198,31 +155,31 @@ fn coordinator_parts(c: &str) -> Result<(String, u16)> {
     Ok((host.trim_matches(['[', ']']).to_string(), port))
 }
 
-fn is_loopback(host: &str) -> bool {
-    host == "localhost" || host.starts_with("127.") || host == "::1"
-}
-
-fn hostname() -> Result<String> {
-    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::env::var("HOSTNAME"))
-        .context("finding this node's host name: pass --node-host")?;
-    Ok(name.trim().to_string())
-}
-
-/// Set to `1` to run the multi-node path despite the deadlock [`Topology::validate`] names.
-pub const EXPERIMENTAL_NODES: &str = "BIOMAMBA_EXPERIMENTAL_NODES";
-
 /// One collective group per process at a time: burn-collective's local server is a process-wide
 /// singleton per backend (tests that train data parallel take turns here).
 static GROUP: Mutex<()> = Mutex::new(());
 
-/// A device's replica: its model and optimizer, and its place in the collective.
+/// A device's replica: its model and optimizer, and its place in the run.
 pub(crate) struct Replica<B: AutodiffBackend> {
     model: Option<MambaLm<B>>,
     optimizer: AdamW<B>,
     device: B::Device,
+    /// Its place in this node's collective (its local rank).
     peer: PeerId,
+    /// Its place among the run's devices.
     rank: usize,
+    across: Across,
+}
+
+/// How a replica's sums reach the rest of the run.
+#[derive(Clone)]
+struct Across {
+    /// Devices on this node.
+    local: usize,
+    nodes: usize,
+    /// Device 0 of each node holds the link to the other nodes; its other devices get the sums
+    /// from it.
+    link: Option<Arc<Mutex<NodeLink>>>,
 }
 
 type Job<B> = Box<dyn FnOnce(&mut Replica<B>) + Send>;
@@ -237,77 +194,18 @@ struct Worker<B: AutodiffBackend> {
 /// The persistent workers of a data-parallel run (see the module docs).
 pub struct Pool<B: AutodiffBackend> {
     workers: Vec<Worker<B>>,
-    main_peer: PeerId,
     /// Global rank of device 0 of this node.
     rank0: usize,
     world: usize,
-    /// Several nodes: when this node entered the exchange it is in (see [`Watchdog`]).
-    watchdog: Option<Watchdog>,
-    _orchestrator: Option<std::thread::JoinHandle<()>>,
+    /// Device 0's view of the run (with the link to the other nodes, if any).
+    across: Across,
     _group: MutexGuard<'static, ()>,
 }
 
-/// Stops the process when an exchange with the other nodes takes longer than the timeout: a
-/// node that died (or hangs) would otherwise leave the others waiting forever.
-struct Watchdog {
-    /// Milliseconds since the Unix epoch when the current exchange began; 0 between them.
-    since: Arc<std::sync::atomic::AtomicU64>,
-    /// What the current exchange is, for the message.
-    what: Arc<Mutex<String>>,
-}
-
-impl Watchdog {
-    fn start(node_rank: usize, timeout: std::time::Duration) -> Self {
-        use std::sync::atomic::{AtomicU64, Ordering};
-        let since = Arc::new(AtomicU64::new(0));
-        let what = Arc::new(Mutex::new(String::new()));
-        let (s, w) = (since.clone(), what.clone());
-        let spawned = std::thread::Builder::new()
-            .name("node-watchdog".into())
-            .spawn(move || {
-                loop {
-                    std::thread::sleep(std::time::Duration::from_millis(200));
-                    let t = s.load(Ordering::Relaxed);
-                    if t != 0 && now_ms().saturating_sub(t) > timeout.as_millis() as u64 {
-                        let what = w.lock().map(|w| w.clone()).unwrap_or_default();
-                        eprintln!(
-                            "error: node {node_rank}: no answer from the other nodes for {} s \
-                             during {what}: a node has stopped or hangs. Start every node \
-                             again to resume from the run's last checkpoint (node 0 writes it).",
-                            timeout.as_secs()
-                        );
-                        std::process::exit(3);
-                    }
-                }
-            });
-        if let Err(e) = spawned {
-            tracing::warn!("no node watchdog: {e}");
-        }
-        Self { since, what }
-    }
-
-    fn enter(&self, what: String) {
-        if let Ok(mut w) = self.what.lock() {
-            *w = what;
-        }
-        self.since
-            .store(now_ms().max(1), std::sync::atomic::Ordering::Relaxed);
-    }
-
-    fn leave(&self) {
-        self.since.store(0, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 impl<B: AutodiffBackend> Pool<B> {
-    /// Replicate `model` and `optimizer` (as they stand on `devices[0]`) onto the other devices,
-    /// start their workers, and join the collective (and, with several nodes, the others).
+    /// Join the other nodes (if any), replicate `model` and `optimizer` (as they stand on
+    /// `devices[0]`) onto the other devices, start their workers, and join this node's
+    /// collective.
     pub fn new(
         model: &MambaLm<B>,
         optimizer: &AdamW<B>,
@@ -315,28 +213,46 @@ impl<B: AutodiffBackend> Pool<B> {
         topology: &Topology,
     ) -> Result<Self> {
         ensure!(!devices.is_empty(), "no devices");
-        topology.validate()?;
-        let group = GROUP.lock().unwrap_or_else(|e| e.into_inner());
-        burn_collective::reset_collective::<B::InnerBackend>();
         let local = devices.len();
         let world = local * topology.nodes;
         let rank0 = topology.node_rank * local;
-        let config = topology.collective(local)?;
-        let orchestrator = if topology.nodes > 1 && topology.node_rank == 0 {
-            Some(start_orchestrator(topology)?)
+        let link = if topology.nodes > 1 {
+            let coordinator = topology
+                .coordinator
+                .as_deref()
+                .context("no --coordinator")?;
+            let link = NodeLink::connect(
+                topology.nodes,
+                topology.node_rank,
+                coordinator,
+                local,
+                topology.timeout,
+            )?;
+            Some(Arc::new(Mutex::new(link)))
         } else {
             None
         };
+        let across = Across {
+            local,
+            nodes: topology.nodes,
+            link,
+        };
+        let group = GROUP.lock().unwrap_or_else(|e| e.into_inner());
+        burn_collective::reset_collective::<B::InnerBackend>();
+        let config = CollectiveConfig::default().with_num_devices(local);
         let mut workers = Vec::with_capacity(local - 1);
         let mut started = Vec::with_capacity(local - 1);
         for (k, device) in devices.iter().enumerate().skip(1) {
-            let rank = rank0 + k;
             let replica = Replica {
                 model: Some(model.clone().fork(device)),
                 optimizer: optimizer.fork(device),
                 device: device.clone(),
-                peer: PeerId(rank as u32),
-                rank,
+                peer: PeerId(k as u32),
+                rank: rank0 + k,
+                across: Across {
+                    link: None,
+                    ..across.clone()
+                },
             };
             let (jobs, inbox) = channel::<Job<B>>();
             let (ready_tx, ready) = channel::<Result<()>>();
@@ -353,34 +269,21 @@ impl<B: AutodiffBackend> Pool<B> {
             });
             started.push(ready);
         }
-        let main_peer = PeerId(rank0 as u32);
-        let watchdog =
-            (topology.nodes > 1).then(|| Watchdog::start(topology.node_rank, topology.timeout));
-        if let Some(w) = &watchdog {
-            w.enter(format!(
-                "the start (joining the {} nodes through {})",
-                topology.nodes,
-                topology.coordinator.as_deref().unwrap_or_default()
-            ));
+        if local > 1 {
+            burn_collective::register::<B::InnerBackend>(PeerId(0), devices[0].clone(), config)
+                .map_err(|e| anyhow!("joining the collective as device 0: {e:?}"))?;
         }
-        burn_collective::register::<B::InnerBackend>(main_peer, devices[0].clone(), config)
-            .map_err(|e| anyhow!("joining the collective as device 0 ({main_peer}): {e:?}"))?;
         for (k, ready) in started.into_iter().enumerate() {
             ready
                 .recv()
                 .map_err(|_| anyhow!("device {} worker stopped while starting", k + 1))?
                 .with_context(|| format!("device {} ({:?})", k + 1, devices[k + 1]))?;
         }
-        if let Some(w) = &watchdog {
-            w.leave();
-        }
         Ok(Self {
             workers,
-            main_peer,
             rank0,
             world,
-            watchdog,
-            _orchestrator: orchestrator,
+            across,
             _group: group,
         })
     }
@@ -429,7 +332,6 @@ impl<B: AutodiffBackend> Pool<B> {
             let (status_tx, status) = channel::<Result<()>>();
             let (go, go_rx) = channel::<bool>();
             let (done_tx, done) = channel::<Result<()>>();
-            let world = self.world;
             let job: Job<B> = Box::new(move |r: &mut Replica<B>| {
                 let model = r.model.as_ref().expect("replica present between steps");
                 let out = match block_gradients(model, &r.device, &block, offset, n, &*share) {
@@ -445,7 +347,7 @@ impl<B: AutodiffBackend> Pool<B> {
                 if !go_rx.recv().unwrap_or(false) {
                     return;
                 }
-                let result = r.update(out, lr, world).map(|_| ());
+                let result = r.update(out, lr).map(|_| ());
                 let _ = done_tx.send(result);
             });
             w.jobs
@@ -488,9 +390,8 @@ impl<B: AutodiffBackend> Pool<B> {
         for (_, go, _) in &pending {
             let _ = go.send(true);
         }
-        let what = format!("update {}'s all-reduce", optimizer.updates + 1);
         let mut main = self.main_replica(model, optimizer, device);
-        let result = self.watched(what, || main.update(mine?, lr, self.world));
+        let result = main.update(mine?, lr);
         *optimizer = main.optimizer;
         for (k, (_, _, done)) in pending.into_iter().enumerate() {
             done.recv()
@@ -535,9 +436,7 @@ impl<B: AutodiffBackend> Pool<B> {
             pending.push(done);
         }
         let mut main = self.main_replica(model, optimizer, device);
-        let result = self.watched("the start (taking node 0's state)".into(), || {
-            main.adopt(session)
-        });
+        let result = main.adopt(session);
         *optimizer = main.optimizer;
         for (k, done) in pending.into_iter().enumerate() {
             done.recv()
@@ -563,20 +462,10 @@ impl<B: AutodiffBackend> Pool<B> {
             model: Some(model),
             optimizer: std::mem::replace(optimizer, AdamW::new(optimizer.params.clone())),
             device: device.clone(),
-            peer: self.main_peer,
+            peer: PeerId(0),
             rank: self.rank0,
+            across: self.across.clone(),
         }
-    }
-
-    /// `f`, an exchange with the other nodes, under the watchdog (several nodes only).
-    fn watched<T>(&self, what: String, f: impl FnOnce() -> T) -> T {
-        let Some(w) = &self.watchdog else {
-            return f();
-        };
-        w.enter(what);
-        let out = f();
-        w.leave();
-        out
     }
 }
 
@@ -584,9 +473,11 @@ impl<B: AutodiffBackend> Replica<B> {
     /// This replica's part in [`Pool::adopt_node0`]: returns node 0's session bytes.
     fn adopt(&mut self, session: Vec<u8>) -> Result<Vec<u8>> {
         let (peer, first) = (self.peer, self.rank == 0);
+        let across = self.across.clone();
+        let what = "the start (taking node 0's state)";
         let from_rank0 = |t: Tensor<B::InnerBackend, 1>| -> Result<Tensor<B::InnerBackend, 1>> {
             let t = if first { t } else { t.zeros_like() };
-            sum_over_run(peer, t).map_err(|e| anyhow!("receiving node 0's state: {e:?}"))
+            sum_over_run(peer, t, &across, what).context("receiving node 0's state")
         };
         // 1. What node 0 holds, as bytes (each an f32 of 0..=255: exact), after their count.
         let header = if first {
@@ -627,6 +518,7 @@ impl<B: AutodiffBackend> Replica<B> {
         let mut mapper = FromRank0::<B> {
             peer,
             first,
+            across: self.across.clone(),
             error: None,
             _b: std::marker::PhantomData,
         };
@@ -642,18 +534,19 @@ impl<B: AutodiffBackend> Replica<B> {
         Ok(header.session.into_bytes())
     }
 
-    /// All-reduce this device's block output with the others' and apply the update; returns
-    /// the step's loss and gradient norm on this device.
+    /// Sum this device's block output with the others' over the run and apply the update;
+    /// returns the step's loss and gradient norm on this device.
     fn update(
         &mut self,
         out: BlockOutput<B>,
         lr: f64,
-        world: usize,
     ) -> Result<(Tensor<B::InnerBackend, 1>, Tensor<B::InnerBackend, 1>)> {
         let model = self.model.take().expect("replica present between steps");
-        let grads = all_reduce_gradients(&model, out.grads, self.peer, world, self.rank)?;
-        let shares = sum_over_run(self.peer, out.shares)
-            .map_err(|e| anyhow!("all-reducing the losses: {e:?}"))?;
+        let what = format!("update {}'s all-reduce", self.optimizer.updates + 1);
+        let grads = all_reduce_gradients(&model, out.grads, self.peer, &self.across, &what);
+        let shares = sum_over_run(self.peer, out.shares, &self.across, &what)
+            .context("all-reducing the losses");
+        let (grads, shares) = (grads?, shares?);
         let (model, norm) = self.optimizer.step_on_device(lr, model, grads)?;
         self.model = Some(model);
         Ok((crate::train::loss::sum_all(shares), norm))
@@ -693,33 +586,16 @@ impl<B: AutodiffBackend> Drop for Pool<B> {
     }
 }
 
-/// Node 0 serves the collective's global orchestrator on the coordinator's port.
-fn start_orchestrator(topology: &Topology) -> Result<std::thread::JoinHandle<()>> {
-    let (_, port) = coordinator_parts(topology.coordinator.as_deref().unwrap_or_default())?;
-    // Fail here, not inside the orchestrator's thread, when the port is taken.
-    std::net::TcpListener::bind(("0.0.0.0", port))
-        .with_context(|| format!("--coordinator port {port} is not free on node 0"))?;
-    std::thread::Builder::new()
-        .name("collective-orchestrator".into())
-        .spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build();
-            match runtime {
-                Ok(rt) => rt.block_on(burn_collective::start_global_orchestrator(port)),
-                Err(e) => tracing::error!("collective orchestrator: {e}"),
-            }
-        })
-        .context("starting the collective orchestrator")
-}
-
-/// The sum of `t` over every device of the run (burn-collective's all-reduce), sent flat and
-/// at least [`MIN_SENT`] long: the global ring splits what it sends into one slice per node.
-fn sum_over_run<B: burn::tensor::backend::Backend, const D: usize>(
+/// The sum of `t` over this node's devices (burn-collective's all-reduce), sent flat and at
+/// least [`MIN_SENT`] long (its ring strategy splits what it sends into one slice per device).
+fn local_sum<B: burn::tensor::backend::Backend, const D: usize>(
     peer: PeerId,
     t: Tensor<B, D>,
-) -> std::result::Result<Tensor<B, D>, burn_collective::CollectiveError> {
+    local: usize,
+) -> Result<Tensor<B, D>> {
+    if local == 1 {
+        return Ok(t);
+    }
     let dims = t.dims();
     let n: usize = dims.iter().product();
     let device = t.device();
@@ -733,7 +609,8 @@ fn sum_over_run<B: burn::tensor::backend::Backend, const D: usize>(
         peer,
         sent.into_primitive().tensor(),
         ReduceOperation::Sum,
-    )?;
+    )
+    .map_err(|e| anyhow!("the all-reduce among this node's devices: {e:?}"))?;
     let summed = Tensor::<B, 1>::from_primitive(TensorPrimitive::Float(summed));
     let summed = if n < MIN_SENT {
         summed.slice([0..n])
@@ -743,13 +620,63 @@ fn sum_over_run<B: burn::tensor::backend::Backend, const D: usize>(
     Ok(summed.reshape(dims))
 }
 
-/// The fewest elements [`sum_over_run`] sends: more than any number of nodes.
+/// The fewest elements [`local_sum`] sends: more than any number of devices.
 const MIN_SENT: usize = 1024;
+
+/// `t`, the same on every device of this node, summed over the nodes in node order (see the
+/// module docs): device 0 exchanges it with the other nodes and hands the total to the others.
+fn across_nodes<B: burn::tensor::backend::Backend, const D: usize>(
+    peer: PeerId,
+    t: Tensor<B, D>,
+    across: &Across,
+    what: &str,
+) -> Result<Tensor<B, D>> {
+    if across.nodes == 1 {
+        return Ok(t);
+    }
+    let (dims, device) = (t.dims(), t.device());
+    let n: usize = dims.iter().product();
+    let Some(link) = &across.link else {
+        // Not device 0: the total comes from it, through the collective.
+        return local_sum(peer, t.zeros_like(), across.local);
+    };
+    let total = crate::train::step::read_f32(t.reshape([n])).and_then(|mine| {
+        link.lock()
+            .map_err(|_| anyhow!("the link to the other nodes was poisoned"))?
+            .sum(&mine, what)
+    });
+    match total {
+        Ok(v) => {
+            let total = Tensor::<B, 1>::from_floats(v.as_slice(), &device).reshape(dims);
+            local_sum(peer, total, across.local)
+        }
+        Err(e) if across.local > 1 => {
+            // This node's other devices wait inside the collective for device 0's share of
+            // this exchange, and of every one after it: nothing can release them but the end
+            // of the process.
+            eprintln!("error: {e:#}");
+            std::process::exit(3);
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The sum of `t` over every device of the run: over this node's, then over the nodes.
+fn sum_over_run<B: burn::tensor::backend::Backend, const D: usize>(
+    peer: PeerId,
+    t: Tensor<B, D>,
+    across: &Across,
+    what: &str,
+) -> Result<Tensor<B, D>> {
+    let t = local_sum(peer, t, across.local)?;
+    across_nodes(peer, t, across, what)
+}
 
 /// Every float parameter replaced by global rank 0's (see [`Pool::adopt_node0`]).
 struct FromRank0<B: AutodiffBackend> {
     peer: PeerId,
     first: bool,
+    across: Across,
     error: Option<anyhow::Error>,
     _b: std::marker::PhantomData<B>,
 }
@@ -767,10 +694,11 @@ impl<B: AutodiffBackend> burn::module::ModuleMapper<B> for FromRank0<B> {
         } else {
             inner.zeros_like()
         };
-        let value = match sum_over_run(self.peer, mine) {
+        let what = "the start (taking node 0's weights)";
+        let value = match sum_over_run(self.peer, mine, &self.across, what) {
             Ok(t) => t,
             Err(e) => {
-                self.error = Some(anyhow!("receiving node 0's weights: {e:?}"));
+                self.error = Some(e.context("receiving node 0's weights"));
                 inner
             }
         };
@@ -788,15 +716,15 @@ fn all_reduce_gradients<B: AutodiffBackend>(
     model: &MambaLm<B>,
     grads: GradientsParams,
     peer: PeerId,
-    world: usize,
-    rank: usize,
+    across: &Across,
+    what: &str,
 ) -> Result<GradientsParams> {
     let mut v = Gather::<B> {
         input: grads,
         output: GradientsParams::new(),
         peer,
-        world,
-        rank,
+        local: across.local,
+        partials: (across.nodes > 1).then(Vec::new),
         error: None,
         _b: std::marker::PhantomData,
     };
@@ -804,15 +732,29 @@ fn all_reduce_gradients<B: AutodiffBackend>(
     if let Some(e) = v.error {
         return Err(e);
     }
-    Ok(v.output)
+    let Some(partials) = v.partials else {
+        return Ok(v.output);
+    };
+    // Several nodes: all of this node's partial sums in one exchange.
+    let total = across_nodes(peer, Tensor::cat(partials, 0), across, what)?;
+    let mut scatter = Scatter::<B> {
+        total,
+        offset: 0,
+        output: GradientsParams::new(),
+        _b: std::marker::PhantomData,
+    };
+    model.visit(&mut scatter);
+    Ok(scatter.output)
 }
 
+/// Each parameter's gradient summed over this node's devices: registered, or with several
+/// nodes kept flat for the exchange.
 struct Gather<B: AutodiffBackend> {
     input: GradientsParams,
     output: GradientsParams,
     peer: PeerId,
-    world: usize,
-    rank: usize,
+    local: usize,
+    partials: Option<Vec<Tensor<B::InnerBackend, 1>>>,
     error: Option<anyhow::Error>,
     _b: std::marker::PhantomData<B>,
 }
@@ -830,24 +772,53 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for Gather<B> {
             .input
             .remove::<B::InnerBackend, D>(param.id)
             .unwrap_or_else(|| Tensor::zeros(dims, &device));
-        let rows = Tensor::<B::InnerBackend, 2>::zeros([self.world, n], &device)
-            .slice_assign([self.rank..self.rank + 1, 0..n], grad.reshape([1, n]));
-        let reduced = match sum_over_run(self.peer, rows) {
-            Ok(t) => t,
-            Err(e) => {
-                self.error = Some(anyhow!(
-                    "all-reducing the gradient of a [{}] parameter: {e:?}",
-                    dims.map(|d| d.to_string()).join(", ")
-                ));
-                return;
+        let sum = if self.local == 1 {
+            grad.reshape([1, n])
+        } else {
+            let rank = self.peer.0 as usize;
+            let rows = Tensor::<B::InnerBackend, 2>::zeros([self.local, n], &device)
+                .slice_assign([rank..rank + 1, 0..n], grad.reshape([1, n]));
+            let reduced = match local_sum(self.peer, rows, self.local) {
+                Ok(t) => t,
+                Err(e) => {
+                    self.error = Some(e.context(format!(
+                        "all-reducing the gradient of a [{}] parameter",
+                        dims.map(|d| d.to_string()).join(", ")
+                    )));
+                    return;
+                }
+            };
+            let mut sum = reduced.clone().slice([0..1, 0..n]);
+            for k in 1..self.local {
+                sum = sum + reduced.clone().slice([k..k + 1, 0..n]);
             }
+            sum
         };
-        let mut sum = reduced.clone().slice([0..1, 0..n]);
-        for k in 1..self.world {
-            sum = sum + reduced.clone().slice([k..k + 1, 0..n]);
+        match &mut self.partials {
+            Some(p) => p.push(sum.reshape([n])),
+            None => self
+                .output
+                .register::<B::InnerBackend, D>(param.id, sum.reshape(dims)),
         }
+    }
+}
+
+/// The gradients of every parameter cut out of the run's total, in [`Gather`]'s order.
+struct Scatter<B: AutodiffBackend> {
+    total: Tensor<B::InnerBackend, 1>,
+    offset: usize,
+    output: GradientsParams,
+    _b: std::marker::PhantomData<B>,
+}
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for Scatter<B> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let dims = param.val().dims();
+        let n: usize = dims.iter().product();
+        let grad = self.total.clone().slice([self.offset..self.offset + n]);
+        self.offset += n;
         self.output
-            .register::<B::InnerBackend, D>(param.id, sum.reshape(dims));
+            .register::<B::InnerBackend, D>(param.id, grad.reshape(dims));
     }
 }
 
@@ -864,17 +835,6 @@ mod tests {
             ..Topology::single()
         };
         assert!(t(1, 0, None).validate().is_ok());
-        if std::env::var_os(EXPERIMENTAL_NODES).is_none() {
-            let e = t(2, 1, Some("10.0.0.1:29500"))
-                .validate()
-                .unwrap_err()
-                .to_string();
-            assert!(
-                e.contains("not available yet") && e.contains(EXPERIMENTAL_NODES),
-                "{e}"
-            );
-            return;
-        }
         assert!(t(2, 1, Some("10.0.0.1:29500")).validate().is_ok());
         let e = t(2, 0, None).validate().unwrap_err().to_string();
         assert!(e.contains("--coordinator"), "{e}");
@@ -884,25 +844,5 @@ mod tests {
         assert!(e.contains("HOST:PORT"), "{e}");
         let e = t(2, 0, Some("host:x")).validate().unwrap_err().to_string();
         assert!(e.contains("not a port"), "{e}");
-    }
-
-    /// The data ports of nodes on one host do not collide; loopback stays loopback.
-    #[test]
-    fn nodes_get_their_own_data_ports() {
-        let cfg = |rank| {
-            Topology {
-                nodes: 2,
-                node_rank: rank,
-                coordinator: Some("127.0.0.1:29500".into()),
-                ..Topology::single()
-            }
-            .collective(1)
-            .unwrap()
-            .to_string()
-        };
-        let (a, b) = (cfg(0), cfg(1));
-        assert!(a.contains("ws://127.0.0.1:29501"), "{a}");
-        assert!(b.contains("ws://127.0.0.1:29502"), "{b}");
-        assert!(a.contains("ws://127.0.0.1:29500") && b.contains("ws://127.0.0.1:29500"));
     }
 }

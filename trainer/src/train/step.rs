@@ -255,6 +255,15 @@ pub fn read_values<B: Backend>(t: Tensor<B, 1>) -> Result<Vec<f64>> {
         .map_err(|e| anyhow::anyhow!("reading back a tensor: {e:?}"))
 }
 
+/// The values of a float vector as f32 (exact for an f32 backend), read back in one read.
+pub fn read_f32<B: Backend>(t: Tensor<B, 1>) -> Result<Vec<f32>> {
+    HOST_READS.with(|n| n.set(n.get() + 1));
+    t.into_data()
+        .convert::<f32>()
+        .to_vec::<f32>()
+        .map_err(|e| anyhow::anyhow!("reading back a tensor: {e:?}"))
+}
+
 /// The value of a one-element tensor.
 pub fn scalar<B: Backend>(t: Tensor<B, 1>) -> Result<f64> {
     read_values(t)?
