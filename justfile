@@ -131,6 +131,21 @@ bench-gpu:
     mkdir -p .gpu && cp "${CARGO_TARGET_DIR:-target}/release/examples/bench_gpu" .gpu/
     @echo 'now: device run, command "bash trainer/benches/gpu/device.sh", carry [".gpu"]'
 
+# GPU check: builds release binaries (CUDA 13 API) and copies the golden fixtures and the sample's shards into .gpu/; then runs trainer/benches/gpu/check.sh here if a GPU is here, else prints the device-tool call.
+gpu-check:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    CUDARC_CUDA_VERSION=13000 cargo build -q --release -p pipeline -p trainer --bin pipeline --bin trainer --example bench_train --example bench_gpu
+    rm -rf .gpu/bin .gpu/golden .gpu/data && mkdir -p .gpu/bin .gpu/golden
+    for b in trainer examples/bench_train examples/bench_gpu; do strip -o .gpu/bin/$(basename $b) "$CARGO_TARGET_DIR/release/$b"; done
+    cp -r "${BIOMAMBA_GOLDEN:-$BIOMAMBA_FIXTURES/../golden}/mamba" .gpu/golden/
+    mkdir -p .gpu/data/raw/pubmed .gpu/data/raw/bioasq
+    cp -rp data/sample/pubmed/baseline data/sample/pubmed/updatefiles .gpu/data/raw/pubmed/
+    for stage in parse train-tokenizer tokenize; do "$CARGO_TARGET_DIR/release/pipeline" --config configs/sample.toml --data-dir .gpu/data $stage >/dev/null; done
+    rm -rf .gpu/data/raw .gpu/data/parquet
+    du -sh .gpu
+    if nvidia-smi -L >/dev/null 2>&1; then bash trainer/benches/gpu/check.sh; else echo 'now: device run, command "bash trainer/benches/gpu/check.sh", carry [".gpu"]'; fi
+
 # Parser benchmark: ours vs pubmed_parser (Python) vs zcat on a ≥30,000-citation gzipped file.
 bench-parse *ARGS:
     cargo run --release -p pipeline --example bench_parse -- {{ARGS}}

@@ -741,3 +741,77 @@ fn mixed_corpora_pretraining_follows_the_mix_and_resumes_exactly() {
 fn tokenizer_of(data: &Path) -> PathBuf {
     data.join("tokenizer/tokenizer.json")
 }
+
+/// `just gpu-check`'s script (`trainer/benches/gpu/check.sh`), run here on wgpu at small sizes
+/// with the debug binaries: every row of its table passes (golden parity, the scan kernels
+/// against the reference, training steps with their host reads and kernel launches, SIGKILL +
+/// resume bit-identical; data parallel and the peer say skip without 2 GPUs or PyTorch).
+#[test]
+fn gpu_check_script_passes_on_wgpu() {
+    let _one = serial();
+    let trainer = trainer_binary();
+    if !wgpu_available(&trainer) {
+        return;
+    }
+    let examples = trainer.parent().unwrap().join("examples");
+    let bin = tempfile::tempdir().unwrap();
+    for (name, path) in [
+        ("trainer", trainer.clone()),
+        ("bench_train", examples.join("bench_train")),
+        ("bench_gpu", examples.join("bench_gpu")),
+    ] {
+        if !path.is_file() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must run the gpu-check script, but {} is not built",
+                path.display()
+            );
+            println!(
+                "SKIP: {} is not built (cargo test --workspace builds it)",
+                path.display()
+            );
+            return;
+        }
+        std::os::unix::fs::symlink(&path, bin.path().join(name)).unwrap();
+    }
+    let s = sample();
+    let out_dir = tempfile::tempdir().unwrap();
+    let t = Instant::now();
+    let out = Command::new("bash")
+        .arg(workspace_dir().join("trainer/benches/gpu/check.sh"))
+        .current_dir(workspace_dir())
+        .env("DEVICE", "wgpu")
+        .env("SMALL", "1")
+        .env("BIN", bin.path())
+        .env("DATA", &s.data)
+        .env("GOLDEN", testkit::fixtures::golden_dir())
+        .env("OUT", out_dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    println!(
+        "{text}\ngpu-check on wgpu took {:.0} s",
+        t.elapsed().as_secs_f64()
+    );
+    let table: Vec<&str> = text.lines().filter(|l| l.starts_with("| ")).collect();
+    for check in [
+        "trainer devices",
+        "golden parity tiny-a",
+        "golden parity tiny-b",
+        "scan kernels vs reference, f32",
+        "train step mamba-130m",
+        "kernel launches",
+        "SIGKILL",
+    ] {
+        let row = table
+            .iter()
+            .find(|r| r.contains(check))
+            .unwrap_or_else(|| panic!("no row {check:?} in:\n{text}"));
+        assert!(row.contains("| ok |"), "{check}: {row}\n{text}");
+    }
+    assert!(
+        out.status.success(),
+        "gpu-check failed:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

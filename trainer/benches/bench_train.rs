@@ -9,6 +9,8 @@
 //! 130m step (1), `--device D` (`cpu`; any `trainer --device` value): on a device with bf16 (CUDA)
 //! the 130m row is also measured in bf16 autocast (`[pretrain] precision`). Timings synchronize
 //! the device before reading the clock. Host reads per step are counted (`step::host_reads`).
+//! `--precision P` measures the 130m row in P only; `--vocab N` overrides its vocabulary. `--warmup K` untimed steps first (0; the first step on a GPU compiles every kernel), then
+//! `--iters` timed ones, medians reported.
 //! `--kernel-log FILE` also counts kernel launches per step on a CubeCL backend: FILE must be the
 //! `[profiling.logger] file` of a `cubecl.toml` in the working directory with `level =
 //! "minimal"` (one "Executing" line per launch).
@@ -65,6 +67,8 @@ struct Row {
     host_reads: u64,
     /// Kernel launches of one training step (the last one timed), `-` without `--kernel-log`.
     kernels_per_step: String,
+    /// Kernel launches of one micro-batch's forward + backward (the peer's, the last one).
+    kernels_per_micro_batch: String,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -105,8 +109,12 @@ fn bench<B: AutodiffBackend + trainer::model::scan::ScanBackend>(
         Some(text.lines().filter(|l| l.contains("Executing")).count())
     };
     let mut devices = Devices::<B>::local(std::slice::from_ref(&device));
-    for _ in 0..iters {
+    let mut peer_launches = Vec::new();
+    let warmup: usize = arg("--warmup").and_then(|s| s.parse().ok()).unwrap_or(0);
+    for i in 0..warmup + iters {
+        let timed = i >= warmup;
         // The peer: the same tensors built and run forward + backward, nothing else.
+        let before_peer = logged();
         let t = Instant::now();
         for seqs in &micro {
             let ids: Tensor<B, 2, Int> = batch_tensor::<B>(seqs, cfg.vocab_size, &device)?;
@@ -114,16 +122,24 @@ fn bench<B: AutodiffBackend + trainer::model::scan::ScanBackend>(
             let _ = loss.backward();
         }
         sync()?;
-        fb_times.push(t.elapsed().as_secs_f64());
+        let fb_s = t.elapsed().as_secs_f64();
         let after_peer = logged();
+        if let (Some(a), Some(b)) = (before_peer, after_peer) {
+            peer_launches.push((b - a) / micro.len());
+        }
         let t = Instant::now();
         let share = lm_loss_share(micro.len(), cfg.vocab_size);
         let read0 = host_reads();
         let (m, loss, _) = train_step(model, &mut opt, &mut devices, &micro, 1e-4, share)?;
-        reads.push(host_reads() - read0);
+        let read = host_reads() - read0;
         model = m;
         sync()?;
-        step_times.push(t.elapsed().as_secs_f64());
+        let step_s = t.elapsed().as_secs_f64();
+        if timed {
+            fb_times.push(fb_s);
+            step_times.push(step_s);
+            reads.push(read);
+        }
         if let (Some(a), Some(b)) = (after_peer, logged()) {
             launches.push(b - a);
         }
@@ -136,6 +152,10 @@ fn bench<B: AutodiffBackend + trainer::model::scan::ScanBackend>(
         fwd_bwd_s: median(fb_times),
         host_reads: reads.into_iter().max().unwrap_or(0),
         kernels_per_step: launches
+            .last()
+            .map(|k| k.to_string())
+            .unwrap_or_else(|| "-".into()),
+        kernels_per_micro_batch: peer_launches
             .last()
             .map(|k| k.to_string())
             .unwrap_or_else(|| "-".into()),
@@ -160,18 +180,19 @@ fn main() -> Result<()> {
     let selection = backend::select(&request)?;
     let rows = backend::run_on(&selection, Rows { iters })?;
     println!(
-        "\n| config | tokens/step | train step s | tokens/s | host reads/step | kernels/step | peer: fwd+bwd s | peer tokens/s |"
+        "\n| config | tokens/step | train step s | tokens/s | host reads/step | kernels/step | kernels/micro-batch fwd+bwd | peer: fwd+bwd s | peer tokens/s |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in rows {
         println!(
-            "| {} | {} | {:.3} | {:.0} | {} | {} | {:.3} | {:.0} |",
+            "| {} | {} | {:.3} | {:.0} | {} | {} | {} | {:.3} | {:.0} |",
             r.name,
             r.tokens,
             r.step_s,
             r.tokens as f64 / r.step_s,
             r.host_reads,
             r.kernels_per_step,
+            r.kernels_per_micro_batch,
             r.fwd_bwd_s,
             r.tokens as f64 / r.fwd_bwd_s
         );
@@ -220,8 +241,16 @@ impl Job for Rows {
         if let Some(l) = arg("--layers").and_then(|s| s.parse().ok()) {
             c.num_hidden_layers = l;
         }
-        for p in [Precision::F32, Precision::Bf16] {
-            if p.check::<B>(device, "precision").is_err() {
+        // A smaller vocabulary keeps the embedding under wgpu's default 128 MiB binding limit.
+        if let Some(v) = arg("--vocab").and_then(|s| s.parse().ok()) {
+            c.vocab_size = v;
+        }
+        // Each precision the device takes: f32 on the CPU and wgpu, tf32 and bf16 on CUDA.
+        let only = arg("--precision");
+        for p in [Precision::F32, Precision::Tf32, Precision::Bf16] {
+            if p.check::<B>(device, "precision").is_err()
+                || only.as_ref().is_some_and(|o| *o != p.to_string())
+            {
                 continue;
             }
             let name = format!(

@@ -323,10 +323,11 @@ pub struct PretrainConfig {
     pub keep_checkpoints: usize,
     /// Compute threads (0 = all cores). Results are bit-reproducible for a fixed value.
     pub threads: usize,
-    /// Dtype of the matrix products: "f32", or "bf16" with f32 master weights (CUDA only;
-    /// [`Precision`]). Left out of the recorded recipe when f32, so older runs still resume.
-    #[serde(skip_serializing_if = "Precision::is_f32")]
-    pub precision: Precision,
+    /// Dtype of the matrix products: "f32" (strict; CPU, wgpu), "tf32" or "bf16" with f32
+    /// master weights (CUDA only; [`Precision`]); unset: the backend's own ([`Precision::of`]:
+    /// f32, TF32 on CUDA). Left out of the recorded recipe when unset, so older runs resume.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub precision: Option<Precision>,
     // The options below are left out of the recorded recipe when unset, so runs started before
     // they existed still resume.
     /// Passes over the training data (the sum of every mixed domain's training sequences); when
@@ -389,7 +390,7 @@ impl Default for PretrainConfig {
             checkpoint_every: 100,
             keep_checkpoints: 3,
             threads: 0,
-            precision: Precision::F32,
+            precision: None,
             epochs: None,
             schedule: ScheduleKind::Cosine,
             stable_fraction: 0.0,
@@ -534,10 +535,10 @@ pub struct FinetuneConfig {
     pub seed: u64,
     /// Compute threads (0 = all cores); bit-exact resume needs the same value.
     pub threads: usize,
-    /// Dtype of the matrix products while training: "f32", or "bf16" with f32 master weights
-    /// (CUDA only; [`Precision`]). Answering runs in f32.
-    #[serde(skip_serializing_if = "Precision::is_f32")]
-    pub precision: Precision,
+    /// Dtype of the matrix products while training: "f32", "tf32" or "bf16", as
+    /// `[pretrain] precision`; unset: the backend's own. Answering runs in f32 storage.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub precision: Option<Precision>,
     /// Stop after this many optimizer steps (demo, tests).
     pub max_steps: Option<usize>,
     /// Use only the first N training examples (demo, tests).
@@ -583,7 +584,7 @@ impl Default for FinetuneConfig {
             micro_batch: 4,
             seed: 42,
             threads: 0,
-            precision: Precision::F32,
+            precision: None,
             max_steps: None,
             train_limit: None,
             checkpoint_every: 100,
@@ -896,16 +897,17 @@ impl FinetuneConfig {
 mod tests {
     use super::*;
 
-    /// `precision` is read from `[pretrain]`, an unknown value names the allowed ones, and f32
-    /// (the default) stays out of the recorded recipe so runs started before the key resume.
+    /// `precision` is read from `[pretrain]`, an unknown value names the allowed ones, and an
+    /// unset one stays out of the recorded recipe so runs started before the key resume.
     #[test]
-    fn precision_setting_parses_and_is_recorded_only_when_not_f32() {
+    fn precision_setting_parses_and_is_recorded_only_when_set() {
         let parse = |v: &str| {
             let table: toml::Table = toml::from_str(&format!("[pretrain]\nprecision = \"{v}\"\n"))?;
             section::<PretrainConfig>(&table, "pretrain", "test")
         };
-        assert_eq!(parse("bf16").unwrap().precision, Precision::Bf16);
-        assert_eq!(parse("tf32").unwrap().precision, Precision::Tf32);
+        assert_eq!(parse("bf16").unwrap().precision, Some(Precision::Bf16));
+        assert_eq!(parse("tf32").unwrap().precision, Some(Precision::Tf32));
+        assert_eq!(parse("f32").unwrap().precision, Some(Precision::F32));
         let err = format!("{:#}", parse("fp8").unwrap_err());
         assert!(err.contains("`f32`, `tf32`, `bf16`"), "{err}");
         let recorded = |c: &PretrainConfig| serde_json::to_value(c).unwrap();

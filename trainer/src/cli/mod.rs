@@ -208,17 +208,19 @@ struct EvalArgs {
 
 /// Choose the device (`--device`, else `[train] device`, else auto) and say so in the first log
 /// line, before anything is computed or written.
-fn choose(arg: &DeviceArg, config: &Config, precision: Precision) -> Result<Selection> {
+fn choose(arg: &DeviceArg, config: &Config, precision: Option<Precision>) -> Result<Selection> {
     let request = arg
         .device
         .clone()
         .or_else(|| config.train.device.clone())
         .unwrap_or_default();
     let selection = backend::select(&request)?;
-    // Inference on CUDA has no precision setting: say what its f32 products are.
+    // Inference, and training with no precision set, run the backend's own: on CUDA its f32
+    // products are TF32.
     let precision = match (selection.backend, precision) {
-        ("cuda", Precision::F32) => "f32 storage, TF32 matrix products".to_string(),
-        (_, p) => p.to_string(),
+        ("cuda", None) => "tf32 (f32 storage, TF32 matrix products)".to_string(),
+        (_, None) => "f32".to_string(),
+        (_, Some(p)) => p.to_string(),
     };
     tracing::info!(
         "device {} [{} backend], precision {}; chosen: {}",
@@ -234,7 +236,7 @@ fn choose(arg: &DeviceArg, config: &Config, precision: Precision) -> Result<Sele
 pub fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
         Command::Score(a) => {
-            let selection = choose(&a.device, &Config::default(), Precision::F32)?;
+            let selection = choose(&a.device, &Config::default(), None)?;
             let r = backend::run_on(&selection, ScoreJob(&a)).context("trainer score")?;
             println!(
                 "loss {:.6} over logits {:?}; wrote {}",
@@ -244,7 +246,7 @@ pub fn run(cli: Cli) -> Result<()> {
             );
         }
         Command::Generate(a) => {
-            let selection = choose(&a.device, &Config::default(), Precision::F32)?;
+            let selection = choose(&a.device, &Config::default(), None)?;
             for (i, (logprob, text)) in backend::run_on(&selection, GenerateJob(&a))?
                 .iter()
                 .enumerate()
@@ -333,7 +335,7 @@ fn eval(a: EvalArgs) -> Result<()> {
         Section::FINETUNE
     };
     let config = Config::load(a.config.as_deref(), sections)?;
-    let selection = choose(&a.device, &config, Precision::F32)?;
+    let selection = choose(&a.device, &config, None)?;
     let model = a.model.clone().context("give --model")?;
     let out = backend::run_on(
         &selection,

@@ -52,6 +52,18 @@ impl Precision {
         *self == Precision::F32
     }
 
+    /// `setting`'s value, or when unset the backend's own: TF32 products on CUDA (what its f32
+    /// matmul computes), strict f32 elsewhere.
+    pub fn of<B: Backend>(setting: Option<Precision>, device: &B::Device) -> Precision {
+        setting.unwrap_or_else(|| {
+            if runs_f32_as_tf32(&B::name(device)) {
+                Precision::Tf32
+            } else {
+                Precision::F32
+            }
+        })
+    }
+
     /// An error naming `setting` unless backend `B` computes in this precision on `device`.
     pub fn check<B: Backend>(self, device: &B::Device, setting: &str) -> anyhow::Result<()> {
         let cuda = runs_f32_as_tf32(&B::name(device));

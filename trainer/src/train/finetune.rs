@@ -32,9 +32,9 @@ use crate::config::{Config, FinetuneConfig, Resolved};
 use crate::eval::answer;
 use crate::eval::items;
 use crate::eval::qa::{self, Encoded, PaddedBatch, QaEncoder, QaItem};
-use crate::model::MambaLm;
 use crate::model::hf::{self, load_pretrained, save_pretrained};
 use crate::model::scan::ScanBackend;
+use crate::model::{MambaLm, Precision};
 use crate::train::checkpoint;
 use crate::train::data::IndexOrder;
 use crate::train::loss::masked_nll_sum;
@@ -164,7 +164,8 @@ pub fn train<B: AutodiffBackend + ScanBackend>(
     let device = devices.first().context("no device to train on")?;
     let cfg = &r.cfg;
     cfg.validate()?;
-    cfg.precision.check::<B>(device, "[finetune] precision")?;
+    let precision = Precision::of::<B>(cfg.precision, device);
+    precision.check::<B>(device, "[finetune] precision")?;
     let (rows, train_path) = items::training_items(r, data_dir)?;
     let enc = QaEncoder {
         tokenizer,
@@ -211,7 +212,7 @@ pub fn train<B: AutodiffBackend + ScanBackend>(
     let mut run = Session::<B>::open(spec, || load_pretrained::<B>(init_dir, device), device)?;
     let shared = run.shared_state()?;
     let (model, node0) = replicas.start(run.model, &mut run.optimizer, shared)?;
-    run.model = model.with_precision(cfg.precision);
+    run.model = model.with_precision(precision);
     if let (Some(state), false) = (node0, run.is_writer()) {
         run.adopt_state(&state)?;
     }

@@ -25,6 +25,9 @@ use anyhow::{Context, Result, anyhow, bail, ensure};
 /// What a node says first: who it is, in a run of how many nodes with how many devices each.
 const HELLO: &[u8; 8] = b"bmnodes1";
 
+/// How long node 0 waits for a new connection's hello.
+const HANDSHAKE: Duration = Duration::from_secs(10);
+
 /// A node's connections to the others of its run.
 pub struct NodeLink {
     nodes: usize,
@@ -268,7 +271,8 @@ fn accept_nodes(
             Err(e) => return Err(e).context("node 0: accepting a node"),
         };
         stream.set_nonblocking(false)?;
-        configure(&stream, timeout)?;
+        // A stranger that connects and says nothing holds node 0 up for seconds, not the timeout.
+        configure(&stream, HANDSHAKE.min(timeout))?;
         let mut head = [0u8; 20];
         if let Err(e) = (&stream).read_exact(&mut head) {
             tracing::warn!("node 0: ignoring a connection from {from} that did not say hello: {e}");
@@ -306,6 +310,7 @@ fn accept_nodes(
             bail!("node 0: refused a node from {from}: {r}");
         }
         tracing::info!("node 0: node {rank} joined from {from}");
+        configure(&stream, timeout)?;
         joined[rank - 1] = Some(peer(rank, stream)?);
     }
     Ok(joined.into_iter().map(|p| p.expect("all joined")).collect())

@@ -16,9 +16,9 @@ use burn::tensor::backend::AutodiffBackend;
 use schemas::{Layout, layout};
 
 use crate::config::Config;
-use crate::model::MambaLm;
 use crate::model::hf::{self, HfConfig};
 use crate::model::scan::ScanBackend;
+use crate::model::{MambaLm, Precision};
 use crate::train::data::{self, DomainCursor, MixState, MixedLoader, SequenceSource, Shards};
 use crate::train::loss::{
     causal_lm_loss, length_mask, masked_loss_sum, masked_nll_sum, targets_of,
@@ -213,7 +213,8 @@ where
     let device = devices.first().context("no device to train on")?;
     let cfg = &file.pretrain;
     cfg.validate()?;
-    cfg.precision.check::<B>(device, "[pretrain] precision")?;
+    let precision = Precision::of::<B>(cfg.precision, device);
+    precision.check::<B>(device, "[pretrain] precision")?;
     ensure!(!domains.is_empty(), "no training domains");
     let mixed = !cfg.mix.is_empty();
     for d in domains {
@@ -288,7 +289,7 @@ where
     let mut run = Session::<B>::open(spec, init, device)?;
     let shared = run.shared_state()?;
     let (model, node0) = replicas.start(run.model, &mut run.optimizer, shared)?;
-    run.model = model.with_precision(cfg.precision);
+    run.model = model.with_precision(precision);
     if let (Some(state), false) = (node0, run.is_writer()) {
         run.adopt_state(&state)?;
     }
