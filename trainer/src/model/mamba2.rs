@@ -16,7 +16,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::mixer::{LayerState, RmsNorm, causal_conv1d, conv1d_step, softplus_torch};
-use super::precision::{Precision, linear};
+use super::precision::{Precision, linear, scale_channels};
 use super::ssd::{SsdInputs, ssd_chunked};
 use super::{MambaBlock, MambaLm, Mixer, normal, uniform};
 
@@ -293,9 +293,7 @@ impl<B: Backend> GatedRmsNorm<B> {
         let h = (y * silu(z)).reshape([rows, self.groups, ch / self.groups]);
         let var = h.clone().powi_scalar(2).mean_dim(2);
         let h = (h * (var + self.eps).sqrt().recip()).reshape(dims);
-        let mut shape = [1; D];
-        shape[D - 1] = ch;
-        h * self.weight.val().reshape(shape)
+        scale_channels(h, self.weight.val())
     }
 }
 

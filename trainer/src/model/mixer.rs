@@ -6,7 +6,7 @@ use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 
-use super::precision::{Precision, linear};
+use super::precision::{Precision, linear, scale_channels};
 use super::scan::{ScanBackend, ScanInputs};
 
 /// PyTorch `F.softplus` (beta 1, threshold 20): linear above 20. The clamp keeps the
@@ -27,10 +27,7 @@ impl<B: Backend> RmsNorm<B> {
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
         let var = x.clone().powi_scalar(2).mean_dim(D - 1);
         let x = x * (var + self.eps).sqrt().recip();
-        let d = self.weight.dims()[0];
-        let mut shape = [1; D];
-        shape[D - 1] = d;
-        x * self.weight.val().reshape(shape)
+        scale_channels(x, self.weight.val())
     }
 }
 

@@ -118,12 +118,52 @@ pub(super) fn linear_t<B: Backend, const D: usize>(
     let out = w.dims()[0];
     let mut y = matmul_t(x.reshape([rows, inn]), w, p);
     if let Some(b) = b {
-        y = y + b.reshape([1, out]);
+        y = match row_split(rows) {
+            1 => y + b.reshape([1, out]),
+            k => (y.reshape([k, rows / k, out]) + b.reshape([1, 1, out])).reshape([rows, out]),
+        };
     }
     let mut od = dims;
     od[D - 1] = out;
     y.reshape(od)
 }
+
+/// How to lay out `rows` rows against a vector broadcast over them (a bias, a norm's weight) so
+/// that the vector's gradient, a sum over all rows, is reduced in two fixed-order stages:
+/// `[k, rows / k, n]` against `[1, 1, n]`, since autodiff sums a broadcast one dimension at a
+/// time. Burn reduces with one thread per output, which at 8 × 2048 tokens would be one thread
+/// walking 16,384 rows; split, two stages of 128. Returns k, the largest divisor of `rows` not
+/// above √rows; 1 (keep the plain broadcast) below [`SPLIT_ROWS`]. The forward values are the
+/// same either way.
+pub(super) fn row_split(rows: usize) -> usize {
+    if rows < SPLIT_ROWS {
+        return 1;
+    }
+    let root = (rows as f64).sqrt() as usize;
+    (1..=root).rev().find(|d| rows % d == 0).unwrap_or(1)
+}
+
+/// `x [..., d] × w [d]` (a norm's weight), its gradient reduced in two stages ([`row_split`]).
+pub(super) fn scale_channels<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    w: Tensor<B, 1>,
+) -> Tensor<B, D> {
+    let dims = x.dims();
+    let d = dims[D - 1];
+    let rows = dims.iter().product::<usize>() / d;
+    match row_split(rows) {
+        1 => {
+            let mut shape = [1; D];
+            shape[D - 1] = d;
+            x * w.reshape(shape)
+        }
+        k => (x.reshape([k, rows / k, d]) * w.reshape([1, 1, d])).reshape(dims),
+    }
+}
+
+/// Rows from which [`row_split`] splits: 8 × 2048 training micro-batches do; the sample's and
+/// the golden fixtures' shapes do not, so their results are as before.
+pub const SPLIT_ROWS: usize = 4096;
 
 /// x @ Wᵀ in the compute dtype of `p`, returned in x's dtype.
 pub(super) fn matmul_t<B: Backend>(x: Tensor<B, 2>, w: Tensor<B, 2>, p: Precision) -> Tensor<B, 2> {
@@ -133,5 +173,86 @@ pub(super) fn matmul_t<B: Backend>(x: Tensor<B, 2>, w: Tensor<B, 2>, p: Precisio
             let home = FloatDType::from(x.dtype());
             x.cast(dt).matmul(w.cast(dt).transpose()).cast(home)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::{Autodiff, NdArray};
+    use burn::tensor::{Distribution, TensorData};
+
+    type Ad = Autodiff<NdArray<f32>>;
+
+    #[test]
+    fn rows_split_near_the_square_root() {
+        assert_eq!(row_split(16_384), 128);
+        assert_eq!(row_split(8 * 2048 * 3), 192); // 49,152 = 192 × 256
+        assert_eq!(row_split(4099), 1); // prime
+        assert_eq!(row_split(SPLIT_ROWS - 1), 1);
+        assert_eq!(row_split(2 * 37), 1);
+    }
+
+    /// At a split shape the bias and norm-weight gradients are the column sums of the upstream
+    /// gradient (within f32 rounding of an f64 sum), the forward values are exactly the plain
+    /// broadcast's, and two runs agree bit for bit.
+    #[test]
+    fn split_broadcasts_keep_values_and_sum_their_gradients() {
+        let dev = Default::default();
+        let (rows, n) = (8192, 24);
+        let x = Tensor::<Ad, 2>::random([rows, n], Distribution::Normal(0.0, 1.0), &dev);
+        let g = Tensor::<Ad, 2>::random([rows, n], Distribution::Normal(0.0, 1.0), &dev);
+        let v0 = Tensor::<Ad, 1>::random([n], Distribution::Normal(0.0, 1.0), &dev);
+        // x · I + b through `linear_t` (the product with the identity is exact).
+        let eye: Vec<f32> = (0..n * n)
+            .map(|i| if i / n == i % n { 1.0 } else { 0.0 })
+            .collect();
+        let eye = Tensor::<Ad, 2>::from_data(TensorData::new(eye, [n, n]), &dev);
+        let run = || {
+            let b = v0.clone().require_grad();
+            // Its own tensor: clones of one tensor made to require grad share its gradient.
+            let w = Tensor::<Ad, 1>::from_data(v0.to_data(), &dev).require_grad();
+            let y = linear_t(x.clone(), eye.clone(), Some(b.clone()), Precision::F32);
+            let z = scale_channels(x.clone(), w.clone());
+            let loss = (y.clone() * g.clone()).sum() + (z.clone() * g.clone()).sum();
+            let grads = loss.backward();
+            let read = |t: Tensor<NdArray<f32>, 1>| t.into_data().to_vec::<f32>().unwrap();
+            (
+                y.inner().into_data(),
+                z.inner().into_data(),
+                read(b.grad(&grads).unwrap()),
+                read(w.grad(&grads).unwrap()),
+            )
+        };
+        let (y, z, db, dw) = run();
+        let plain_y = (x.clone() + v0.clone().reshape([1, n])).inner().into_data();
+        let plain_z = (x.clone() * v0.clone().reshape([1, n])).inner().into_data();
+        assert_eq!(y, plain_y, "bias forward changed");
+        assert_eq!(z, plain_z, "norm weight forward changed");
+        let (xs, gs): (Vec<f32>, Vec<f32>) = (
+            x.clone().inner().into_data().to_vec().unwrap(),
+            g.clone().inner().into_data().to_vec().unwrap(),
+        );
+        for c in 0..n {
+            let want_b: f64 = (0..rows).map(|r| gs[r * n + c] as f64).sum();
+            let want_w: f64 = (0..rows)
+                .map(|r| (gs[r * n + c] * xs[r * n + c]) as f64)
+                .sum();
+            let scale_b: f64 = (0..rows).map(|r| gs[r * n + c].abs() as f64).sum();
+            let scale_w: f64 = (0..rows)
+                .map(|r| (gs[r * n + c] * xs[r * n + c]).abs() as f64)
+                .sum();
+            assert!(
+                (db[c] as f64 - want_b).abs() <= 1e-6 * scale_b,
+                "bias grad {c}: {} vs {want_b} (scale {scale_b})",
+                db[c]
+            );
+            assert!(
+                (dw[c] as f64 - want_w).abs() <= 1e-6 * scale_w,
+                "weight grad {c}"
+            );
+        }
+        let again = run();
+        assert_eq!((again.2, again.3), (db, dw), "not bit-identical run to run");
     }
 }
