@@ -15,6 +15,7 @@ use burn::tensor::{Int, Tensor};
 pub mod config;
 pub mod generate;
 pub mod hf;
+pub mod lookup;
 pub mod mamba2;
 pub mod mixer;
 pub mod precision;
@@ -24,6 +25,7 @@ pub mod ssd;
 pub use config::{Arch, MambaConfig, ModelConfig};
 use config::{normal, uniform};
 pub use generate::{Candidate, GenerateConfig, beam_search, greedy};
+pub use lookup::{LookupBackend, LookupPlan};
 pub use mamba2::{GatedRmsNorm, Mamba2Config, Mamba2Mixer};
 pub use mixer::{LayerState, MambaCache, MambaMixer, RmsNorm, softplus_torch};
 pub use precision::Precision;
@@ -184,6 +186,18 @@ impl<B: ScanBackend> MambaLm<B> {
         self.forward_full(ids, false, false).logits
     }
 
+    /// [`Self::forward`] for training: the embedding gradient is reduced by `plan` (made on the
+    /// host from the same ids, [`LookupPlan::new`]) on backends where that is faster.
+    pub fn forward_planned(
+        &self,
+        ids: Tensor<B, 2, Int>,
+        plan: Option<&LookupPlan>,
+    ) -> Tensor<B, 3> {
+        let (x, _, _) = self.blocks(ids, plan, false, false);
+        let x = self.norm_f.forward(x);
+        linear_t(x, self.head_weight(), None, self.precision)
+    }
+
     /// Parallel forward with optional per-block hidden states and final recurrent cache.
     pub fn forward_full(
         &self,
@@ -191,7 +205,7 @@ impl<B: ScanBackend> MambaLm<B> {
         want_hidden: bool,
         want_cache: bool,
     ) -> ForwardOutput<B> {
-        let (x, mut hidden, states) = self.blocks(ids, want_hidden, want_cache);
+        let (x, mut hidden, states) = self.blocks(ids, None, want_hidden, want_cache);
         let x = self.norm_f.forward(x);
         if want_hidden {
             hidden.push(x.clone());
@@ -209,7 +223,7 @@ impl<B: ScanBackend> MambaLm<B> {
     /// the recurrent cache after the last position.
     pub fn prefill(&self, ids: Tensor<B, 2, Int>) -> (Tensor<B, 2>, MambaCache<B>) {
         let [bsz, len] = ids.dims();
-        let (x, _, states) = self.blocks(ids, false, true);
+        let (x, _, states) = self.blocks(ids, None, false, true);
         let d = x.dims()[2];
         let x = self
             .norm_f
@@ -223,15 +237,14 @@ impl<B: ScanBackend> MambaLm<B> {
     fn blocks(
         &self,
         ids: Tensor<B, 2, Int>,
+        plan: Option<&LookupPlan>,
         want_hidden: bool,
         want_cache: bool,
     ) -> (Tensor<B, 3>, Vec<Tensor<B, 3>>, Vec<LayerState<B>>) {
         let [bsz, len] = ids.dims();
         let emb = self.embeddings.val();
         let d = emb.dims()[1];
-        let mut x = emb
-            .select(0, ids.reshape([bsz * len]))
-            .reshape([bsz, len, d]);
+        let mut x = B::lookup(emb, ids.reshape([bsz * len]), plan).reshape([bsz, len, d]);
         let mut hidden = Vec::new();
         let mut states = Vec::with_capacity(if want_cache { self.layers.len() } else { 0 });
         for layer in &self.layers {

@@ -33,6 +33,7 @@ use crate::eval::answer;
 use crate::eval::items;
 use crate::eval::qa::{self, Encoded, PaddedBatch, QaEncoder, QaItem};
 use crate::model::hf::{self, load_pretrained, save_pretrained};
+use crate::model::lookup::plan_for;
 use crate::model::scan::ScanBackend;
 use crate::model::{MambaLm, Precision};
 use crate::train::checkpoint;
@@ -128,7 +129,9 @@ pub fn answer_loss_share<B: AutodiffBackend + ScanBackend>(
             Tensor::from_data(TensorData::new(pb.ids.clone(), [pb.rows, pb.len]), device);
         let mask: Tensor<B, 2> =
             Tensor::from_data(TensorData::new(pb.mask.clone(), [pb.rows, pb.len]), device);
-        Ok(masked_nll_sum(model.forward(ids.clone()), ids, mask).div_scalar(targets as f64))
+        let plan = plan_for::<B, _>(&pb.ids);
+        let logits = model.forward_planned(ids.clone(), plan.as_ref());
+        Ok(masked_nll_sum(logits, ids, mask).div_scalar(targets as f64))
     }
 }
 

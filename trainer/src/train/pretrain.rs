@@ -17,6 +17,7 @@ use schemas::{Layout, layout};
 
 use crate::config::Config;
 use crate::model::hf::{self, HfConfig};
+use crate::model::lookup::plan_for;
 use crate::model::scan::ScanBackend;
 use crate::model::{MambaLm, Precision};
 use crate::train::data::{self, DomainCursor, MixState, MixedLoader, SequenceSource, Shards};
@@ -67,7 +68,9 @@ pub fn lm_loss_share<B: AutodiffBackend + ScanBackend>(
 ) -> impl Fn(&MambaLm<B>, &MicroBatch, &B::Device) -> Result<Tensor<B, 1>> + Send + Sync + 'static {
     move |model, seqs, device| {
         let ids = data::batch_tensor::<B>(seqs, vocab_size, device)?;
-        Ok(causal_lm_loss(model.forward(ids.clone()), ids).mul_scalar(1.0 / grad_accum as f64))
+        let plan = plan_for::<B, _>(&seqs.concat());
+        let logits = model.forward_planned(ids.clone(), plan.as_ref());
+        Ok(causal_lm_loss(logits, ids).mul_scalar(1.0 / grad_accum as f64))
     }
 }
 
@@ -83,10 +86,10 @@ pub fn masked_loss_share<B: AutodiffBackend + ScanBackend>(
     move |model, batch, device| {
         let ids = data::batch_tensor::<B>(&batch.ids, vocab_size, device)?;
         let mask = length_mask::<B>(&batch.lengths, ids.dims()[1], device);
-        Ok(
-            masked_loss_sum(model.forward(ids.clone()), ids, mask, label_smoothing)
-                .div_scalar(step_targets.max(1) as f64),
-        )
+        let plan = plan_for::<B, _>(&batch.ids.concat());
+        let logits = model.forward_planned(ids.clone(), plan.as_ref());
+        Ok(masked_loss_sum(logits, ids, mask, label_smoothing)
+            .div_scalar(step_targets.max(1) as f64))
     }
 }
 

@@ -1,6 +1,6 @@
 //! The [`ScanBackend`] trait, and its implementation for every CubeCL backend.
 
-use burn::tensor::{Tensor, backend::Backend};
+use burn::tensor::Tensor;
 
 use super::reference::{self, DEFAULT_CHUNK};
 use super::{ScanGrads, ScanInputs};
@@ -9,7 +9,7 @@ use super::{ScanGrads, ScanInputs};
 /// scan (works on any backend); NdArray overrides with a fused CPU loop, CubeBackend
 /// (CUDA/wgpu) with CubeCL kernels, `Autodiff<B>` with a custom backward that recomputes
 /// states instead of keeping `[B, D, L, N]` activations.
-pub trait ScanBackend: Backend {
+pub trait ScanBackend: crate::model::LookupBackend {
     /// y `[B, D, L]` and the final state h_{L-1} `[B, D, N]`.
     ///
     /// Under autodiff only `y` is differentiable; the final state (used to seed recurrent
