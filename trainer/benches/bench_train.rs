@@ -11,6 +11,8 @@
 //! the device before reading the clock. Host reads per step are counted (`step::host_reads`).
 //! `--precision P` measures the 130m row in P only; `--vocab N` overrides its vocabulary. `--warmup K` untimed steps first (0; the first step on a GPU compiles every kernel), then
 //! `--iters` timed ones, medians reported.
+//! `--plain-lookup` trains with Burn's embedding backward instead of the planned one
+//! (`model::lookup`; CubeCL backends only: the CPU always uses Burn's).
 //! `--kernel-log FILE` also counts kernel launches per step on a CubeCL backend: FILE must be the
 //! `[profiling.logger] file` of a `cubecl.toml` in the working directory with `level =
 //! "minimal"` (one "Executing" line per launch).
@@ -143,7 +145,8 @@ fn bench<B: AutodiffBackend + trainer::model::scan::ScanBackend>(
         if let (Some(a), Some(b)) = (after_peer, logged()) {
             launches.push(b - a);
         }
-        eprintln!("{name}: loss {loss:.4}");
+        // Exact (shortest round-trip) so that two runs can be compared bit for bit.
+        eprintln!("{name}: step {i} loss {loss:?}");
     }
     Ok(Row {
         name: name.to_string(),
@@ -173,6 +176,9 @@ fn main() -> Result<()> {
         .and_then(|s| s.parse().ok())
         .unwrap_or(3)
         .max(1);
+    if flag("--plain-lookup") {
+        trainer::model::lookup::set_plans(false);
+    }
     let request: DeviceRequest = match arg("--device") {
         Some(d) => d.parse()?,
         None => DeviceRequest::Cpu,

@@ -42,24 +42,8 @@ impl<B: ScanBackend> Backward<B, 6> for ScanBackward {
         _checkpointer: &mut Checkpointer,
     ) {
         let dy: Tensor<B, 3> = inner(grads.consume::<B>(&ops.node));
-        let [u, delta, a, b, c, d] = ops.state;
-        let x = ScanInputs::<B> {
-            u: inner(u),
-            delta: inner(delta),
-            a: inner(a),
-            b: inner(b),
-            c: inner(c),
-            d: inner(d),
-        };
-        let g = B::selective_scan_backward(x, dy);
-        let out = [
-            prim(g.u),
-            prim(g.delta),
-            prim(g.a),
-            prim(g.b),
-            prim(g.c),
-            prim(g.d),
-        ];
+        let x = ScanInputs::<B>::from_primitives(ops.state);
+        let out = B::selective_scan_backward(x, dy).into_primitives();
         for (parent, grad) in ops.parents.into_iter().zip(out) {
             if let Some(node) = parent {
                 grads.register::<B>(node.id, grad);
@@ -70,39 +54,10 @@ impl<B: ScanBackend> Backward<B, 6> for ScanBackward {
 
 impl<B: ScanBackend, C: CheckpointStrategy> ScanBackend for Autodiff<B, C> {
     fn selective_scan_forward(x: ScanInputs<Self>) -> (Tensor<Self, 3>, Tensor<Self, 3>) {
-        let (u, delta, a, b, c, d) = (
-            prim(x.u),
-            prim(x.delta),
-            prim(x.a),
-            prim(x.b),
-            prim(x.c),
-            prim(x.d),
-        );
-        let state: ScanState<B> = [
-            u.primitive.clone(),
-            delta.primitive.clone(),
-            a.primitive.clone(),
-            b.primitive.clone(),
-            c.primitive.clone(),
-            d.primitive.clone(),
-        ];
-        let nodes = [
-            u.node.clone(),
-            delta.node.clone(),
-            a.node.clone(),
-            b.node.clone(),
-            c.node.clone(),
-            d.node.clone(),
-        ];
-        let [iu, idelta, ia, ib, ic, id] = state.clone();
-        let (y, last) = B::selective_scan_forward(ScanInputs {
-            u: inner(iu),
-            delta: inner(idelta),
-            a: inner(ia),
-            b: inner(ib),
-            c: inner(ic),
-            d: inner(id),
-        });
+        let ins = x.into_primitives();
+        let state: ScanState<B> = ins.each_ref().map(|t| t.primitive.clone());
+        let nodes = ins.each_ref().map(|t| t.node.clone());
+        let (y, last) = B::selective_scan_forward(ScanInputs::from_primitives(state.clone()));
         let y = prim(y);
         let y = match ScanBackward.prepare::<C>(nodes).compute_bound().stateful() {
             OpsKind::Tracked(prep) => prep.finish(state, y),
