@@ -29,6 +29,8 @@ use burn::tensor::backend::Backend;
 use burn::tensor::ops::IntTensor;
 use burn::tensor::{IndexingUpdateOp, Int, Tensor, TensorData, TensorPrimitive};
 
+use super::precision::root_divisor;
+
 /// How the embedding gradient of one batch of ids is reduced, computed on the host from the ids
 /// (see the module docs). Index vectors address the stage-1 table `[k × (m + 1), d]`.
 #[derive(Clone, Debug, PartialEq)]
@@ -127,7 +129,6 @@ impl LookupPlan {
             chunks: self.chunks,
             chunk_rows: self.chunk_rows,
             width: self.width,
-            spanning: self.span_ids.len(),
             order: int(&self.order),
             slots: int(&self.slots),
             rows: int(&rows),
@@ -138,8 +139,7 @@ impl LookupPlan {
 
 /// The largest divisor of `n` not above √n, if it is at least 2.
 fn chunks(n: usize) -> Option<usize> {
-    let root = (n as f64).sqrt() as usize;
-    (2..=root).rev().find(|k| n % k == 0)
+    Some(root_divisor(n)).filter(|&k| k >= 2)
 }
 
 /// A [`LookupPlan`] on the device.
@@ -148,7 +148,6 @@ pub struct DevicePlan<B: Backend> {
     chunks: usize,
     chunk_rows: usize,
     width: usize,
-    spanning: usize,
     order: IntTensor<B>,
     slots: IntTensor<B>,
     rows: IntTensor<B>,
@@ -173,14 +172,15 @@ pub fn planned_backward<B: Backend>(grad: Tensor<B, 2>, plan: &DevicePlan<B>) ->
     match &plan.spans {
         None => out,
         Some((ids, rows)) => {
-            let n = plan.spanning;
+            let ids = ints(ids);
+            let n = ids.dims()[0];
             let sums = partial
                 .select(0, ints(rows))
                 .reshape([n, plan.width, d])
                 .sum_dim(1)
                 .reshape([n, d]);
             // Those ids' rows in `out` are zero rows, so adding sets them.
-            out.select_assign(0, ints(ids), sums, IndexingUpdateOp::Add)
+            out.select_assign(0, ids, sums, IndexingUpdateOp::Add)
         }
     }
 }

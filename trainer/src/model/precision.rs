@@ -139,8 +139,14 @@ pub(super) fn row_split(rows: usize) -> usize {
     if rows < SPLIT_ROWS {
         return 1;
     }
-    let root = (rows as f64).sqrt() as usize;
-    (1..=root).rev().find(|d| rows % d == 0).unwrap_or(1)
+    root_divisor(rows)
+}
+
+/// The largest divisor of `n` not above √n (1 for a prime): the number of chunks that cuts `n`
+/// rows into two near-equal stages (also the embedding lookup's, `lookup.rs`).
+pub(super) fn root_divisor(n: usize) -> usize {
+    let root = (n as f64).sqrt() as usize;
+    (1..=root).rev().find(|d| n % d == 0).unwrap_or(1)
 }
 
 /// `x [..., d] × w [d]` (a norm's weight), its gradient reduced in two stages ([`row_split`]).
